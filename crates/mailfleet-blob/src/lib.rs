@@ -1,0 +1,367 @@
+//! Content-addressed message bodies in object storage.
+//!
+//! [`BlobStore`] wraps an `object_store` backend: a local directory
+//! (`file:///path`) by default, any S3-compatible service (`s3://bucket`) in
+//! production; the same code path serves both. A body is stored under
+//! `blobs/<sha256 hex>`, so every recipient of a message, and every message with
+//! the same bytes, shares one object.
+//!
+//! [`BlobWriter`] bounds memory per in-flight message: bytes are hashed as they
+//! arrive and kept in memory only up to the inline limit; a larger body streams
+//! to a temporary key by multipart upload and is then moved to its content key.
+//! An object becomes visible under its content key only when complete.
+//!
+//! This crate knows nothing of mail: no protocol, database or queue code.
+
+#![forbid(unsafe_code)]
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use mailfleet_runtime::Config;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+/// Size of one multipart part; S3 needs at least 5 MiB for all but the last.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid blob store configuration: {0}")]
+    Config(String),
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("invalid blob id {0:?}")]
+    InvalidId(String),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+impl BlobError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BlobError::NotFound(_) | BlobError::Store(object_store::Error::NotFound { .. })
+        )
+    }
+
+    /// Whether trying again later may succeed (the store was unreachable or
+    /// overloaded), as opposed to a request that can never succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BlobError::Store(e) if !matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::InvalidPath { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. }
+        ))
+    }
+}
+
+/// A stored body: its content hash and length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRef {
+    /// sha256 of the bytes, lower-case hex.
+    pub id: String,
+    pub size: u64,
+}
+
+/// Handle to the object store holding message bodies. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    inline_limit: usize,
+}
+
+impl BlobStore {
+    /// Builds the store named by `config.blob_url`: `file:///abs/path`,
+    /// `file://relative/path`, or `s3://bucket[/ignored]` with the `s3_*`
+    /// settings.
+    pub fn from_config(config: &Config) -> Result<Self, BlobError> {
+        let url = config.blob_url.trim();
+        let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(BlobError::Config("file:// needs a directory".into()));
+            }
+            std::fs::create_dir_all(path).map_err(|e| {
+                BlobError::Config(format!("cannot create blob directory {path}: {e}"))
+            })?;
+            Arc::new(LocalFileSystem::new_with_prefix(path)?.with_automatic_cleanup(true))
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            if bucket.is_empty() {
+                return Err(BlobError::Config("s3:// needs a bucket name".into()));
+            }
+            let mut b = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(&config.s3_region)
+                .with_allow_http(config.s3_allow_http);
+            if !config.s3_endpoint.is_empty() {
+                // Self-hosted S3 servers expect path-style requests.
+                b = b
+                    .with_endpoint(&config.s3_endpoint)
+                    .with_virtual_hosted_style_request(false);
+            }
+            if !config.s3_access_key.is_empty() {
+                b = b
+                    .with_access_key_id(config.s3_access_key.expose())
+                    .with_secret_access_key(config.s3_secret_key.expose());
+            }
+            Arc::new(b.build()?)
+        } else {
+            return Err(BlobError::Config(format!(
+                "MAILFLEET_BLOB_URL must start with file:// or s3://, got {url:?}"
+            )));
+        };
+        Ok(Self::new(store, config.blob_inline_limit))
+    }
+
+    /// Wraps any object store (tests use an in-memory one).
+    pub fn new(store: Arc<dyn ObjectStore>, inline_limit: usize) -> Self {
+        Self {
+            store,
+            inline_limit: inline_limit.max(1),
+        }
+    }
+
+    /// Starts storing a new body.
+    pub fn writer(&self) -> BlobWriter {
+        BlobWriter {
+            store: self.clone(),
+            hasher: Sha256::new(),
+            size: 0,
+            state: WriterState::Inline(BytesMut::new()),
+        }
+    }
+
+    /// The whole body. Only for bodies known to be small enough; use
+    /// [`BlobStore::stream`] otherwise.
+    pub async fn get(&self, id: &str) -> Result<Bytes, BlobError> {
+        let path = content_path(id)?;
+        match self.store.get(&path).await {
+            Ok(r) => Ok(r.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(id.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A byte range of the body.
+    pub async fn get_range(&self, id: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let path = content_path(id)?;
+        match self.store.get_range(&path, range).await {
+            Ok(b) => Ok(b),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(id.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The body (or a range of it) as a stream of chunks, never held whole.
+    pub async fn stream(
+        &self,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        if let Some(r) = &range
+            && r.start >= r.end
+        {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let path = content_path(id)?;
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(&path, options).await {
+            Ok(r) => Ok(r.into_stream().map(|c| c.map_err(BlobError::from)).boxed()),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(id.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The size of a stored body, or `None` if there is none.
+    pub async fn size(&self, id: &str) -> Result<Option<u64>, BlobError> {
+        match self.store.head(&content_path(id)?).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), BlobError> {
+        match self.store.delete(&content_path(id)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn content_path(id: &str) -> Result<Path, BlobError> {
+    if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(BlobError::InvalidId(id.into()));
+    }
+    Ok(Path::from(format!("blobs/{id}")))
+}
+
+enum WriterState {
+    /// Below the inline limit: bytes kept for one PUT.
+    Inline(BytesMut),
+    /// Above it: parts uploading to a temporary key.
+    Multipart { upload: WriteMultipart, tmp: Path },
+}
+
+/// Accumulates one body; see the crate docs for the memory bound.
+pub struct BlobWriter {
+    store: BlobStore,
+    hasher: Sha256,
+    size: u64,
+    state: WriterState,
+}
+
+impl BlobWriter {
+    /// Appends bytes. Above the inline limit this waits for upload capacity,
+    /// so a fast sender is slowed to the store's pace instead of buffering.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        match &mut self.state {
+            WriterState::Inline(buf) => {
+                if buf.len() + data.len() <= self.store.inline_limit {
+                    buf.extend_from_slice(data);
+                    return Ok(());
+                }
+                let tmp = Path::from(format!("tmp/{}", uuid::Uuid::now_v7()));
+                let upload = self.store.store.put_multipart(&tmp).await?;
+                let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                upload.write(buf);
+                upload.write(data);
+                self.state = WriterState::Multipart { upload, tmp };
+            }
+            WriterState::Multipart { upload, .. } => {
+                upload.wait_for_capacity(2).await?;
+                upload.write(data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the body under its content key and returns its reference.
+    pub async fn finish(self) -> Result<BlobRef, BlobError> {
+        let id = hex::encode(self.hasher.finalize());
+        let path = content_path(&id)?;
+        match self.state {
+            WriterState::Inline(buf) => {
+                self.store
+                    .store
+                    .put(&path, PutPayload::from_bytes(buf.freeze()))
+                    .await?;
+            }
+            WriterState::Multipart { upload, tmp } => {
+                upload.finish().await?;
+                // Same content, same key: overwriting an existing copy is harmless.
+                self.store.store.rename(&tmp, &path).await?;
+            }
+        }
+        Ok(BlobRef {
+            id,
+            size: self.size,
+        })
+    }
+
+    /// Drops a body that will not be used, cleaning up a started upload.
+    pub async fn abort(self) {
+        if let WriterState::Multipart { upload, tmp } = self.state
+            && let Err(error) = upload.abort().await
+        {
+            tracing::warn!(%error, %tmp, "Failed to abort a multipart upload.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn store(limit: usize) -> BlobStore {
+        BlobStore::new(Arc::new(InMemory::new()), limit)
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    #[tokio::test]
+    async fn small_body_round_trips_under_its_hash() {
+        let s = store(1024);
+        let mut w = s.writer();
+        w.write(b"Subject: hi\r\n\r\n").await.unwrap();
+        w.write(b"body\r\n").await.unwrap();
+        let r = w.finish().await.unwrap();
+        let all = b"Subject: hi\r\n\r\nbody\r\n";
+        assert_eq!(r.id, sha(all));
+        assert_eq!(r.size, all.len() as u64);
+        assert_eq!(s.get(&r.id).await.unwrap().as_ref(), all);
+        assert_eq!(s.get_range(&r.id, 9..11).await.unwrap().as_ref(), b"hi");
+        assert_eq!(s.size(&r.id).await.unwrap(), Some(all.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn large_body_goes_through_multipart_and_streams_back() {
+        let s = store(64 * 1024);
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let mut w = s.writer();
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            w.write(&chunk).await.unwrap();
+            all.extend_from_slice(&chunk);
+        }
+        let r = w.finish().await.unwrap();
+        assert_eq!(r.id, sha(&all));
+        let mut streamed = Vec::new();
+        let mut st = s.stream(&r.id, Some(5..9_000_005)).await.unwrap();
+        while let Some(c) = st.next().await {
+            streamed.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(streamed, all[5..9_000_005]);
+    }
+
+    #[tokio::test]
+    async fn missing_and_invalid_ids() {
+        let s = store(16);
+        let missing = sha(b"nothing");
+        assert!(s.get(&missing).await.unwrap_err().is_not_found());
+        assert_eq!(s.size(&missing).await.unwrap(), None);
+        assert!(matches!(
+            s.get("../etc/passwd").await,
+            Err(BlobError::InvalidId(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_directory_store() {
+        let dir = std::env::temp_dir().join(format!("mf-blob-{}", uuid::Uuid::now_v7()));
+        let config = Config::load(vec![(
+            "MAILFLEET_BLOB_URL".to_string(),
+            format!("file://{}", dir.display()),
+        )])
+        .unwrap();
+        let s = BlobStore::from_config(&config).unwrap();
+        let mut w = s.writer();
+        w.write(b"hello").await.unwrap();
+        let r = w.finish().await.unwrap();
+        assert!(dir.join("blobs").join(&r.id).exists());
+        s.delete(&r.id).await.unwrap();
+        assert_eq!(s.size(&r.id).await.unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,426 @@
+//! Settings of every service, from `MAILFLEET_…` environment variables over an
+//! optional TOML file (`MAILFLEET_CONFIG` names it).
+//!
+//! One flat set of settings serves all services, so docker-compose, Helm and
+//! the TOML file use the same names. A service reads the settings it needs and
+//! ignores the others. Unknown keys in the TOML file are errors (a typo must
+//! not silently fall back to a default); unknown `MAILFLEET_` variables are
+//! ignored, since deployments share one environment across containers.
+//! Every value is parsed and every error is reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A value that can be read from an environment variable or a TOML scalar.
+pub trait Setting: Sized {
+    fn parse_setting(raw: &str) -> Result<Self, String>;
+}
+
+macro_rules! from_str_setting {
+    ($($t:ty),*) => {$(
+        impl Setting for $t {
+            fn parse_setting(raw: &str) -> Result<Self, String> {
+                raw.trim().parse::<$t>().map_err(|e| e.to_string())
+            }
+        }
+    )*};
+}
+from_str_setting!(u16, u32, u64, usize, f64, SocketAddr, PathBuf);
+
+impl Setting for String {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_owned())
+    }
+}
+
+impl Setting for bool {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            other => Err(format!("expected true or false, got {other:?}")),
+        }
+    }
+}
+
+impl<T: Setting> Setting for Option<T> {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            T::parse_setting(raw).map(Some)
+        }
+    }
+}
+
+impl Setting for Duration {
+    /// `250ms`, `30s`, `5m`, `2h`, `5d`; a bare number is seconds.
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        parse_duration(raw)
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `5d`; a bare number is seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(raw.len());
+    let (num, unit) = raw.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 30s, got {raw:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("unknown duration unit in {raw:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("duration out of range: {raw:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A secret read from configuration: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Setting for SecretString {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+/// Configuration errors, all of them at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])+ $field:ident : $ty:ty = $default:literal; )*) => {
+        /// Every setting of mailfleet. See [`Config::KEYS`] for names and defaults.
+        #[derive(Clone, Debug)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl Config {
+            /// (setting name, default, description) of every setting; the
+            /// environment variable is `MAILFLEET_` + the name in upper case.
+            pub const KEYS: &'static [(&'static str, &'static str, &'static str)] = &[
+                $( (stringify!($field), $default, concat!($($doc),+)), )*
+            ];
+
+            fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+                let mut errors = Vec::new();
+                $(
+                    let raw = values.get(stringify!($field)).map(String::as_str).unwrap_or($default);
+                    let $field: Option<$ty> = match <$ty as Setting>::parse_setting(raw) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            errors.push(format!(
+                                "MAILFLEET_{}: {e}",
+                                stringify!($field).to_ascii_uppercase()
+                            ));
+                            None
+                        }
+                    };
+                )*
+                match ($($field,)*) {
+                    ($(Some($field),)*) => Ok(Config { $($field,)* }),
+                    _ => Err(ConfigError(errors)),
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Postgres URL (mailstore).
+    database_url: String = "postgres://postgres@127.0.0.1:5432/mailfleet";
+    /// Largest Postgres connection pool (mailstore).
+    database_max_connections: u32 = "16";
+    /// RabbitMQ URL (smtp-gateway, delivery-worker).
+    amqp_url: String = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    /// Prefix of every exchange and queue name.
+    queue_prefix: String = "mailfleet";
+    /// Where message bodies live: file:///path, or s3://bucket.
+    blob_url: String = "file://./data/blobs";
+    /// S3 endpoint URL for s3:// blob URLs (MinIO, Garage, ...); empty means AWS.
+    s3_endpoint: String = "";
+    /// S3 region.
+    s3_region: String = "us-east-1";
+    /// S3 access key id.
+    s3_access_key: SecretString = "";
+    /// S3 secret access key.
+    s3_secret_key: SecretString = "";
+    /// Allow plain http:// S3 endpoints (local test servers).
+    s3_allow_http: bool = "false";
+    /// Bodies up to this size are hashed in memory and stored with one PUT; larger ones use multipart upload.
+    blob_inline_limit: usize = "1048576";
+    /// mailstore gRPC endpoint the other services and the CLI call.
+    mailstore_url: String = "http://127.0.0.1:50051";
+    /// Credential every service presents to mailstore.
+    service_token: SecretString = "";
+    /// Credential for the Admin API (the mailfleet CLI).
+    admin_token: SecretString = "";
+    /// mailstore gRPC listen address.
+    grpc_listen: SocketAddr = "0.0.0.0:50051";
+    /// Health and metrics HTTP listen address.
+    http_listen: SocketAddr = "0.0.0.0:8080";
+    /// Host name in SMTP greetings and Received headers.
+    hostname: String = "localhost";
+    /// SMTP MX listener (no AUTH; local recipients only).
+    smtp_listen: SocketAddr = "0.0.0.0:25";
+    /// IMAP listener.
+    imap_listen: SocketAddr = "0.0.0.0:143";
+    /// POP3 listener.
+    pop3_listen: SocketAddr = "0.0.0.0:110";
+    /// Longest IMAP command line, CRLF included.
+    imap_max_line_length: usize = "8192";
+    /// How long an IMAP client may stay silent (RFC 3501 5.4: at least 30 minutes).
+    imap_timeout: Duration = "30m";
+    /// Longest POP3 command line, CRLF included (RFC 2449: 255 octets).
+    pop3_max_line_length: usize = "1024";
+    /// How long a POP3 client may stay silent (RFC 1939 3: at least 10 minutes).
+    pop3_timeout: Duration = "10m";
+    /// Largest message accepted over SMTP, in octets.
+    smtp_max_message_size: u64 = "52428800";
+    /// Most recipients in one SMTP transaction.
+    smtp_max_recipients: usize = "100";
+    /// Longest SMTP command line, CRLF included (RFC 5321 4.5.3.1.4: at least 512).
+    smtp_max_line_length: usize = "2048";
+    /// Most commands in one SMTP session.
+    smtp_max_commands: usize = "10000";
+    /// How long an SMTP client may stay silent (RFC 5321 4.5.3.2 suggests 5 minutes).
+    smtp_timeout: Duration = "5m";
+    /// Longest wait for the broker's publisher confirm before answering 451.
+    smtp_publish_timeout: Duration = "15s";
+    /// Most concurrent connections per listener.
+    max_connections: usize = "10000";
+    /// Most concurrent connections from one IP address per listener.
+    max_connections_per_ip: usize = "100";
+    /// AMQP prefetch of delivery-worker: jobs held unacked at once.
+    delivery_prefetch: u16 = "256";
+    /// Most deliveries stored in one mailstore transaction.
+    delivery_batch_size: usize = "128";
+    /// How long delivery-worker waits to fill a batch.
+    delivery_batch_wait: Duration = "5ms";
+    /// How long in-flight work may take to finish after SIGTERM.
+    shutdown_grace: Duration = "30s";
+    /// argon2id memory cost in KiB for new password hashes.
+    argon2_memory_kib: u32 = "19456";
+    /// argon2id iterations for new password hashes.
+    argon2_iterations: u32 = "2";
+    /// Log filter (tracing EnvFilter syntax).
+    log: String = "info";
+    /// Log format: text or json.
+    log_format: String = "text";
+}
+
+impl Config {
+    /// Reads the process environment and the TOML file it names.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(std::env::vars())
+    }
+
+    /// Reads settings from the given variables (tests pass their own) and the
+    /// TOML file named by `MAILFLEET_CONFIG` among them.
+    pub fn load(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("MAILFLEET_")
+                    .map(|k| (k.to_ascii_lowercase(), v))
+            })
+            .collect();
+        let mut values = BTreeMap::new();
+        let mut errors = Vec::new();
+        if let Some(path) = env.get("config").filter(|p| !p.is_empty()) {
+            match read_toml(Path::new(path)) {
+                Ok(file) => values.extend(file),
+                Err(e) => errors.extend(e.0),
+            }
+        }
+        let known = |k: &str| Self::KEYS.iter().any(|(name, _, _)| *name == k);
+        values.extend(env.into_iter().filter(|(k, _)| known(k)));
+        match Self::from_values(&values) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(e) => {
+                errors.extend(e.0);
+                Err(ConfigError(errors))
+            }
+        }
+    }
+
+    /// The settings table for `--help`.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "Environment (or the same keys in the TOML file named by MAILFLEET_CONFIG):\n",
+        );
+        for (name, default, doc) in Self::KEYS {
+            out.push_str(&format!(
+                "  MAILFLEET_{:<28} {}{}\n",
+                name.to_ascii_uppercase(),
+                doc.trim(),
+                if default.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [default: {default}]")
+                }
+            ));
+        }
+        out
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are literals checked by the `defaults_parse` test.
+        #[allow(clippy::expect_used)]
+        Self::from_values(&BTreeMap::new()).expect("built-in defaults parse")
+    }
+}
+
+fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+    let mut values = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (key, value) in table {
+        if !Config::KEYS.iter().any(|(name, _, _)| *name == key) {
+            errors.push(format!("{}: unknown key {key:?}", path.display()));
+            continue;
+        }
+        let raw = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                errors.push(format!(
+                    "{}: {key} must be a string, number or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                ));
+                continue;
+            }
+        };
+        values.insert(key, raw);
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(ConfigError(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::load(Vec::new()).unwrap();
+        assert_eq!(c.smtp_max_recipients, 100);
+        assert_eq!(c.smtp_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn environment_overrides_and_foreign_variables_are_ignored() {
+        let c = Config::load(vars(&[
+            ("MAILFLEET_SMTP_MAX_RECIPIENTS", "7"),
+            ("MAILFLEET_SOMETHING_ELSE", "x"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        assert_eq!(c.smtp_max_recipients, 7);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let err = Config::load(vars(&[
+            ("MAILFLEET_SMTP_MAX_RECIPIENTS", "many"),
+            ("MAILFLEET_SMTP_TIMEOUT", "soon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("MAILFLEET_SMTP_TIMEOUT"));
+    }
+
+    #[test]
+    fn toml_file_with_unknown_key_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("mf-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "hostname = \"mx.example\"\nsmtp_max_recipients = 5\nhostnme = 1\n",
+        )
+        .unwrap();
+        let err = Config::load(vars(&[("MAILFLEET_CONFIG", path.to_str().unwrap())])).unwrap_err();
+        assert!(err.to_string().contains("hostnme"), "{err}");
+
+        std::fs::write(
+            &path,
+            "hostname = \"mx.example\"\nsmtp_max_recipients = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(vars(&[
+            ("MAILFLEET_CONFIG", path.to_str().unwrap()),
+            ("MAILFLEET_SMTP_MAX_RECIPIENTS", "9"),
+        ]))
+        .unwrap();
+        assert_eq!(c.hostname, "mx.example");
+        assert_eq!(c.smtp_max_recipients, 9, "environment wins over the file");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = SecretString::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,25 @@
+//! Shared scaffolding for every mailfleet service.
+//!
+//! - [`config`]: the `MAILFLEET_…` settings, from the environment over an
+//!   optional TOML file, typed and validated all at once.
+//! - [`telemetry`]: tracing subscriber (text or JSON).
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` on the service's HTTP port.
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+//! - [`grpc`]: the bearer-token credentials of the internal plane.
+//! - [`listener`]: the shared TCP accept loop with connection limits.
+//!
+//! This crate knows no protocol and no storage: it must not depend on sqlx,
+//! lapin or object_store.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod listener;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;

@@ -1,0 +1,162 @@
+//! delivery-worker: consumes delivery jobs from RabbitMQ and stores each
+//! local recipient's copy through mailstore `Deliver`.
+//!
+//! Jobs arrive under a bounded prefetch and are grouped into batches (up to
+//! `delivery_batch_size` deliveries, waiting at most `delivery_batch_wait`),
+//! each stored with one `Deliver` call; every copy carries the idempotency key
+//! `{job id}/{recipient}`, so a redelivered job never stores a second copy.
+//! A job is acked only after all its recipients have a final outcome; one that
+//! fails temporarily is requeued after a pause, one that cannot be decoded is
+//! dead-lettered. The consumer reconnects and re-subscribes whenever the
+//! broker drops it, and `/readyz` is green only while it is subscribed.
+//!
+//! Main types: [`consumer`] (supervisor and session), [`batch`] (jobs to
+//! deliveries to verdicts), [`outcome`] (per-recipient result), [`acks`]
+//! (delivery-tag bookkeeping). Remote relay, retry queues and DSNs plug into
+//! [`outcome::Outcome`] later. This crate does not touch Postgres or object
+//! storage: mailstore does.
+
+#![forbid(unsafe_code)]
+
+pub mod acks;
+pub mod backoff;
+pub mod batch;
+pub mod consumer;
+pub mod metrics;
+pub mod outcome;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use mailfleet_runtime::http::{Health, HealthFlag};
+use mailfleet_runtime::{CancellationToken, Config};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tonic::Code;
+use tracing::info;
+
+use crate::batch::BatchContext;
+use crate::consumer::ConsumerSettings;
+use crate::metrics::Metrics;
+use crate::store::{GrpcStore, Store};
+
+/// The sockets the worker serves, bound by the caller.
+pub struct Listeners {
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub http: TcpListener,
+}
+
+/// Runs the worker until `shutdown` is cancelled and the batches in flight
+/// are settled (bounded by `shutdown_grace`). Fails at start-up when
+/// RabbitMQ cannot be reached.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let health = Health::new();
+    let consuming = health.register("consuming");
+    let mailstore_ok = health.register("mailstore");
+
+    let client = mailfleet_runtime::grpc::mailstore_client(
+        &config.mailstore_url,
+        config.service_token.expose(),
+    )
+    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let store = GrpcStore::new(client);
+
+    let first = mailfleet_queue::connect(&config.amqp_url)
+        .await
+        .map_err(|e| anyhow!("{e}; is RabbitMQ running?"))?;
+
+    // The HTTP port outlives the consumer so /metrics answers while draining.
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(mailfleet_runtime::http::serve(
+        listeners.http,
+        health.clone(),
+        Arc::new(registry),
+        http_stop.clone(),
+    ));
+    let probe = tokio::spawn(probe_mailstore(
+        store.clone(),
+        mailstore_ok.clone(),
+        shutdown.clone(),
+    ));
+
+    let settings = ConsumerSettings {
+        amqp_url: config.amqp_url.clone(),
+        queue_prefix: config.queue_prefix.clone(),
+        prefetch: config.delivery_prefetch,
+        batch_size: config.delivery_batch_size,
+        batch_wait: config.delivery_batch_wait,
+        shutdown_grace: config.shutdown_grace,
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_secs(5),
+    };
+    let ctx = BatchContext {
+        store,
+        metrics,
+        mailstore_ok,
+        shutdown: shutdown.clone(),
+        max_deliveries_per_call: config.delivery_batch_size,
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_secs(5),
+    };
+    info!(prefix = %config.queue_prefix, prefetch = config.delivery_prefetch, batch = config.delivery_batch_size, "delivery-worker started.");
+    consumer::supervise(settings, ctx, consuming, first, shutdown).await;
+
+    http_stop.cancel();
+    let _ = probe.await;
+    match http.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("the HTTP server failed"),
+        Err(e) => Err(e).context("the HTTP server task failed"),
+    }
+}
+
+/// Keeps the `mailstore` readiness flag current while no deliveries flow.
+async fn probe_mailstore<S: Store>(store: S, flag: HealthFlag, shutdown: CancellationToken) {
+    loop {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.resolve("postmaster@readiness-probe.invalid"),
+        )
+        .await;
+        let ok = match answer {
+            Ok(Ok(_)) => true,
+            // An answer that is an application error still proves mailstore
+            // is up and accepts our credential.
+            Ok(Err(status)) => !matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::Unauthenticated
+                    | Code::PermissionDenied
+                    | Code::DeadlineExceeded
+                    | Code::Unknown
+            ),
+            Err(_) => false,
+        };
+        flag.set(ok);
+        let pause = if ok {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// `mailfleet serve` spawns `run`, so its future must be `Send`; this fails
+/// to compile otherwise.
+#[cfg(test)]
+#[allow(dead_code)]
+fn run_is_send(config: Config, listeners: Listeners) -> impl Send {
+    run(config, listeners, CancellationToken::new())
+}

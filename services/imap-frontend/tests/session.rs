@@ -1,0 +1,79 @@
+//! Starts imap-frontend in-process on port-0 listeners and talks IMAP to it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use mailfleet_runtime::{CancellationToken, Config};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut s = String::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut s))
+        .await
+        .expect("server answered in time")
+        .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn greets_answers_and_says_goodbye() {
+    // Nothing listens on the mailstore URL: the service still serves its port
+    // and reports itself not ready.
+    let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mailstore_url = format!("http://{}", unused.local_addr().unwrap());
+    drop(unused);
+    let config = Config::load(vec![
+        ("MAILFLEET_MAILSTORE_URL".to_string(), mailstore_url),
+        ("MAILFLEET_SERVICE_TOKEN".to_string(), "t".to_string()),
+        (
+            "MAILFLEET_IMAP_MAX_LINE_LENGTH".to_string(),
+            "100".to_string(),
+        ),
+    ])
+    .unwrap();
+    let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (imap_addr, http_addr) = (imap.local_addr().unwrap(), http.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(imap_frontend::run(
+        config,
+        imap_frontend::Listeners { imap, http },
+        shutdown.clone(),
+    ));
+
+    let mut c = BufReader::new(TcpStream::connect(imap_addr).await.unwrap());
+    assert_eq!(
+        line(&mut c).await,
+        "* OK [CAPABILITY IMAP4rev1] mailfleet IMAP ready\r\n"
+    );
+    c.get_mut().write_all(b"a1 CAPABILITY\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "a1 BAD not implemented yet\r\n");
+    let long = format!("a2 {}\r\n", "x".repeat(500));
+    c.get_mut().write_all(long.as_bytes()).await.unwrap();
+    assert_eq!(line(&mut c).await, "* BAD Command line too long\r\n");
+    c.get_mut().write_all(b"a3 LOGOUT\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "* BYE mailfleet IMAP logging out\r\n");
+    assert_eq!(line(&mut c).await, "a3 OK LOGOUT completed\r\n");
+    assert_eq!(line(&mut c).await, "", "connection closed after LOGOUT");
+
+    let mut h = TcpStream::connect(http_addr).await.unwrap();
+    h.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    h.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("mailstore"), "{response}");
+
+    // A session open at shutdown gets a BYE.
+    let mut c = BufReader::new(TcpStream::connect(imap_addr).await.unwrap());
+    line(&mut c).await;
+    shutdown.cancel();
+    assert_eq!(line(&mut c).await, "* BYE mailfleet IMAP shutting down\r\n");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

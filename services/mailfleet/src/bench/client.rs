@@ -1,0 +1,166 @@
+//! A small SMTP client for the load generator: EHLO, then transactions with
+//! MAIL, RCPT and DATA pipelined (RFC 2920) when the server offers it.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Longest reply line accepted from the server.
+const MAX_LINE: usize = 4096;
+/// Longest wait for any one reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("malformed reply {0:?}")]
+    Malformed(String),
+    #[error("unexpected reply {0} {1}")]
+    Refused(u16, String),
+}
+
+/// The last line of a (possibly multi-line) reply, and the code.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+    pipelining: bool,
+    line: Vec<u8>,
+}
+
+impl Client {
+    /// Connects, reads the greeting and says EHLO.
+    pub async fn connect(target: &str, ehlo: &str) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(target).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut client = Client {
+            reader: BufReader::new(r),
+            writer: BufWriter::new(w),
+            pipelining: false,
+            line: Vec::new(),
+        };
+        let greeting = client.reply().await?;
+        if greeting.code != 220 {
+            return Err(ClientError::Refused(
+                greeting.code,
+                greeting.lines.join(" "),
+            ));
+        }
+        client.command(&format!("EHLO {ehlo}\r\n")).await?;
+        let ehlo = client.reply().await?;
+        if ehlo.code != 250 {
+            return Err(ClientError::Refused(ehlo.code, ehlo.lines.join(" ")));
+        }
+        client.pipelining = ehlo.lines.iter().any(|l| {
+            l.get(4..)
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        });
+        Ok(client)
+    }
+
+    /// One transaction; `message` is the complete message, CRLF line ends,
+    /// already dot-stuffed. Returns the code that decided its fate: the DATA
+    /// end reply, or the first refusal.
+    pub async fn send(&mut self, from: &str, to: &str, message: &[u8]) -> Result<u16, ClientError> {
+        let mail = format!("MAIL FROM:<{from}>\r\n");
+        let rcpt = format!("RCPT TO:<{to}>\r\n");
+        let (mail, rcpt, data) = if self.pipelining {
+            self.writer.write_all(mail.as_bytes()).await?;
+            self.writer.write_all(rcpt.as_bytes()).await?;
+            self.command("DATA\r\n").await?;
+            (
+                self.reply().await?.code,
+                self.reply().await?.code,
+                self.reply().await?.code,
+            )
+        } else {
+            self.command(&mail).await?;
+            let mail = self.reply().await?.code;
+            if mail != 250 {
+                return self.reset(mail).await;
+            }
+            self.command(&rcpt).await?;
+            let rcpt = self.reply().await?.code;
+            if !matches!(rcpt, 250 | 251) {
+                return self.reset(rcpt).await;
+            }
+            self.command("DATA\r\n").await?;
+            (mail, rcpt, self.reply().await?.code)
+        };
+        if data == 354 {
+            self.writer.write_all(message).await?;
+            self.command(".\r\n").await?;
+            let end = self.reply().await?.code;
+            // A 354 after a refused MAIL or RCPT would be a server bug; the
+            // refusal still decides.
+            return Ok(if mail != 250 {
+                mail
+            } else if !matches!(rcpt, 250 | 251) {
+                rcpt
+            } else {
+                end
+            });
+        }
+        let first_refusal = [mail, rcpt, data]
+            .into_iter()
+            .find(|c| !matches!(c, 250 | 251))
+            .unwrap_or(data);
+        self.reset(first_refusal).await
+    }
+
+    async fn reset(&mut self, code: u16) -> Result<u16, ClientError> {
+        self.command("RSET\r\n").await?;
+        self.reply().await?;
+        Ok(code)
+    }
+
+    pub async fn quit(mut self) {
+        if self.command("QUIT\r\n").await.is_ok() {
+            let _ = self.reply().await;
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<(), ClientError> {
+        self.writer.write_all(line.as_bytes()).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    async fn reply(&mut self) -> Result<Reply, ClientError> {
+        let mut lines = Vec::new();
+        loop {
+            self.line.clear();
+            let mut limited = (&mut self.reader).take(MAX_LINE as u64);
+            let read = limited.read_until(b'\n', &mut self.line);
+            let n = tokio::time::timeout(REPLY_TIMEOUT, read)
+                .await
+                .map_err(|_| ClientError::Timeout(REPLY_TIMEOUT))??;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            let text = String::from_utf8_lossy(&self.line)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
+            let code = text
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| ClientError::Malformed(text.clone()))?;
+            let last = text.as_bytes().get(3) != Some(&b'-');
+            lines.push(text);
+            if last {
+                return Ok(Reply { code, lines });
+            }
+        }
+    }
+}

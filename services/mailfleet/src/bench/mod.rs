@@ -1,0 +1,452 @@
+//! `mailfleet bench smtp`: an async SMTP load generator.
+//!
+//! N connections share one message counter (optionally paced to a global
+//! rate); each message carries a unique marker in its Subject and in an
+//! `X-Mailfleet-Bench` header. The report gives accepted messages/s and the
+//! reply codes; when a mailstore endpoint and admin token are at hand (flags,
+//! environment, or the dev file) it also gives the end-to-end latency from
+//! the 250 to the message being visible in mailstore (p50/p99) and the
+//! end-to-end rate, and in every case the peak RSS of each service process.
+
+mod client;
+mod e2e;
+mod message;
+mod rss;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use futures::StreamExt;
+use mailfleet_proto::v1::{
+    AddAccountRequest, AddDomainRequest, ListAccountsRequest, ListDomainsRequest,
+};
+use mailfleet_runtime::CancellationToken;
+use tokio::sync::Mutex;
+
+use crate::admin::Target;
+use crate::cli::Connection;
+use client::{Client, ClientError};
+use e2e::Ledger;
+
+#[derive(Debug, clap::Args)]
+pub struct SmtpArgs {
+    /// SMTP server to load.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    pub target: String,
+    /// Concurrent SMTP connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Messages to send in total.
+    #[arg(long, default_value_t = 20000)]
+    pub messages: u64,
+    /// Size of each message in octets.
+    #[arg(long, default_value_t = 4096)]
+    pub size: usize,
+    /// Send to bench1..benchN@DOMAIN (created when an admin token is at hand) [default: 100].
+    #[arg(long, conflicts_with = "to")]
+    pub accounts: Option<u32>,
+    /// Send every message to this one address instead.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Domain of the bench accounts.
+    #[arg(long, default_value = "example.test")]
+    pub domain: String,
+    /// Envelope sender.
+    #[arg(long, default_value = "bench-sender@example.org")]
+    pub from: String,
+    /// Overall rate limit in messages per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// mailstore gRPC endpoint for the end-to-end measurement.
+    #[arg(long)]
+    pub mailstore: Option<String>,
+    /// Admin token for the end-to-end measurement and account creation.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// How long to wait, after the last 250, for messages to become visible.
+    #[arg(long, default_value = "120s", value_parser = mailfleet_runtime::config::parse_duration)]
+    pub e2e_timeout: Duration,
+    /// Skip the end-to-end measurement.
+    #[arg(long)]
+    pub no_e2e: bool,
+}
+
+pub async fn smtp(args: SmtpArgs) -> ExitCode {
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => crate::fail(&e),
+    }
+}
+
+/// What one sending connection saw.
+#[derive(Default)]
+struct Tally {
+    codes: BTreeMap<String, u64>,
+    accepted: u64,
+}
+
+async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
+    if args.connections == 0 || args.messages == 0 {
+        return Err(anyhow!("--connections and --messages must be at least 1"));
+    }
+    // The ledger keeps a few dozen bytes per message.
+    if args.messages > 50_000_000 {
+        return Err(anyhow!("--messages is limited to 50000000 per run"));
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(anyhow!(
+            "--rate must be a positive number of messages per second"
+        ));
+    }
+    let recipients: Vec<String> = match &args.to {
+        Some(to) => vec![to.clone()],
+        None => (1..=args.accounts.unwrap_or(100).max(1))
+            .map(|i| format!("bench{i}@{}", args.domain))
+            .collect(),
+    };
+    let run_id = hex::encode(rand::random::<[u8; 4]>());
+
+    // End to end needs mailstore; everything else works without it.
+    let mut e2e = None;
+    if args.no_e2e {
+        eprintln!("End-to-end measurement skipped (--no-e2e).");
+    } else {
+        match Target::resolve(&Connection {
+            endpoint: args.mailstore.clone(),
+            token: args.token.clone(),
+        }) {
+            Ok(target) => {
+                if args.to.is_none() {
+                    ensure_accounts(&target, &args.domain, &recipients).await?;
+                }
+                let store = target.mailstore()?;
+                let uids = e2e::starting_uids(&store, &recipients)
+                    .await
+                    .map_err(|s| target.explain(&s))
+                    .context("cannot read the recipients' mailboxes")?;
+                e2e = Some((store, uids));
+            }
+            Err(e) => eprintln!("End-to-end latency not measured: {e:#}."),
+        }
+    }
+
+    // Fail fast, with one sentence, when the target does not answer.
+    Client::connect(&args.target, "bench.mailfleet.test")
+        .await
+        .map_err(|e| anyhow!("cannot open an SMTP session with {}: {e}", args.target))?
+        .quit()
+        .await;
+
+    let ledger = Ledger::new(args.messages, recipients.len());
+    let done = CancellationToken::new();
+    let poller = e2e.map(|(store, uids)| {
+        tokio::spawn(e2e::poll(
+            store,
+            recipients.clone(),
+            uids,
+            run_id.clone(),
+            ledger.clone(),
+            done.clone(),
+            args.e2e_timeout,
+        ))
+    });
+
+    eprintln!(
+        "Sending {} messages of {} octets over {} connections to {} ({} recipient{})...",
+        args.messages,
+        args.size,
+        args.connections,
+        args.target,
+        recipients.len(),
+        if recipients.len() == 1 { "" } else { "s" }
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let recipients = Arc::new(recipients);
+    let args = Arc::new(args);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            tokio::spawn(sender(
+                args.clone(),
+                run_id.clone(),
+                recipients.clone(),
+                next.clone(),
+                ledger.clone(),
+                tally.clone(),
+                start,
+            ))
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let sending = start.elapsed();
+    done.cancel();
+    let poll = match poller {
+        Some(p) => Some(p.await.context("the end-to-end poller failed")?),
+        None => None,
+    };
+
+    let tally = tally.lock().await;
+    report(&args, &tally, sending, start, &ledger, poll.as_ref());
+    Ok(if tally.accepted == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Creates the domain and the bench accounts that are missing.
+async fn ensure_accounts(target: &Target, domain: &str, accounts: &[String]) -> anyhow::Result<()> {
+    let mut admin = target.admin()?;
+    let domains = admin
+        .list_domains(ListDomainsRequest {})
+        .await
+        .map_err(|s| target.explain(&s))?
+        .into_inner();
+    if !domains
+        .domains
+        .iter()
+        .any(|d| d.name.eq_ignore_ascii_case(domain))
+    {
+        admin
+            .add_domain(AddDomainRequest {
+                name: domain.into(),
+            })
+            .await
+            .map_err(|s| target.explain(&s))
+            .with_context(|| format!("cannot create domain {domain}"))?;
+    }
+    let existing = admin
+        .list_accounts(ListAccountsRequest {
+            domain: domain.into(),
+        })
+        .await
+        .map_err(|s| target.explain(&s))?
+        .into_inner();
+    let missing: Vec<String> = accounts
+        .iter()
+        .filter(|a| {
+            !existing
+                .accounts
+                .iter()
+                .any(|e| e.address.eq_ignore_ascii_case(a))
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("Creating {} bench accounts...", missing.len());
+    let calls = missing.into_iter().map(|address| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .add_account(AddAccountRequest {
+                    address: address.clone(),
+                    password: "bench".into(),
+                    quota_bytes: 0,
+                })
+                .await
+                .map_err(|s| target.explain(&s))
+                .with_context(|| format!("cannot create account {address}"))
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(calls)
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// One connection: takes message numbers until none are left.
+async fn sender(
+    args: Arc<SmtpArgs>,
+    run_id: String,
+    recipients: Arc<Vec<String>>,
+    next: Arc<AtomicU64>,
+    ledger: Arc<Ledger>,
+    tally: Arc<Mutex<Tally>>,
+    start: Instant,
+) {
+    let mut local = Tally::default();
+    let mut client: Option<Client> = None;
+    let mut failures_in_a_row = 0;
+    loop {
+        let seq = next.fetch_add(1, Ordering::Relaxed);
+        if seq >= args.messages {
+            break;
+        }
+        if let Some(rate) = args.rate {
+            let at = start + Duration::from_secs_f64(seq as f64 / rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let c = match client.as_mut() {
+            Some(c) => c,
+            None => match Client::connect(&args.target, "bench.mailfleet.test").await {
+                Ok(c) => client.insert(c),
+                Err(e) => {
+                    *local.codes.entry(error_kind(&e)).or_default() += 1;
+                    failures_in_a_row += 1;
+                    if failures_in_a_row >= 5 {
+                        eprintln!("A connection gives up after 5 failures in a row: {e}");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let to = &recipients[ledger.account_of(seq)];
+        let body = message::message(&run_id, seq, &args.from, to, args.size);
+        match c.send(&args.from, to, &body).await {
+            Ok(code) => {
+                failures_in_a_row = 0;
+                *local.codes.entry(code.to_string()).or_default() += 1;
+                if code == 250 {
+                    local.accepted += 1;
+                    ledger.accepted(seq, Instant::now());
+                }
+            }
+            Err(e) => {
+                *local.codes.entry(error_kind(&e)).or_default() += 1;
+                client = None;
+            }
+        }
+    }
+    if let Some(c) = client {
+        c.quit().await;
+    }
+    let mut total = tally.lock().await;
+    total.accepted += local.accepted;
+    for (k, v) in local.codes {
+        *total.codes.entry(k).or_default() += v;
+    }
+}
+
+fn error_kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Io(_) => "connection error".into(),
+        ClientError::Timeout(_) => "timeout".into(),
+        ClientError::Malformed(_) => "malformed reply".into(),
+        ClientError::Refused(code, _) => format!("session refused {code}"),
+    }
+}
+
+fn report(
+    args: &SmtpArgs,
+    tally: &Tally,
+    sending: Duration,
+    start: Instant,
+    ledger: &Ledger,
+    poll: Option<&e2e::PollResult>,
+) {
+    let secs = sending.as_secs_f64().max(1e-9);
+    println!("mailfleet bench smtp: {} -> {}", args.messages, args.target);
+    println!(
+        "  accepted: {} of {} in {:.2} s = {:.0} messages/s (SMTP 250, not end to end)",
+        tally.accepted,
+        args.messages,
+        secs,
+        tally.accepted as f64 / secs
+    );
+    let codes: Vec<String> = tally
+        .codes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    println!("  replies: {}", codes.join(", "));
+
+    if let Some(poll) = poll {
+        let slots = ledger.slots.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut latencies: Vec<Duration> = slots
+            .iter()
+            .filter_map(|s| Some(s.visible?.saturating_duration_since(s.accepted?)))
+            .collect();
+        latencies.sort();
+        let last_visible = slots.iter().filter_map(|s| s.visible).max();
+        let visible = latencies.len();
+        println!(
+            "  end to end (250 -> visible in mailstore): {visible} of {} accepted messages visible",
+            tally.accepted
+        );
+        if let Some(last) = last_visible.filter(|_| visible > 0) {
+            let span = last
+                .saturating_duration_since(start)
+                .as_secs_f64()
+                .max(1e-9);
+            println!(
+                "    latency p50 {} p99 {} max {}; {:.0} messages/s end to end (first send to last visible, {:.2} s)",
+                ms(percentile(&latencies, 0.50)),
+                ms(percentile(&latencies, 0.99)),
+                ms(latencies.last().copied().unwrap_or_default()),
+                visible as f64 / span,
+                span
+            );
+        }
+        if (visible as u64) < tally.accepted {
+            println!(
+                "    {} accepted messages were not visible within {:?} of the last send",
+                tally.accepted - visible as u64,
+                args.e2e_timeout
+            );
+        }
+        if poll.errors > 0 {
+            println!(
+                "    {} mailstore calls failed (last: {})",
+                poll.errors,
+                poll.last_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+
+    let processes = rss::service_processes();
+    if processes.is_empty() {
+        println!("  peak RSS: no service processes found in /proc");
+    } else {
+        println!("  peak RSS (VmHWM) of service processes:");
+        for p in processes {
+            println!(
+                "    {:<16} pid {:<8} peak {:>8.1} MiB  now {:>8.1} MiB",
+                p.name,
+                p.pid,
+                p.hwm_kib as f64 / 1024.0,
+                p.rss_kib as f64 / 1024.0
+            );
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+}

@@ -1,0 +1,38 @@
+//! The mailfleet command: one binary that links every service library.
+//!
+//! - `mailfleet serve <service>` runs one service ([`serve`]), as each container does;
+//! - `mailfleet dev` runs the whole stack on loopback as child processes ([`dev`]);
+//! - `mailfleet domain|account|alias|message …` administer through the mailstore
+//!   gRPC API ([`admin`]), finding endpoint and token from flags, environment or
+//!   the file `mailfleet dev` leaves behind ([`devfile`]);
+//! - `mailfleet bench smtp …` is the load generator ([`bench`]).
+//!
+//! Argument parsing is in [`cli`]. Nothing here owns durable state: the CLI
+//! only talks to services through their public APIs.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod bench;
+pub mod cli;
+pub mod dev;
+pub mod devfile;
+mod probe;
+pub mod serve;
+
+use std::process::ExitCode;
+
+/// Exit status for an invalid configuration (sysexits EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = cli::parse();
+    cli::dispatch(cli).await
+}
+
+/// Prints a one-sentence error and returns exit status 1.
+pub(crate) fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("mailfleet: {error:#}");
+    ExitCode::FAILURE
+}

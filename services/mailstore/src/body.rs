@@ -1,0 +1,118 @@
+//! GetBody: the served bytes of a message (Return-Path line, then the blob),
+//! or a range of them, streamed in chunks read from object storage by range
+//! so a large message is never held in memory whole.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use mailfleet_proto::v1::BodyChunk;
+use tonic::Status;
+
+use crate::deliver::return_path_line;
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+/// Largest chunk sent in one message.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
+
+/// Splits `data` into slices of at most [`CHUNK_SIZE`] (no copy).
+fn split(data: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(data.len() / CHUNK_SIZE + 1);
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + CHUNK_SIZE).min(data.len());
+        out.push(data.slice(start..end));
+        start = end;
+    }
+    out
+}
+
+impl Store {
+    /// Streams bytes `offset .. offset + length` (length 0: to the end) of
+    /// the message as served: the first chunk carries the total size.
+    pub async fn body(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid: u32,
+        offset: u64,
+        length: u64,
+    ) -> Result<BodyStream> {
+        let (mailbox_id, _) = self.find_mailbox(account, mailbox).await?;
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT blob_id, return_path, size FROM messages \
+             WHERE mailbox_id = $1 AND uid = $2 AND expunged_modseq IS NULL",
+        )
+        .bind(mailbox_id)
+        .bind(i64::from(uid))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((blob_id, return_path, size)) = row else {
+            return Err(StoreError::NotFound(format!("no message with UID {uid}")));
+        };
+        let prefix = return_path_line(return_path.as_deref());
+        let plen = prefix.len() as u64;
+        let total = u64::try_from(size).unwrap_or(0).max(plen);
+        let start = offset.min(total);
+        let end = match length {
+            0 => total,
+            n => start.saturating_add(n).min(total),
+        };
+        if start >= end {
+            let chunk = BodyChunk {
+                data: Vec::new(),
+                total_size: total,
+            };
+            return Ok(Box::pin(futures::stream::once(async move { Ok(chunk) })));
+        }
+
+        let head_range = (start.min(plen) as usize)..(end.min(plen) as usize);
+        let head = prefix
+            .get(head_range)
+            .map(|h| h.to_vec())
+            .unwrap_or_default();
+        let head = futures::stream::iter((!head.is_empty()).then(|| Ok(Bytes::from(head))));
+
+        let blob_range = start.saturating_sub(plen)..end.saturating_sub(plen);
+        let tail: Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>> =
+            if blob_range.is_empty() {
+                Box::pin(futures::stream::empty())
+            } else {
+                let s = self.blobs.stream(&blob_id, Some(blob_range)).await?;
+                Box::pin(s.map(|r| {
+                    r.map_err(|error| {
+                        tracing::warn!(%error, "Failed to read a message body.");
+                        if error.is_transient() {
+                            Status::unavailable("object storage temporarily unavailable")
+                        } else {
+                            Status::internal("cannot read the message body")
+                        }
+                    })
+                }))
+            };
+        let mut first = true;
+        let chunks = head
+            .chain(tail)
+            .flat_map(|r| {
+                let parts: Vec<Result<Bytes, Status>> = match r {
+                    Ok(data) => split(data).into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(parts)
+            })
+            .map(move |r| {
+                r.map(|data| {
+                    let total_size = if first { total } else { 0 };
+                    first = false;
+                    BodyChunk {
+                        data: data.to_vec(),
+                        total_size,
+                    }
+                })
+            });
+        Ok(Box::pin(chunks))
+    }
+}

@@ -1,0 +1,104 @@
+//! The domain errors of mailstore and their one mapping to gRPC statuses.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres did not answer or the transaction failed in a way a retry may fix.
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("object storage: {0}")]
+    Blob(#[from] mailfleet_blob::BlobError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when a retry of the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => !is_permanent_db_error(e),
+            StoreError::Blob(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The Postgres SQLSTATE of a database error, if any.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn is_permanent_db_error(e: &sqlx::Error) -> bool {
+    match e {
+        // Integrity and syntax errors will fail again; everything else
+        // (I/O, pool timeout, serialization failure, shutdown) may not.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("23") || c.starts_with("42") || c.starts_with("22")),
+        sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidArgument(m) => Status::invalid_argument(m),
+            StoreError::NotFound(m) => Status::not_found(m),
+            StoreError::AlreadyExists(m) => Status::already_exists(m),
+            StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::Blob(e) if e.is_not_found() => {
+                tracing::error!(error = %e, "A stored message has no body in object storage.");
+                Status::not_found("the message body is missing from object storage")
+            }
+            other => {
+                // Details go to the log, not to the caller.
+                tracing::warn!(error = %other, "Request failed.");
+                if other.is_transient() {
+                    Status::unavailable("storage temporarily unavailable")
+                } else {
+                    Status::internal("internal error")
+                }
+            }
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_unavailable_and_details_stay_inside() {
+        let s = Status::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        let s = Status::from(StoreError::Database(sqlx::Error::Io(
+            std::io::Error::other("connection reset"),
+        )));
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(!s.message().contains("reset"));
+        let s = Status::from(StoreError::Internal("secret detail".into()));
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert!(!s.message().contains("secret"));
+        assert_eq!(
+            Status::from(StoreError::NotFound("no account x".into())).code(),
+            tonic::Code::NotFound
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The gRPC handlers: check the credential, convert, call the [`Store`],
+//! map errors to `Status` (through `From<StoreError>`).
+
+use mailfleet_proto::v1 as pb;
+use mailfleet_proto::v1::admin_server::Admin;
+use mailfleet_proto::v1::mail_store_server::MailStore;
+use mailfleet_runtime::config::SecretString;
+use mailfleet_runtime::grpc::check_bearer;
+use tonic::{Request, Response, Status};
+
+use crate::body::BodyStream;
+use crate::metrics::StatusLabel;
+use crate::store::{Resolution, Store};
+
+/// The accepted credentials.
+#[derive(Clone)]
+pub struct Tokens {
+    pub service: SecretString,
+    pub admin: SecretString,
+}
+
+#[derive(Clone)]
+pub struct MailStoreService {
+    pub store: Store,
+    pub tokens: Tokens,
+}
+
+#[derive(Clone)]
+pub struct AdminService {
+    pub store: Store,
+    pub tokens: Tokens,
+}
+
+impl MailStoreService {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        // Operator tools may read mail with the admin credential too.
+        check_bearer(
+            req,
+            &[self.tokens.service.expose(), self.tokens.admin.expose()],
+        )
+    }
+}
+
+impl AdminService {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        check_bearer(req, &[self.tokens.admin.expose()])
+    }
+}
+
+fn u32_of(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl MailStore for MailStoreService {
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let result = self.store.authenticate(&r.username, &r.password).await?;
+        let label = if result.is_some() { "ok" } else { "failed" };
+        self.store
+            .metrics
+            .auth
+            .get_or_create(&StatusLabel { status: label })
+            .inc();
+        if result.is_none() {
+            tracing::info!(remote_ip = %r.remote_ip, protocol = %r.protocol, "Authentication failed.");
+        }
+        Ok(Response::new(match result {
+            Some((account_id, address)) => pb::AuthenticateResponse {
+                ok: true,
+                account_id,
+                address,
+            },
+            None => pb::AuthenticateResponse::default(),
+        }))
+    }
+
+    async fn resolve_recipient(
+        &self,
+        request: Request<pb::ResolveRecipientRequest>,
+    ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let (status, accounts) = match self.store.resolve(&r.address).await? {
+            Resolution::Local(a) => (
+                pb::RecipientStatus::RecipientLocal,
+                a.into_iter().map(|a| a.1).collect(),
+            ),
+            Resolution::UnknownUser => (pb::RecipientStatus::RecipientUnknownUser, Vec::new()),
+            Resolution::NotLocal => (pb::RecipientStatus::RecipientNotLocal, Vec::new()),
+        };
+        Ok(Response::new(pb::ResolveRecipientResponse {
+            status: status as i32,
+            accounts,
+        }))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<pb::DeliverRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let results = self.store.deliver(r.deliveries).await?;
+        Ok(Response::new(pb::DeliverResponse { results }))
+    }
+
+    async fn list_mailboxes(
+        &self,
+        request: Request<pb::ListMailboxesRequest>,
+    ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let rows = self.store.list_mailboxes(&r.account).await?;
+        Ok(Response::new(pb::ListMailboxesResponse {
+            mailboxes: rows
+                .into_iter()
+                .map(|m| pb::Mailbox {
+                    id: m.id,
+                    name: m.name,
+                    special_use: m.special_use.unwrap_or_default(),
+                    subscribed: m.subscribed,
+                    uidvalidity: u32_of(m.uidvalidity),
+                    uidnext: u32_of(m.uidnext),
+                    highestmodseq: u64_of(m.highestmodseq),
+                    messages: u32_of(m.messages),
+                    unseen: u32_of(m.unseen),
+                    size: u64_of(m.size),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let (uidvalidity, rows) = self
+            .store
+            .list_messages(&r.account, &r.mailbox, r.uid_from, r.limit)
+            .await?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            uidvalidity: u32_of(uidvalidity),
+            messages: rows
+                .into_iter()
+                .map(|m| pb::MessageSummary {
+                    uid: u32_of(m.uid),
+                    size: u64_of(m.size),
+                    modseq: u64_of(m.modseq),
+                    flags: m.flags,
+                    internal_date_ms: m.internal_date.timestamp_millis(),
+                    subject: m.subject.unwrap_or_default(),
+                    blob_id: m.blob_id,
+                })
+                .collect(),
+        }))
+    }
+
+    type GetBodyStream = BodyStream;
+
+    async fn get_body(
+        &self,
+        request: Request<pb::GetBodyRequest>,
+    ) -> Result<Response<Self::GetBodyStream>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let stream = self
+            .store
+            .body(&r.account, &r.mailbox, r.uid, r.offset, r.length)
+            .await?;
+        Ok(Response::new(stream))
+    }
+}
+
+fn account_pb(a: crate::store::AccountRow) -> pb::Account {
+    pb::Account {
+        address: a.address,
+        quota_bytes: u64_of(a.quota_bytes),
+        used_bytes: u64_of(a.used_bytes),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn add_domain(
+        &self,
+        request: Request<pb::AddDomainRequest>,
+    ) -> Result<Response<pb::Domain>, Status> {
+        self.authorize(&request)?;
+        let name = self.store.add_domain(&request.into_inner().name).await?;
+        Ok(Response::new(pb::Domain { name }))
+    }
+
+    async fn list_domains(
+        &self,
+        request: Request<pb::ListDomainsRequest>,
+    ) -> Result<Response<pb::ListDomainsResponse>, Status> {
+        self.authorize(&request)?;
+        let domains = self.store.list_domains().await?;
+        Ok(Response::new(pb::ListDomainsResponse {
+            domains: domains
+                .into_iter()
+                .map(|name| pb::Domain { name })
+                .collect(),
+        }))
+    }
+
+    async fn add_account(
+        &self,
+        request: Request<pb::AddAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let a = self
+            .store
+            .add_account(&r.address, &r.password, r.quota_bytes)
+            .await?;
+        Ok(Response::new(account_pb(a)))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        self.authorize(&request)?;
+        let rows = self
+            .store
+            .list_accounts(&request.into_inner().domain)
+            .await?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: rows.into_iter().map(account_pb).collect(),
+        }))
+    }
+
+    async fn set_password(
+        &self,
+        request: Request<pb::SetPasswordRequest>,
+    ) -> Result<Response<pb::SetPasswordResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        self.store.set_password(&r.address, &r.password).await?;
+        Ok(Response::new(pb::SetPasswordResponse {}))
+    }
+
+    async fn remove_account(
+        &self,
+        request: Request<pb::RemoveAccountRequest>,
+    ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
+        self.authorize(&request)?;
+        self.store
+            .remove_account(&request.into_inner().address)
+            .await?;
+        Ok(Response::new(pb::RemoveAccountResponse {}))
+    }
+
+    async fn add_alias(
+        &self,
+        request: Request<pb::AddAliasRequest>,
+    ) -> Result<Response<pb::Alias>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let (address, targets) = self.store.add_alias(&r.address, &r.targets).await?;
+        Ok(Response::new(pb::Alias { address, targets }))
+    }
+
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        self.authorize(&request)?;
+        let rows = self
+            .store
+            .list_aliases(&request.into_inner().domain)
+            .await?;
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases: rows
+                .into_iter()
+                .map(|(address, targets)| pb::Alias { address, targets })
+                .collect(),
+        }))
+    }
+
+    async fn remove_alias(
+        &self,
+        request: Request<pb::RemoveAliasRequest>,
+    ) -> Result<Response<pb::RemoveAliasResponse>, Status> {
+        self.authorize(&request)?;
+        self.store
+            .remove_alias(&request.into_inner().address)
+            .await?;
+        Ok(Response::new(pb::RemoveAliasResponse {}))
+    }
+}

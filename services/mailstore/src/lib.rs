@@ -1,0 +1,175 @@
+//! mailstore: the gRPC service that owns the Postgres schema and serves
+//! mailbox data (DESIGN.md, "Data model" and "gRPC API").
+//!
+//! [`run`] applies the embedded migrations, then serves `mailfleet.v1.MailStore`
+//! (authentication, recipient resolution, batched idempotent delivery,
+//! listings and body streaming), `mailfleet.v1.Admin` (domains, accounts,
+//! aliases) and the gRPC health service on the gRPC listener, and
+//! `/healthz`, `/readyz`, `/metrics` on the HTTP listener. Message metadata
+//! comes from `mailfleet-mime`, bodies from `mailfleet-blob`. The process
+//! keeps no state of its own: any number of replicas can run.
+
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod body;
+pub mod db;
+pub mod deliver;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod password;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mailfleet_blob::BlobStore;
+use mailfleet_proto::v1::admin_server::AdminServer;
+use mailfleet_proto::v1::mail_store_server::MailStoreServer;
+use mailfleet_runtime::http::{Health, HealthFlag};
+use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::grpc::{AdminService, MailStoreService, Tokens};
+use crate::metrics::Metrics;
+use crate::password::{CredentialCache, Hasher};
+use crate::store::Store;
+
+/// Largest gRPC request accepted (a Deliver batch is small; bodies are not sent).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Recently verified logins kept, and for how long.
+const CREDENTIAL_CACHE_ENTRIES: usize = 10_000;
+const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How often readiness re-checks Postgres.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The bound listeners of mailstore.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+/// Runs mailstore until `shutdown` is cancelled. Fails at start-up with one
+/// sentence when Postgres or object storage is unusable.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if config.service_token.is_empty() && config.admin_token.is_empty() {
+        tracing::warn!(
+            "Neither MAILFLEET_SERVICE_TOKEN nor MAILFLEET_ADMIN_TOKEN is set: every call will be refused."
+        );
+    }
+    let blobs = BlobStore::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
+    let (memory, iterations) = (config.argon2_memory_kib, config.argon2_iterations);
+    let hasher = tokio::task::spawn_blocking(move || Hasher::new(memory, iterations))
+        .await
+        .context("password hasher set-up panicked")?
+        .map_err(|e| anyhow::anyhow!("invalid MAILFLEET_ARGON2_* settings: {e}"))?;
+    let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let store = Store {
+        pool: pool.clone(),
+        blobs,
+        hasher: Arc::new(hasher),
+        credentials: Arc::new(CredentialCache::new(
+            CREDENTIAL_CACHE_ENTRIES,
+            CREDENTIAL_CACHE_TTL,
+        )),
+        metrics,
+    };
+    let tokens = Tokens {
+        service: config.service_token.clone(),
+        admin: config.admin_token.clone(),
+    };
+
+    let health = Health::new();
+    let db_ready = health.register("postgres");
+    db_ready.set(true);
+    let tracker = TaskTracker::new();
+    tracker.spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
+    let http_addr = listeners.http.local_addr().ok();
+    let http_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        if let Err(error) = mailfleet_runtime::http::serve(
+            listeners.http,
+            health,
+            Arc::new(registry),
+            http_shutdown,
+        )
+        .await
+        {
+            tracing::error!(%error, "The HTTP server failed.");
+        }
+    });
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<MailStoreServer<MailStoreService>>()
+        .await;
+    reporter.set_serving::<AdminServer<AdminService>>().await;
+    let mail_store = MailStoreServer::new(MailStoreService {
+        store: store.clone(),
+        tokens: tokens.clone(),
+    })
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let admin = AdminServer::new(AdminService { store, tokens })
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+
+    let grpc_addr = listeners.grpc.local_addr().ok();
+    tracing::info!(grpc = ?grpc_addr, http = ?http_addr, "mailstore is serving.");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(mail_store)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(server);
+    let grace = config.shutdown_grace;
+    let result = tokio::select! {
+        r = &mut server => r.context("the gRPC server failed"),
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "In-flight gRPC calls did not finish within the shutdown grace period.");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("Background tasks did not stop within the shutdown grace period.");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
+    tracing::info!("mailstore stopped.");
+    result
+}
+
+/// Keeps the readiness flag in step with Postgres answering.
+async fn watch_database(pool: PgPool, flag: HealthFlag, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+        let ok = matches!(
+            tokio::time::timeout(READINESS_INTERVAL, sqlx::query("SELECT 1").execute(&pool)).await,
+            Ok(Ok(_))
+        );
+        if ok != flag.get() {
+            if ok {
+                tracing::info!("Postgres answers again.");
+            } else {
+                tracing::warn!("Postgres does not answer.");
+            }
+        }
+        flag.set(ok);
+    }
+}

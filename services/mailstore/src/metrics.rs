@@ -1,0 +1,56 @@
+//! Prometheus metrics of mailstore (`mailfleet_store_…`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    /// Deliveries by outcome (stored, duplicate, unknown_recipient, ...).
+    pub deliveries: Family<StatusLabel, Counter>,
+    /// Deliveries per Deliver call.
+    pub batch_size: Histogram,
+    /// Seconds per Deliver call.
+    pub batch_seconds: Histogram,
+    /// Authenticate results (ok, failed).
+    pub auth: Family<StatusLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            deliveries: Family::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            auth: Family::default(),
+        };
+        registry.register(
+            "mailfleet_store_deliveries",
+            "Deliveries by outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "mailfleet_store_deliver_batch_size",
+            "Deliveries per Deliver call",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "mailfleet_store_deliver_seconds",
+            "Duration of Deliver calls",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "mailfleet_store_auth",
+            "Authentication attempts by result",
+            m.auth.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,484 @@
+//! The domain operations of mailstore over Postgres: accounts, domains,
+//! aliases, recipient resolution, authentication and mailbox listings.
+//! Deliver lives in [`crate::deliver`], body streaming in [`crate::body`].
+
+use std::sync::Arc;
+
+use mailfleet_blob::BlobStore;
+use sqlx::PgPool;
+
+use crate::address::{Address, normalize_domain, parse_alias};
+use crate::error::{Result, StoreError};
+use crate::metrics::Metrics;
+use crate::password::{CredentialCache, Hasher};
+
+/// Mailboxes every new account gets, with their RFC 6154 special-use.
+pub const DEFAULT_MAILBOXES: &[(&str, Option<&str>)] = &[
+    ("INBOX", None),
+    ("Sent", Some("\\Sent")),
+    ("Drafts", Some("\\Drafts")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
+
+/// Largest page of ListMessages.
+pub const MAX_PAGE: i64 = 10_000;
+pub const DEFAULT_PAGE: i64 = 1_000;
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: PgPool,
+    pub blobs: BlobStore,
+    pub hasher: Arc<Hasher>,
+    pub credentials: Arc<CredentialCache>,
+    pub metrics: Metrics,
+}
+
+/// Where an envelope recipient goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// (account id, canonical address) of every target account.
+    Local(Vec<(i64, String)>),
+    UnknownUser,
+    NotLocal,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountRow {
+    pub address: String,
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MailboxRow {
+    pub id: i64,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+    pub uidvalidity: i64,
+    pub uidnext: i64,
+    pub highestmodseq: i64,
+    pub messages: i64,
+    pub unseen: i64,
+    pub size: i64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageRow {
+    pub uid: i64,
+    pub size: i64,
+    pub modseq: i64,
+    pub flags: Vec<String>,
+    pub internal_date: chrono::DateTime<chrono::Utc>,
+    pub subject: Option<String>,
+    pub blob_id: String,
+}
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidArgument(msg.into())
+}
+
+fn parse_address(raw: &str) -> Result<Address> {
+    Address::parse(raw).ok_or_else(|| invalid(format!("not a valid address: {raw:?}")))
+}
+
+impl Store {
+    // ---- domains ----
+
+    pub async fn add_domain(&self, raw: &str) -> Result<String> {
+        let name =
+            normalize_domain(raw).ok_or_else(|| invalid(format!("not a valid domain: {raw:?}")))?;
+        let inserted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name",
+        )
+        .bind(&name)
+        .fetch_optional(&self.pool)
+        .await?;
+        match inserted {
+            Some(_) => Ok(name),
+            None => Err(StoreError::AlreadyExists(format!(
+                "domain {name} already exists"
+            ))),
+        }
+    }
+
+    pub async fn list_domains(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM domains ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    async fn require_domain(&self, domain: &str) -> Result<()> {
+        let found: Option<(String,)> = sqlx::query_as("SELECT name FROM domains WHERE name = $1")
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!(
+                "domain {domain} is not local; add it first"
+            ))),
+        }
+    }
+
+    // ---- accounts ----
+
+    async fn hash_password(&self, password: &str) -> Result<String> {
+        if password.is_empty() {
+            return Err(invalid("the password must not be empty"));
+        }
+        let hasher = self.hasher.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(StoreError::Internal)
+    }
+
+    pub async fn add_account(
+        &self,
+        raw: &str,
+        password: &str,
+        quota_bytes: u64,
+    ) -> Result<AccountRow> {
+        let addr = parse_address(raw)?;
+        let quota = i64::try_from(quota_bytes).map_err(|_| invalid("quota too large"))?;
+        self.require_domain(&addr.domain).await?;
+        let hash = self.hash_password(password).await?;
+        let address = addr.full();
+        let mut tx = self.pool.begin().await?;
+        let id: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO accounts (address, domain, password_hash, quota_bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address) DO NOTHING RETURNING id",
+        )
+        .bind(&address)
+        .bind(&addr.domain)
+        .bind(&hash)
+        .bind(quota)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id,)) = id else {
+            return Err(StoreError::AlreadyExists(format!(
+                "account {address} already exists"
+            )));
+        };
+        let names: Vec<&str> = DEFAULT_MAILBOXES.iter().map(|m| m.0).collect();
+        let uses: Vec<Option<&str>> = DEFAULT_MAILBOXES.iter().map(|m| m.1).collect();
+        sqlx::query(
+            "INSERT INTO mailboxes (account_id, name, special_use, subscribed, uidvalidity) \
+             SELECT $1, n, u, true, $4 FROM UNNEST($2::text[], $3::text[]) AS v(n, u)",
+        )
+        .bind(id)
+        .bind(&names)
+        .bind(&uses)
+        .bind(new_uidvalidity())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AccountRow {
+            address,
+            quota_bytes: quota,
+            used_bytes: 0,
+        })
+    }
+
+    pub async fn list_accounts(&self, domain: &str) -> Result<Vec<AccountRow>> {
+        let domain = if domain.trim().is_empty() {
+            String::new()
+        } else {
+            normalize_domain(domain)
+                .ok_or_else(|| invalid(format!("not a valid domain: {domain:?}")))?
+        };
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT address, quota_bytes, used_bytes FROM accounts \
+             WHERE $1 = '' OR domain = $1 ORDER BY address",
+        )
+        .bind(&domain)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(address, quota_bytes, used_bytes)| AccountRow {
+                address,
+                quota_bytes,
+                used_bytes,
+            })
+            .collect())
+    }
+
+    pub async fn set_password(&self, raw: &str, password: &str) -> Result<()> {
+        let addr = parse_address(raw)?;
+        let hash = self.hash_password(password).await?;
+        let done = sqlx::query("UPDATE accounts SET password_hash = $2 WHERE address = $1")
+            .bind(addr.full())
+            .bind(&hash)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no account {}", addr.full())));
+        }
+        Ok(())
+    }
+
+    /// Deletes the account with its mailboxes and messages (cascading); the
+    /// blobs stay for the sweeper, since other recipients may share them.
+    pub async fn remove_account(&self, raw: &str) -> Result<()> {
+        let addr = parse_address(raw)?;
+        let done = sqlx::query("DELETE FROM accounts WHERE address = $1")
+            .bind(addr.full())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no account {}", addr.full())));
+        }
+        Ok(())
+    }
+
+    // ---- aliases ----
+
+    pub async fn add_alias(&self, raw: &str, targets: &[String]) -> Result<(String, Vec<String>)> {
+        let (alias, domain) =
+            parse_alias(raw).ok_or_else(|| invalid(format!("not a valid alias: {raw:?}")))?;
+        if targets.is_empty() {
+            return Err(invalid("an alias needs at least one target account"));
+        }
+        let mut wanted = Vec::with_capacity(targets.len());
+        for t in targets {
+            wanted.push(parse_address(t)?.full());
+        }
+        wanted.sort();
+        wanted.dedup();
+        self.require_domain(&domain).await?;
+        let mut tx = self.pool.begin().await?;
+        let clash: Option<(i64,)> = sqlx::query_as("SELECT id FROM accounts WHERE address = $1")
+            .bind(&alias)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if clash.is_some() {
+            return Err(StoreError::AlreadyExists(format!("{alias} is an account")));
+        }
+        let found: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, address FROM accounts WHERE address = ANY($1) ORDER BY address",
+        )
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await?;
+        if found.len() != wanted.len() {
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|w| !found.iter().any(|(_, a)| a == *w))
+                .map(String::as_str)
+                .collect();
+            return Err(StoreError::NotFound(format!(
+                "no account {}",
+                missing.join(", ")
+            )));
+        }
+        let inserted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO aliases (address, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING address",
+        )
+        .bind(&alias)
+        .bind(&domain)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            return Err(StoreError::AlreadyExists(format!(
+                "alias {alias} already exists"
+            )));
+        }
+        let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+        sqlx::query("INSERT INTO alias_targets (alias, account_id) SELECT $1, UNNEST($2::int8[])")
+            .bind(&alias)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((alias, found.into_iter().map(|(_, a)| a).collect()))
+    }
+
+    pub async fn list_aliases(&self, domain: &str) -> Result<Vec<(String, Vec<String>)>> {
+        let domain = if domain.trim().is_empty() {
+            String::new()
+        } else {
+            normalize_domain(domain)
+                .ok_or_else(|| invalid(format!("not a valid domain: {domain:?}")))?
+        };
+        let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT al.address, \
+                    COALESCE(array_agg(a.address ORDER BY a.address) FILTER (WHERE a.address IS NOT NULL), '{}') \
+             FROM aliases al \
+             LEFT JOIN alias_targets t ON t.alias = al.address \
+             LEFT JOIN accounts a ON a.id = t.account_id \
+             WHERE $1 = '' OR al.domain = $1 \
+             GROUP BY al.address ORDER BY al.address",
+        )
+        .bind(&domain)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn remove_alias(&self, raw: &str) -> Result<()> {
+        let (alias, _) =
+            parse_alias(raw).ok_or_else(|| invalid(format!("not a valid alias: {raw:?}")))?;
+        let done = sqlx::query("DELETE FROM aliases WHERE address = $1")
+            .bind(&alias)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no alias {alias}")));
+        }
+        Ok(())
+    }
+
+    // ---- recipients and authentication ----
+
+    /// Resolves an envelope recipient in one round trip: exact account, exact
+    /// alias, then (for `user+tag`) the account and alias without the tag,
+    /// then the catch-all `@domain`. The lowest rank that matches wins.
+    pub async fn resolve(&self, raw: &str) -> Result<Resolution> {
+        let Some(addr) = Address::parse(raw) else {
+            // Not an address we could ever own.
+            return Ok(Resolution::NotLocal);
+        };
+        let exact = addr.full();
+        let untagged = addr.without_tag().map(|a| a.full()).unwrap_or_default();
+        let catch_all = format!("@{}", addr.domain);
+        let rows: Vec<(i32, i64, String)> = sqlx::query_as(
+            "SELECT 0, 0::int8, name FROM domains WHERE name = $4 \
+             UNION ALL SELECT 1, id, address FROM accounts WHERE address = $1 \
+             UNION ALL SELECT 2, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $1 \
+             UNION ALL SELECT 3, id, address FROM accounts WHERE address = $2 \
+             UNION ALL SELECT 4, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $2 \
+             UNION ALL SELECT 5, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $3",
+        )
+        .bind(&exact)
+        .bind(&untagged)
+        .bind(&catch_all)
+        .bind(&addr.domain)
+        .fetch_all(&self.pool)
+        .await?;
+        if !rows.iter().any(|r| r.0 == 0) {
+            return Ok(Resolution::NotLocal);
+        }
+        let Some(best) = rows.iter().filter(|r| r.0 > 0).map(|r| r.0).min() else {
+            return Ok(Resolution::UnknownUser);
+        };
+        let mut accounts: Vec<(i64, String)> = rows
+            .into_iter()
+            .filter(|r| r.0 == best)
+            .map(|r| (r.1, r.2))
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        Ok(Resolution::Local(accounts))
+    }
+
+    /// Verifies a password; `None` for a wrong password or unknown user,
+    /// which cost the same time.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<(i64, String)>> {
+        let username = username.trim().to_lowercase();
+        let row: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT id, address, password_hash FROM accounts WHERE address = $1")
+                .bind(&username)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((id, address, hash)) = &row
+            && self.credentials.check(address, password, hash)
+        {
+            return Ok(Some((*id, address.clone())));
+        }
+        let hasher = self.hasher.clone();
+        let pw = password.to_owned();
+        let hash = row.as_ref().map(|r| r.2.clone());
+        let ok = tokio::task::spawn_blocking(move || hasher.verify(&pw, hash.as_deref()))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(match (ok, row) {
+            (true, Some((id, address, hash))) => {
+                self.credentials.insert(&address, password, &hash);
+                Some((id, address))
+            }
+            _ => None,
+        })
+    }
+
+    // ---- mailboxes and messages ----
+
+    pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxRow>> {
+        let addr = parse_address(account)?;
+        let rows: Vec<MailboxRow> = sqlx::query_as(
+            "SELECT m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
+                    m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size \
+             FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+             WHERE a.address = $1 ORDER BY (m.name <> 'INBOX'), m.name",
+        )
+        .bind(addr.full())
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!("no account {}", addr.full())));
+        }
+        Ok(rows)
+    }
+
+    /// The mailbox id and uidvalidity of `account`'s mailbox `name` (empty
+    /// or any case of "INBOX" means the inbox).
+    pub async fn find_mailbox(&self, account: &str, name: &str) -> Result<(i64, i64)> {
+        let addr = parse_address(account)?;
+        let name = if name.is_empty() || name.eq_ignore_ascii_case("INBOX") {
+            "INBOX"
+        } else {
+            name
+        };
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+             WHERE a.address = $1 AND m.name = $2",
+        )
+        .bind(addr.full())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
+    }
+
+    pub async fn list_messages(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_from: u32,
+        limit: u32,
+    ) -> Result<(i64, Vec<MessageRow>)> {
+        let (mailbox_id, uidvalidity) = self.find_mailbox(account, mailbox).await?;
+        let limit = match i64::from(limit) {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let rows: Vec<MessageRow> =
+            sqlx::query_as(
+                "SELECT m.uid, m.size, m.modseq, m.flags, m.internal_date, b.meta->>'subject' AS subject, m.blob_id \
+                 FROM messages m JOIN blobs b ON b.id = m.blob_id \
+                 WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.expunged_modseq IS NULL \
+                 ORDER BY m.uid LIMIT $3",
+            )
+            .bind(mailbox_id)
+            .bind(i64::from(uid_from))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((uidvalidity, rows))
+    }
+}
+
+/// A UIDVALIDITY from the clock (seconds), never 0, within 32 bits.
+fn new_uidvalidity() -> i64 {
+    let secs = chrono::Utc::now().timestamp().rem_euclid(1 << 32);
+    secs.max(1)
+}

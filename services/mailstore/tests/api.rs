@@ -1,0 +1,881 @@
+//! mailstore through its gRPC API: the service runs in-process on port-0
+//! listeners against a fresh Postgres database (created by `run`, dropped
+//! here) and a temp-dir blob store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mailfleet_blob::BlobStore;
+use mailfleet_proto::v1 as pb;
+use mailfleet_runtime::config::SecretString;
+use mailfleet_runtime::grpc::{Admin, MailStore, admin_client, mailstore_client};
+use mailfleet_runtime::{CancellationToken, Config};
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const SERVICE_TOKEN: &str = "service-secret";
+const ADMIN_TOKEN: &str = "admin-secret";
+
+fn unique_db_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("mailstore_test_{tag}_{}_{nanos}", std::process::id())
+}
+
+fn config(db: &str, blob_dir: &std::path::Path) -> Config {
+    let mut c = Config::load(Vec::new()).unwrap();
+    c.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    c.database_max_connections = 8;
+    c.blob_url = format!("file://{}", blob_dir.display());
+    c.service_token = SecretString::new(SERVICE_TOKEN);
+    c.admin_token = SecretString::new(ADMIN_TOKEN);
+    // Cheap hashes keep the test fast; the cost is configuration.
+    c.argon2_memory_kib = 1024;
+    c.argon2_iterations = 1;
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+/// Drops the test database when the test ends, however it ends.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+struct Running {
+    grpc_url: String,
+    http: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(config: Config) -> Running {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let http_addr = http.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(mailstore::run(
+        config,
+        mailstore::Listeners { grpc, http },
+        shutdown.clone(),
+    ));
+    let running = Running {
+        grpc_url,
+        http: http_addr,
+        shutdown,
+        task,
+    };
+    wait_ready(&running).await;
+    running
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+/// Waits until /readyz answers 200 (migrations done, Postgres answering).
+async fn wait_ready(r: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(!r.task.is_finished(), "mailstore stopped during start-up");
+        if let Some(resp) = http_get(r.http, "/readyz").await
+            && resp.starts_with("HTTP/1.1 200")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "mailstore not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop(r: Running) {
+    r.shutdown.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+async fn put_blob(config: &Config, data: &[u8]) -> String {
+    let store = BlobStore::from_config(config).unwrap();
+    let mut w = store.writer();
+    w.write(data).await.unwrap();
+    w.finish().await.unwrap().id
+}
+
+async fn body(
+    ms: &mut MailStore,
+    account: &str,
+    uid: u32,
+    offset: u64,
+    length: u64,
+) -> (Vec<u8>, u64) {
+    let mut stream = ms
+        .get_body(pb::GetBodyRequest {
+            account: account.into(),
+            mailbox: String::new(),
+            uid,
+            offset,
+            length,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    let mut total = None;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert!(chunk.data.len() <= 256 * 1024);
+        if total.is_none() {
+            total = Some(chunk.total_size);
+        }
+        out.extend_from_slice(&chunk.data);
+    }
+    (out, total.unwrap())
+}
+
+async fn resolve(ms: &mut MailStore, address: &str) -> (pb::RecipientStatus, Vec<String>) {
+    let r = ms
+        .resolve_recipient(pb::ResolveRecipientRequest {
+            address: address.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (r.status(), r.accounts)
+}
+
+async fn admin_setup(admin: &mut Admin) {
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "Example.TEST".into(),
+        })
+        .await
+        .unwrap();
+    let dup = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists);
+    let bad = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "bad domain".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let domains = admin
+        .list_domains(pb::ListDomainsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        domains.domains,
+        vec![pb::Domain {
+            name: "example.test".into()
+        }]
+    );
+
+    for (addr, quota) in [
+        ("Alice@example.test", 0),
+        ("bob@example.test", 0),
+        ("carol@example.test", 10),
+    ] {
+        let a = admin
+            .add_account(pb::AddAccountRequest {
+                address: addr.into(),
+                password: format!("pw-{}", addr.to_lowercase()),
+                quota_bytes: quota,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(a.address, addr.to_lowercase());
+    }
+    let e = admin
+        .add_account(pb::AddAccountRequest {
+            address: "alice@example.test".into(),
+            password: "x".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists);
+    let e = admin
+        .add_account(pb::AddAccountRequest {
+            address: "dave@elsewhere.test".into(),
+            password: "x".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = admin
+        .add_account(pb::AddAccountRequest {
+            address: "not an address".into(),
+            password: "x".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    let accounts = admin
+        .list_accounts(pb::ListAccountsRequest {
+            domain: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    let names: Vec<_> = accounts.iter().map(|a| a.address.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "alice@example.test",
+            "bob@example.test",
+            "carol@example.test"
+        ]
+    );
+
+    let alias = admin
+        .add_alias(pb::AddAliasRequest {
+            address: "Team@example.test".into(),
+            targets: vec!["alice@example.test".into(), "bob@example.test".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(alias.address, "team@example.test");
+    admin
+        .add_alias(pb::AddAliasRequest {
+            address: "@example.test".into(),
+            targets: vec!["bob@example.test".into()],
+        })
+        .await
+        .unwrap();
+    admin
+        .add_alias(pb::AddAliasRequest {
+            address: "old@example.test".into(),
+            targets: vec!["bob@example.test".into()],
+        })
+        .await
+        .unwrap();
+    let e = admin
+        .add_alias(pb::AddAliasRequest {
+            address: "x@example.test".into(),
+            targets: vec!["nobody@example.test".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    admin
+        .remove_alias(pb::RemoveAliasRequest {
+            address: "old@example.test".into(),
+        })
+        .await
+        .unwrap();
+    let e = admin
+        .remove_alias(pb::RemoveAliasRequest {
+            address: "old@example.test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let aliases = admin
+        .list_aliases(pb::ListAliasesRequest {
+            domain: "example.test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .aliases;
+    assert_eq!(
+        aliases,
+        vec![
+            pb::Alias {
+                address: "@example.test".into(),
+                targets: vec!["bob@example.test".into()]
+            },
+            pb::Alias {
+                address: "team@example.test".into(),
+                targets: vec!["alice@example.test".into(), "bob@example.test".into()]
+            },
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api() {
+    let db = Database(unique_db_name("api"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+
+    // Credentials: none, wrong, or the service token on Admin are refused.
+    let mut anon = mailstore_client(&running.grpc_url, "").unwrap();
+    let e = anon
+        .resolve_recipient(pb::ResolveRecipientRequest {
+            address: "a@b.c".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut wrong = mailstore_client(&running.grpc_url, "guess").unwrap();
+    assert_eq!(
+        wrong
+            .list_mailboxes(pb::ListMailboxesRequest {
+                account: "a@b.c".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+    let mut service_as_admin = admin_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    assert_eq!(
+        service_as_admin
+            .list_domains(pb::ListDomainsRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+
+    // The gRPC health service reports both services as serving.
+    let channel = mailfleet_runtime::grpc::channel(&running.grpc_url).unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["mailfleet.v1.MailStore", "mailfleet.v1.Admin"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+            "{service}"
+        );
+    }
+
+    admin_setup(&mut admin).await;
+
+    // Default mailboxes with their special-use attributes.
+    let boxes = ms
+        .list_mailboxes(pb::ListMailboxesRequest {
+            account: "alice@example.test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mailboxes;
+    let got: Vec<(&str, &str)> = boxes
+        .iter()
+        .map(|m| (m.name.as_str(), m.special_use.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("INBOX", ""),
+            ("Archive", "\\Archive"),
+            ("Drafts", "\\Drafts"),
+            ("Junk", "\\Junk"),
+            ("Sent", "\\Sent"),
+            ("Trash", "\\Trash")
+        ]
+    );
+    assert!(
+        boxes
+            .iter()
+            .all(|m| m.subscribed && m.uidvalidity > 0 && m.uidnext == 1)
+    );
+
+    // Authenticate.
+    let ok = ms
+        .authenticate(pb::AuthenticateRequest {
+            username: "ALICE@example.test".into(),
+            password: "pw-alice@example.test".into(),
+            remote_ip: "127.0.0.1".into(),
+            protocol: "imap".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.ok);
+    assert_eq!(ok.address, "alice@example.test");
+    for (user, pw) in [
+        ("alice@example.test", "wrong"),
+        ("nobody@example.test", "pw"),
+    ] {
+        let r = ms
+            .authenticate(pb::AuthenticateRequest {
+                username: user.into(),
+                password: pw.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.ok, "{user}");
+    }
+    admin
+        .set_password(pb::SetPasswordRequest {
+            address: "alice@example.test".into(),
+            password: "new-pw".into(),
+        })
+        .await
+        .unwrap();
+    let r = ms
+        .authenticate(pb::AuthenticateRequest {
+            username: "alice@example.test".into(),
+            password: "new-pw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.ok);
+    // The old password was verified (and cached) before; it must fail now.
+    let r = ms
+        .authenticate(pb::AuthenticateRequest {
+            username: "alice@example.test".into(),
+            password: "pw-alice@example.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.ok, "a password change invalidates cached credentials");
+
+    // ResolveRecipient.
+    use pb::RecipientStatus::*;
+    assert_eq!(
+        resolve(&mut ms, "Alice@Example.Test").await,
+        (RecipientLocal, vec!["alice@example.test".into()])
+    );
+    assert_eq!(
+        resolve(&mut ms, "alice+news@example.test").await,
+        (RecipientLocal, vec!["alice@example.test".into()])
+    );
+    assert_eq!(
+        resolve(&mut ms, "<team@example.test>").await,
+        (
+            RecipientLocal,
+            vec!["alice@example.test".into(), "bob@example.test".into()]
+        )
+    );
+    assert_eq!(resolve(&mut ms, "team+x@example.test").await.1.len(), 2);
+    assert_eq!(
+        resolve(&mut ms, "whoever@example.test").await,
+        (RecipientLocal, vec!["bob@example.test".into()])
+    );
+    assert_eq!(
+        resolve(&mut ms, "someone@elsewhere.test").await,
+        (RecipientNotLocal, vec![])
+    );
+    admin
+        .remove_alias(pb::RemoveAliasRequest {
+            address: "@example.test".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        resolve(&mut ms, "whoever@example.test").await,
+        (RecipientUnknownUser, vec![])
+    );
+
+    // Deliver a batch into one mailbox: UIDs 1..n contiguous.
+    let raw = b"From: Sender <sender@remote.test>\r\nTo: alice@example.test\r\nSubject: batch test\r\n\r\nhello\r\n";
+    let blob = put_blob(&config, raw).await;
+    let n = 50;
+    let deliveries: Vec<pb::Delivery> = (0..n)
+        .map(|i| pb::Delivery {
+            idempotency_key: format!("job-{i}:alice@example.test"),
+            recipient: "alice@example.test".into(),
+            blob_id: blob.clone(),
+            blob_size: raw.len() as u64,
+            return_path: "sender@remote.test".into(),
+            internal_date_ms: 1_700_000_000_000 + i,
+        })
+        .collect();
+    let res = ms
+        .deliver(pb::DeliverRequest {
+            deliveries: deliveries.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(res.len(), n as usize);
+    assert!(
+        res.iter()
+            .all(|r| r.status() == pb::DeliveryStatus::DeliveryStored),
+        "{res:?}"
+    );
+    assert_eq!(res[3].idempotency_key, "job-3:alice@example.test");
+
+    let listed = ms
+        .list_messages(pb::ListMessagesRequest {
+            account: "alice@example.test".into(),
+            mailbox: String::new(),
+            uid_from: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let uids: Vec<u32> = listed.messages.iter().map(|m| m.uid).collect();
+    assert_eq!(uids, (1..=n as u32).collect::<Vec<_>>());
+    let rp_line = b"Return-Path: <sender@remote.test>\r\n";
+    let m = &listed.messages[0];
+    assert_eq!(m.subject, "batch test");
+    assert_eq!(m.size, (rp_line.len() + raw.len()) as u64);
+    assert_eq!(m.blob_id, blob);
+    assert_eq!(m.internal_date_ms, 1_700_000_000_000);
+    let page = ms
+        .list_messages(pb::ListMessagesRequest {
+            account: "alice@example.test".into(),
+            mailbox: "inbox".into(),
+            uid_from: 10,
+            limit: 5,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        page.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [10, 11, 12, 13, 14]
+    );
+    assert_eq!(page.uidvalidity, listed.uidvalidity);
+
+    // Redelivery of the same keys stores nothing new.
+    let again = ms
+        .deliver(pb::DeliverRequest { deliveries })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(
+        again
+            .iter()
+            .all(|r| r.status() == pb::DeliveryStatus::DeliveryDuplicate)
+    );
+    let inbox = &ms
+        .list_mailboxes(pb::ListMailboxesRequest {
+            account: "alice@example.test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mailboxes[0];
+    assert_eq!(
+        (inbox.messages, inbox.uidnext, inbox.unseen),
+        (n as u32, n as u32 + 1, n as u32)
+    );
+
+    // GetBody: Return-Path line + blob bytes exactly, and ranges over both.
+    let mut expected = rp_line.to_vec();
+    expected.extend_from_slice(raw);
+    let (bytes, total) = body(&mut ms, "alice@example.test", 1, 0, 0).await;
+    assert_eq!(bytes, expected);
+    assert_eq!(total, expected.len() as u64);
+    let (bytes, _) = body(&mut ms, "alice@example.test", 2, 10, 40).await;
+    assert_eq!(bytes, expected[10..50]);
+    let (bytes, _) = body(&mut ms, "alice@example.test", 2, 60, 0).await;
+    assert_eq!(bytes, expected[60..]);
+    let (bytes, total) = body(&mut ms, "alice@example.test", 2, 10_000, 0).await;
+    assert!(bytes.is_empty());
+    assert_eq!(total, expected.len() as u64);
+    let e = ms
+        .get_body(pb::GetBodyRequest {
+            account: "alice@example.test".into(),
+            uid: 999,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // A large body streams in bounded chunks.
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 700 * 1024));
+    let big_blob = put_blob(&config, &big).await;
+
+    // One batch with an alias (two copies), the null sender, an unknown
+    // recipient, an over-quota one, a key repeated within the batch and a
+    // missing body.
+    let mixed = vec![
+        pb::Delivery {
+            idempotency_key: "m1".into(),
+            recipient: "team@example.test".into(),
+            blob_id: big_blob.clone(),
+            return_path: String::new(),
+            ..Default::default()
+        },
+        pb::Delivery {
+            idempotency_key: "m2".into(),
+            recipient: "ghost@example.test".into(),
+            blob_id: blob.clone(),
+            ..Default::default()
+        },
+        pb::Delivery {
+            idempotency_key: "m3".into(),
+            recipient: "carol@example.test".into(),
+            blob_id: blob.clone(),
+            ..Default::default()
+        },
+        pb::Delivery {
+            idempotency_key: "m1".into(),
+            recipient: "team@example.test".into(),
+            blob_id: big_blob.clone(),
+            ..Default::default()
+        },
+        pb::Delivery {
+            idempotency_key: "m4".into(),
+            recipient: "bob@example.test".into(),
+            blob_id: "0".repeat(64),
+            ..Default::default()
+        },
+    ];
+    let res = ms
+        .deliver(pb::DeliverRequest { deliveries: mixed })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    use pb::DeliveryStatus::*;
+    let statuses: Vec<_> = res.iter().map(|r| r.status()).collect();
+    assert_eq!(
+        statuses,
+        [
+            DeliveryStored,
+            DeliveryUnknownRecipient,
+            DeliveryOverQuota,
+            DeliveryDuplicate,
+            DeliveryTemporaryFailure
+        ]
+    );
+    let (bytes, _) = body(&mut ms, "alice@example.test", n as u32 + 1, 0, 0).await;
+    let mut expected_big = b"Return-Path: <>\r\n".to_vec();
+    expected_big.extend_from_slice(&big);
+    assert_eq!(bytes, expected_big);
+    let (bytes, _) = body(&mut ms, "bob@example.test", 1, 300_000, 100).await;
+    assert_eq!(bytes, expected_big[300_000..300_100]);
+    // Over quota and missing body were not remembered: they can be retried.
+    let retry = ms
+        .deliver(pb::DeliverRequest {
+            deliveries: vec![pb::Delivery {
+                idempotency_key: "m3".into(),
+                recipient: "carol@example.test".into(),
+                blob_id: blob.clone(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(retry[0].status(), DeliveryOverQuota);
+
+    let bad = ms
+        .deliver(pb::DeliverRequest {
+            deliveries: vec![pb::Delivery {
+                idempotency_key: "k".into(),
+                recipient: "bob@example.test".into(),
+                blob_id: "../etc/passwd".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    // Metrics are exposed under mailfleet_store_.
+    let metrics = http_get(running.http, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("mailfleet_store_deliveries_total{status=\"stored\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mailfleet_store_deliver_batch_size"));
+
+    // Removing an account removes its mailboxes.
+    admin
+        .remove_account(pb::RemoveAccountRequest {
+            address: "alice@example.test".into(),
+        })
+        .await
+        .unwrap();
+    let e = ms
+        .list_mailboxes(pb::ListMailboxesRequest {
+            account: "alice@example.test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert_eq!(
+        resolve(&mut ms, "team@example.test").await.1,
+        vec!["bob@example.test".to_string()]
+    );
+
+    stop(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_migrate_one_empty_database() {
+    let db = Database(unique_db_name("migrate"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let (a, b) = tokio::join!(start(config.clone()), start(config.clone()));
+    for r in [&a, &b] {
+        let mut admin = admin_client(&r.grpc_url, ADMIN_TOKEN).unwrap();
+        admin.list_domains(pb::ListDomainsRequest {}).await.unwrap();
+    }
+    stop(a).await;
+    stop(b).await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_one_clear_error() {
+    let blob_dir = tempfile::tempdir().unwrap();
+    let mut config = config("nope", blob_dir.path());
+    config.database_url = "postgres://postgres@127.0.0.1:1/nope".into();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = mailstore::run(
+        config,
+        mailstore::Listeners { grpc, http },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cannot reach Postgres at postgres://127.0.0.1:1/nope"),
+        "{err}"
+    );
+}
+
+/// One hot mailbox: batches of 128 distinct messages into one INBOX. Prints
+/// the rate; asserts a floor low enough for a debug build on a busy machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_mailbox_throughput() {
+    let db = Database(unique_db_name("hot"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "hot.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: "hot@hot.test".into(),
+            password: "pw".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
+    let (batches, batch) = (16, 128);
+    let mut jobs = Vec::new();
+    for b in 0..batches {
+        let mut deliveries = Vec::new();
+        for i in 0..batch {
+            let raw = format!(
+                "From: s@remote.test\r\nTo: hot@hot.test\r\nSubject: m {b}-{i}\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nbody {b} {i}\r\n--x--\r\n"
+            );
+            deliveries.push(pb::Delivery {
+                idempotency_key: format!("hot-{b}-{i}"),
+                recipient: "hot@hot.test".into(),
+                blob_id: put_blob(&config, raw.as_bytes()).await,
+                return_path: "s@remote.test".into(),
+                ..Default::default()
+            });
+        }
+        jobs.push(deliveries);
+    }
+    // Two workers deliver concurrently, as replicas of delivery-worker would.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in jobs.chunks(batches / 2) {
+        let chunk = chunk.to_vec();
+        let mut ms = ms.clone();
+        tasks.push(tokio::spawn(async move {
+            for deliveries in chunk {
+                let res = ms
+                    .deliver(pb::DeliverRequest { deliveries })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(
+                    res.results
+                        .iter()
+                        .all(|r| r.status() == pb::DeliveryStatus::DeliveryStored)
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = batches * batch;
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!("hot mailbox: {total} messages in {elapsed:?} = {rate:.0} messages/s");
+    let listed = ms
+        .list_messages(pb::ListMessagesRequest {
+            account: "hot@hot.test".into(),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let uids: Vec<u32> = listed.messages.iter().map(|m| m.uid).collect();
+    assert_eq!(
+        uids,
+        (1..=total as u32).collect::<Vec<_>>(),
+        "UIDs contiguous across concurrent batches"
+    );
+    assert!(rate > 100.0, "{rate:.0} messages/s");
+    stop(running).await;
+}

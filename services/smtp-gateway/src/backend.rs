@@ -1,0 +1,150 @@
+//! What a session needs from the rest of mailfleet, behind one trait: the
+//! recipient check (mailstore), body storage (object storage) and the
+//! confirmed job publish (RabbitMQ). [`Mailfleet`] is the real thing; tests
+//! put fakes behind the same trait to drive failure paths.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mailfleet_blob::{BlobStore, BlobWriter};
+use mailfleet_proto::v1::{DeliveryJob, RecipientStatus, ResolveRecipientRequest};
+use mailfleet_queue::Publisher;
+use mailfleet_runtime::grpc::MailStore;
+
+/// The answer of the recipient check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Delivered to one or more local accounts.
+    Local,
+    /// Our domain, but nobody has that address.
+    UnknownUser,
+    /// Not one of our domains.
+    NotLocal,
+}
+
+/// Why a backend call failed. Every variant is temporary from the client's
+/// point of view (the session answers 4xx), but the logs keep them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("recipient check failed: {0}")]
+    Resolve(String),
+    #[error("body storage failed: {0}")]
+    Store(String),
+    #[error("job publish failed: {0}")]
+    Publish(String),
+}
+
+/// A body stored under its content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBody {
+    pub id: String,
+    pub size: u64,
+}
+
+/// Streams one message body into storage with bounded memory.
+pub trait BodyWriter: Send + 'static {
+    fn write(&mut self, data: &[u8]) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Completes the upload; the body is durable once this returns `Ok`.
+    fn finish(self) -> impl Future<Output = Result<StoredBody, BackendError>> + Send;
+    /// Throws away what was written.
+    fn abort(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The services behind a session.
+pub trait Backend: Send + Sync + 'static {
+    type Writer: BodyWriter;
+
+    fn resolve_recipient(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Resolution, BackendError>> + Send;
+
+    fn body_writer(&self) -> Self::Writer;
+
+    /// Publishes the job; `Ok` only once the broker confirmed it stored it.
+    fn publish(&self, job: &DeliveryJob) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// The real backend: mailstore over gRPC, the blob store, the confirmed
+/// publisher. Cheap to share; every field is a handle.
+#[derive(Clone)]
+pub struct Mailfleet {
+    pub mailstore: MailStore,
+    pub blobs: BlobStore,
+    pub publisher: Publisher,
+    pub publish_timeout: Duration,
+}
+
+/// How long one recipient check may take before the client hears 451.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Mailfleet {
+    /// Whether mailstore answers a cheap, authenticated call right now.
+    pub async fn mailstore_ready(&self) -> bool {
+        // A domain that can never be ours: the answer is NOT_LOCAL when
+        // mailstore, its database and our credential all work.
+        self.resolve_recipient("readiness-probe@mailfleet.invalid")
+            .await
+            .is_ok()
+    }
+}
+
+impl Backend for Mailfleet {
+    type Writer = BlobWriter;
+
+    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+        let mut client = self.mailstore.clone();
+        let call = client.resolve_recipient(ResolveRecipientRequest {
+            address: address.to_owned(),
+        });
+        let response = tokio::time::timeout(RESOLVE_TIMEOUT, call)
+            .await
+            .map_err(|_| BackendError::Resolve("mailstore did not answer in time".into()))?
+            .map_err(|status| {
+                BackendError::Resolve(format!("{:?}: {}", status.code(), status.message()))
+            })?
+            .into_inner();
+        match RecipientStatus::try_from(response.status) {
+            Ok(RecipientStatus::RecipientLocal) => Ok(Resolution::Local),
+            Ok(RecipientStatus::RecipientUnknownUser) => Ok(Resolution::UnknownUser),
+            Ok(RecipientStatus::RecipientNotLocal) => Ok(Resolution::NotLocal),
+            Ok(RecipientStatus::Unspecified) | Err(_) => Err(BackendError::Resolve(format!(
+                "mailstore answered an unknown recipient status {}",
+                response.status
+            ))),
+        }
+    }
+
+    fn body_writer(&self) -> BlobWriter {
+        self.blobs.writer()
+    }
+
+    async fn publish(&self, job: &DeliveryJob) -> Result<(), BackendError> {
+        self.publisher
+            .publish_job(job, self.publish_timeout)
+            .await
+            .map_err(|e| BackendError::Publish(e.to_string()))
+    }
+}
+
+impl BodyWriter for BlobWriter {
+    async fn write(&mut self, data: &[u8]) -> Result<(), BackendError> {
+        BlobWriter::write(self, data)
+            .await
+            .map_err(|e| BackendError::Store(e.to_string()))
+    }
+
+    async fn finish(self) -> Result<StoredBody, BackendError> {
+        BlobWriter::finish(self)
+            .await
+            .map(|r| StoredBody {
+                id: r.id,
+                size: r.size,
+            })
+            .map_err(|e| BackendError::Store(e.to_string()))
+    }
+
+    async fn abort(self) {
+        BlobWriter::abort(self).await
+    }
+}

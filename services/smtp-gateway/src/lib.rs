@@ -1,0 +1,178 @@
+//! smtp-gateway: the SMTP receiver of mailfleet, in the MX role (RFC 5321).
+//!
+//! It accepts mail for local recipients only (checked through mailstore's
+//! `ResolveRecipient`), stores each body in object storage, publishes one
+//! confirmed delivery job per transaction on RabbitMQ and only then answers
+//! 250 (the durability contract of `docs/ARCHITECTURE.md`).
+//!
+//! Layers, from the wire inwards: [`connection`] (socket I/O, limits,
+//! timeouts, shutdown) over [`session`] (the state machine, one module per
+//! command group) over [`codec`] (pure parsing and reply text). The session
+//! reaches the rest of mailfleet only through [`backend::Backend`], so tests
+//! can swap in fakes. STARTTLS, AUTH and the submission ports are to come and
+//! slot into the same layers. This crate does not touch Postgres.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod codec;
+mod connection;
+pub mod gateway;
+pub mod metrics;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use mailfleet_blob::BlobStore;
+use mailfleet_queue::Publisher;
+use mailfleet_runtime::http::{Health, HealthFlag};
+use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+pub use backend::{Backend, Mailfleet};
+pub use gateway::{Gateway, Settings};
+pub use metrics::Metrics;
+
+/// The bound sockets the gateway serves.
+pub struct Listeners {
+    /// SMTP, MX role (port 25 in production, 2525 in dev).
+    pub smtp: TcpListener,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub http: TcpListener,
+}
+
+/// How often readiness is re-checked.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the gateway until `shutdown` is cancelled and the sessions have
+/// finished (bounded by `config.shutdown_grace`). Fails at start-up when
+/// RabbitMQ cannot be reached or the blob store is misconfigured.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let blobs = BlobStore::from_config(&config)
+        .with_context(|| format!("cannot open the blob store at {}", config.blob_url))?;
+    check_broker(&config).await?;
+    let mailstore = mailfleet_runtime::grpc::mailstore_client(
+        &config.mailstore_url,
+        config.service_token.expose(),
+    )
+    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let backend = Mailfleet {
+        mailstore,
+        blobs,
+        publisher: Publisher::new(&config.amqp_url, &config.queue_prefix),
+        publish_timeout: config.smtp_publish_timeout,
+    };
+
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let health = Health::new();
+    let broker_ready = health.register("rabbitmq");
+    let mailstore_ready = health.register("mailstore");
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(watch_readiness(
+        backend.clone(),
+        broker_ready,
+        mailstore_ready,
+        shutdown.clone(),
+    ));
+    {
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(error) =
+                mailfleet_runtime::http::serve(listeners.http, health, Arc::new(registry), shutdown)
+                    .await
+            {
+                tracing::error!(%error, "The health and metrics server failed.");
+            }
+        });
+    }
+
+    let gateway = Arc::new(Gateway::new(
+        Settings::from_config(&config),
+        backend,
+        metrics,
+    ));
+    if let Ok(addr) = listeners.smtp.local_addr() {
+        tracing::info!(%addr, "SMTP (MX) listening.");
+    }
+    listener::serve(
+        listeners.smtp,
+        gateway,
+        Limits {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+        },
+        "smtp",
+        shutdown,
+        tracker.clone(),
+    )
+    .await;
+
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "Sessions still running after the shutdown grace period; leaving them."
+        );
+    }
+    Ok(())
+}
+
+/// RabbitMQ is needed from the first message on: refuse to start without it
+/// (the publisher declares the topology itself on every new channel).
+async fn check_broker(config: &Config) -> anyhow::Result<()> {
+    let url = mailfleet_queue::redact(&config.amqp_url);
+    let connection = mailfleet_queue::connect(&config.amqp_url)
+        .await
+        .map_err(|error| {
+            let reason = match &error {
+                mailfleet_queue::QueueError::Connect(detail) => detail
+                    .strip_prefix(&format!("{url}: "))
+                    .unwrap_or(detail)
+                    .to_owned(),
+                other => other.to_string(),
+            };
+            anyhow!("cannot reach RabbitMQ at {url}; is it running? ({reason})")
+        })?;
+    let _ = connection.close(200, "start-up check done".into()).await;
+    Ok(())
+}
+
+/// Keeps `/readyz` true to the dependencies really answering.
+async fn watch_readiness(
+    backend: Mailfleet,
+    broker: HealthFlag,
+    mailstore: HealthFlag,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (broker_ok, mailstore_ok) =
+            tokio::join!(backend.publisher.ready(), backend.mailstore_ready());
+        if broker.get() != broker_ok || mailstore.get() != mailstore_ok {
+            tracing::info!(
+                rabbitmq = broker_ok,
+                mailstore = mailstore_ok,
+                "Readiness changed."
+            );
+        }
+        broker.set(broker_ok);
+        mailstore.set(mailstore_ok);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}

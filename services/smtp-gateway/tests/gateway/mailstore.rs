@@ -1,0 +1,157 @@
+//! The MX path with every real dependency: mailstore (its own Postgres
+//! database) for the recipient check, RabbitMQ (its own vhost) and a file
+//! blob store, both services started in-process through their `run`.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::BasicGetOptions;
+use mailfleet_proto::v1::{AddAccountRequest, AddDomainRequest};
+use mailfleet_runtime::CancellationToken;
+use tokio::net::TcpListener;
+
+use crate::broker::{TempDir, Vhost, http_get, test_config};
+use crate::support::Raw;
+
+/// Drops the test database however the test ends.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.0
+            ))
+            .output();
+    }
+}
+
+async fn wait_ready(http_port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(http_port, "/readyz").await;
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never got ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
+    let vhost = Vhost::new().await;
+    let blobs = TempDir::new();
+    let db = Database(format!("smtpgw_{}", uuid::Uuid::new_v4().simple()));
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+
+    let store_grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", store_grpc.local_addr().unwrap());
+    let store_http_port = store_http.local_addr().unwrap().port();
+    let settings = [
+        ("database_url", database_url.as_str()),
+        ("database_max_connections", "4"),
+        ("mailstore_url", grpc_url.as_str()),
+        ("service_token", "svc-token"),
+        ("admin_token", "admin-token"),
+        ("argon2_memory_kib", "1024"),
+        ("argon2_iterations", "1"),
+    ];
+    let config = test_config(&vhost, &blobs, &settings);
+
+    let store_shutdown = CancellationToken::new();
+    let store_task = tokio::spawn(mailstore::run(
+        config.clone(),
+        mailstore::Listeners {
+            grpc: store_grpc,
+            http: store_http,
+        },
+        store_shutdown.clone(),
+    ));
+    wait_ready(store_http_port, "mailstore").await;
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "admin-token").unwrap();
+    admin
+        .add_domain(AddDomainRequest {
+            name: "local.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(AddAccountRequest {
+            address: "u@local.test".into(),
+            password: "pw".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
+
+    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (smtp_port, http_port) = (
+        smtp.local_addr().unwrap().port(),
+        http.local_addr().unwrap().port(),
+    );
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(smtp_gateway::run(
+        config.clone(),
+        smtp_gateway::Listeners { smtp, http },
+        shutdown.clone(),
+    ));
+    wait_ready(http_port, "smtp-gateway").await;
+
+    let mut c = Raw::greeted(smtp_port).await;
+    assert!(c.cmd("EHLO client.example").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.example>")
+            .await
+            .starts_with("250")
+    );
+    let reply = c.cmd("RCPT TO:<unknown@local.test>").await;
+    assert!(reply.starts_with("550 5.1.1"), "{reply}");
+    let reply = c.cmd("RCPT TO:<x@elsewhere.example>").await;
+    assert!(reply.starts_with("554 5.7.1"), "{reply}");
+    let reply = c.cmd("RCPT TO:<u@local.test>").await;
+    assert!(reply.starts_with("250 2.1.5"), "{reply}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let reply = c.cmd("Subject: real\r\n\r\nhello\r\n.").await;
+    let job_id = reply
+        .trim_end()
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_string();
+
+    let connection = mailfleet_queue::connect(&config.amqp_url).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel
+        .basic_get("t.delivery".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the job is queued");
+    let job = mailfleet_queue::decode_job(&message.delivery.data).unwrap();
+    assert_eq!(job.job_id, job_id);
+    assert_eq!(job.recipients[0].address, "u@local.test");
+    let _ = connection.close(200, "done".into()).await;
+
+    // Readiness follows mailstore: stop it and the gateway reports it.
+    store_shutdown.cancel();
+    store_task.await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(http_port, "/readyz").await;
+        if status == 503 {
+            assert!(body.contains("mailstore"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness ignores mailstore going away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+    vhost.delete().await;
+}

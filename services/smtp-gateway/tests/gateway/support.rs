@@ -1,0 +1,226 @@
+//! Shared helpers: a fake backend, an in-process gateway on port 0, a raw
+//! SMTP client and a Python smtplib runner.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailfleet_proto::v1::DeliveryJob;
+use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
+use smtp_gateway::backend::{Backend, BackendError, BodyWriter, Resolution, StoredBody};
+use smtp_gateway::{Gateway, Metrics, Settings};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Stored bodies and published jobs of the fake backend.
+#[derive(Default)]
+pub struct Recorded {
+    pub bodies: Mutex<Vec<(String, Vec<u8>)>>,
+    pub jobs: Mutex<Vec<DeliveryJob>>,
+    pub aborted: AtomicUsize,
+    pub fail_store: AtomicBool,
+    pub fail_publish: AtomicBool,
+    pub resolver_down: AtomicBool,
+}
+
+/// Recipients in `local.test` exist except `unknown@local.test`; every other
+/// domain is foreign.
+#[derive(Clone, Default)]
+pub struct FakeBackend(pub Arc<Recorded>);
+
+pub struct FakeWriter {
+    recorded: Arc<Recorded>,
+    bytes: Vec<u8>,
+}
+
+impl BodyWriter for FakeWriter {
+    async fn write(&mut self, data: &[u8]) -> Result<(), BackendError> {
+        if self.recorded.fail_store.load(Ordering::SeqCst) {
+            return Err(BackendError::Store("disk on fire".into()));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+    async fn finish(self) -> Result<StoredBody, BackendError> {
+        let mut bodies = self.recorded.bodies.lock().unwrap();
+        let id = format!("blob{}", bodies.len());
+        let size = self.bytes.len() as u64;
+        bodies.push((id.clone(), self.bytes));
+        Ok(StoredBody { id, size })
+    }
+    async fn abort(self) {
+        self.recorded.aborted.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Backend for FakeBackend {
+    type Writer = FakeWriter;
+
+    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+        if self.0.resolver_down.load(Ordering::SeqCst) {
+            return Err(BackendError::Resolve("mailstore down".into()));
+        }
+        Ok(match address.rsplit_once('@') {
+            Some(("unknown", "local.test")) => Resolution::UnknownUser,
+            Some((_, "local.test")) => Resolution::Local,
+            _ => Resolution::NotLocal,
+        })
+    }
+
+    fn body_writer(&self) -> FakeWriter {
+        FakeWriter {
+            recorded: self.0.clone(),
+            bytes: Vec::new(),
+        }
+    }
+
+    async fn publish(&self, job: &DeliveryJob) -> Result<(), BackendError> {
+        if self.0.fail_publish.load(Ordering::SeqCst) {
+            return Err(BackendError::Publish("no confirm".into()));
+        }
+        self.0.jobs.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+}
+
+/// A test config: the defaults with some overrides.
+pub fn config(overrides: &[(&str, &str)]) -> Config {
+    let mut vars = vec![(
+        "MAILFLEET_HOSTNAME".to_string(),
+        "mx.local.test".to_string(),
+    )];
+    vars.extend(overrides.iter().map(|(k, v)| {
+        (
+            format!("MAILFLEET_{}", k.to_ascii_uppercase()),
+            v.to_string(),
+        )
+    }));
+    Config::load(vars).unwrap()
+}
+
+/// A gateway with any backend, served on 127.0.0.1:0.
+pub struct Server<B> {
+    pub port: u16,
+    pub gateway: Arc<Gateway<B>>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl<B: Backend> Server<B> {
+    pub async fn start(config: &Config, backend: B) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gateway = Arc::new(Gateway::new(
+            Settings::from_config(config),
+            backend,
+            Metrics::default(),
+        ));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limits = Limits {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+        };
+        let task = tokio::spawn(listener::serve(
+            listener,
+            gateway.clone(),
+            limits,
+            "smtp",
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        Self {
+            port,
+            gateway,
+            shutdown,
+            tracker,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        self.tracker.close();
+        tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .expect("sessions end after shutdown");
+    }
+}
+
+/// A raw SMTP client for exact bytes.
+pub struct Raw {
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub async fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Connects and reads the greeting.
+    pub async fn greeted(port: u16) -> Self {
+        let mut raw = Self::connect(port).await;
+        let greeting = raw.reply().await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        raw
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one complete (possibly multi-line) reply; "" at end of stream.
+    pub async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                .await
+                .expect("a reply within 20s")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    /// Sends a command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// True when the server closed the connection.
+    pub async fn closed(&mut self) -> bool {
+        self.reply().await.is_empty()
+    }
+}
+
+/// Runs a Python snippet with `PORT` set; returns its stdout (asserting
+/// success).
+pub async fn python(port: u16, script: &str) -> String {
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PORT", port.to_string())
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
