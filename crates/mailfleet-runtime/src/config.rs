@@ -196,10 +196,26 @@ settings! {
     hostname: String = "localhost";
     /// SMTP MX listener (no AUTH; local recipients only).
     smtp_listen: SocketAddr = "0.0.0.0:25";
+    /// SMTP submission listener (STARTTLS, AUTH required).
+    submission_listen: SocketAddr = "0.0.0.0:587";
+    /// SMTP submission listener with implicit TLS (RFC 8314).
+    submissions_listen: SocketAddr = "0.0.0.0:465";
     /// IMAP listener.
     imap_listen: SocketAddr = "0.0.0.0:143";
+    /// IMAP listener with implicit TLS.
+    imaps_listen: SocketAddr = "0.0.0.0:993";
     /// POP3 listener.
     pop3_listen: SocketAddr = "0.0.0.0:110";
+    /// POP3 listener with implicit TLS.
+    pop3s_listen: SocketAddr = "0.0.0.0:995";
+    /// TLS certificate chain (PEM) for every protocol listener; empty disables TLS.
+    tls_cert: String = "";
+    /// TLS private key (PEM).
+    tls_key: String = "";
+    /// How often the certificate files are checked for changes (secret rotation).
+    tls_reload_interval: Duration = "30s";
+    /// Allow password logins over unencrypted connections from any address (off: only TLS, or loopback in dev).
+    allow_plaintext_auth: bool = "false";
     /// Longest IMAP command line, CRLF included.
     imap_max_line_length: usize = "8192";
     /// How long an IMAP client may stay silent (RFC 3501 5.4: at least 30 minutes).

@@ -7,6 +7,8 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 //! - [`grpc`]: the bearer-token credentials of the internal plane.
 //! - [`listener`]: the shared TCP accept loop with connection limits.
+//! - [`tls`]: rustls server configuration from PEM files, reloaded when they
+//!   change, and self-signed material for `mailfleet dev`.
 //!
 //! This crate knows no protocol and no storage: it must not depend on sqlx,
 //! lapin or object_store.
@@ -19,6 +21,7 @@ pub mod http;
 pub mod listener;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use tokio_util::sync::CancellationToken;

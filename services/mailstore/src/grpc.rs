@@ -180,6 +180,47 @@ impl MailStore for MailStoreService {
             .await?;
         Ok(Response::new(stream))
     }
+
+    // Placeholders until the POP3/IMAP work implements them.
+    async fn store_flags(
+        &self,
+        request: Request<pb::StoreFlagsRequest>,
+    ) -> Result<Response<pb::StoreFlagsResponse>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented("StoreFlags is not implemented yet"))
+    }
+
+    async fn expunge(
+        &self,
+        request: Request<pb::ExpungeRequest>,
+    ) -> Result<Response<pb::ExpungeResponse>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented("Expunge is not implemented yet"))
+    }
+
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::AcquireLeaseRequest>,
+    ) -> Result<Response<pb::AcquireLeaseResponse>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented("AcquireLease is not implemented yet"))
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented("RenewLease is not implemented yet"))
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented("ReleaseLease is not implemented yet"))
+    }
 }
 
 fn account_pb(a: crate::store::AccountRow) -> pb::Account {

@@ -1,0 +1,199 @@
+//! TLS for the protocol listeners (SMTP STARTTLS/465, IMAP 993/STARTTLS,
+//! POP3 995/STLS): a rustls server configuration read from PEM files and
+//! reloaded when the files change, so a rotated Kubernetes secret takes
+//! effect without a restart. New handshakes use the newest good
+//! configuration; a broken file is logged and the previous one kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read TLS certificate {path}: {reason}")]
+    Cert { path: PathBuf, reason: String },
+    #[error("cannot read TLS key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("invalid TLS certificate or key: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Installs the process-wide rustls crypto provider (ring). Dependencies
+/// enable both ring and aws-lc-rs, so rustls cannot pick one by itself and
+/// would panic at the first handshake. Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The current TLS configuration of a service, shared by its listeners.
+#[derive(Clone)]
+pub struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    current: Arc<RwLock<Arc<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Reads the configured files; `Ok(None)` when TLS is not configured.
+    pub fn from_config(config: &crate::Config) -> Result<Option<Self>, TlsError> {
+        if config.tls_cert.is_empty() && config.tls_key.is_empty() {
+            return Ok(None);
+        }
+        Self::load(Path::new(&config.tls_cert), Path::new(&config.tls_key)).map(Some)
+    }
+
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        install_crypto_provider();
+        let config = read_config(cert, key)?;
+        Ok(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: Arc::new(RwLock::new(Arc::new(config))),
+        })
+    }
+
+    /// An acceptor with the newest configuration, for one handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let config = match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        TlsAcceptor::from(config)
+    }
+
+    /// Re-reads the files now; on error the previous configuration stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = read_config(&self.cert, &self.key)?;
+        match self.current.write() {
+            Ok(mut c) => *c = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+        Ok(())
+    }
+
+    /// Watches the files' modification times and reloads when they change,
+    /// until `shutdown`.
+    pub fn spawn_reloader(&self, every: Duration, shutdown: CancellationToken) {
+        let tls = self.clone();
+        tokio::spawn(async move {
+            let mut seen = tls.stamp();
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let now = tls.stamp();
+                if now != seen {
+                    match tls.reload() {
+                        Ok(()) => {
+                            tracing::info!(cert = %tls.cert.display(), "Reloaded the TLS certificate.");
+                            seen = now;
+                        }
+                        Err(error) => {
+                            // A half-written secret is retried at the next tick.
+                            tracing::warn!(%error, "Failed to reload the TLS certificate; keeping the previous one.");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn stamp(&self) -> (Option<SystemTime>, Option<SystemTime>) {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        (m(&self.cert), m(&self.key))
+    }
+}
+
+fn read_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Cert {
+            path: cert.to_owned(),
+            reason: "no certificate in the file".into(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    // TLS 1.2 and 1.3 only (the rustls defaults).
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    Ok(config)
+}
+
+/// Writes a self-signed certificate and key for `names` into `dir` (for
+/// `mailfleet dev` and tests), returning (cert path, key path). Existing files
+/// are reused.
+pub fn ensure_self_signed(dir: &Path, names: &[&str]) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let certified =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let write = |path: &Path, data: String| {
+        std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(path, data))
+            .map_err(|e| TlsError::Write {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
+    };
+    write(&key_path, certified.signing_key.serialize_pem())?;
+    write(&cert_path, certified.cert.pem())?;
+    Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn self_signed_material_loads_and_reloads() {
+        let dir = std::env::temp_dir().join(format!("mf-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key) = ensure_self_signed(&dir, &["localhost", "127.0.0.1"]).unwrap();
+        let tls = Tls::load(&cert, &key).unwrap();
+        let _ = tls.acceptor();
+        // A broken file is refused and the old configuration stays.
+        std::fs::write(&cert, "garbage").unwrap();
+        assert!(tls.reload().is_err());
+        let _ = tls.acceptor();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            Tls::load(&cert, &key).is_err(),
+            "missing files are an error"
+        );
+    }
+}
