@@ -2,27 +2,88 @@
 //! milliseconds of CPU, so callers run them on the blocking pool.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+/// argon2 working memory (m_cost KiB each), reused across computations.
+///
+/// Each computation needs m_cost KiB (19 MiB by default). Allocating it per
+/// call lets the allocator keep one such block per blocking-pool thread: a
+/// burst of logins or account creations then leaves the process holding
+/// gigabytes. A fixed pool, one block per core, bounds both the memory and
+/// the number of concurrent computations.
+struct MemoryPool {
+    free: Mutex<Vec<Vec<Block>>>,
+    available: Condvar,
+}
+
+impl MemoryPool {
+    fn new(slots: usize) -> Self {
+        Self {
+            free: Mutex::new((0..slots).map(|_| Vec::new()).collect()),
+            available: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` with a block buffer of at least `blocks` blocks, waiting for
+    /// a free slot.
+    fn with<R>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
+        let mut buf = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(b) = free.pop() {
+                    break b;
+                }
+                free = self
+                    .available
+                    .wait(free)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        if buf.len() < blocks {
+            buf.resize(blocks, Block::new());
+        }
+        let r = f(&mut buf[..blocks]);
+        if buf.len() > blocks {
+            // A hash with unusual parameters: do not keep the larger buffer.
+            buf.truncate(blocks);
+            buf.shrink_to_fit();
+        }
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(buf);
+        self.available.notify_one();
+        r
+    }
+}
 
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
+    pool: Arc<MemoryPool>,
     /// A hash of a random password, verified for unknown users so that a
     /// failed login costs the same whether or not the account exists.
     dummy: String,
 }
 
+/// Largest m_cost accepted from a stored hash (1 GiB), so a corrupt row
+/// cannot make the service allocate without bound.
+const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+
 impl Hasher {
     pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, String> {
         let params = Params::new(memory_kib, iterations, 1, None)
             .map_err(|e| format!("argon2 parameters: {e}"))?;
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut h = Self {
             params,
+            pool: Arc::new(MemoryPool::new(slots)),
             dummy: String::new(),
         };
         let random: [u8; 16] = rand::random();
@@ -30,16 +91,24 @@ impl Hasher {
         Ok(h)
     }
 
-    fn argon(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
-    }
-
     /// A PHC string for `password` with a fresh random salt.
     pub fn hash(&self, password: &str) -> Result<String, String> {
-        self.argon()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| format!("argon2 hash: {e}"))
+        let salt_bytes: [u8; 16] = rand::random();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        self.pool
+            .with(self.params.block_count(), |mem| {
+                argon.hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut out, mem)
+            })
+            .map_err(|e| format!("argon2 hash: {e}"))?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).map_err(|e| e.to_string())?,
+            salt: Some(Salt::new(&salt_bytes).map_err(|e| e.to_string())?),
+            hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+        };
+        Ok(phc.to_string())
     }
 
     /// Verifies `password` against `phc`, or against the dummy hash when
@@ -49,12 +118,34 @@ impl Hasher {
             Some(h) => (h, true),
             None => (self.dummy.as_str(), false),
         };
-        // Verification uses the parameters stored in the hash itself.
-        let ok = self
-            .argon()
-            .verify_password(password.as_bytes(), hash)
-            .is_ok();
-        ok && real
+        self.verify_phc(password, hash).unwrap_or(false) && real
+    }
+
+    /// Verification uses the parameters stored in the hash itself.
+    fn verify_phc(&self, password: &str, phc: &str) -> Option<bool> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .ok()?
+            .unwrap_or_default();
+        let params = Params::try_from(&parsed).ok()?;
+        if params.m_cost() > MAX_MEMORY_KIB {
+            return None;
+        }
+        let expected = parsed.hash?;
+        let salt = parsed.salt?;
+        let mut out = vec![0u8; expected.len()];
+        let argon = Argon2::new(algorithm, version, params.clone());
+        self.pool
+            .with(params.block_count(), |mem| {
+                argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, mem)
+            })
+            .ok()?;
+        // Output compares in constant time.
+        Some(Output::new(&out).ok()? == expected)
     }
 }
 
@@ -136,6 +227,40 @@ mod tests {
         assert!(!h.verify("hunter3", Some(&phc)));
         assert!(!h.verify("hunter2", None));
         assert!(!h.verify("x", Some("not a hash")));
+    }
+
+    #[test]
+    fn hashes_from_the_reference_implementation_verify() {
+        // Made by the argon2 crate's own PasswordHasher, so stored hashes of
+        // either origin keep working.
+        use argon2::PasswordHasher;
+        let reference = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"s3cret")
+        .unwrap()
+        .to_string();
+        let h = Hasher::new(2048, 1).unwrap();
+        assert!(h.verify("s3cret", Some(&reference)));
+        assert!(!h.verify("s3cre", Some(&reference)));
+    }
+
+    #[test]
+    fn concurrent_hashing_shares_a_bounded_pool() {
+        let h = Hasher::new(1024, 1).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let pw = format!("pw{i}");
+                    let phc = h.hash(&pw).unwrap();
+                    h.verify(&pw, Some(&phc))
+                })
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().unwrap()));
     }
 
     #[test]
