@@ -39,10 +39,7 @@ impl MemoryPool {
                 if let Some(b) = free.pop() {
                     break b;
                 }
-                free = self
-                    .available
-                    .wait(free)
-                    .unwrap_or_else(|p| p.into_inner());
+                free = self.available.wait(free).unwrap_or_else(|p| p.into_inner());
             }
         };
         if buf.len() < blocks {
@@ -98,7 +95,12 @@ impl Hasher {
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         self.pool
             .with(self.params.block_count(), |mem| {
-                argon.hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut out, mem)
+                argon.hash_password_into_with_memory(
+                    password.as_bytes(),
+                    &salt_bytes,
+                    &mut out,
+                    mem,
+                )
             })
             .map_err(|e| format!("argon2 hash: {e}"))?;
         let phc = PasswordHash {
