@@ -4,8 +4,13 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["mailstore.proto", "admin.proto", "queue.proto"]
-        .map(|f| root.join("mailfleet/v1").join(f));
+    let files = [
+        "mailstore.proto",
+        "admin.proto",
+        "queue.proto",
+        "outbound.proto",
+    ]
+    .map(|f| root.join("mailfleet/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

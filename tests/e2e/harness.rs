@@ -53,6 +53,8 @@ pub enum Svc {
     Mailstore,
     SmtpGateway,
     DeliveryWorker,
+    Pop3Frontend,
+    ImapFrontend,
 }
 
 impl Svc {
@@ -61,6 +63,8 @@ impl Svc {
             Svc::Mailstore => "mailstore",
             Svc::SmtpGateway => "smtp-gateway",
             Svc::DeliveryWorker => "delivery-worker",
+            Svc::Pop3Frontend => "pop3-frontend",
+            Svc::ImapFrontend => "imap-frontend",
         }
     }
 }
@@ -199,6 +203,8 @@ impl Stack {
             ("MAILFLEET_HOSTNAME".into(), "mx.example.test".into()),
             ("MAILFLEET_LOG".into(), "info".into()),
             ("MAILFLEET_SHUTDOWN_GRACE".into(), "5s".into()),
+            // No SPF/DKIM/DMARC lookups to the public DNS from a test.
+            ("MAILFLEET_SMTP_VERIFY_INBOUND".into(), "false".into()),
         ];
         let s3 = match blobs {
             Blobs::Local => {
@@ -269,6 +275,8 @@ impl Stack {
 
     /// Starts (or restarts) one service.
     pub fn spawn(&mut self, svc: Svc) {
+        // Services beyond the three every stack runs get a port on first start.
+        let http_port = *self.http_ports.entry(svc).or_insert_with(free_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -280,10 +288,7 @@ impl Stack {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dirs_home())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(
-                "MAILFLEET_HTTP_LISTEN",
-                format!("127.0.0.1:{}", self.http_ports[&svc]),
-            )
+            .env("MAILFLEET_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -423,7 +428,13 @@ impl Drop for Stack {
             self.kill(s);
         }
         if std::thread::panicking() {
-            for s in [Svc::Mailstore, Svc::SmtpGateway, Svc::DeliveryWorker] {
+            for s in [
+                Svc::Mailstore,
+                Svc::SmtpGateway,
+                Svc::DeliveryWorker,
+                Svc::Pop3Frontend,
+                Svc::ImapFrontend,
+            ] {
                 let log = self.log(s);
                 let tail: String = log
                     .lines()

@@ -11,4 +11,8 @@
 mod delivery;
 mod faults;
 mod harness;
+mod imap;
+mod pop3;
+mod relay;
+mod smtp;
 mod verify;

@@ -8,11 +8,19 @@
 //!   A lost confirm is answered by publishing the same job (same id) again on a
 //!   fresh connection; delivery deduplicates by job id.
 //! - [`encode_job`] / [`decode_job`]: the protobuf wire form of a job.
+//! - [`retry_queue`] / [`declare_retry_queue`] / [`Publisher::publish_retry`]:
+//!   delayed redelivery. One durable queue per delay, with that delay as its
+//!   queue TTL and the work queue as its dead-letter target, so a deferred job
+//!   waits in the broker (no consumer holds it) and comes back by itself. One
+//!   queue per delay rather than per-message TTLs in one queue: RabbitMQ only
+//!   expires messages at the head of a queue, so a 4 h job would hold back a
+//!   1 min job queued behind it.
 //!
 //! Consuming lives in delivery-worker; this crate holds no mail logic.
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +75,50 @@ pub fn names(prefix: &str) -> Names {
         dead: format!("{prefix}.delivery.dead"),
         events: format!("{prefix}.events"),
     }
+}
+
+/// The retry queue for one delay: `{prefix}.delivery.retry.{ms}ms`. A new
+/// schedule makes new queues, so no declared queue ever changes arguments.
+pub fn retry_queue(prefix: &str, delay: Duration) -> String {
+    format!("{prefix}.delivery.retry.{}ms", delay_ms(delay))
+}
+
+fn delay_ms(delay: Duration) -> u64 {
+    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Declares the retry queue for `delay` (idempotent): messages wait `delay`
+/// and are then dead-lettered to the work queue.
+pub async fn declare_retry_queue(
+    channel: &Channel,
+    prefix: &str,
+    delay: Duration,
+) -> Result<String, QueueError> {
+    let name = retry_queue(prefix, delay);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(delay_ms(delay)).unwrap_or(i64::MAX)),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(names(prefix).work.as_str().into()),
+    );
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await?;
+    Ok(name)
 }
 
 /// Connects with a bounded wait, naming the broker in the error.
@@ -145,6 +197,8 @@ struct Link {
     conn: Arc<Connection>,
     channel: Channel,
     generation: u64,
+    /// Retry queues (by delay in ms) declared on this channel.
+    retry_declared: Arc<std::sync::Mutex<HashSet<u64>>>,
 }
 
 struct State {
@@ -196,6 +250,27 @@ impl Publisher {
         job: &DeliveryJob,
         deadline: Duration,
     ) -> Result<(), QueueError> {
+        self.publish(job, None, deadline).await
+    }
+
+    /// Publishes `job` to the retry queue for `delay` (declaring it first),
+    /// with the same confirm discipline as [`Publisher::publish_job`]; the
+    /// broker moves it to the work queue when the delay has passed.
+    pub async fn publish_retry(
+        &self,
+        job: &DeliveryJob,
+        delay: Duration,
+        deadline: Duration,
+    ) -> Result<(), QueueError> {
+        self.publish(job, Some(delay), deadline).await
+    }
+
+    async fn publish(
+        &self,
+        job: &DeliveryJob,
+        delay: Option<Duration>,
+        deadline: Duration,
+    ) -> Result<(), QueueError> {
         let payload = encode_job(job);
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_millis(50);
@@ -203,7 +278,7 @@ impl Publisher {
             let remaining = until.saturating_duration_since(Instant::now());
             let error = match tokio::time::timeout(
                 remaining,
-                self.try_publish(&payload, &job.job_id),
+                self.try_publish(&payload, &job.job_id, delay),
             )
             .await
             {
@@ -230,18 +305,51 @@ impl Publisher {
         &self,
         payload: &[u8],
         job_id: &str,
+        delay: Option<Duration>,
     ) -> Result<(), (QueueError, Option<u64>)> {
         let link = self.link().await.map_err(|e| (e, None))?;
         let g = Some(link.generation);
-        let props = BasicProperties::default()
+        let queue = match delay {
+            None => self.inner.work_queue.clone(),
+            Some(delay) => {
+                let ms = delay_ms(delay);
+                let known = link
+                    .retry_declared
+                    .lock()
+                    .map(|set| set.contains(&ms))
+                    .unwrap_or(false);
+                if known {
+                    retry_queue(&self.inner.prefix, delay)
+                } else {
+                    let name = declare_retry_queue(&link.channel, &self.inner.prefix, delay)
+                        .await
+                        .map_err(|e| (e, g))?;
+                    if let Ok(mut set) = link.retry_declared.lock() {
+                        set.insert(ms);
+                    }
+                    name
+                }
+            }
+        };
+        let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/x-protobuf".into())
             .with_message_id(job_id.into());
+        // W3C trace context of the publishing span: the consumer continues
+        // the message's trace (see `trace_headers`).
+        let trace = mailfleet_runtime::trace_context::current_headers();
+        if !trace.is_empty() {
+            let mut headers = FieldTable::default();
+            for (k, v) in trace {
+                headers.insert(k.into(), AMQPValue::LongString(v.into()));
+            }
+            props = props.with_headers(headers);
+        }
         let confirm = link
             .channel
             .basic_publish(
                 "".into(),
-                self.inner.work_queue.as_str().into(),
+                queue.as_str().into(),
                 // mandatory: a missing queue comes back as a returned message
                 // instead of a silent ack.
                 BasicPublishOptions {
@@ -283,6 +391,7 @@ impl Publisher {
             conn: Arc::new(conn),
             channel,
             generation: state.generation,
+            retry_declared: Arc::default(),
         };
         state.link = Some(link.clone());
         Ok(link)
@@ -302,10 +411,53 @@ impl Publisher {
     }
 }
 
+/// The W3C trace context headers of a received message, for
+/// `mailfleet_runtime::trace_context::set_parent_from` on the consumer's span.
+pub fn trace_headers(props: &BasicProperties) -> Vec<(String, String)> {
+    let Some(headers) = props.headers() else {
+        return Vec::new();
+    };
+    headers
+        .inner()
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok()?,
+                AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                _ => return None,
+            };
+            Some((k.as_str().to_owned(), v))
+        })
+        .filter(|(k, _)| {
+            k == mailfleet_runtime::trace_context::TRACEPARENT
+                || k == mailfleet_runtime::trace_context::TRACESTATE
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn trace_headers_reads_only_trace_context() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        );
+        headers.insert("x-other".into(), AMQPValue::LongString("x".into()));
+        let props = BasicProperties::default().with_headers(headers);
+        assert_eq!(
+            trace_headers(&props),
+            vec![(
+                "traceparent".to_owned(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()
+            )]
+        );
+        assert!(trace_headers(&BasicProperties::default()).is_empty());
+    }
 
     #[test]
     fn names_share_the_prefix() {
@@ -313,6 +465,10 @@ mod tests {
         assert_eq!(n.work, "t1.delivery");
         assert_eq!(n.dead, "t1.delivery.dead");
         assert_eq!(n.events, "t1.events");
+        assert_eq!(
+            retry_queue("t1", Duration::from_secs(60)),
+            "t1.delivery.retry.60000ms"
+        );
     }
 
     #[test]

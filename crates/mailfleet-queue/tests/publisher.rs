@@ -155,3 +155,39 @@ async fn an_unreachable_broker_is_an_error_within_the_deadline() {
         "bounded by the deadline"
     );
 }
+
+#[tokio::test]
+async fn a_retry_copy_waits_its_delay_then_returns_to_the_work_queue() {
+    let vhost = Vhost::new("retry");
+    let p = Publisher::new(&vhost.url(), "mailfleet");
+    let started = std::time::Instant::now();
+    p.publish_retry(
+        &job("late"),
+        Duration::from_millis(800),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    // Declared twice (the second publish reuses the declared queue).
+    p.publish_retry(
+        &job("later"),
+        Duration::from_millis(800),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(drain(&vhost.url()).await.is_empty(), "not before the delay");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the retry copies never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got.extend(drain(&vhost.url()).await);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let ids: Vec<_> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["late", "later"]);
+    assert!(got.iter().all(|(_, persistent)| *persistent));
+}

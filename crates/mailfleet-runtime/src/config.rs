@@ -224,6 +224,8 @@ settings! {
     pop3_max_line_length: usize = "1024";
     /// How long a POP3 client may stay silent (RFC 1939 3: at least 10 minutes).
     pop3_timeout: Duration = "10m";
+    /// Lifetime of the POP3 maildrop lock lease, renewed while the session lives; bounds how long a crashed frontend keeps a maildrop locked.
+    pop3_lease_ttl: Duration = "60s";
     /// Largest message accepted over SMTP, in octets.
     smtp_max_message_size: u64 = "52428800";
     /// Most recipients in one SMTP transaction.
@@ -236,6 +238,24 @@ settings! {
     smtp_timeout: Duration = "5m";
     /// Longest wait for the broker's publisher confirm before answering 451.
     smtp_publish_timeout: Duration = "15s";
+    /// Failed SMTP AUTH attempts per client IP or per account before further attempts are refused.
+    smtp_auth_max_failures: u32 = "5";
+    /// How long an IP or account stays refused after too many AUTH failures (failures older than this are forgotten).
+    smtp_auth_lockout: Duration = "15m";
+    /// Delay added to each failed SMTP AUTH answer, times the failures so far (slows guessing).
+    smtp_auth_failure_delay: Duration = "1s";
+    /// Verify SPF, DKIM and DMARC on the MX listener and record the result in Authentication-Results.
+    smtp_verify_inbound: bool = "true";
+    /// Refuse mail (550 5.7.1) that fails DMARC when the sender domain publishes p=reject.
+    smtp_dmarc_reject: bool = "false";
+    /// Largest message held in memory for DKIM verification on the MX listener; larger ones are stored unverified (DMARC then relies on SPF).
+    smtp_verify_max_size: u64 = "2097152";
+    /// Longest text line in an SMTP DATA body, CRLF not counted (RFC 5321: 998); 0 means no limit.
+    smtp_max_text_line: usize = "65536";
+    /// Expect a PROXY protocol (v1 or v2) header from a load balancer on every SMTP, IMAP and POP3 connection.
+    proxy_protocol: bool = "false";
+    /// How long a connection may take to send its PROXY protocol header.
+    proxy_protocol_timeout: Duration = "5s";
     /// Most concurrent connections per listener.
     max_connections: usize = "10000";
     /// Most concurrent connections from one IP address per listener.
@@ -246,6 +266,22 @@ settings! {
     delivery_batch_size: usize = "128";
     /// How long delivery-worker waits to fill a batch.
     delivery_batch_wait: Duration = "5ms";
+    /// Static relay routes of delivery-worker: `domain=host:port,...`, `*=host:port` for a smart host.
+    relay_routes: String = "";
+    /// DNS resolver (`ip` or `ip:port`) for MX lookups; empty uses the system configuration.
+    dns_resolver: String = "";
+    /// Secret (at least 32 random bytes) that seals DKIM private keys at rest in Postgres (mailstore); empty stores them unsealed.
+    dkim_key_secret: SecretString = "";
+    /// Delays between delivery attempts of a deferred recipient; the last one repeats.
+    retry_schedule: String = "1m,5m,15m,30m,1h,2h,4h";
+    /// How long a message is retried before it bounces (RFC 5321 4.5.4.1 suggests 4-5 days).
+    delivery_lifetime: Duration = "5d";
+    /// Most concurrent outbound SMTP connections per destination host.
+    relay_max_connections_per_host: usize = "4";
+    /// Messages sent over one outbound SMTP connection before it is closed.
+    relay_max_messages_per_connection: usize = "100";
+    /// Timeout of each outbound SMTP step (connect, command, data).
+    relay_timeout: Duration = "2m";
     /// How long in-flight work may take to finish after SIGTERM.
     shutdown_grace: Duration = "30s";
     /// argon2id memory cost in KiB for new password hashes.

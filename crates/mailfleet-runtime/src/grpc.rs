@@ -25,6 +25,8 @@ impl Interceptor for BearerToken {
         match &self.0 {
             Some(v) => {
                 req.metadata_mut().insert("authorization", v.clone());
+                // Every call to mailstore continues the caller's trace.
+                crate::trace_context::inject_grpc(req.metadata_mut());
                 Ok(req)
             }
             None => Err(Status::unauthenticated(

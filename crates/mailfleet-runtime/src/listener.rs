@@ -1,16 +1,22 @@
 //! The accept loop shared by every protocol listener: connection limits (in
 //! total and per client IP), one tracing span per connection, and shutdown.
-//! Each protocol supplies a [`Handler`] for the session itself.
+//! Each protocol supplies a [`Handler`] for the session itself. Behind a load
+//! balancer, [`serve_with`] reads the PROXY protocol header first, so the
+//! handler and the per-IP limit see the real client address.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+
+use crate::Config;
+use crate::proxy_protocol::{self, Proxied};
 
 /// A protocol session handler.
 pub trait Handler: Send + Sync + 'static {
@@ -59,12 +65,60 @@ impl Drop for Slot {
     }
 }
 
+/// Whether a listener expects a PROXY protocol header (v1 or v2) from a load
+/// balancer before the client's first byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// Connections come straight from clients.
+    #[default]
+    Off,
+    /// Every connection must start with a header, within `timeout`; the
+    /// client it names is the peer the handler sees and the limits count.
+    /// Connections without one are closed: the spec forbids guessing.
+    Required { timeout: Duration },
+}
+
+impl ProxyProtocol {
+    /// From the `proxy_protocol` and `proxy_protocol_timeout` settings.
+    pub fn from_config(config: &Config) -> Self {
+        if config.proxy_protocol {
+            Self::Required {
+                timeout: config.proxy_protocol_timeout,
+            }
+        } else {
+            Self::Off
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` is cancelled; sessions run on
 /// `tracker`, so the caller can wait for them with a deadline.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     limits: Limits,
+    protocol: &'static str,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    serve_with(
+        listener,
+        handler,
+        limits,
+        ProxyProtocol::Off,
+        protocol,
+        shutdown,
+        tracker,
+    )
+    .await
+}
+
+/// [`serve`] with a PROXY protocol choice (see [`ProxyProtocol::from_config`]).
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    proxy: ProxyProtocol,
     protocol: &'static str,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -85,37 +139,238 @@ pub async fn serve<H: Handler>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let slot = {
-            let Ok(mut c) = counts.lock() else { break };
-            let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-            if c.total >= limits.max_connections || per_ip >= limits.max_connections_per_ip {
-                None
-            } else {
-                c.total += 1;
-                *c.per_ip.entry(peer.ip()).or_default() += 1;
-                Some(Slot {
-                    counts: counts.clone(),
-                    ip: peer.ip(),
-                })
-            }
+        let ProxyProtocol::Required { timeout } = proxy else {
+            start(
+                &counts, limits, stream, peer, &handler, protocol, &shutdown, &tracker,
+            );
+            continue;
         };
-        let handler = handler.clone();
-        match slot {
-            Some(slot) => {
-                let span = tracing::info_span!("connection", protocol, %peer);
-                let shutdown = shutdown.clone();
-                tracker.spawn(
-                    async move {
-                        let _slot = slot;
-                        handler.handle(stream, peer, shutdown).await;
-                    }
-                    .instrument(span),
-                );
-            }
-            None => {
-                tracing::info!(%peer, protocol, "Connection refused by limit.");
-                tracker.spawn(handler.refuse(stream));
+        // The header is read off the accept loop so a slow or silent
+        // balancer connection cannot stall other clients.
+        let (counts, handler, shutdown_task, tracker_task) = (
+            counts.clone(),
+            handler.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        tracker.spawn(async move {
+            let mut stream = stream;
+            let header = tokio::select! {
+                _ = shutdown_task.cancelled() => return,
+                h = tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream)) => h,
+            };
+            let client = match header {
+                Ok(Ok(Proxied::Tcp { source, .. })) => source,
+                Ok(Ok(Proxied::Local)) => peer,
+                Ok(Err(error)) => {
+                    tracing::info!(%error, %peer, protocol, "Connection closed: no valid PROXY protocol header.");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, protocol, "Connection closed: no PROXY protocol header in time.");
+                    return;
+                }
+            };
+            start(&counts, limits, stream, client, &handler, protocol, &shutdown_task, &tracker_task);
+        });
+    }
+}
+
+/// Admits a connection from `peer` within the limits and runs its session,
+/// or has the handler refuse it.
+#[allow(clippy::too_many_arguments)]
+fn start<H: Handler>(
+    counts: &Arc<Mutex<Counts>>,
+    limits: Limits,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: &Arc<H>,
+    protocol: &'static str,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let slot = {
+        let Ok(mut c) = counts.lock() else { return };
+        let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if c.total >= limits.max_connections || per_ip >= limits.max_connections_per_ip {
+            None
+        } else {
+            c.total += 1;
+            *c.per_ip.entry(peer.ip()).or_default() += 1;
+            Some(Slot {
+                counts: counts.clone(),
+                ip: peer.ip(),
+            })
+        }
+    };
+    let handler = handler.clone();
+    match slot {
+        Some(slot) => {
+            let span = tracing::info_span!("connection", protocol, %peer);
+            let shutdown = shutdown.clone();
+            tracker.spawn(
+                async move {
+                    let _slot = slot;
+                    handler.handle(stream, peer, shutdown).await;
+                }
+                .instrument(span),
+            );
+        }
+        None => {
+            tracing::info!(%peer, protocol, "Connection refused by limit.");
+            tracker.spawn(handler.refuse(stream));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    /// Reports the peer it was given and echoes the first line back.
+    struct Echo(mpsc::UnboundedSender<SocketAddr>);
+
+    impl Handler for Echo {
+        async fn handle(
+            self: Arc<Self>,
+            mut stream: TcpStream,
+            peer: SocketAddr,
+            _: CancellationToken,
+        ) {
+            let _ = self.0.send(peer);
+            let _ = stream.write_all(b"hello\r\n").await;
+            let mut buf = [0u8; 6];
+            if stream.read_exact(&mut buf).await.is_ok() {
+                let _ = stream.write_all(&buf).await;
             }
         }
+        async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
+            let _ = stream.write_all(b"busy\r\n").await;
+        }
+    }
+
+    async fn start_listener(
+        proxy: ProxyProtocol,
+        per_ip: usize,
+    ) -> (
+        SocketAddr,
+        mpsc::UnboundedReceiver<SocketAddr>,
+        CancellationToken,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let limits = Limits {
+            max_connections: 10,
+            max_connections_per_ip: per_ip,
+        };
+        tokio::spawn(serve_with(
+            listener,
+            Arc::new(Echo(tx)),
+            limits,
+            proxy,
+            "test",
+            shutdown.clone(),
+            TaskTracker::new(),
+        ));
+        (addr, rx, shutdown)
+    }
+
+    async fn read_line(stream: &mut TcpStream) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        // A reset (closed with unread input) reads as the end, like EOF.
+        while stream.read(&mut b).await.unwrap_or(0) == 1 {
+            out.push(b[0]);
+            if b[0] == b'\n' {
+                break;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn proxied_peer_reaches_the_handler_and_the_limits() {
+        let required = ProxyProtocol::Required {
+            timeout: Duration::from_secs(5),
+        };
+        let (addr, mut peers, shutdown) = start_listener(required, 1).await;
+
+        // v2 header and the first protocol bytes in one segment: nothing past
+        // the header may be swallowed.
+        let mut c1 = TcpStream::connect(addr).await.unwrap();
+        let mut hdr = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+        hdr.extend_from_slice(&[203, 0, 113, 9, 127, 0, 0, 1, 0x1f, 0x90, 0, 25]);
+        hdr.extend_from_slice(b"PING\r\n");
+        c1.write_all(&hdr).await.unwrap();
+        assert_eq!(
+            peers.recv().await.unwrap(),
+            "203.0.113.9:8080".parse().unwrap()
+        );
+        assert_eq!(read_line(&mut c1).await, "hello\r\n");
+        assert_eq!(read_line(&mut c1).await, "PING\r\n");
+
+        // A second client behind the same balancer gets its own per-IP slot...
+        let mut c2 = TcpStream::connect(addr).await.unwrap();
+        c2.write_all(b"PROXY TCP4 198.51.100.4 127.0.0.1 4000 25\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            peers.recv().await.unwrap(),
+            "198.51.100.4:4000".parse().unwrap()
+        );
+        assert_eq!(read_line(&mut c2).await, "hello\r\n");
+
+        // ...while the same client again is over its limit of one.
+        let mut c3 = TcpStream::connect(addr).await.unwrap();
+        c3.write_all(b"PROXY TCP4 198.51.100.4 127.0.0.1 4001 25\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut c3).await, "busy\r\n");
+
+        // A balancer health check (LOCAL) is the real peer.
+        let mut c4 = TcpStream::connect(addr).await.unwrap();
+        c4.write_all(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00")
+            .await
+            .unwrap();
+        assert_eq!(
+            peers.recv().await.unwrap().ip(),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn connection_without_header_is_closed_unanswered() {
+        let required = ProxyProtocol::Required {
+            timeout: Duration::from_secs(5),
+        };
+        let (addr, mut peers, shutdown) = start_listener(required, 10).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"EHLO client.example\r\n").await.unwrap();
+        assert_eq!(read_line(&mut c).await, "", "closed without a greeting");
+        assert!(peers.try_recv().is_err());
+
+        let quick = ProxyProtocol::Required {
+            timeout: Duration::from_millis(100),
+        };
+        let (addr, _peers, shutdown2) = start_listener(quick, 10).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(read_line(&mut silent).await, "", "closed after the timeout");
+        shutdown.cancel();
+        shutdown2.cancel();
+    }
+
+    #[tokio::test]
+    async fn off_sees_the_socket_peer() {
+        let (addr, mut peers, shutdown) = start_listener(ProxyProtocol::Off, 10).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(read_line(&mut c).await, "hello\r\n");
+        assert_eq!(peers.recv().await.unwrap(), c.local_addr().unwrap());
+        shutdown.cancel();
     }
 }

@@ -10,13 +10,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use mailfleet_proto::v1::{Delivery, DeliveryJob, DeliveryResult};
+use std::sync::Arc;
+
+use mailfleet_proto::v1::{Delivery, DeliveryJob, DeliveryResult, JobRecipient};
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::http::HealthFlag;
 use tonic::{Code, Status};
 use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
+use crate::finish::{Finisher, needs_finishing};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::outcome::{Outcome, Verdict, classify_unknown, verdict};
 use crate::store::{CallFailure, Store, classify};
@@ -30,6 +33,19 @@ pub struct PendingJob {
     pub tag: u64,
     pub job_id: String,
     pub deliveries: Vec<Delivery>,
+    /// The job as received (relay, retries and DSNs need all of it).
+    pub job: DeliveryJob,
+}
+
+/// A job whose local delivery is done but which needs relaying, a retry
+/// copy or a DSN before it can be acked (see `finish`).
+#[derive(Debug, PartialEq)]
+pub struct Handoff {
+    pub tag: u64,
+    pub job: DeliveryJob,
+    /// One per delivery, with the outcome of local delivery.
+    pub recipients: Vec<JobRecipient>,
+    pub outcomes: Vec<Outcome>,
 }
 
 /// The idempotency key of one recipient's copy of one job.
@@ -64,7 +80,7 @@ pub fn plan(job: &DeliveryJob) -> Result<Vec<Delivery>, &'static str> {
 }
 
 /// What became of each job of a batch, by delivery tag.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct BatchReport {
     /// Every recipient has a final outcome: ack.
     pub done: Vec<u64>,
@@ -72,6 +88,8 @@ pub struct BatchReport {
     pub requeue: Vec<u64>,
     /// Given up at shutdown: leave unacked, the broker requeues them.
     pub abandoned: Vec<u64>,
+    /// To be finished (relay, retry queue, DSN) before acking.
+    pub handoff: Vec<Handoff>,
 }
 
 /// What a batch needs besides its jobs.
@@ -86,6 +104,9 @@ pub struct BatchContext<S> {
     pub max_deliveries_per_call: usize,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Relay, retry queues and DSNs; without it a temporary failure
+    /// requeues the job and a foreign recipient stays unserved.
+    pub finisher: Option<Arc<Finisher>>,
 }
 
 enum Call {
@@ -138,8 +159,32 @@ impl<S: Store> BatchContext<S> {
             }
         }
         let mut report = BatchReport::default();
-        for (job, outcomes) in jobs.iter().zip(&per_job) {
-            match verdict(outcomes) {
+        for (job, outcomes) in jobs.into_iter().zip(per_job) {
+            if self.finisher.is_some() && needs_finishing(&job.job, &outcomes) {
+                let recipients = job
+                    .deliveries
+                    .iter()
+                    .map(|d| {
+                        job.job
+                            .recipients
+                            .iter()
+                            .find(|r| r.address.eq_ignore_ascii_case(&d.recipient))
+                            .cloned()
+                            .unwrap_or_else(|| JobRecipient {
+                                address: d.recipient.clone(),
+                                ..JobRecipient::default()
+                            })
+                    })
+                    .collect();
+                report.handoff.push(Handoff {
+                    tag: job.tag,
+                    job: job.job,
+                    recipients,
+                    outcomes,
+                });
+                continue;
+            }
+            match verdict(&outcomes) {
                 Verdict::Done => report.done.push(job.tag),
                 Verdict::Requeue => report.requeue.push(job.tag),
             }
@@ -282,8 +327,11 @@ impl<S: Store> BatchContext<S> {
             })
             .inc();
         match outcome {
-            Outcome::Delivered | Outcome::Duplicate => {
+            Outcome::Delivered | Outcome::Duplicate | Outcome::Relayed { .. } => {
                 debug!(job_id = %job.job_id, recipient = %delivery.recipient, outcome = outcome.label(), "Delivered.");
+            }
+            Outcome::Remote => {
+                debug!(job_id = %job.job_id, recipient = %delivery.recipient, "Not local; to be relayed.");
             }
             Outcome::TempFail { detail } => {
                 warn!(job_id = %job.job_id, recipient = %delivery.recipient, %detail, "Delivery failed temporarily; the job will be retried.");
@@ -293,7 +341,6 @@ impl<S: Store> BatchContext<S> {
                     .failures
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
-                // No DSN yet: the failure is only logged and counted.
                 warn!(job_id = %job.job_id, recipient = %delivery.recipient, reason, %detail, "Delivery failed permanently.");
             }
         }
@@ -402,6 +449,7 @@ mod tests {
             max_deliveries_per_call: per_call,
             retry_min: Duration::from_millis(1),
             retry_max: Duration::from_millis(4),
+            finisher: None,
         };
         (ctx, metrics)
     }
@@ -424,6 +472,7 @@ mod tests {
             tag,
             job_id: id.into(),
             deliveries: plan(&job).unwrap(),
+            job,
         }
     }
 
@@ -485,17 +534,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_and_foreign_recipients_fail_permanently_and_the_job_is_done() {
+    async fn unknown_recipients_fail_permanently_and_foreign_ones_are_remote() {
         let (ctx, metrics) = ctx(Fake::default(), 10);
         let report = ctx
-            .process(vec![job(
-                1,
-                "j1",
-                "b",
-                &["a@local.test", "nobody@local.test", "x@remote.test"],
-            )])
+            .process(vec![
+                job(1, "j1", "b", &["a@local.test", "nobody@local.test"]),
+                job(2, "j2", "b", &["a@local.test", "x@remote.test"]),
+            ])
             .await;
         assert_eq!(report.done, [1]);
+        // Without a finisher (no relay) a foreign recipient cannot be served.
+        assert_eq!(report.requeue, [2]);
         let reason = |reason| {
             metrics
                 .failures
@@ -503,8 +552,8 @@ mod tests {
                 .get()
         };
         assert_eq!(reason("unknown_user"), 1);
-        assert_eq!(reason("not_local"), 1);
-        assert_eq!(count(&metrics, "stored"), 1);
+        assert_eq!(count(&metrics, "remote"), 1);
+        assert_eq!(count(&metrics, "stored"), 2);
     }
 
     #[tokio::test]

@@ -24,11 +24,12 @@ use lapin::{Channel, Connection, Consumer, Event};
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::http::HealthFlag;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::acks::AckTracker;
 use crate::backoff::Backoff;
-use crate::batch::{BatchContext, BatchReport, PendingJob, plan};
+use crate::batch::{BatchContext, BatchReport, Handoff, PendingJob, plan};
+use crate::finish::Finished;
 use crate::store::Store;
 
 /// Batches handed to mailstore at once: one being stored while the next fills.
@@ -66,6 +67,7 @@ enum SessionEnd {
 
 type BatchFuture = Pin<Box<dyn Future<Output = BatchReport> + Send>>;
 type ParkedFuture = Pin<Box<dyn Future<Output = Vec<u64>> + Send>>;
+type FinishFuture = Pin<Box<dyn Future<Output = (u64, Finished)> + Send>>;
 
 /// Consumes until `shutdown`, reconnecting as often as needed. `first` is
 /// the connection `run` opened to check the broker at start-up.
@@ -187,8 +189,15 @@ struct Session<S: Store> {
     in_flight: FuturesUnordered<BatchFuture>,
     /// Jobs that failed temporarily, waiting out their pause before a nack.
     parked: FuturesUnordered<ParkedFuture>,
+    /// Jobs being relayed, scheduled for retry or bounced; not limited by
+    /// `MAX_IN_FLIGHT`, so a slow remote host never stalls local delivery
+    /// (the prefetch bounds them).
+    finishing: FuturesUnordered<FinishFuture>,
     requeue_backoff: Backoff,
     received: u64,
+    /// The span of the batch being filled: it continues the first job's
+    /// trace (from its AMQP headers) and links the others'.
+    batch_span: Option<tracing::Span>,
 }
 
 impl<S: Store> Session<S> {
@@ -215,8 +224,10 @@ impl<S: Store> Session<S> {
             deadline: None,
             in_flight: FuturesUnordered::new(),
             parked: FuturesUnordered::new(),
+            finishing: FuturesUnordered::new(),
             requeue_backoff: Backoff::new(REQUEUE_MIN, REQUEUE_MAX),
             received: 0,
+            batch_span: None,
         }
     }
 
@@ -246,6 +257,9 @@ impl<S: Store> Session<S> {
                 }
                 Some(tags) = self.parked.next(), if !self.parked.is_empty() => {
                     self.requeue(tags).await?;
+                }
+                Some((tag, finished)) = self.finishing.next(), if !self.finishing.is_empty() => {
+                    self.finished(tag, finished).await?;
                 }
                 event = next_event(&mut self.events), if self.events.is_some() => match event {
                     Some(Event::Error(e)) => return Err(SessionEnd::Failed(e.to_string())),
@@ -297,7 +311,17 @@ impl<S: Store> Session<S> {
                 return self.dead_letter(tag, reason).await;
             }
         };
-        debug!(job_id = %job.job_id, recipients = deliveries.len(), redelivered = delivery.redelivered, "Job received.");
+        debug!(job_id = %job.job_id, recipients = deliveries.len(), attempt = job.attempt, redelivered = delivery.redelivered, "Job received.");
+        if let Some(finisher) = &self.ctx.finisher
+            && !finisher.is_live(&job).await
+        {
+            return self
+                .settle(BatchReport {
+                    done: vec![tag],
+                    ..BatchReport::default()
+                })
+                .await;
+        }
         if deliveries.is_empty() {
             warn!(job_id = %job.job_id, "Job without recipients; acking it.");
             return self
@@ -307,11 +331,23 @@ impl<S: Store> Session<S> {
                 })
                 .await;
         }
+        let trace = mailfleet_queue::trace_headers(&delivery.properties);
+        match &self.batch_span {
+            Some(span) => {
+                mailfleet_runtime::trace_context::add_link_from(span, trace);
+            }
+            None => {
+                let span = tracing::info_span!("delivery.batch");
+                mailfleet_runtime::trace_context::set_parent_from(&span, trace);
+                self.batch_span = Some(span);
+            }
+        }
         self.filling_deliveries += deliveries.len();
         self.filling.push(PendingJob {
             tag,
-            job_id: job.job_id,
+            job_id: job.job_id.clone(),
             deliveries,
+            job,
         });
         if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.batch_wait);
@@ -337,8 +373,11 @@ impl<S: Store> Session<S> {
             return;
         }
         let ctx = self.ctx.clone();
-        self.in_flight
-            .push(Box::pin(async move { ctx.process(jobs).await }));
+        // Deliver calls inside carry the batch's trace context to mailstore.
+        let span = self.batch_span.take().unwrap_or_else(tracing::Span::none);
+        self.in_flight.push(Box::pin(
+            async move { ctx.process(jobs).await }.instrument(span),
+        ));
     }
 
     /// Acks finished jobs and parks the ones to requeue.
@@ -366,8 +405,42 @@ impl<S: Store> Session<S> {
                 tags
             }));
         }
+        for handoff in report.handoff {
+            self.start_finishing(handoff);
+        }
         // Abandoned jobs stay held: the channel returns them when it closes.
         Ok(())
+    }
+
+    fn start_finishing(&mut self, handoff: Handoff) {
+        let Some(finisher) = self.ctx.finisher.clone() else {
+            // Not reachable: the batch only hands off with a finisher. Leave
+            // the job held; it returns to the queue with the channel.
+            return;
+        };
+        self.finishing.push(Box::pin(async move {
+            let Handoff {
+                tag,
+                job,
+                recipients,
+                outcomes,
+            } = handoff;
+            (tag, finisher.finish(&job, recipients, outcomes).await)
+        }));
+    }
+
+    async fn finished(&mut self, tag: u64, finished: Finished) -> Result<(), SessionEnd> {
+        match finished {
+            Finished::Done => {
+                Box::pin(self.settle(BatchReport {
+                    done: vec![tag],
+                    ..BatchReport::default()
+                }))
+                .await
+            }
+            // Held until the channel closes; the broker then requeues it.
+            Finished::Abandoned => Ok(()),
+        }
     }
 
     async fn requeue(&mut self, tags: Vec<u64>) -> Result<(), SessionEnd> {
@@ -402,16 +475,22 @@ impl<S: Store> Session<S> {
         }
         self.send_batch();
         let deadline = Instant::now() + self.grace;
-        while !self.in_flight.is_empty() {
+        while !self.in_flight.is_empty() || !self.finishing.is_empty() {
             tokio::select! {
-                Some(report) = self.in_flight.next() => {
+                Some(report) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     if let Err(end) = self.settle(report).await {
                         warn!(?end, "Could not settle jobs at shutdown; they return to the queue.");
                         return;
                     }
                 }
+                Some((tag, finished)) = self.finishing.next(), if !self.finishing.is_empty() => {
+                    if let Err(end) = self.finished(tag, finished).await {
+                        warn!(?end, "Could not settle jobs at shutdown; they return to the queue.");
+                        return;
+                    }
+                }
                 _ = sleep_until(deadline) => {
-                    warn!(batches = self.in_flight.len(), "Shutdown grace period over; unfinished jobs return to the queue.");
+                    warn!(batches = self.in_flight.len(), finishing = self.finishing.len(), "Shutdown grace period over; unfinished jobs return to the queue.");
                     return;
                 }
             }

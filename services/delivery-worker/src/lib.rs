@@ -1,20 +1,24 @@
-//! delivery-worker: consumes delivery jobs from RabbitMQ and stores each
-//! local recipient's copy through mailstore `Deliver`.
+//! delivery-worker: consumes delivery jobs from RabbitMQ, stores each local
+//! recipient's copy through mailstore `Deliver` and relays the others over
+//! SMTP.
 //!
 //! Jobs arrive under a bounded prefetch and are grouped into batches (up to
 //! `delivery_batch_size` deliveries, waiting at most `delivery_batch_wait`),
 //! each stored with one `Deliver` call; every copy carries the idempotency key
 //! `{job id}/{recipient}`, so a redelivered job never stores a second copy.
-//! A job is acked only after all its recipients have a final outcome; one that
-//! fails temporarily is requeued after a pause, one that cannot be decoded is
-//! dead-lettered. The consumer reconnects and re-subscribes whenever the
+//! A job is acked only after every recipient has a final or scheduled
+//! outcome: recipients that failed temporarily move to a new job on a retry
+//! queue (per-message delay, dead-lettered back to the work queue), a DSN is
+//! published for those that failed for good, and a job that cannot be
+//! decoded is dead-lettered. The consumer reconnects and re-subscribes whenever the
 //! broker drops it, and `/readyz` is green only while it is subscribed.
 //!
 //! Main types: [`consumer`] (supervisor and session), [`batch`] (jobs to
 //! deliveries to verdicts), [`outcome`] (per-recipient result), [`acks`]
-//! (delivery-tag bookkeeping). Remote relay, retry queues and DSNs plug into
-//! [`outcome::Outcome`] later. This crate does not touch Postgres or object
-//! storage: mailstore does.
+//! (delivery-tag bookkeeping), [`finish`] (after local delivery: [`relay`]
+//! over SMTP with [`dkim`] signatures, [`retry`] queues, [`dsn`] bounces).
+//! This crate does not touch Postgres: mailstore does. It reads bodies from
+//! object storage to relay them and stores the DSNs it generates.
 
 #![forbid(unsafe_code)]
 
@@ -22,8 +26,13 @@ pub mod acks;
 pub mod backoff;
 pub mod batch;
 pub mod consumer;
+pub mod dkim;
+pub mod dsn;
+pub mod finish;
 pub mod metrics;
 pub mod outcome;
+pub mod relay;
+pub mod retry;
 pub mod store;
 
 use std::sync::Arc;
@@ -39,6 +48,7 @@ use tracing::info;
 
 use crate::batch::BatchContext;
 use crate::consumer::ConsumerSettings;
+use crate::finish::Finisher;
 use crate::metrics::Metrics;
 use crate::store::{GrpcStore, Store};
 
@@ -68,6 +78,7 @@ pub async fn run(
     )
     .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
     let store = GrpcStore::new(client);
+    let finisher = outbound_pipeline(&config, metrics.clone(), shutdown.clone())?;
 
     let first = mailfleet_queue::connect(&config.amqp_url)
         .await
@@ -105,17 +116,72 @@ pub async fn run(
         max_deliveries_per_call: config.delivery_batch_size,
         retry_min: Duration::from_millis(100),
         retry_max: Duration::from_secs(5),
+        finisher: Some(finisher.clone()),
     };
+    let retries = tokio::spawn(finish::poll_retries(
+        finisher.outbound.clone(),
+        finisher.publisher.clone(),
+        finisher.metrics.clone(),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
     info!(prefix = %config.queue_prefix, prefetch = config.delivery_prefetch, batch = config.delivery_batch_size, "delivery-worker started.");
     consumer::supervise(settings, ctx, consuming, first, shutdown).await;
 
     http_stop.cancel();
     let _ = probe.await;
+    let _ = retries.await;
     match http.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("the HTTP server failed"),
         Err(e) => Err(e).context("the HTTP server task failed"),
     }
+}
+
+/// Relay, retry queues and DSNs, from the settings.
+fn outbound_pipeline(
+    config: &Config,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Finisher>> {
+    let routes = relay::routes::Routes::parse(&config.relay_routes)
+        .map_err(|e| anyhow!("invalid MAILFLEET_RELAY_ROUTES: {e}"))?;
+    let router =
+        relay::routes::Router::new(routes, &config.dns_resolver).map_err(|e| anyhow!(e))?;
+    let schedule = retry::Schedule::parse(&config.retry_schedule, config.delivery_lifetime)
+        .map_err(|e| anyhow!("invalid MAILFLEET_RETRY_SCHEDULE: {e}"))?;
+    let blobs = mailfleet_blob::BlobStore::from_config(config)
+        .map_err(|e| anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
+    let channel = mailfleet_runtime::grpc::channel(&config.mailstore_url)
+        .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let outbound = mailfleet_proto::v1::outbound_client::OutboundClient::with_interceptor(
+        channel,
+        mailfleet_runtime::grpc::BearerToken::new(config.service_token.expose()),
+    );
+    let settings = relay::client::ClientSettings {
+        hostname: config.hostname.clone(),
+        timeout: config.relay_timeout,
+        tls: Some(relay::tls::opportunistic()),
+    };
+    let relay = relay::Relay::new(
+        router,
+        settings,
+        config.relay_max_connections_per_host,
+        config.relay_max_messages_per_connection,
+        blobs.clone(),
+        Some(dkim::Signer::new(outbound.clone())),
+        metrics.clone(),
+    );
+    Ok(Arc::new(Finisher {
+        relay,
+        publisher: mailfleet_queue::Publisher::new(&config.amqp_url, &config.queue_prefix),
+        outbound,
+        blobs,
+        schedule,
+        hostname: config.hostname.clone(),
+        metrics,
+        shutdown,
+    }))
 }
 
 /// Keeps the `mailstore` readiness flag current while no deliveries flow.

@@ -17,6 +17,26 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayLabels {
+    pub destination: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsLabels {
+    pub tls: &'static str,
+}
+
+fn relay_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
 /// Every metric of the worker; cheap to clone (shared atomics).
 #[derive(Clone)]
 pub struct Metrics {
@@ -40,6 +60,26 @@ pub struct Metrics {
     pub consumer_restarts: Counter,
     /// 1 while a consumer is subscribed.
     pub consuming: Gauge,
+    /// SMTP transactions to remote hosts, by destination and result.
+    pub relay_attempts: Family<RelayLabels, Counter>,
+    /// Seconds per relay transaction (connection set-up included), by destination.
+    pub relay_seconds: Family<DestinationLabels, Histogram, fn() -> Histogram>,
+    /// Outbound SMTP transactions by whether they ran over TLS.
+    pub relay_tls: Family<TlsLabels, Counter>,
+    /// Recipients put on a retry queue.
+    pub deferred: Counter,
+    /// Recipients that failed for good (a DSN is sent when the sender asked for one).
+    pub bounced: Counter,
+    /// DSN messages generated, by action (failed, delayed, delivered, relayed).
+    pub dsns: Family<OutcomeLabels, Counter>,
+    /// Retry copies dropped when they surfaced (cancelled, superseded, finished).
+    pub stale_copies: Family<ReasonLabels, Counter>,
+    /// Delivery attempts by attempt number class (first, retry).
+    pub attempts: Family<OutcomeLabels, Counter>,
+    /// Jobs waiting in retry queues (from the deferred-jobs index).
+    pub deferred_jobs: Gauge,
+    /// Age in seconds of the oldest deferred job's first attempt.
+    pub oldest_deferred_seconds: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +95,16 @@ impl Metrics {
             deliver_errors: Counter::default(),
             consumer_restarts: Counter::default(),
             consuming: Gauge::default(),
+            relay_attempts: Family::default(),
+            relay_seconds: Family::new_with_constructor(relay_histogram),
+            relay_tls: Family::default(),
+            deferred: Counter::default(),
+            bounced: Counter::default(),
+            dsns: Family::default(),
+            stale_copies: Family::default(),
+            attempts: Family::default(),
+            deferred_jobs: Gauge::default(),
+            oldest_deferred_seconds: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("mailfleet_delivery");
         r.register(
@@ -107,7 +157,75 @@ impl Metrics {
             "1 while a consumer is subscribed to the work queue",
             m.consuming.clone(),
         );
+        r.register(
+            "relay_attempts",
+            "SMTP transactions to remote hosts, by destination and result",
+            m.relay_attempts.clone(),
+        );
+        r.register(
+            "relay_seconds",
+            "Duration of relay transactions, by destination",
+            m.relay_seconds.clone(),
+        );
+        r.register(
+            "relay_tls",
+            "Outbound SMTP transactions by TLS use",
+            m.relay_tls.clone(),
+        );
+        r.register(
+            "deferred",
+            "Recipients put on a retry queue",
+            m.deferred.clone(),
+        );
+        r.register(
+            "bounced",
+            "Recipients that failed for good",
+            m.bounced.clone(),
+        );
+        r.register("dsns", "DSN messages generated, by action", m.dsns.clone());
+        r.register(
+            "stale_copies",
+            "Retry copies dropped when they surfaced, by reason",
+            m.stale_copies.clone(),
+        );
+        r.register(
+            "attempts",
+            "Job processing attempts (first, retry)",
+            m.attempts.clone(),
+        );
+        r.register(
+            "deferred_jobs",
+            "Jobs waiting in retry queues",
+            m.deferred_jobs.clone(),
+        );
+        r.register(
+            "oldest_deferred_seconds",
+            "Age of the oldest deferred job",
+            m.oldest_deferred_seconds.clone(),
+        );
         m
+    }
+
+    pub fn relay_attempt(&self, destination: &str, result: &'static str) {
+        self.relay_attempts
+            .get_or_create(&RelayLabels {
+                destination: destination.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn relay_seconds(&self, destination: &str, seconds: f64) {
+        self.relay_seconds
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn relay_tls(&self, tls: bool) {
+        let tls = if tls { "yes" } else { "no" };
+        self.relay_tls.get_or_create(&TlsLabels { tls }).inc();
     }
 
     pub fn job(&self, outcome: &'static str) {

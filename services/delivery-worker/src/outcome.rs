@@ -1,8 +1,9 @@
 //! What happened to each recipient of a job, and what that means for the job.
 //!
-//! Local delivery is the only route today; remote relay, retry queues and DSNs
-//! come later and plug in here: a [`Outcome::TempFail`] will schedule a retry
-//! instead of requeueing, a [`Outcome::PermFail`] will produce a DSN.
+//! Local delivery decides first; a recipient whose domain is not local becomes
+//! [`Outcome::Remote`] and goes to the relay, which answers [`Outcome::Relayed`]
+//! or a failure. A [`Outcome::TempFail`] schedules a retry (see `retry`), a
+//! [`Outcome::PermFail`] produces a DSN (see `dsn`).
 
 use mailfleet_proto::v1::DeliveryStatus;
 
@@ -13,6 +14,10 @@ pub enum Outcome {
     Delivered,
     /// Stored by an earlier attempt (same idempotency key).
     Duplicate,
+    /// Not a local domain: to be relayed over SMTP.
+    Remote,
+    /// Accepted by the remote server (`detail` is its reply).
+    Relayed { detail: String },
     /// May succeed later; the job must not be acked as done.
     TempFail { detail: String },
     /// Will never succeed; `reason` is a short metric label.
@@ -28,6 +33,8 @@ impl Outcome {
         match self {
             Outcome::Delivered => "stored",
             Outcome::Duplicate => "duplicate",
+            Outcome::Remote => "remote",
+            Outcome::Relayed { .. } => "relayed",
             Outcome::TempFail { .. } => "temp_failed",
             Outcome::PermFail { .. } => "failed",
         }
@@ -76,11 +83,7 @@ pub fn classify_unknown(
 ) -> Outcome {
     use mailfleet_proto::v1::RecipientStatus;
     match resolved {
-        // Remote relay is not implemented yet: a foreign recipient cannot be served.
-        Ok(RecipientStatus::RecipientNotLocal) => Outcome::PermFail {
-            reason: "not_local",
-            detail: "recipient domain is not local and relay is not available".into(),
-        },
+        Ok(RecipientStatus::RecipientNotLocal) => Outcome::Remote,
         Ok(RecipientStatus::RecipientUnknownUser) => Outcome::PermFail {
             reason: "unknown_user",
             detail: detail.to_owned(),
@@ -106,10 +109,11 @@ pub enum Verdict {
     Requeue,
 }
 
+/// The verdict of local delivery alone (no relay, retry queue or DSN).
 pub fn verdict<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Verdict {
     if outcomes
         .into_iter()
-        .any(|o| matches!(o, Outcome::TempFail { .. }))
+        .any(|o| matches!(o, Outcome::TempFail { .. } | Outcome::Remote))
     {
         Verdict::Requeue
     } else {
@@ -149,13 +153,7 @@ mod tests {
     #[test]
     fn unknown_recipients_are_classified() {
         let not_local = classify_unknown(Ok(RecipientStatus::RecipientNotLocal), "x");
-        assert!(matches!(
-            not_local,
-            Outcome::PermFail {
-                reason: "not_local",
-                ..
-            }
-        ));
+        assert_eq!(not_local, Outcome::Remote);
         let unknown = classify_unknown(Ok(RecipientStatus::RecipientUnknownUser), "x");
         assert!(matches!(
             unknown,

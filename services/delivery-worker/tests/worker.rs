@@ -263,14 +263,7 @@ async fn jobs_wait_while_mailstore_is_down_and_temporary_failures_are_retried() 
         .map(|i| job(&format!("job-{i}"), &["alice@local.test"]))
         .collect();
     jobs.push(job("flaky", &["alice@local.test", "bob@local.test"]));
-    jobs.push(job(
-        "mixed",
-        &[
-            "alice@local.test",
-            "nobody@local.test",
-            "someone@remote.test",
-        ],
-    ));
+    jobs.push(job("mixed", &["alice@local.test", "nobody@local.test"]));
     publish_all(&publisher, &jobs).await;
 
     wait_until("the worker retries", Duration::from_secs(10), || {
@@ -299,7 +292,6 @@ async fn jobs_wait_while_mailstore_is_down_and_temporary_failures_are_retried() 
             .get()
     };
     assert_eq!(failed("unknown_user"), 1);
-    assert_eq!(failed("not_local"), 1);
     worker.stop().await;
 }
 
@@ -580,6 +572,11 @@ async fn wait_ready(addr: std::net::SocketAddr, what: &str) {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A stack with extra settings (`RELAY_ROUTES`, ...).
+    async fn start_with(extra: &[(&str, String)]) -> Self {
         init_logs();
         let vhost = Vhost::new().await;
         let db = Database::new().await;
@@ -590,7 +587,7 @@ impl Stack {
         let store_http_addr = store_http.local_addr().unwrap();
         let worker_http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let worker_http_addr = worker_http.local_addr().unwrap();
-        let config = config(&[
+        let mut pairs: Vec<(&str, String)> = vec![
             ("AMQP_URL", vhost.url()),
             ("QUEUE_PREFIX", prefix.clone()),
             ("DATABASE_URL", db.url()),
@@ -605,7 +602,13 @@ impl Stack {
             ("SHUTDOWN_GRACE", "5s".into()),
             ("ARGON2_MEMORY_KIB", "256".into()),
             ("ARGON2_ITERATIONS", "1".into()),
-        ]);
+            // Remote recipients go to a closed port: deferred, never bounced.
+            ("RELAY_ROUTES", "*=127.0.0.1:1".into()),
+            ("RETRY_SCHEDULE", "1h".into()),
+        ];
+        // Later entries win: the extra settings override the defaults.
+        pairs.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let config = config(&pairs);
         let shutdown = mailfleet_runtime::CancellationToken::new();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(mailstore::run(
@@ -662,15 +665,28 @@ impl Stack {
         let blobs = mailfleet_blob::BlobStore::from_config(&self.config).unwrap();
         let mut jobs = Vec::new();
         for i in 0..n {
-            let body = format!(
+            let mut body = format!(
                 "From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}-{i}@remote.test>\r\n\r\nHello {i}.\r\n"
             );
+            if tag.starts_with("relay-bench") {
+                // 4 KiB messages for the relay benchmark.
+                while body.len() < 4096 {
+                    body.push_str(
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n",
+                    );
+                }
+            }
             let mut w = blobs.writer();
             w.write(body.as_bytes()).await.unwrap();
             let blob = w.finish().await.unwrap();
             let mut j = job(&format!("{tag}-{i}"), recipients);
             j.blob_id = blob.id;
             j.blob_size = blob.size;
+            // Received now: the delivery lifetime counts from here.
+            j.received_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
             jobs.push(j);
         }
         jobs
@@ -761,11 +777,15 @@ async fn end_to_end_each_message_lands_once() {
     let want: HashSet<_> = jobs.iter().map(|j| j.blob_id.clone()).collect();
     let (_, blobs) = stack.wait_inbox(jobs.len()).await;
     assert_eq!(blobs, want);
+    // Every job, the three repeats, and the DSN for nobody@ (to the remote
+    // sender, so it is deferred like x@remote.test).
+    let acked = jobs.len() + 3 + 1;
     for _ in 0..500 {
         if stack
             .metric("mailfleet_delivery_jobs_total{outcome=\"acked\"}")
             .await
-            >= (jobs.len() + 3) as f64
+            >= acked as f64
+            && stack.metric("mailfleet_delivery_deferred_total").await >= 2.0
         {
             break;
         }
@@ -775,13 +795,14 @@ async fn end_to_end_each_message_lands_once() {
         stack
             .metric("mailfleet_delivery_jobs_total{outcome=\"acked\"}")
             .await,
-        (jobs.len() + 3) as f64
+        acked as f64
     );
     let (count, _) = stack.inbox().await;
     assert_eq!(count, jobs.len(), "no message is stored twice");
+    assert_eq!(stack.metric("mailfleet_delivery_deferred_total").await, 2.0);
     assert_eq!(
         stack
-            .metric("mailfleet_delivery_permanent_failures_total{reason=\"not_local\"}")
+            .metric("mailfleet_delivery_dsns_total{outcome=\"failed\"}")
             .await,
         1.0
     );
@@ -843,4 +864,350 @@ async fn end_to_end_throughput() {
         n as f64 / secs
     );
     stack.stop().await;
+}
+
+/// A loopback SMTP peer offering STARTTLS and PIPELINING; counts
+/// connections, TLS upgrades and the recipients of accepted messages.
+#[derive(Default)]
+struct TlsPeer {
+    connections: std::sync::atomic::AtomicUsize,
+    upgraded: std::sync::atomic::AtomicUsize,
+    accepted: std::sync::Mutex<Vec<String>>,
+}
+
+/// Serves one connection's commands; returns the stream when the client
+/// asked for STARTTLS (the caller upgrades it and serves it again).
+async fn peer_session<S>(stream: S, peer: &TlsPeer, starttls: bool) -> Option<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut io = BufReader::new(stream);
+    let mut rcpts = Vec::new();
+    loop {
+        let mut line = String::new();
+        if io.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            if starttls {
+                b"250-peer\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+            } else {
+                b"250-peer\r\n250 PIPELINING\r\n"
+            }
+        } else if upper.starts_with("STARTTLS") && starttls {
+            io.get_mut().write_all(b"220 go ahead\r\n").await.ok()?;
+            return Some(io.into_inner());
+        } else if upper.starts_with("MAIL") {
+            rcpts.clear();
+            b"250 ok\r\n"
+        } else if upper.starts_with("RCPT") {
+            rcpts.push(
+                line[8..]
+                    .trim()
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_owned(),
+            );
+            b"250 ok\r\n"
+        } else if upper.starts_with("DATA") {
+            io.get_mut().write_all(b"354 go\r\n").await.ok()?;
+            loop {
+                let mut l = String::new();
+                if io.read_line(&mut l).await.ok()? == 0 {
+                    return None;
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+            }
+            peer.accepted.lock().unwrap().append(&mut rcpts);
+            b"250 queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            io.get_mut().write_all(b"221 bye\r\n").await.ok()?;
+            return None;
+        } else {
+            b"250 ok\r\n"
+        };
+        io.get_mut().write_all(reply).await.ok()?;
+    }
+}
+
+async fn start_peer(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::sync::Arc<TlsPeer> {
+    let peer = std::sync::Arc::new(TlsPeer::default());
+    let shared = peer.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            shared
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let peer = shared.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                stream.write_all(b"220 peer ESMTP\r\n").await.ok()?;
+                let plain = peer_session(stream, &peer, tls.is_some()).await?;
+                let secure = tls?.accept(plain).await.ok()?;
+                peer.upgraded
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                peer_session(secure, &peer, false).await;
+                Some(())
+            });
+        }
+    });
+    peer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_relay_uses_starttls_reuses_connections_and_obeys_the_operator() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) =
+        mailfleet_runtime::tls::ensure_self_signed(certs.path(), &["localhost"]).unwrap();
+    mailfleet_runtime::tls::install_crypto_provider();
+    let tls = mailfleet_runtime::tls::Tls::load(&cert, &key).unwrap();
+    let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_port = tls_listener.local_addr().unwrap().port();
+    let peer = start_peer(tls_listener, Some(tls.acceptor())).await;
+    // A port that nobody listens on yet: reserve it, then free it.
+    let late_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let stack = Stack::start_with(&[
+        (
+            "RELAY_ROUTES",
+            format!("tls.test=127.0.0.1:{tls_port},late.test=127.0.0.1:{late_port},*=127.0.0.1:1"),
+        ),
+        ("RELAY_MAX_CONNECTIONS_PER_HOST", "1".into()),
+        ("RETRY_SCHEDULE", "1h".into()),
+    ])
+    .await;
+    let publisher = Publisher::new(&stack.vhost.url(), &stack.prefix);
+
+    // Five messages to one host: one connection, upgraded with STARTTLS.
+    let jobs = stack.jobs(5, "tls", &["someone@tls.test"]).await;
+    publish_all(&publisher, &jobs).await;
+    for _ in 0..1500 {
+        if peer.accepted.lock().unwrap().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(peer.accepted.lock().unwrap().len(), 5);
+    assert_eq!(
+        peer.connections.load(SeqCst),
+        1,
+        "one connection carries all"
+    );
+    assert_eq!(peer.upgraded.load(SeqCst), 1);
+    assert_eq!(
+        stack
+            .metric("mailfleet_delivery_relay_tls_total{tls=\"yes\"}")
+            .await,
+        5.0
+    );
+
+    // Two messages to a host that is down: deferred for an hour.
+    let late = stack.jobs(2, "late", &["someone@late.test"]).await;
+    publish_all(&publisher, &late).await;
+    let mut admin =
+        mailfleet_runtime::grpc::admin_client(&stack.config.mailstore_url, ADMIN_TOKEN).unwrap();
+    let mut entries = Vec::new();
+    for _ in 0..1500 {
+        entries = admin
+            .list_queue(mailfleet_proto::v1::ListQueueRequest { limit: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        if entries.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        entries.iter().all(|e| e.attempts == 1 && !e.cancelled),
+        "{entries:?}"
+    );
+
+    // The queue gauges follow the index.
+    for _ in 0..300 {
+        if stack.metric("mailfleet_delivery_deferred_jobs ").await == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stack.metric("mailfleet_delivery_deferred_jobs ").await, 2.0);
+
+    // The host comes up; the operator retries one job now and deletes the other.
+    let late_peer = start_peer(
+        tokio::net::TcpListener::bind(("127.0.0.1", late_port))
+            .await
+            .unwrap(),
+        None,
+    )
+    .await;
+    let (retried, deleted) = (late[0].job_id.clone(), late[1].job_id.clone());
+    admin
+        .retry_queue(mailfleet_proto::v1::RetryQueueRequest {
+            job_id: retried.clone(),
+        })
+        .await
+        .unwrap();
+    admin
+        .delete_queue(mailfleet_proto::v1::DeleteQueueRequest {
+            job_id: deleted.clone(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..1500 {
+        if !late_peer.accepted.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*late_peer.accepted.lock().unwrap(), ["someone@late.test"]);
+    let mut left = Vec::new();
+    for _ in 0..500 {
+        left = admin
+            .list_queue(mailfleet_proto::v1::ListQueueRequest { limit: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left.len(), 1, "the retried job is finished: {left:?}");
+    assert_eq!(left[0].job_id, deleted);
+    assert!(left[0].cancelled);
+    stack.stop().await;
+}
+
+/// Relay throughput to a loopback SMTP sink: 16 connections, 4 KiB
+/// messages, through RabbitMQ and object storage (bodies streamed). Run
+/// with `cargo test -p delivery-worker --test worker -- --ignored
+/// relay_throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn relay_throughput() {
+    let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_port = sink_listener.local_addr().unwrap().port();
+    let sink = start_peer(sink_listener, None).await;
+    let stack = Stack::start_with(&[
+        ("RELAY_ROUTES", format!("*=127.0.0.1:{sink_port}")),
+        ("RELAY_MAX_CONNECTIONS_PER_HOST", "16".into()),
+        ("RELAY_MAX_MESSAGES_PER_CONNECTION", "1000".into()),
+    ])
+    .await;
+    let publisher = Publisher::new(&stack.vhost.url(), &stack.prefix);
+    let n = 3000;
+    let jobs = stack.jobs(n, "relay-bench", &["sink@sink.test"]).await;
+    let started = std::time::Instant::now();
+    publish_all(&publisher, &jobs).await;
+    let published = started.elapsed().as_secs_f64();
+    for _ in 0..30_000 {
+        if sink.accepted.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let got = sink.accepted.lock().unwrap().len();
+    println!(
+        "{n} jobs of 4 KiB: published in {published:.2}s, {got} relayed after {secs:.2}s = {:.0} messages/s over {} connections",
+        got as f64 / secs,
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert_eq!(got, n);
+    stack.stop().await;
+}
+
+/// A DNS server on loopback answering from a fixed table (MX and A).
+async fn dns_server() -> std::net::SocketAddr {
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, MX};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let name = |n: &str| Name::from_ascii(n).unwrap();
+    let mx = move |owner: &str, pref: u16, host: &str| {
+        Record::from_rdata(name(owner), 60, RData::MX(MX::new(pref, name(host))))
+    };
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.add_queries(query.queries.clone());
+            for q in &query.queries {
+                let owner = q.name().to_ascii().to_ascii_lowercase();
+                match (owner.as_str(), q.query_type()) {
+                    ("pref.test.", RecordType::MX) => {
+                        reply.add_answer(mx("pref.test.", 20, "b.mx.test."));
+                        reply.add_answer(mx("pref.test.", 10, "a.mx.test."));
+                    }
+                    ("null.test.", RecordType::MX) => {
+                        reply.add_answer(mx("null.test.", 0, "."));
+                    }
+                    ("a.mx.test.", RecordType::A) => {
+                        reply.add_answer(Record::from_rdata(
+                            name("a.mx.test."),
+                            60,
+                            RData::A(A::new(127, 0, 0, 2)),
+                        ));
+                    }
+                    ("nomx.test.", _) | ("a.mx.test.", _) | ("pref.test.", _) => {}
+                    _ => reply.metadata.response_code = ResponseCode::NXDomain,
+                }
+            }
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_lookup_orders_by_preference_and_honours_null_and_implicit_mx() {
+    use delivery_worker::relay::routes::{RouteError, Router, Routes};
+    let dns = dns_server().await;
+    let router = Router::new(Routes::parse("").unwrap(), &dns.to_string()).unwrap();
+    let hosts = |t: Vec<delivery_worker::relay::routes::Target>| {
+        t.into_iter().map(|t| t.host).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        hosts(router.targets("pref.test").await.unwrap()),
+        ["a.mx.test", "b.mx.test"]
+    );
+    assert!(matches!(
+        router.targets("null.test").await,
+        Err(RouteError::NoMail(_))
+    ));
+    assert_eq!(
+        hosts(router.targets("nomx.test").await.unwrap()),
+        ["nomx.test"]
+    );
+    assert!(matches!(
+        router.targets("nx.test").await,
+        Err(RouteError::NoMail(_))
+    ));
+    let a = router.targets("pref.test").await.unwrap().remove(0);
+    assert_eq!(
+        router.addresses(&a).await.unwrap(),
+        ["127.0.0.2:25".parse::<std::net::SocketAddr>().unwrap()]
+    );
 }

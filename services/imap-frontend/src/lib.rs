@@ -1,65 +1,105 @@
-//! imap-frontend: the IMAP server.
+//! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
+//! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
+//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS).
 //!
-//! For now an honest placeholder until the IMAP issue lands: it greets, answers
-//! every command with `BAD not implemented yet` (LOGOUT works), and is wired
-//! like the real service will be — the shared accept loop of
-//! `mailfleet_runtime::listener`, bounded command lines, an idle timeout,
-//! `* BYE` on shutdown, `/healthz` `/readyz` `/metrics`, and readiness that
-//! follows mailstore really answering.
-//!
-//! Main items: [`Listeners`] and [`run`]. The session lives in `session`, the
-//! pure reply logic in `reply`. No storage crate is used here: all mail state
-//! comes from mailstore over gRPC.
+//! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
+//! commands with imap-codec, keeps the protocol state (login, selected
+//! mailbox, sequence-number map) and asks mailstore over gRPC for
+//! everything else: mailstore speaks UIDs only. FETCH (`fetch`) serves
+//! ENVELOPE and BODYSTRUCTURE from metadata cached at delivery and streams
+//! body sections by byte range; SEARCH (`search`) is evaluated by mailstore.
+//! Change events from RabbitMQ (`events`) wake IDLE sessions. No storage
+//! crate is used here, and nothing is kept between connections.
 
 #![forbid(unsafe_code)]
 
-mod line;
+mod conn;
+mod encode;
+mod events;
+mod extra;
+mod fetch;
+mod metrics;
 mod readiness;
-mod reply;
+mod search;
 mod session;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use mailfleet_runtime::http::Health;
-use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::listener::{self, Handler, Limits};
+use mailfleet_runtime::tls::Tls;
 use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::conn::Conn;
+use crate::metrics::TlsLabel;
+use crate::session::{Session, Shared};
+
+/// Largest message accepted by APPEND (mailstore takes requests up to 16 MiB).
+pub const APPEND_LIMIT: usize = 15 * 1024 * 1024;
+/// Change events buffered per session before it must resynchronise.
+const EVENT_BUFFER: usize = 1024;
+/// Longest TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The bound sockets the service serves.
 pub struct Listeners {
+    /// Port 143: plain, STARTTLS when TLS is configured.
     pub imap: TcpListener,
+    /// Port 993: implicit TLS; needs `tls_cert`/`tls_key`.
+    pub imaps: Option<TcpListener>,
     pub http: TcpListener,
 }
 
-/// Counters exposed on `/metrics` as `mailfleet_imap_…`.
-#[derive(Clone, Default)]
-pub(crate) struct Metrics {
-    pub connections: Counter,
-    pub commands: Counter,
-    pub sessions: Gauge,
+struct Imap {
+    shared: Arc<Shared>,
+    implicit_tls: bool,
 }
 
-impl Metrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "mailfleet_imap_connections",
-            "IMAP connections accepted",
-            self.connections.clone(),
-        );
-        registry.register(
-            "mailfleet_imap_commands",
-            "IMAP commands received",
-            self.commands.clone(),
-        );
-        registry.register(
-            "mailfleet_imap_sessions",
-            "IMAP sessions open now",
-            self.sessions.clone(),
-        );
+impl Handler for Imap {
+    async fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let metrics = &self.shared.metrics;
+        metrics
+            .connections
+            .get_or_create(&TlsLabel {
+                tls: if self.implicit_tls { "yes" } else { "no" },
+            })
+            .inc();
+        let conn = if self.implicit_tls {
+            let Some(tls) = &self.shared.tls else { return };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+                Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed.");
+                    return;
+                }
+                Err(_) => return,
+            }
+        } else {
+            Conn::Plain(stream)
+        };
+        metrics.sessions.inc();
+        let mut session = Session::new(self.shared.clone(), conn, peer);
+        if let Err(error) = session.run(shutdown).await {
+            tracing::debug!(%error, "IMAP session ended with an I/O error.");
+        }
+        metrics.sessions.dec();
+    }
+
+    async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
+        if !self.implicit_tls {
+            let _ = stream.write_all(b"* BYE Too many connections\r\n").await;
+        }
+        let _ = stream.shutdown().await;
     }
 }
 
@@ -75,16 +115,29 @@ pub async fn run(
         config.service_token.expose(),
     )
     .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let tls = Tls::from_config(&config).context("cannot load the TLS certificate")?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());
+    }
+    if listeners.imaps.is_some() && tls.is_none() {
+        anyhow::bail!("the IMAPS listener needs MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY");
+    }
 
-    let metrics = Metrics::default();
     let mut registry = Registry::default();
-    metrics.register(&mut registry);
-
+    let metrics = metrics::Metrics::new(&mut registry);
     let health = Health::new();
     let tracker = TaskTracker::new();
     tracker.spawn(readiness::watch(
-        client,
+        client.clone(),
         health.register("mailstore"),
+        shutdown.clone(),
+    ));
+    let (events_tx, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    tracker.spawn(events::consume(
+        config.amqp_url.clone(),
+        config.queue_prefix.clone(),
+        events_tx.clone(),
+        health.register("rabbitmq"),
         shutdown.clone(),
     ));
     let http = tokio::spawn(mailfleet_runtime::http::serve(
@@ -94,27 +147,58 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    if let Ok(addr) = listeners.imap.local_addr() {
-        tracing::info!(%addr, "IMAP listening.");
-    }
-    let handler = Arc::new(session::Imap {
-        max_line: config.imap_max_line_length.max(64),
+    let shared = Arc::new(Shared {
+        client,
+        tls,
+        allow_plaintext: config.allow_plaintext_auth,
+        max_line: config.imap_max_line_length.max(1024),
+        append_limit: APPEND_LIMIT,
         idle_timeout: config.imap_timeout,
         metrics,
+        events: events_tx,
     });
     let limits = Limits {
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
     };
-    listener::serve(
+    if let Ok(addr) = listeners.imap.local_addr() {
+        tracing::info!(%addr, "IMAP listening.");
+    }
+    // Behind a PROXY-protocol balancer the sessions see the real client.
+    let proxy = listener::ProxyProtocol::from_config(&config);
+    let plain = listener::serve_with(
         listeners.imap,
-        handler,
+        Arc::new(Imap {
+            shared: shared.clone(),
+            implicit_tls: false,
+        }),
         limits,
+        proxy,
         "imap",
         shutdown.clone(),
         tracker.clone(),
-    )
-    .await;
+    );
+    match listeners.imaps {
+        Some(imaps) => {
+            if let Ok(addr) = imaps.local_addr() {
+                tracing::info!(%addr, "IMAPS listening.");
+            }
+            let secure = listener::serve_with(
+                imaps,
+                Arc::new(Imap {
+                    shared,
+                    implicit_tls: true,
+                }),
+                limits,
+                proxy,
+                "imaps",
+                shutdown.clone(),
+                tracker.clone(),
+            );
+            tokio::join!(plain, secure);
+        }
+        None => plain.await,
+    }
 
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())

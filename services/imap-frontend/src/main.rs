@@ -36,9 +36,23 @@ async fn start(config: Config) -> anyhow::Result<()> {
     let imap = TcpListener::bind(config.imap_listen)
         .await
         .with_context(|| format!("cannot listen for IMAP on {}", config.imap_listen))?;
+    let imaps = if config.tls_cert.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(config.imaps_listen)
+                .await
+                .with_context(|| format!("cannot listen for IMAPS on {}", config.imaps_listen))?,
+        )
+    };
     let http = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let shutdown = mailfleet_runtime::shutdown::on_signal();
-    imap_frontend::run(config, imap_frontend::Listeners { imap, http }, shutdown).await
+    imap_frontend::run(
+        config,
+        imap_frontend::Listeners { imap, imaps, http },
+        shutdown,
+    )
+    .await
 }

@@ -1,89 +1,1297 @@
-//! One IMAP connection: greeting, command loop, goodbye.
+//! One IMAP connection: reading commands (lines and literals, bounded),
+//! the session state, and the commands that are not FETCH or SEARCH.
+//!
+//! Parsing is imap-codec's; ID, NAMESPACE and UID EXPUNGE, which imap-codec
+//! 1.0 does not know, are recognised here before it. Message sequence
+//! numbers live in [`Selected::uids`] and change only where RFC 3501 7.4.1
+//! allows: untagged EXPUNGE is never sent during FETCH, STORE or SEARCH.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::{Charset, LiteralMode};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::StatusDataItemName;
+use imap_codec::{AuthenticateDataCodec, CommandCodec};
+use mailfleet_proto::v1 as pb;
+use mailfleet_proto::v1::MailboxEvent;
 use mailfleet_runtime::CancellationToken;
-use mailfleet_runtime::listener::Handler;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use mailfleet_runtime::grpc::MailStore;
+use mailfleet_runtime::tls::Tls;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::broadcast;
+use tracing::Instrument;
 
-use crate::Metrics;
-use crate::line::{Line, read_line};
-use crate::reply;
+use crate::conn::Conn;
+use crate::encode;
+use crate::metrics::Metrics;
 
-pub(crate) struct Imap {
+/// How often an IDLE session resynchronises even without events (a lost
+/// event, or RabbitMQ down, costs at most this delay).
+const IDLE_POLL: Duration = Duration::from_secs(60);
+/// UIDs per FetchMessages/StoreFlags call.
+pub(crate) const UID_CHUNK: usize = 1000;
+/// Largest literal accepted before login.
+const PRE_AUTH_LITERAL: usize = 64 * 1024;
+/// Before login, a client may stay silent this long at most.
+const PRE_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings and handles shared by every session of the process.
+pub(crate) struct Shared {
+    pub client: MailStore,
+    pub tls: Option<Tls>,
+    pub allow_plaintext: bool,
     pub max_line: usize,
+    pub append_limit: usize,
     pub idle_timeout: Duration,
     pub metrics: Metrics,
+    pub events: broadcast::Sender<MailboxEvent>,
 }
 
-/// Keeps the open-sessions gauge right however the session ends.
-struct Open(Metrics);
+/// The tagged result of a command.
+pub(crate) enum Reply {
+    Ok(String),
+    No(String),
+    Bad(String),
+    /// LOGOUT: BYE already written; close after the tagged OK.
+    Logout,
+    /// The tagged reply was already sent (STARTTLS).
+    Sent,
+}
 
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.sessions.dec();
+/// The mailbox a session has selected, with its sequence-number map.
+pub(crate) struct Selected {
+    pub name: String,
+    pub id: i64,
+    pub read_only: bool,
+    /// UIDs in sequence-number order: message n has UID `uids[n - 1]`.
+    pub uids: Vec<u32>,
+    pub modseq: u64,
+    /// An event says the mailbox changed past `modseq`.
+    pub dirty: bool,
+    /// Expunged elsewhere, not yet announced (announcing is not allowed now).
+    pub pending_expunge: Vec<u32>,
+}
+
+impl Selected {
+    pub(crate) fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.uids.binary_search(&uid).ok().map(|i| i + 1)
+    }
+
+    /// UIDs of a sequence set, ascending, only those that exist.
+    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        let n = self.uids.len() as u32;
+        let max_uid = self.uids.last().copied().unwrap_or(0);
+        for seq in set.0.as_ref() {
+            let (a, b) = match seq {
+                Sequence::Single(x) => (*x, *x),
+                Sequence::Range(a, b) => (*a, *b),
+            };
+            let v = |x: SeqOrUid| match x {
+                SeqOrUid::Value(v) => v.get(),
+                SeqOrUid::Asterisk => {
+                    if uid {
+                        max_uid
+                    } else {
+                        n
+                    }
+                }
+            };
+            let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+            if uid {
+                let start = self.uids.partition_point(|&u| u < lo);
+                let end = self.uids.partition_point(|&u| u <= hi);
+                out.extend_from_slice(self.uids.get(start..end).unwrap_or_default());
+            } else if lo >= 1 {
+                let hi = hi.min(n);
+                for s in lo..=hi {
+                    if let Some(&u) = self.uids.get(s as usize - 1) {
+                        out.push(u);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
-impl Handler for Imap {
-    async fn handle(
-        self: Arc<Self>,
-        stream: TcpStream,
-        _peer: SocketAddr,
-        shutdown: CancellationToken,
-    ) {
-        self.metrics.connections.inc();
-        self.metrics.sessions.inc();
-        let _open = Open(self.metrics.clone());
-        if let Err(error) = self.session(stream, shutdown).await {
-            tracing::debug!(%error, "IMAP session ended with an I/O error.");
+/// Compresses ascending UIDs into ranges.
+pub(crate) fn uid_set(uids: &[u32]) -> pb::UidSet {
+    let mut ranges: Vec<pb::UidRange> = Vec::new();
+    for &u in uids {
+        match ranges.last_mut() {
+            Some(r) if r.last.checked_add(1) == Some(u) => r.last = u,
+            _ => ranges.push(pb::UidRange { first: u, last: u }),
+        }
+    }
+    pb::UidSet { ranges }
+}
+
+/// "1:3,5" form of ascending UIDs (COPYUID, APPENDUID).
+pub(crate) fn uid_text(uids: &[u32]) -> String {
+    uid_set(uids)
+        .ranges
+        .iter()
+        .map(|r| {
+            if r.first == r.last {
+                r.first.to_string()
+            } else {
+                format!("{}:{}", r.first, r.last)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The one mapping of mailstore errors to IMAP replies.
+pub(crate) fn status_reply(status: tonic::Status) -> Reply {
+    use tonic::Code;
+    match status.code() {
+        Code::NotFound => Reply::No("[NONEXISTENT] No such mailbox or message".into()),
+        Code::AlreadyExists => Reply::No("[ALREADYEXISTS] Mailbox already exists".into()),
+        Code::InvalidArgument => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
+        Code::FailedPrecondition if status.message().contains("quota") => {
+            Reply::No("[OVERQUOTA] Quota exceeded".into())
+        }
+        Code::FailedPrecondition => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
+        _ => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "mailstore call failed.");
+            Reply::No("[UNAVAILABLE] Temporary server failure, try again".into())
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// Calls mailstore; a failure becomes the command's NO.
+macro_rules! rpc {
+    ($call:expr) => {
+        match $call.await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Ok(crate::session::status_reply(status)),
+        }
+    };
+}
+pub(crate) use rpc;
+
+pub(crate) struct Session {
+    pub shared: Arc<Shared>,
+    pub io: BufReader<Conn>,
+    pub peer: SocketAddr,
+    pub client: MailStore,
+    pub user: Option<String>,
+    pub selected: Option<Selected>,
+    pub events: broadcast::Receiver<MailboxEvent>,
+    pub out: Vec<u8>,
+}
+
+/// What reading the next command produced.
+enum Input {
+    Command(Vec<u8>),
+    /// Already answered (literal refused, line too long); read the next.
+    Handled,
+    Eof,
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>, conn: Conn, peer: SocketAddr) -> Self {
+        Self {
+            client: shared.client.clone(),
+            events: shared.events.subscribe(),
+            shared,
+            io: BufReader::new(conn),
+            peer,
+            user: None,
+            selected: None,
+            out: Vec::with_capacity(4096),
         }
     }
 
-    async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
-        let _ = stream.write_all(reply::TOO_MANY.as_bytes()).await;
-        let _ = stream.shutdown().await;
+    /// Whether passwords may be sent on this connection now.
+    fn login_allowed(&self) -> bool {
+        self.io.get_ref().is_tls() || self.shared.allow_plaintext || self.peer.ip().is_loopback()
     }
-}
 
-impl Imap {
-    async fn session(&self, stream: TcpStream, shutdown: CancellationToken) -> std::io::Result<()> {
-        let (reader, mut writer) = stream.into_split();
-        let mut reader = BufReader::new(reader);
-        writer.write_all(reply::GREETING.as_bytes()).await?;
-        let mut buf = Vec::new();
+    pub(crate) fn capabilities(&self) -> String {
+        let mut caps = String::from(
+            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE",
+        );
+        caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
+        if self.user.is_none() {
+            if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
+                caps.push_str(" STARTTLS");
+            }
+            if self.login_allowed() {
+                caps.push_str(" AUTH=PLAIN");
+            } else {
+                caps.push_str(" LOGINDISABLED");
+            }
+        }
+        caps
+    }
+
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.io.get_mut().write_all(&out).await?;
+            self.out = out;
+            self.out.clear();
+        }
+        self.io.get_mut().flush().await
+    }
+
+    pub(crate) fn untagged(&mut self, line: &str) {
+        self.out.extend_from_slice(b"* ");
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Runs the session to its end.
+    pub(crate) async fn run(&mut self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let greeting = format!(
+            "OK [CAPABILITY {}] mailfleet IMAP ready",
+            self.capabilities()
+        );
+        self.untagged(&greeting);
+        self.flush().await?;
         loop {
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => {
-                    writer.write_all(reply::SHUTDOWN.as_bytes()).await?;
-                    break;
-                }
-                read = tokio::time::timeout(self.idle_timeout, read_line(&mut reader, &mut buf, self.max_line)) => read,
+            let timeout = if self.user.is_some() {
+                self.shared.idle_timeout
+            } else {
+                PRE_AUTH_TIMEOUT.min(self.shared.idle_timeout)
             };
-            let text = match read {
-                Err(_elapsed) => {
-                    writer.write_all(reply::IDLE.as_bytes()).await?;
+            let input = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.untagged("BYE mailfleet IMAP shutting down");
+                    self.flush().await?;
                     break;
                 }
-                Ok(line) => match line? {
-                    Line::Eof => break,
-                    Line::TooLong => reply::TOO_LONG.to_owned(),
-                    Line::Complete => {
-                        self.metrics.commands.inc();
-                        let answer = reply::answer(&buf);
-                        if answer.close {
-                            writer.write_all(answer.text.as_bytes()).await?;
-                            break;
-                        }
-                        answer.text
+                read = tokio::time::timeout(timeout, self.read_command()) => match read {
+                    Err(_) => {
+                        self.untagged("BYE Autologout; idle for too long");
+                        self.flush().await?;
+                        break;
                     }
+                    Ok(r) => r?,
                 },
             };
-            writer.write_all(text.as_bytes()).await?;
+            let buf = match input {
+                Input::Eof => break,
+                Input::Handled => {
+                    self.flush().await?;
+                    continue;
+                }
+                Input::Command(buf) => buf,
+            };
+            let started = std::time::Instant::now();
+            let span = tracing::debug_span!("command", name = tracing::field::Empty);
+            let (tag, name, reply) = self
+                .execute(&buf, &shutdown)
+                .instrument(span.clone())
+                .await?;
+            span.record("name", name.as_str());
+            let result = match &reply {
+                Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
+                Reply::No(_) => "no",
+                Reply::Bad(_) => "bad",
+            };
+            self.shared
+                .metrics
+                .command(&name, result, started.elapsed());
+            tracing::debug!(command = %name, result, "IMAP command.");
+            let logout = matches!(reply, Reply::Logout);
+            let line = match reply {
+                Reply::Ok(t) => format!("{tag} OK {t}\r\n"),
+                Reply::No(t) => format!("{tag} NO {t}\r\n"),
+                Reply::Bad(t) => format!("{tag} BAD {t}\r\n"),
+                Reply::Logout => format!("{tag} OK LOGOUT completed\r\n"),
+                Reply::Sent => String::new(),
+            };
+            self.out.extend_from_slice(line.as_bytes());
+            self.flush().await?;
+            if logout {
+                break;
+            }
         }
-        writer.shutdown().await
+        let _ = self.io.get_mut().shutdown().await;
+        Ok(())
+    }
+
+    /// Reads one line (bounded) and appends it to `buf`; false at EOF, Err
+    /// on I/O; a too-long line is drained and reported with `Ok(None)`.
+    async fn read_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+        let max = self.shared.max_line;
+        let mut taken = 0usize;
+        let mut too_long = false;
+        loop {
+            let available = self.io.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(Some(false));
+            }
+            let (n, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if !too_long {
+                if taken + n > max {
+                    too_long = true;
+                } else {
+                    buf.extend_from_slice(&available[..n]);
+                }
+            }
+            taken += n;
+            self.io.consume(n);
+            if done {
+                return Ok(if too_long { None } else { Some(true) });
+            }
+        }
+    }
+
+    /// Reads a whole command: lines and the literals between them.
+    async fn read_command(&mut self) -> std::io::Result<Input> {
+        let mut buf = Vec::new();
+        let mut total_literal = 0usize;
+        loop {
+            match self.read_line(&mut buf).await? {
+                Some(true) => {}
+                Some(false) => return Ok(Input::Eof),
+                None => {
+                    self.out
+                        .extend_from_slice(b"* BAD Command line too long\r\n");
+                    return Ok(Input::Handled);
+                }
+            }
+            // Hand-parsed commands never carry literals.
+            if total_literal == 0 && crate::extra::is_extra(&buf) {
+                return Ok(Input::Command(buf));
+            }
+            let found = match CommandCodec::default().decode(&buf) {
+                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                    Some((tag.as_ref().to_owned(), length as usize, mode))
+                }
+                _ => None,
+            };
+            let Some((tag, length, mode)) = found else {
+                return Ok(Input::Command(buf));
+            };
+            // Before login only small literals (a password) are accepted.
+            let limit = if self.user.is_some() {
+                self.shared.append_limit
+            } else {
+                PRE_AUTH_LITERAL
+            };
+            if length > limit || total_literal + length > limit {
+                if mode == LiteralMode::NonSync {
+                    // The data is already coming: without a sync point we
+                    // cannot find the next command reliably.
+                    self.out
+                        .extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
+                    self.flush().await?;
+                    return Ok(Input::Eof);
+                }
+                self.out.extend_from_slice(
+                    format!("{tag} NO [TOOBIG] Literal too large\r\n").as_bytes(),
+                );
+                return Ok(Input::Handled);
+            }
+            if mode == LiteralMode::Sync {
+                self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                self.flush().await?;
+            }
+            let start = buf.len();
+            buf.resize(start + length, 0);
+            if let Some(dest) = buf.get_mut(start..) {
+                self.io.read_exact(dest).await?;
+            }
+            total_literal += length;
+        }
+    }
+
+    /// Parses and runs one command; returns (tag, command name, reply).
+    async fn execute(
+        &mut self,
+        buf: &[u8],
+        shutdown: &CancellationToken,
+    ) -> std::io::Result<(String, String, Reply)> {
+        if let Some(extra) = crate::extra::parse(buf) {
+            let tag = extra.tag.clone();
+            let name = extra.name();
+            let reply = self.extra(extra).await?;
+            return Ok((tag, name, reply));
+        }
+        let command = match CommandCodec::default().decode(buf) {
+            Ok((_, c)) => c,
+            Err(_) => {
+                let tag = crate::extra::tag_of(buf).unwrap_or_else(|| "*".into());
+                return Ok((tag, "invalid".into(), Reply::Bad("Syntax error".into())));
+            }
+        };
+        let tag = command.tag.as_ref().to_owned();
+        let name = command.body.name().to_ascii_lowercase();
+        let reply = self.dispatch(command, shutdown).await?;
+        Ok((tag, name, reply))
+    }
+
+    async fn dispatch(
+        &mut self,
+        command: Command<'_>,
+        shutdown: &CancellationToken,
+    ) -> std::io::Result<Reply> {
+        let tag = command.tag.as_ref().to_owned();
+        let authed = self.user.is_some();
+        let selected = self.selected.is_some();
+        let reply = match command.body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                self.untagged(&format!("CAPABILITY {caps}"));
+                Reply::Ok("CAPABILITY completed".into())
+            }
+            CommandBody::Noop | CommandBody::Check => {
+                self.sync(true).await?;
+                Reply::Ok("NOOP completed".into())
+            }
+            CommandBody::Logout => {
+                self.untagged("BYE mailfleet IMAP logging out");
+                Reply::Logout
+            }
+            CommandBody::StartTLS => return self.starttls(&tag).await,
+            CommandBody::Login { username, password } if !authed => {
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                self.login(&user, &pass).await?
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authed => {
+                if !matches!(mechanism, AuthMechanism::Plain) {
+                    Reply::No("[CANNOT] Only AUTHENTICATE PLAIN is supported".into())
+                } else {
+                    let data = match initial_response {
+                        Some(d) => Some(d.declassify().to_vec()),
+                        None => self.auth_continuation().await?,
+                    };
+                    match data {
+                        None => Reply::Bad("AUTHENTICATE cancelled".into()),
+                        Some(d) => {
+                            let mut parts = d.split(|&b| b == 0);
+                            let _authz = parts.next();
+                            match (parts.next(), parts.next()) {
+                                (Some(u), Some(p)) => {
+                                    let u = String::from_utf8_lossy(u).into_owned();
+                                    let p = String::from_utf8_lossy(p).into_owned();
+                                    self.login(&u, &p).await?
+                                }
+                                _ => Reply::Bad("Malformed PLAIN response".into()),
+                            }
+                        }
+                    }
+                }
+            }
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                Reply::Bad("Already authenticated".into())
+            }
+            _ if !authed => Reply::Bad("Log in first".into()),
+            CommandBody::Enable { capabilities } => {
+                // Nothing we offer changes behaviour when enabled yet.
+                let _ = capabilities;
+                self.untagged("ENABLED");
+                Reply::Ok("ENABLE completed".into())
+            }
+            CommandBody::Select { mailbox } => self.select(&mailbox_name(&mailbox), false).await?,
+            CommandBody::Examine { mailbox } => self.select(&mailbox_name(&mailbox), true).await?,
+            CommandBody::Create { mailbox } => {
+                let name = mailbox_name(&mailbox);
+                let name = name.trim_end_matches('/').to_owned();
+                let account = self.account();
+                rpc!(self.client.create_mailbox(pb::CreateMailboxRequest {
+                    account,
+                    name,
+                    special_use: String::new(),
+                }));
+                Reply::Ok("CREATE completed".into())
+            }
+            CommandBody::Delete { mailbox } => {
+                let name = mailbox_name(&mailbox);
+                if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                    self.selected = None;
+                }
+                let account = self.account();
+                rpc!(
+                    self.client
+                        .delete_mailbox(pb::DeleteMailboxRequest { account, name })
+                );
+                Reply::Ok("DELETE completed".into())
+            }
+            CommandBody::Rename { from, to } => {
+                let account = self.account();
+                rpc!(self.client.rename_mailbox(pb::RenameMailboxRequest {
+                    account,
+                    from: mailbox_name(&from),
+                    to: mailbox_name(&to),
+                }));
+                Reply::Ok("RENAME completed".into())
+            }
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await?,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await?,
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, false).await?,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, true).await?,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status(&mailbox_name(&mailbox), &item_names).await?,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let account = self.account();
+                let name = mailbox_name(&mailbox);
+                let r = match self
+                    .client
+                    .append_message(pb::AppendMessageRequest {
+                        account,
+                        mailbox: name,
+                        flags: flags.iter().map(|f| f.to_string()).collect(),
+                        internal_date_ms: date.map(|d| d.as_ref().timestamp_millis()).unwrap_or(0),
+                        data: message.data().to_vec(),
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner(),
+                    Err(s) if s.code() == tonic::Code::NotFound => {
+                        return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
+                    }
+                    Err(s) => return Ok(status_reply(s)),
+                };
+                self.sync(true).await?;
+                Reply::Ok(format!(
+                    "[APPENDUID {} {}] APPEND completed",
+                    r.uidvalidity, r.uid
+                ))
+            }
+            CommandBody::Idle => self.idle(&tag, shutdown).await?,
+            CommandBody::GetQuota { .. }
+            | CommandBody::GetQuotaRoot { .. }
+            | CommandBody::SetQuota { .. }
+            | CommandBody::Compress { .. } => Reply::Bad("Not supported".into()),
+            _ if !selected => Reply::Bad("Select a mailbox first".into()),
+            CommandBody::Unselect => {
+                self.selected = None;
+                Reply::Ok("UNSELECT completed".into())
+            }
+            CommandBody::Close => {
+                let writable = self.selected.as_ref().is_some_and(|s| !s.read_only);
+                if writable {
+                    let (account, mailbox) = self.target();
+                    // Silent: CLOSE sends no EXPUNGE responses.
+                    let _ = self
+                        .client
+                        .expunge(pb::ExpungeRequest {
+                            account,
+                            mailbox,
+                            uids: Some(pb::UidSet {
+                                ranges: vec![pb::UidRange { first: 1, last: 0 }],
+                            }),
+                            only_deleted: true,
+                        })
+                        .await;
+                }
+                self.selected = None;
+                Reply::Ok("CLOSE completed".into())
+            }
+            CommandBody::Expunge => self.expunge(None).await?,
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                let name = match &charset {
+                    Some(Charset::Atom(a)) => a.inner().to_ascii_uppercase(),
+                    Some(Charset::Quoted(q)) => q.inner().to_ascii_uppercase(),
+                    None => "US-ASCII".into(),
+                };
+                if name == "UTF-8" || name == "US-ASCII" {
+                    crate::search::search(self, &criteria, uid).await?
+                } else {
+                    Reply::No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into())
+                }
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+            } => crate::fetch::fetch(self, &sequence_set, &macro_or_item_names, uid).await?,
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+            } => {
+                self.store(&sequence_set, kind, response, &flags, uid)
+                    .await?
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.copy(&sequence_set, &mailbox_name(&mailbox), uid, false)
+                    .await?
+            }
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.copy(&sequence_set, &mailbox_name(&mailbox), uid, true)
+                    .await?
+            }
+        };
+        Ok(reply)
+    }
+
+    pub(crate) fn account(&self) -> String {
+        self.user.clone().unwrap_or_default()
+    }
+
+    /// (account, selected mailbox name).
+    pub(crate) fn target(&self) -> (String, String) {
+        (
+            self.account(),
+            self.selected
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    async fn starttls(&mut self, tag: &str) -> std::io::Result<Reply> {
+        let Some(tls) = self.shared.tls.clone() else {
+            return Ok(Reply::Bad("STARTTLS not available".into()));
+        };
+        if self.io.get_ref().is_tls() {
+            return Ok(Reply::Bad("TLS already active".into()));
+        }
+        if self.user.is_some() {
+            return Ok(Reply::Bad("Already authenticated".into()));
+        }
+        self.out
+            .extend_from_slice(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes());
+        self.flush().await?;
+        // Anything the client pipelined after STARTTLS is discarded (RFC 3501 6.2.1).
+        let conn = std::mem::replace(self.io.get_mut(), Conn::Gone);
+        let Conn::Plain(tcp) = conn else {
+            return Err(std::io::Error::other("STARTTLS on a non-plain stream"));
+        };
+        let tls_stream = tls.acceptor().accept(tcp).await?;
+        self.io = BufReader::new(Conn::Tls(Box::new(tls_stream)));
+        self.shared.metrics.tls_upgrades.inc();
+        Ok(Reply::Sent)
+    }
+
+    async fn login(&mut self, user: &str, pass: &str) -> std::io::Result<Reply> {
+        if !self.login_allowed() {
+            return Ok(Reply::No(
+                "[PRIVACYREQUIRED] Use STARTTLS or port 993 before logging in".into(),
+            ));
+        }
+        let r = rpc!(self.client.authenticate(pb::AuthenticateRequest {
+            username: user.to_owned(),
+            password: pass.to_owned(),
+            remote_ip: self.peer.ip().to_string(),
+            protocol: "imap".into(),
+        }));
+        if !r.ok {
+            // A small delay makes guessing slower without holding a thread.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(Reply::No(
+                "[AUTHENTICATIONFAILED] Invalid credentials".into(),
+            ));
+        }
+        tracing::info!(user = %r.address, "IMAP login.");
+        self.user = Some(r.address);
+        Ok(Reply::Ok(format!(
+            "[CAPABILITY {}] Logged in",
+            self.capabilities()
+        )))
+    }
+
+    /// Asks for the SASL response; `None` when the client cancels.
+    async fn auth_continuation(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        self.out.extend_from_slice(b"+ \r\n");
+        self.flush().await?;
+        let mut line = Vec::new();
+        match self.read_line(&mut line).await? {
+            Some(true) => {}
+            _ => return Ok(None),
+        }
+        if line.starts_with(b"*") {
+            return Ok(None);
+        }
+        Ok(match AuthenticateDataCodec::default().decode(&line) {
+            Ok((_, data)) => Some(data.0.declassify().clone()),
+            Err(_) => None,
+        })
+    }
+
+    async fn select(&mut self, name: &str, read_only: bool) -> std::io::Result<Reply> {
+        self.selected = None;
+        let account = self.account();
+        let mut uids = Vec::new();
+        let mut first_unseen = None;
+        let mut uid_from = 1;
+        let mut status = None;
+        loop {
+            let page = rpc!(self.client.select_mailbox(pb::SelectMailboxRequest {
+                account: account.clone(),
+                mailbox: name.to_owned(),
+                changed_since: 0,
+                uid_from,
+                limit: 0,
+            }));
+            if status.is_none() {
+                status = page.mailbox;
+            }
+            for m in &page.messages {
+                uids.push(m.uid);
+                if first_unseen.is_none() && !m.flags.iter().any(|f| f == "\\Seen") {
+                    first_unseen = Some(uids.len());
+                }
+            }
+            match page.messages.last() {
+                Some(last) if page.more => uid_from = last.uid.saturating_add(1),
+                _ => break,
+            }
+        }
+        let Some(mb) = status else {
+            return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+        };
+        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        self.untagged(
+            "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
+        );
+        self.untagged(&format!("{} EXISTS", uids.len()));
+        self.untagged("0 RECENT");
+        if let Some(n) = first_unseen {
+            self.untagged(&format!("OK [UNSEEN {n}] First unseen"));
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity));
+        self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", mb.uidnext));
+        self.selected = Some(Selected {
+            name: mb.name,
+            id: mb.id,
+            read_only,
+            uids,
+            modseq: mb.highestmodseq,
+            dirty: false,
+            pending_expunge: Vec::new(),
+        });
+        // Drop events from before the snapshot.
+        while self.events.try_recv().is_ok() {}
+        Ok(if read_only {
+            Reply::Ok("[READ-ONLY] EXAMINE completed".into())
+        } else {
+            Reply::Ok("[READ-WRITE] SELECT completed".into())
+        })
+    }
+
+    async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> std::io::Result<Reply> {
+        let account = self.account();
+        rpc!(self.client.subscribe_mailbox(pb::SubscribeMailboxRequest {
+            account,
+            name: mailbox_name(mailbox),
+            subscribed: on,
+        }));
+        Ok(Reply::Ok(
+            if on {
+                "SUBSCRIBE completed"
+            } else {
+                "UNSUBSCRIBE completed"
+            }
+            .into(),
+        ))
+    }
+
+    async fn list(
+        &mut self,
+        reference: &Mailbox<'_>,
+        wildcard: &ListMailbox<'_>,
+        lsub: bool,
+    ) -> std::io::Result<Reply> {
+        let reference = match reference {
+            Mailbox::Inbox => "INBOX".to_owned(),
+            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        let pattern = match wildcard {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() {
+            // The hierarchy delimiter query.
+            self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
+            return Ok(Reply::Ok(format!("{verb} completed")));
+        }
+        let account = self.account();
+        let r = rpc!(
+            self.client
+                .list_mailboxes(pb::ListMailboxesRequest { account })
+        );
+        let full = format!("{reference}{pattern}");
+        let names: Vec<&str> = r.mailboxes.iter().map(|m| m.name.as_str()).collect();
+        for m in &r.mailboxes {
+            if lsub && !m.subscribed {
+                continue;
+            }
+            if !crate::extra::wildcard_match(&full, &m.name) {
+                continue;
+            }
+            let prefix = format!("{}/", m.name);
+            let children = names.iter().any(|n| n.starts_with(&prefix));
+            let mut attrs = vec![if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
+            if !m.special_use.is_empty() {
+                attrs.push(m.special_use.as_str());
+            }
+            let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            encode::mailbox(&mut line, &m.name);
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
+        }
+        Ok(Reply::Ok(format!("{verb} completed")))
+    }
+
+    async fn status(&mut self, name: &str, items: &[StatusDataItemName]) -> std::io::Result<Reply> {
+        let account = self.account();
+        let r = rpc!(self.client.select_mailbox(pb::SelectMailboxRequest {
+            account,
+            mailbox: name.to_owned(),
+            changed_since: u64::MAX >> 1,
+            uid_from: u32::MAX,
+            limit: 1,
+        }));
+        let Some(mb) = r.mailbox else {
+            return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            match item {
+                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", mb.messages)),
+                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
+                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", mb.uidnext)),
+                StatusDataItemName::UidValidity => {
+                    parts.push(format!("UIDVALIDITY {}", mb.uidvalidity))
+                }
+                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", mb.unseen)),
+                StatusDataItemName::HighestModSeq => {
+                    parts.push(format!("HIGHESTMODSEQ {}", mb.highestmodseq))
+                }
+                _ => {}
+            }
+        }
+        let mut line = b"* STATUS ".to_vec();
+        encode::mailbox(&mut line, &mb.name);
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.out.extend_from_slice(&line);
+        Ok(Reply::Ok("STATUS completed".into()))
+    }
+
+    async fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+    ) -> std::io::Result<Reply> {
+        if self.selected.as_ref().is_some_and(|s| s.read_only) {
+            return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        // New messages become addressable first (EXPUNGE only for UID STORE).
+        self.sync(uid).await?;
+        let uids = match &self.selected {
+            Some(s) => s.resolve(set, uid),
+            None => Vec::new(),
+        };
+        let mode = match kind {
+            StoreType::Add => pb::FlagsMode::FlagsAdd,
+            StoreType::Remove => pb::FlagsMode::FlagsRemove,
+            StoreType::Replace => pb::FlagsMode::FlagsReplace,
+        };
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let (account, mailbox) = self.target();
+        for chunk in uids.chunks(UID_CHUNK) {
+            let r = rpc!(self.client.store_flags(pb::StoreFlagsRequest {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uids: Some(uid_set(chunk)),
+                mode: mode as i32,
+                flags: flags.clone(),
+                unchanged_since: 0,
+            }));
+            if let Some(sel) = self.selected.as_mut()
+                && r.highestmodseq == sel.modseq + 1
+            {
+                // Only our own change happened: nothing to resync.
+                sel.modseq = r.highestmodseq;
+            }
+            if response == StoreResponse::Answer {
+                for u in &r.updated {
+                    let Some(seq) = self.selected.as_ref().and_then(|s| s.seq_of(u.uid)) else {
+                        continue;
+                    };
+                    let mut line = format!("* {seq} FETCH (").into_bytes();
+                    if uid {
+                        line.extend_from_slice(format!("UID {} ", u.uid).as_bytes());
+                    }
+                    line.extend_from_slice(b"FLAGS ");
+                    encode::flags(&mut line, &u.flags);
+                    line.extend_from_slice(b")\r\n");
+                    self.out.extend_from_slice(&line);
+                }
+            }
+        }
+        self.sync(uid).await?;
+        Ok(Reply::Ok("STORE completed".into()))
+    }
+
+    async fn copy(
+        &mut self,
+        set: &SequenceSet,
+        target: &str,
+        uid: bool,
+        is_move: bool,
+    ) -> std::io::Result<Reply> {
+        if is_move && self.selected.as_ref().is_some_and(|s| s.read_only) {
+            return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        self.sync(uid).await?;
+        let uids = match &self.selected {
+            Some(s) => s.resolve(set, uid),
+            None => Vec::new(),
+        };
+        let verb = if is_move { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(Reply::Ok(format!("{verb} completed (nothing to do)")));
+        }
+        let (account, mailbox) = self.target();
+        let r = match self
+            .client
+            .copy_messages(pb::CopyMessagesRequest {
+                account,
+                mailbox,
+                uids: Some(uid_set(&uids)),
+                target: target.to_owned(),
+                r#move: is_move,
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
+            }
+            Err(s) => return Ok(status_reply(s)),
+        };
+        let code = format!(
+            "COPYUID {} {} {}",
+            r.uidvalidity,
+            uid_text(&r.source_uids),
+            uid_text(&r.target_uids)
+        );
+        if !is_move {
+            self.sync(uid).await?;
+            return Ok(Reply::Ok(format!("[{code}] COPY completed")));
+        }
+        self.untagged(&format!("OK [{code}] Moved"));
+        let mut moved = r.source_uids.clone();
+        moved.sort_unstable();
+        self.announce_expunged(&moved);
+        self.sync(true).await?;
+        Ok(Reply::Ok("MOVE completed".into()))
+    }
+
+    /// EXPUNGE (`uids` None) or UID EXPUNGE.
+    pub(crate) async fn expunge(&mut self, uids: Option<Vec<u32>>) -> std::io::Result<Reply> {
+        if self.selected.as_ref().is_some_and(|s| s.read_only) {
+            return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        let (account, mailbox) = self.target();
+        let set = match &uids {
+            Some(u) => uid_set(u),
+            None => pb::UidSet {
+                ranges: vec![pb::UidRange { first: 1, last: 0 }],
+            },
+        };
+        if set.ranges.is_empty() {
+            return Ok(Reply::Ok("EXPUNGE completed".into()));
+        }
+        let r = rpc!(self.client.expunge(pb::ExpungeRequest {
+            account,
+            mailbox,
+            uids: Some(set),
+            only_deleted: true,
+        }));
+        if let Some(sel) = self.selected.as_mut()
+            && r.highestmodseq == sel.modseq + 1
+        {
+            sel.modseq = r.highestmodseq;
+        }
+        self.announce_expunged(&r.expunged);
+        self.sync(true).await?;
+        Ok(Reply::Ok("EXPUNGE completed".into()))
+    }
+
+    /// Removes UIDs from the map, announcing each (highest sequence first,
+    /// so every number is valid when the client reads it).
+    fn announce_expunged(&mut self, uids: &[u32]) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let mut seqs: Vec<usize> = uids.iter().filter_map(|&u| sel.seq_of(u)).collect();
+        seqs.sort_unstable();
+        let mut lines = Vec::new();
+        for &seq in seqs.iter().rev() {
+            sel.uids.remove(seq - 1);
+            lines.push(format!("{seq} EXPUNGE"));
+        }
+        sel.pending_expunge.retain(|u| !uids.contains(u));
+        for l in lines {
+            self.untagged(&l);
+        }
+    }
+
+    /// Brings the selected mailbox up to date when events say it changed
+    /// (or `force`), sending EXISTS, FETCH FLAGS and, when `allow_expunge`,
+    /// EXPUNGE responses.
+    pub(crate) async fn sync(&mut self, allow_expunge: bool) -> std::io::Result<()> {
+        self.sync_inner(allow_expunge, false).await
+    }
+
+    async fn sync_inner(&mut self, allow_expunge: bool, force: bool) -> std::io::Result<()> {
+        let Some(sel) = self.selected.as_mut() else {
+            while self.events.try_recv().is_ok() {}
+            return Ok(());
+        };
+        loop {
+            match self.events.try_recv() {
+                Ok(e) if e.mailbox_id == sel.id && e.highestmodseq > sel.modseq => sel.dirty = true,
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => sel.dirty = true,
+                Err(_) => break,
+            }
+        }
+        if !(sel.dirty || force) {
+            if allow_expunge && !sel.pending_expunge.is_empty() {
+                let pending = std::mem::take(&mut sel.pending_expunge);
+                self.announce_expunged(&pending);
+            }
+            return Ok(());
+        }
+        let account = self.account();
+        let Some(sel) = self.selected.as_mut() else {
+            return Ok(());
+        };
+        let since = sel.modseq;
+        let mut uid_from = 1;
+        let mut new = Vec::new();
+        let mut flag_changes = Vec::new();
+        let mut gone = Vec::new();
+        let mut highest = since;
+        loop {
+            let page = match self
+                .client
+                .select_mailbox(pb::SelectMailboxRequest {
+                    account: account.clone(),
+                    mailbox: sel.name.clone(),
+                    changed_since: since.max(1),
+                    uid_from,
+                    limit: 0,
+                })
+                .await
+            {
+                Ok(p) => p.into_inner(),
+                Err(status) => {
+                    // Try again at the next command.
+                    tracing::debug!(%status, "Resync failed.");
+                    return Ok(());
+                }
+            };
+            if let Some(mb) = &page.mailbox {
+                highest = highest.max(mb.highestmodseq);
+            }
+            let last_known = sel.uids.last().copied().unwrap_or(0);
+            for m in &page.messages {
+                highest = highest.max(m.modseq);
+                let known = sel.uids.binary_search(&m.uid).is_ok();
+                if m.expunged {
+                    if known {
+                        gone.push(m.uid);
+                    }
+                } else if !known && m.uid > last_known {
+                    new.push(m.uid);
+                } else if known {
+                    flag_changes.push((m.uid, m.flags.clone()));
+                }
+            }
+            match page.messages.last() {
+                Some(last) if page.more => uid_from = last.uid.saturating_add(1),
+                _ => break,
+            }
+        }
+        sel.dirty = false;
+        sel.modseq = highest;
+        let mut lines = Vec::new();
+        for (uid, flags) in flag_changes {
+            if let Some(seq) = sel.seq_of(uid) {
+                let mut line = format!("* {seq} FETCH (UID {uid} FLAGS ").into_bytes();
+                encode::flags(&mut line, &flags);
+                line.extend_from_slice(b")\r\n");
+                lines.push(line);
+            }
+        }
+        new.sort_unstable();
+        let had = sel.uids.len();
+        sel.uids.extend(new);
+        let exists = sel.uids.len();
+        sel.pending_expunge.extend(gone);
+        let pending = if allow_expunge {
+            std::mem::take(&mut sel.pending_expunge)
+        } else {
+            Vec::new()
+        };
+        for l in lines {
+            self.out.extend_from_slice(&l);
+        }
+        if exists != had {
+            self.untagged(&format!("{exists} EXISTS"));
+        }
+        if !pending.is_empty() {
+            self.announce_expunged(&pending);
+        }
+        Ok(())
+    }
+
+    /// IDLE: pushes changes until DONE.
+    async fn idle(&mut self, tag: &str, shutdown: &CancellationToken) -> std::io::Result<Reply> {
+        let _ = tag;
+        self.out.extend_from_slice(b"+ idling\r\n");
+        self.sync(true).await?;
+        self.flush().await?;
+        self.shared.metrics.idle.inc();
+        let result = self.idle_loop(shutdown).await;
+        self.shared.metrics.idle.dec();
+        result
+    }
+
+    async fn idle_loop(&mut self, shutdown: &CancellationToken) -> std::io::Result<Reply> {
+        let deadline = tokio::time::Instant::now() + self.shared.idle_timeout;
+        loop {
+            let mut line = Vec::new();
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.untagged("BYE mailfleet IMAP shutting down");
+                    self.flush().await?;
+                    return Err(std::io::Error::other("shutdown"));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.untagged("BYE Autologout; idle for too long");
+                    self.flush().await?;
+                    return Err(std::io::Error::other("idle timeout"));
+                }
+                _ = tokio::time::sleep(IDLE_POLL) => None,
+                e = self.events.recv() => Some(e),
+                r = self.io.fill_buf() => {
+                    let _ = r?;
+                    match self.read_line(&mut line).await? {
+                        Some(true) => {
+                            let trimmed = line.trim_ascii();
+                            if trimmed.eq_ignore_ascii_case(b"DONE") {
+                                return Ok(Reply::Ok("IDLE terminated".into()));
+                            }
+                            return Ok(Reply::Bad("Expected DONE".into()));
+                        }
+                        Some(false) => return Err(std::io::Error::other("eof in IDLE")),
+                        None => return Ok(Reply::Bad("Expected DONE".into())),
+                    }
+                }
+            };
+            let mut force = event.is_none();
+            if let Some(sel) = self.selected.as_mut() {
+                match event {
+                    Some(Ok(e)) if e.mailbox_id == sel.id && e.highestmodseq > sel.modseq => {
+                        sel.dirty = true
+                    }
+                    Some(Err(broadcast::error::RecvError::Lagged(_))) => force = true,
+                    _ => {}
+                }
+            }
+            self.sync_inner(true, force).await?;
+            self.flush().await?;
+        }
+    }
+
+    async fn extra(&mut self, extra: crate::extra::Extra) -> std::io::Result<Reply> {
+        use crate::extra::ExtraCommand;
+        Ok(match extra.command {
+            ExtraCommand::Id => {
+                self.untagged("ID (\"name\" \"mailfleet\" \"vendor\" \"mailfleet\")");
+                Reply::Ok("ID completed".into())
+            }
+            ExtraCommand::Namespace if self.user.is_some() => {
+                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Reply::Ok("NAMESPACE completed".into())
+            }
+            ExtraCommand::UidExpunge(set) if self.selected.is_some() => {
+                let uids = self
+                    .selected
+                    .as_ref()
+                    .map(|s| s.resolve(&set, true))
+                    .unwrap_or_default();
+                if uids.is_empty() {
+                    Reply::Ok("UID EXPUNGE completed".into())
+                } else {
+                    self.expunge(Some(uids)).await?
+                }
+            }
+            ExtraCommand::Invalid(why) => Reply::Bad(why),
+            _ => Reply::Bad("Command not valid in this state".into()),
+        })
+    }
+}
+
+/// The stored name of a mailbox argument (INBOX in any case is "INBOX").
+pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
+    match m {
+        Mailbox::Inbox => "INBOX".into(),
+        Mailbox::Other(o) => {
+            let s = String::from_utf8_lossy(o.as_ref()).into_owned();
+            match s.get(..6) {
+                Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &s[6..]),
+                _ => s,
+            }
+        }
     }
 }

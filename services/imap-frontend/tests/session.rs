@@ -1,79 +1,516 @@
-//! Starts imap-frontend in-process on port-0 listeners and talks IMAP to it.
+//! imap-frontend and mailstore in-process on port-0 listeners, against a
+//! fresh Postgres database, a temp-dir blob store and a RabbitMQ vhost of
+//! their own, driven by Python's imaplib (the suite shared with the
+//! end-to-end tests) and by raw sockets for IDLE and bad input.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
 
+use mailfleet_proto::v1 as pb;
+use mailfleet_runtime::config::SecretString;
 use mailfleet_runtime::{CancellationToken, Config};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use sqlx::Connection;
+use tokio::net::TcpListener;
 
-async fn line(reader: &mut BufReader<TcpStream>) -> String {
-    let mut s = String::new();
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut s))
-        .await
-        .expect("server answered in time")
-        .unwrap();
-    s
+const USER: &str = "alice@example.test";
+const PASS: &str = "secret-pw";
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("imapfe_{tag}_{}_{nanos}", std::process::id())
 }
 
-#[tokio::test]
-async fn greets_answers_and_says_goodbye() {
-    // Nothing listens on the mailstore URL: the service still serves its port
-    // and reports itself not ready.
-    let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mailstore_url = format!("http://{}", unused.local_addr().unwrap());
-    drop(unused);
-    let config = Config::load(vec![
-        ("MAILFLEET_MAILSTORE_URL".to_string(), mailstore_url),
-        ("MAILFLEET_SERVICE_TOKEN".to_string(), "t".to_string()),
-        (
-            "MAILFLEET_IMAP_MAX_LINE_LENGTH".to_string(),
-            "100".to_string(),
-        ),
-    ])
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// Everything one test runs; dropping it stops the services and removes
+/// the database and the vhost.
+struct Env {
+    imap: u16,
+    imaps: u16,
+    cert: std::path::PathBuf,
+    db: String,
+    vhost: String,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let db = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+    }
+}
+
+async fn http_ok(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let _ = s
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out.starts_with("HTTP/1.1 200")
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = mailfleet_runtime::tls::ensure_self_signed(
+        &dir.path().join("tls"),
+        &["localhost", "127.0.0.1"],
+    )
     .unwrap();
-    let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (imap_addr, http_addr) = (imap.local_addr().unwrap(), http.local_addr().unwrap());
+    let db = unique("db");
+    let vhost = unique("vh");
+    rabbitmqctl(&["add_vhost", &vhost]);
+    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let mut config = Config::load(Vec::new()).unwrap();
+    config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    config.database_max_connections = 8;
+    config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+    config.blob_url = format!("file://{}", dir.path().join("blobs").display());
+    config.service_token = SecretString::new("svc");
+    config.admin_token = SecretString::new("adm");
+    config.argon2_memory_kib = 1024;
+    config.argon2_iterations = 1;
+    config.mailstore_url = grpc_url.clone();
+    config.tls_cert = cert.display().to_string();
+    config.tls_key = key.display().to_string();
+    config.shutdown_grace = Duration::from_secs(3);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(imap_frontend::run(
-        config,
-        imap_frontend::Listeners { imap, http },
+    let store_addr = store_http.local_addr().unwrap();
+    tokio::spawn(mailstore::run(
+        config.clone(),
+        mailstore::Listeners {
+            grpc,
+            http: store_http,
+        },
         shutdown.clone(),
     ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_ok(store_addr).await {
+        assert!(Instant::now() < deadline, "mailstore not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: USER.into(),
+            password: PASS.into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
 
-    let mut c = BufReader::new(TcpStream::connect(imap_addr).await.unwrap());
-    assert_eq!(
-        line(&mut c).await,
-        "* OK [CAPABILITY IMAP4rev1] mailfleet IMAP ready\r\n"
+    let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imaps = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (imap_port, imaps_port) = (
+        imap.local_addr().unwrap().port(),
+        imaps.local_addr().unwrap().port(),
     );
-    c.get_mut().write_all(b"a1 CAPABILITY\r\n").await.unwrap();
-    assert_eq!(line(&mut c).await, "a1 BAD not implemented yet\r\n");
-    let long = format!("a2 {}\r\n", "x".repeat(500));
-    c.get_mut().write_all(long.as_bytes()).await.unwrap();
-    assert_eq!(line(&mut c).await, "* BAD Command line too long\r\n");
-    c.get_mut().write_all(b"a3 LOGOUT\r\n").await.unwrap();
-    assert_eq!(line(&mut c).await, "* BYE mailfleet IMAP logging out\r\n");
-    assert_eq!(line(&mut c).await, "a3 OK LOGOUT completed\r\n");
-    assert_eq!(line(&mut c).await, "", "connection closed after LOGOUT");
+    let http_addr = http.local_addr().unwrap();
+    tokio::spawn(imap_frontend::run(
+        config,
+        imap_frontend::Listeners {
+            imap,
+            imaps: Some(imaps),
+            http,
+        },
+        shutdown.clone(),
+    ));
+    // Ready means mailstore answers and the event consumer is bound.
+    while !http_ok(http_addr).await {
+        assert!(Instant::now() < deadline, "imap-frontend not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Env {
+        imap: imap_port,
+        imaps: imaps_port,
+        cert,
+        db,
+        vhost,
+        shutdown,
+        _dir: dir,
+    }
+}
 
-    let mut h = TcpStream::connect(http_addr).await.unwrap();
-    h.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_suite() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_suite.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(env.imaps.to_string())
+        .arg(&env.cert)
+        .arg(USER)
+        .arg(PASS)
+        .arg("0")
+        .output()
         .await
         .unwrap();
-    let mut response = String::new();
-    h.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-    assert!(response.contains("mailstore"), "{response}");
+    assert!(
+        out.status.success(),
+        "imap_suite.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
 
-    // A session open at shutdown gets a BYE.
-    let mut c = BufReader::new(TcpStream::connect(imap_addr).await.unwrap());
-    line(&mut c).await;
-    shutdown.cancel();
-    assert_eq!(line(&mut c).await, "* BYE mailfleet IMAP shutting down\r\n");
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+/// A blocking raw IMAP connection (run inside `spawn_blocking`).
+struct Raw {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut raw = Raw {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        assert!(raw.line().starts_with("* OK"));
+        raw
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).unwrap();
+        l
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        self.writer.write_all(data).unwrap();
+    }
+
+    fn cmd(&mut self, tag: &str, line: &str) -> Vec<String> {
+        self.send(format!("{tag} {line}\r\n").as_bytes());
+        self.until(tag)
+    }
+
+    fn until(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "connection closed; got {lines:?}");
+            let done = l.starts_with(&format!("{tag} "));
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    fn ok(&mut self, tag: &str, line: &str) -> Vec<String> {
+        let lines = self.cmd(tag, line);
+        let last = lines.last().cloned().unwrap_or_default();
+        assert!(last.starts_with(&format!("{tag} OK")), "{line}: {lines:?}");
+        lines
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_noop_see_other_sessions() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        let sel = a.ok("a2", "SELECT INBOX");
+        assert!(sel.iter().any(|l| l == "* 0 EXISTS\r\n"), "{sel:?}");
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+
+        // IDLE in A; APPEND in B shows up as EXISTS in A.
+        a.send(b"a3 IDLE\r\n");
+        assert!(a.line().starts_with("+ "));
+        b.send(b"b3 APPEND INBOX {14}\r\n");
+        assert!(b.line().starts_with("+ "));
+        b.send(b"Subject: x\r\n\r\n\r\n");
+        let appended = b.until("b3");
+        assert!(
+            appended.last().unwrap().starts_with("b3 OK [APPENDUID "),
+            "{appended:?}"
+        );
+        assert_eq!(a.line(), "* 1 EXISTS\r\n");
+        // A flag change by B is pushed as FETCH.
+        b.ok("b4", "NOOP");
+        b.ok("b5", "STORE 1 +FLAGS (\\Deleted)");
+        let l = a.line();
+        assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted))"), "{l}");
+        a.send(b"DONE\r\n");
+        a.until("a3");
+
+        // An expunge by B reaches A at its NOOP; FETCH does not announce it.
+        b.ok("b6", "APPEND INBOX {14+}\r\nSubject: y\r\n\r\n");
+        let e = b.ok("b7", "EXPUNGE");
+        assert!(e.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{e:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let f = a.ok("a4", "FETCH 1 (FLAGS)");
+        assert!(!f.iter().any(|l| l.contains("EXPUNGE")), "{f:?}");
+        let n = a.ok("a5", "NOOP");
+        assert!(n.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{n:?}");
+        assert!(
+            f.iter().chain(&n).any(|l| l == "* 2 EXISTS\r\n"),
+            "{f:?} {n:?}"
+        );
+        let u = a.ok("a6", "UID FETCH 1:* (UID)");
+        assert!(u.iter().any(|l| l == "* 1 FETCH (UID 2)\r\n"), "{u:?}");
+        a.ok("a7", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_bad_and_the_session_goes_on() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.send(b"\r\n");
+        assert!(c.line().starts_with("* BAD"));
+        let bad = |c: &mut Raw, tag: &str, line: &str| {
+            let lines = c.cmd(tag, line);
+            let last = lines.last().cloned().unwrap_or_default();
+            assert!(last.starts_with(&format!("{tag} BAD")), "{line}: {lines:?}");
+        };
+        bad(&mut c, "t1", "FROBNICATE");
+        bad(&mut c, "t2", "SELECT INBOX");
+        bad(&mut c, "t3", "LOGIN (a b");
+        let long = "x".repeat(20_000);
+        c.send(format!("t4 NOOP {long}\r\n").as_bytes());
+        assert!(c.line().starts_with("* BAD"));
+        c.send(b"t5 APPEND INBOX {999999999}\r\n");
+        let l = c.line();
+        assert!(l.starts_with("t5 NO [TOOBIG]"), "{l}");
+        c.ok("t6", &format!("LOGIN {USER} {PASS}"));
+        c.ok("t7", "SELECT INBOX");
+        bad(&mut c, "t8", "FETCH x:y FLAGS");
+        bad(&mut c, "t9", "UID EXPUNGE nope");
+        bad(&mut c, "t9b", "FETCH 1 (FLAGS");
+        // Many pipelined commands are all answered, in order.
+        let mut batch = String::new();
+        for i in 0..500 {
+            batch.push_str(&format!("p{i} NOOP\r\n"));
+        }
+        c.send(batch.as_bytes());
+        let lines = c.until("p499");
+        assert_eq!(lines.iter().filter(|l| l.contains(" OK ")).count(), 500);
+        c.ok("t10", "ID NIL");
+        let bye = c.ok("t11", "LOGOUT");
+        assert!(bye[0].starts_with("* BYE"), "{bye:?}");
+        // Another session is unaffected.
+        let mut d = Raw::connect(port);
+        d.ok("u1", "CAPABILITY");
+    })
+    .await
+    .unwrap();
+}
+
+/// A real client from Debian: mbsync (isync) syncs the account both ways
+/// over implicit TLS. Skipped when mbsync is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbsync_syncs_both_ways() {
+    if std::process::Command::new("mbsync")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("mbsync not installed (apt-get install isync); skipping");
+        return;
+    }
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for (i, subject) in ["one", "two"].iter().enumerate() {
+            let msg = format!("Subject: {subject}\r\nFrom: x@example.org\r\n\r\nbody {i}\r\n");
+            c.send(format!("a2{i} APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes());
+            c.until(&format!("a2{i}"));
+        }
+    })
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let conf = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &conf,
+        format!(
+            "IMAPAccount acct\nHost 127.0.0.1\nPort {}\nUser {USER}\nPass {PASS}\n\
+             SSLType IMAPS\nCertificateFile {}\n\n\
+             IMAPStore remote\nAccount acct\n\n\
+             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            env.imaps,
+            env.cert.display(),
+            m = maildir.display()
+        ),
+    )
+    .unwrap();
+    let mbsync = |conf: &std::path::Path| {
+        let out = std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(conf)
+            .arg("-a")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mbsync failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let count = |dir: &std::path::Path| {
+        ["cur", "new"]
+            .iter()
+            .map(|d| std::fs::read_dir(dir.join(d)).map_or(0, |r| r.count()))
+            .sum::<usize>()
+    };
+    mbsync(&conf);
+    assert_eq!(count(&maildir.join("INBOX")), 2);
+    assert!(
+        maildir.join("Sent").is_dir(),
+        "mailboxes are created locally"
+    );
+
+    // A message written locally reaches the server at the next sync.
+    std::fs::write(
+        maildir.join("INBOX/new/1000.local:2,"),
+        "Subject: three\r\nFrom: y@example.org\r\n\r\nlocal body\r\n",
+    )
+    .unwrap();
+    mbsync(&conf);
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        let status = c.ok("b2", "STATUS INBOX (MESSAGES)");
+        assert!(status[0].contains("MESSAGES 3"), "{status:?}");
+        let search = c.ok("b3", "SELECT INBOX");
+        assert!(search.iter().any(|l| l == "* 3 EXISTS\r\n"), "{search:?}");
+        let s = c.ok("b4", "SEARCH SUBJECT three");
+        assert!(s[0].starts_with("* SEARCH 3"), "{s:?}");
+    })
+    .await
+    .unwrap();
+}
+
+/// Figure for the issue: time to first-sync a 100,000-message mailbox
+/// (SELECT, then UID FETCH 1:* (UID FLAGS)) over one connection. Ignored by
+/// default (it takes a while to build the mailbox): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn first_sync_of_100k_messages() {
+    const N: i64 = 100_000;
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        c.ok(
+            "a2",
+            "APPEND INBOX (\\Seen) {20+}\r\nSubject: s\r\n\r\nbody\r\n",
+        );
+    })
+    .await
+    .unwrap();
+    let mut db =
+        sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{}", env.db))
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
+         SELECT m.mailbox_id, g, m.modseq, m.flags, m.internal_date, m.return_path, m.size, m.blob_id \
+         FROM messages m, generate_series(2, $1::int8) g WHERE m.uid = 1",
+    )
+    .bind(N)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE mailboxes SET uidnext = $1 + 1, message_count = $1 WHERE id = (SELECT mailbox_id FROM messages LIMIT 1)",
+    )
+    .bind(N)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        let started = Instant::now();
+        let sel = c.ok("b2", "SELECT INBOX");
+        let selected = started.elapsed();
+        assert!(
+            sel.iter().any(|l| l == &format!("* {N} EXISTS\r\n")),
+            "{sel:?}"
+        );
+        let fetched = c.ok("b3", "UID FETCH 1:* (UID FLAGS)");
+        let total = started.elapsed();
+        assert_eq!(fetched.len() as i64, N + 1);
+        eprintln!(
+            "first sync of {N} messages: SELECT {:?}, SELECT + UID FETCH 1:* (UID FLAGS) {:?}",
+            selected, total
+        );
+    })
+    .await
+    .unwrap();
 }

@@ -144,6 +144,9 @@ async fn domain_inner(connection: &Connection, command: DomainCommand) -> anyhow
                 .into_inner();
             writeln!(out, "added domain {}", d.name)?;
         }
+        DomainCommand::Dns { domain, mx } => {
+            crate::queue::domain_dns(&target, &mut admin, domain, mx, &mut out).await?;
+        }
         DomainCommand::List => {
             let list = admin
                 .list_domains(ListDomainsRequest {})

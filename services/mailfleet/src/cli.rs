@@ -53,6 +53,23 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Inspect and manage deferred delivery jobs.
+    Queue {
+        #[command(subcommand)]
+        command: crate::queue::QueueCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Exit 0 when a service's health endpoint answers 200 (container
+    /// health checks: the image has no shell and no curl).
+    Health {
+        /// The service's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// /readyz (dependencies answer) or /healthz (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -121,6 +138,13 @@ pub enum DomainCommand {
     Add { domain: String },
     /// List domains.
     List,
+    /// Print the DNS records to publish for a domain: MX, SPF, DKIM, DMARC.
+    Dns {
+        domain: String,
+        /// Host name of the MX record (default: mail.DOMAIN).
+        #[arg(long, default_value = "")]
+        mx: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +205,8 @@ pub enum MessageCommand {
 pub enum BenchCommand {
     /// Send many messages over SMTP and measure acceptance and end-to-end latency.
     Smtp(crate::bench::SmtpArgs),
+    /// POP3 sessions/s, RETR throughput and memory per concurrent session.
+    Pop3(crate::bench::Pop3Args),
 }
 
 /// Parses `std::env::args`, adding the environment table to `--help`.
@@ -202,6 +228,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { service } => crate::serve::command(service).await,
         Command::Dev(args) => crate::dev::command(args).await,
+        Command::Health { addr, path } => crate::probe::health_command(addr, &path).await,
         Command::Domain {
             command,
             connection,
@@ -218,9 +245,16 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             command,
             connection,
         } => crate::admin::message(&connection, command).await,
+        Command::Queue {
+            command,
+            connection,
+        } => crate::queue::queue(&connection, command).await,
         Command::Bench {
             command: BenchCommand::Smtp(args),
         } => crate::bench::smtp(args).await,
+        Command::Bench {
+            command: BenchCommand::Pop3(args),
+        } => crate::bench::pop3(args).await,
     }
 }
 

@@ -38,8 +38,12 @@ pub const DEMO_PASSWORD: &str = "demo";
 /// The dev ports, before `--port-offset`.
 pub struct Ports {
     pub smtp: u16,
+    pub submission: u16,
+    pub submissions: u16,
     pub imap: u16,
+    pub imaps: u16,
     pub pop3: u16,
+    pub pop3s: u16,
     pub grpc: u16,
     // Served from the issues that bring them (with TLS for the last three):
     // submission 2587, submissions 2465, IMAPS 1993, POP3S 1995. Add them here,
@@ -56,8 +60,12 @@ impl Ports {
         };
         Ok(Ports {
             smtp: p(2525)?,
+            submission: p(2587)?,
+            submissions: p(2465)?,
             imap: p(1143)?,
+            imaps: p(1993)?,
             pop3: p(1110)?,
+            pop3s: p(1995)?,
             grpc: p(50051)?,
             http: [
                 (Service::Mailstore, p(9103)?),
@@ -99,8 +107,29 @@ pub fn defaults(
         ),
         ("MAILFLEET_GRPC_LISTEN", format!("127.0.0.1:{}", ports.grpc)),
         ("MAILFLEET_SMTP_LISTEN", format!("127.0.0.1:{}", ports.smtp)),
+        (
+            "MAILFLEET_SUBMISSION_LISTEN",
+            format!("127.0.0.1:{}", ports.submission),
+        ),
+        (
+            "MAILFLEET_SUBMISSIONS_LISTEN",
+            format!("127.0.0.1:{}", ports.submissions),
+        ),
+        // Dev listens on loopback only: plaintext AUTH is what "loopback in
+        // dev" means. No SPF/DKIM/DMARC lookups to the public DNS from a
+        // laptop stack (MAILFLEET_SMTP_VERIFY_INBOUND=true turns them on).
+        ("MAILFLEET_ALLOW_PLAINTEXT_AUTH", "true".to_owned()),
+        ("MAILFLEET_SMTP_VERIFY_INBOUND", "false".to_owned()),
         ("MAILFLEET_IMAP_LISTEN", format!("127.0.0.1:{}", ports.imap)),
+        (
+            "MAILFLEET_IMAPS_LISTEN",
+            format!("127.0.0.1:{}", ports.imaps),
+        ),
         ("MAILFLEET_POP3_LISTEN", format!("127.0.0.1:{}", ports.pop3)),
+        (
+            "MAILFLEET_POP3S_LISTEN",
+            format!("127.0.0.1:{}", ports.pop3s),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -162,15 +191,23 @@ async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<ExitC
             s.to_owned()
         }
     };
-    let vars = merge(
-        defaults(
-            &ports,
-            &blob_dir,
-            &nonempty_or_new(&saved.service_token),
-            &nonempty_or_new(&saved.admin_token),
-        ),
-        std::env::vars(),
+    let mut dev_defaults = defaults(
+        &ports,
+        &blob_dir,
+        &nonempty_or_new(&saved.service_token),
+        &nonempty_or_new(&saved.admin_token),
     );
+    // One self-signed certificate for every TLS listener (SMTP submission
+    // and submissions, IMAPS, POP3S), kept next to the dev credentials.
+    let tls_dir = file_path
+        .parent()
+        .map_or_else(|| cwd.join("data").join("tls"), |d| d.join("tls"));
+    let (cert, key) =
+        mailfleet_runtime::tls::ensure_self_signed(&tls_dir, &["localhost", "127.0.0.1"])
+            .context("cannot create the dev TLS certificate")?;
+    dev_defaults.insert("MAILFLEET_TLS_CERT".into(), cert.display().to_string());
+    dev_defaults.insert("MAILFLEET_TLS_KEY".into(), key.display().to_string());
+    let vars = merge(dev_defaults, std::env::vars());
     let config = match Config::load(vars.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -326,11 +363,17 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
             .map_or(0, |(_, p)| *p)
     };
     let smtp = config.smtp_listen;
+    let submission = config.submission_listen;
+    let submissions = config.submissions_listen;
     println!(
         "\nmailfleet dev is ready.\n\
          \n  SMTP (MX)        {smtp}\
-         \n  IMAP             {imap}   (placeholder until the IMAP issue lands)\
-         \n  POP3             {pop3}   (placeholder until the POP3 issue lands)\
+         \n  SMTP submission  {submission}   (STARTTLS; AUTH PLAIN/LOGIN)\
+         \n  SMTPS submission {submissions}   (implicit TLS, self-signed certificate)\
+         \n  IMAP             {imap}   (STARTTLS; LOGIN, AUTHENTICATE PLAIN)\
+         \n  IMAPS            {imaps}   (implicit TLS, self-signed certificate)\
+         \n  POP3             {pop3}   (STLS; USER/PASS, SASL PLAIN)\
+         \n  POP3S            {pop3s}   (implicit TLS, self-signed certificate)\
          \n  mailstore gRPC   {grpc}\
          \n  health/metrics   smtp-gateway :{h1}  delivery-worker :{h2}  mailstore :{h3}  imap-frontend :{h4}  pop3-frontend :{h5}\
          \n                   (http://127.0.0.1:PORT/readyz and /metrics)\
@@ -343,7 +386,9 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
          \n  mailfleet message get {DEMO_ACCOUNT} 1\
          \n\nCtrl-C stops the stack.\n",
         imap = config.imap_listen,
+        imaps = config.imaps_listen,
         pop3 = config.pop3_listen,
+        pop3s = config.pop3s_listen,
         grpc = config.mailstore_url,
         h1 = http(Service::SmtpGateway),
         h2 = http(Service::DeliveryWorker),

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod dev;
 pub mod devfile;
 mod probe;
+pub mod queue;
 pub mod serve;
 
 use std::process::ExitCode;

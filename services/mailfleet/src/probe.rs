@@ -50,3 +50,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// `mailfleet health`: 0 when `GET path` answers 200, 1 otherwise.
+pub async fn health_command(addr: SocketAddr, path: &str) -> std::process::ExitCode {
+    match http_get(addr, path).await {
+        Ok((200, _)) => std::process::ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            eprintln!("{addr}{path}: {status} {}", body.trim());
+            std::process::ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{addr}{path}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

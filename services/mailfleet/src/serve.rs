@@ -22,7 +22,10 @@ pub async fn command(service: Service) -> ExitCode {
     };
     mailfleet_runtime::telemetry::init(&config);
     let shutdown = mailfleet_runtime::shutdown::on_signal();
-    match run(service, config, shutdown).await {
+    let result = run(service, config, shutdown).await;
+    // Export the last batch of spans before the process exits.
+    mailfleet_runtime::telemetry::shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailfleet serve {}: {e:#}", service.name());
@@ -45,8 +48,22 @@ pub async fn run(
         }
         Service::SmtpGateway => {
             let smtp = bind(config.smtp_listen, "SMTP").await?;
+            let (submission, submissions) = if smtp_gateway::serves_submission(&config) {
+                (
+                    Some(bind(config.submission_listen, "SMTP submission").await?),
+                    Some(bind(config.submissions_listen, "SMTP submissions").await?),
+                )
+            } else {
+                (None, None)
+            };
             let http = bind(config.http_listen, "HTTP").await?;
-            smtp_gateway::run(config, smtp_gateway::Listeners { smtp, http }, shutdown).await
+            let listeners = smtp_gateway::Listeners {
+                smtp,
+                submission,
+                submissions,
+                http,
+            };
+            smtp_gateway::run(config, listeners, shutdown).await
         }
         Service::DeliveryWorker => {
             let http = bind(config.http_listen, "HTTP").await?;
@@ -54,13 +71,27 @@ pub async fn run(
         }
         Service::ImapFrontend => {
             let imap = bind(config.imap_listen, "IMAP").await?;
+            // Implicit TLS only when a certificate is configured.
+            let imaps = if config.tls_cert.is_empty() {
+                None
+            } else {
+                Some(bind(config.imaps_listen, "IMAPS").await?)
+            };
             let http = bind(config.http_listen, "HTTP").await?;
-            imap_frontend::run(config, imap_frontend::Listeners { imap, http }, shutdown).await
+            let listeners = imap_frontend::Listeners { imap, imaps, http };
+            imap_frontend::run(config, listeners, shutdown).await
         }
         Service::Pop3Frontend => {
             let pop3 = bind(config.pop3_listen, "POP3").await?;
+            // Implicit TLS only when a certificate is configured.
+            let pop3s = if config.tls_cert.is_empty() {
+                None
+            } else {
+                Some(bind(config.pop3s_listen, "POP3S").await?)
+            };
             let http = bind(config.http_listen, "HTTP").await?;
-            pop3_frontend::run(config, pop3_frontend::Listeners { pop3, http }, shutdown).await
+            let listeners = pop3_frontend::Listeners { pop3, pop3s, http };
+            pop3_frontend::run(config, listeners, shutdown).await
         }
     }
 }

@@ -439,6 +439,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.events.changed(inbox_ids);
         Ok(())
     }
 }

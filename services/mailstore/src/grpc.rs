@@ -181,13 +181,28 @@ impl MailStore for MailStoreService {
         Ok(Response::new(stream))
     }
 
-    // Placeholders until the POP3/IMAP work implements them.
     async fn store_flags(
         &self,
         request: Request<pb::StoreFlagsRequest>,
     ) -> Result<Response<pb::StoreFlagsResponse>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented("StoreFlags is not implemented yet"))
+        let r = request.into_inner();
+        let mode = r.mode();
+        let out = self
+            .store
+            .store_flags(
+                &r.account,
+                &r.mailbox,
+                r.uids.as_ref(),
+                mode,
+                &r.flags,
+                r.unchanged_since,
+            )
+            .await?;
+        if !out.updated.is_empty() {
+            self.store.events.changed_named(&r.account, &r.mailbox);
+        }
+        Ok(Response::new(out))
     }
 
     async fn expunge(
@@ -195,7 +210,15 @@ impl MailStore for MailStoreService {
         request: Request<pb::ExpungeRequest>,
     ) -> Result<Response<pb::ExpungeResponse>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented("Expunge is not implemented yet"))
+        let r = request.into_inner();
+        let out = self
+            .store
+            .expunge(&r.account, &r.mailbox, r.uids.as_ref(), r.only_deleted)
+            .await?;
+        if !out.expunged.is_empty() {
+            self.store.events.changed_named(&r.account, &r.mailbox);
+        }
+        Ok(Response::new(out))
     }
 
     async fn acquire_lease(
@@ -203,7 +226,15 @@ impl MailStore for MailStoreService {
         request: Request<pb::AcquireLeaseRequest>,
     ) -> Result<Response<pb::AcquireLeaseResponse>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented("AcquireLease is not implemented yet"))
+        let r = request.into_inner();
+        let lease = self
+            .store
+            .acquire_lease(&r.account, &r.resource, &r.holder, r.ttl_seconds)
+            .await?;
+        Ok(Response::new(pb::AcquireLeaseResponse {
+            acquired: lease.is_some(),
+            lease_id: lease.unwrap_or_default(),
+        }))
     }
 
     async fn renew_lease(
@@ -211,7 +242,12 @@ impl MailStore for MailStoreService {
         request: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented("RenewLease is not implemented yet"))
+        let r = request.into_inner();
+        let renewed = self
+            .store
+            .renew_lease(&r.account, &r.resource, &r.lease_id, r.ttl_seconds)
+            .await?;
+        Ok(Response::new(pb::RenewLeaseResponse { renewed }))
     }
 
     async fn release_lease(
@@ -219,7 +255,125 @@ impl MailStore for MailStoreService {
         request: Request<pb::ReleaseLeaseRequest>,
     ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented("ReleaseLease is not implemented yet"))
+        let r = request.into_inner();
+        self.store
+            .release_lease(&r.account, &r.resource, &r.lease_id)
+            .await?;
+        Ok(Response::new(pb::ReleaseLeaseResponse {}))
+    }
+
+    // ---- IMAP operations (crate::mailboxes, fetch, append, copy, search) ----
+
+    async fn create_mailbox(
+        &self,
+        request: Request<pb::CreateMailboxRequest>,
+    ) -> Result<Response<pb::Mailbox>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let row = self
+            .store
+            .create_mailbox(&r.account, &r.name, &r.special_use)
+            .await?;
+        Ok(Response::new(crate::mailboxes::mailbox_pb(row)))
+    }
+
+    async fn delete_mailbox(
+        &self,
+        request: Request<pb::DeleteMailboxRequest>,
+    ) -> Result<Response<pb::DeleteMailboxResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        self.store.delete_mailbox(&r.account, &r.name).await?;
+        Ok(Response::new(pb::DeleteMailboxResponse {}))
+    }
+
+    async fn rename_mailbox(
+        &self,
+        request: Request<pb::RenameMailboxRequest>,
+    ) -> Result<Response<pb::RenameMailboxResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        self.store
+            .rename_mailbox(&r.account, &r.from, &r.to)
+            .await?;
+        Ok(Response::new(pb::RenameMailboxResponse {}))
+    }
+
+    async fn subscribe_mailbox(
+        &self,
+        request: Request<pb::SubscribeMailboxRequest>,
+    ) -> Result<Response<pb::SubscribeMailboxResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        self.store
+            .subscribe_mailbox(&r.account, &r.name, r.subscribed)
+            .await?;
+        Ok(Response::new(pb::SubscribeMailboxResponse {}))
+    }
+
+    async fn select_mailbox(
+        &self,
+        request: Request<pb::SelectMailboxRequest>,
+    ) -> Result<Response<pb::SelectMailboxResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let out = self
+            .store
+            .select_mailbox(&r.account, &r.mailbox, r.changed_since, r.uid_from, r.limit)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn fetch_messages(
+        &self,
+        request: Request<pb::FetchMessagesRequest>,
+    ) -> Result<Response<pb::FetchMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let messages = self
+            .store
+            .fetch_messages(&r.account, &r.mailbox, r.uids.as_ref(), r.with_meta)
+            .await?;
+        Ok(Response::new(pb::FetchMessagesResponse { messages }))
+    }
+
+    async fn append_message(
+        &self,
+        request: Request<pb::AppendMessageRequest>,
+    ) -> Result<Response<pb::AppendMessageResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let out = self
+            .store
+            .append_message(&r.account, &r.mailbox, &r.flags, r.internal_date_ms, r.data)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn copy_messages(
+        &self,
+        request: Request<pb::CopyMessagesRequest>,
+    ) -> Result<Response<pb::CopyMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let out = self
+            .store
+            .copy_messages(&r.account, &r.mailbox, r.uids.as_ref(), &r.target, r.r#move)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn search_messages(
+        &self,
+        request: Request<pb::SearchMessagesRequest>,
+    ) -> Result<Response<pb::SearchMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let uids = self
+            .store
+            .search_messages(&r.account, &r.mailbox, r.key.as_ref())
+            .await?;
+        Ok(Response::new(pb::SearchMessagesResponse { uids }))
     }
 }
 
@@ -239,6 +393,11 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::Domain>, Status> {
         self.authorize(&request)?;
         let name = self.store.add_domain(&request.into_inner().name).await?;
+        // The DKIM key is made now so `domain dns` is stable from the start;
+        // failing here is harmless (it is created on first use instead).
+        if let Err(error) = self.store.dkim_key(&name).await {
+            tracing::warn!(%error, domain = %name, "Could not create the DKIM key yet.");
+        }
         Ok(Response::new(pb::Domain { name }))
     }
 
@@ -340,5 +499,51 @@ impl Admin for AdminService {
             .remove_alias(&request.into_inner().address)
             .await?;
         Ok(Response::new(pb::RemoveAliasResponse {}))
+    }
+
+    // Deferred-job index and DNS records: see `crate::queue_index`.
+    async fn list_queue(
+        &self,
+        request: Request<pb::ListQueueRequest>,
+    ) -> Result<Response<pb::ListQueueResponse>, Status> {
+        self.authorize(&request)?;
+        let r = crate::queue_index::admin::list(&self.store, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn show_queue(
+        &self,
+        request: Request<pb::ShowQueueRequest>,
+    ) -> Result<Response<pb::QueueEntry>, Status> {
+        self.authorize(&request)?;
+        let r = crate::queue_index::admin::show(&self.store, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn retry_queue(
+        &self,
+        request: Request<pb::RetryQueueRequest>,
+    ) -> Result<Response<pb::RetryQueueResponse>, Status> {
+        self.authorize(&request)?;
+        let r = crate::queue_index::admin::retry(&self.store, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn delete_queue(
+        &self,
+        request: Request<pb::DeleteQueueRequest>,
+    ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
+        self.authorize(&request)?;
+        let r = crate::queue_index::admin::delete(&self.store, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn domain_dns(
+        &self,
+        request: Request<pb::DomainDnsRequest>,
+    ) -> Result<Response<pb::DomainDnsResponse>, Status> {
+        self.authorize(&request)?;
+        let r = crate::queue_index::admin::domain_dns(&self.store, request.into_inner()).await?;
+        Ok(Response::new(r))
     }
 }

@@ -12,13 +12,24 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod append;
 pub mod body;
+pub mod copy;
 pub mod db;
 pub mod deliver;
+pub mod dkim;
 pub mod error;
+pub mod events;
+pub mod expunge;
+pub mod fetch;
+pub mod flags;
 pub mod grpc;
+pub mod lease;
+pub mod mailboxes;
 pub mod metrics;
 pub mod password;
+pub mod queue_index;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;
@@ -76,7 +87,15 @@ pub async fn run(
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    // Change events for IMAP IDLE; best effort, so RabbitMQ is not needed to start.
+    let (events, events_task) = events::Events::start(
+        pool.clone(),
+        config.amqp_url.clone(),
+        config.queue_prefix.clone(),
+        shutdown.clone(),
+    );
     let store = Store {
+        events,
         pool: pool.clone(),
         blobs,
         hasher: Arc::new(hasher),
@@ -85,6 +104,7 @@ pub async fn run(
             CREDENTIAL_CACHE_TTL,
         )),
         metrics,
+        dkim_seal: dkim::Sealer::from_secret(config.dkim_key_secret.expose()),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),
@@ -121,17 +141,36 @@ pub async fn run(
         tokens: tokens.clone(),
     })
     .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let outbound =
+        mailfleet_proto::v1::outbound_server::OutboundServer::new(queue_index::OutboundService {
+            store: store.clone(),
+            tokens: tokens.clone(),
+        });
     let admin = AdminServer::new(AdminService { store, tokens })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let grpc_addr = listeners.grpc.local_addr().ok();
     tracing::info!(grpc = ?grpc_addr, http = ?http_addr, "mailstore is serving.");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    // `Server::tcp_nodelay` applies only to sockets tonic accepts itself, not
+    // to an incoming stream: without this, Nagle holds each streamed reply's
+    // last frames until the client's delayed ACK (about 40 ms per GetBody).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+        |conn| {
+            if let Ok(stream) = &conn {
+                let _ = stream.set_nodelay(true);
+            }
+            conn
+        },
+    );
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // One span per call, continuing the caller's trace (traceparent).
+        .trace_fn(mailfleet_runtime::trace_context::grpc_server_span)
         .add_service(health_service)
         .add_service(mail_store)
         .add_service(admin)
+        .add_service(outbound)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     let grace = config.shutdown_grace;
@@ -147,6 +186,7 @@ pub async fn run(
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("Background tasks did not stop within the shutdown grace period.");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), events_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
     tracing::info!("mailstore stopped.");
     result

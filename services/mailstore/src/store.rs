@@ -33,6 +33,10 @@ pub struct Store {
     pub hasher: Arc<Hasher>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Metrics,
+    /// Change events published after commits (see `crate::events`).
+    pub events: crate::events::Events,
+    /// Seals DKIM private keys at rest (see `crate::dkim`).
+    pub dkim_seal: crate::dkim::Sealer,
 }
 
 /// Where an envelope recipient goes.

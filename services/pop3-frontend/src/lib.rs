@@ -1,66 +1,64 @@
-//! pop3-frontend: the POP3 server.
+//! pop3-frontend: the POP3 server (RFC 1939 with CAPA, RFC 2449; STLS,
+//! RFC 2595; SASL PLAIN, RFC 5034) over mailstore's INBOX.
 //!
-//! For now an honest placeholder until the POP3 issue lands: it greets, answers
-//! every command with `-ERR not implemented yet` (QUIT works), and is wired
-//! like the real service will be — the shared accept loop of
-//! `mailfleet_runtime::listener`, bounded command lines, an idle timeout,
-//! `-ERR` goodbye on shutdown, `/healthz` `/readyz` `/metrics`, and readiness that
-//! follows mailstore really answering.
+//! [`run`] serves POP3 on the plain listener (with STLS when TLS is
+//! configured) and, when given, implicit TLS on the POP3S listener, through
+//! the shared accept loop of `mailfleet_runtime::listener`, plus `/healthz`,
+//! `/readyz` (mailstore answering) and `/metrics` (`mailfleet_pop3_…`).
+//! A login takes an expiring lease on the maildrop in mailstore (the lock
+//! across every replica, `-ERR [IN-USE]` for a second session), snapshots
+//! the INBOX, and QUIT expunges the deleted messages and flags the
+//! retrieved ones \Seen; a dropped connection changes nothing.
 //!
-//! Main items: [`Listeners`] and [`run`]. The session lives in `session`, the
-//! pure reply logic in `reply`. No storage crate is used here: all mail state
-//! comes from mailstore over gRPC.
+//! Modules: `proto` (the pure codec: parser, byte-stuffing, TOP cut, SASL
+//! PLAIN), `session` (state enum and command handlers), `maildrop` (lease,
+//! snapshot, UPDATE), `connection` (I/O, TLS), `line` (bounded lines).
+//! No storage crate is used here: all mail state comes from mailstore over
+//! gRPC, and bodies are streamed from it, never held whole.
 
 #![forbid(unsafe_code)]
 
+mod connection;
 mod line;
+mod maildrop;
+mod metrics;
+pub mod proto;
 mod readiness;
-mod reply;
 mod session;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use mailfleet_runtime::grpc::MailStore;
 use mailfleet_runtime::http::Health;
-use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::listener::{self, Limits, ProxyProtocol};
+use mailfleet_runtime::tls::Tls;
 use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// The bound sockets the service serves.
+use crate::connection::Pop3Listener;
+use crate::metrics::Metrics;
+
+/// The bound sockets the service serves. `pop3s` (implicit TLS) needs
+/// `tls_cert` and `tls_key`.
 pub struct Listeners {
     pub pop3: TcpListener,
+    pub pop3s: Option<TcpListener>,
     pub http: TcpListener,
 }
 
-/// Counters exposed on `/metrics` as `mailfleet_pop3_…`.
-#[derive(Clone, Default)]
-pub(crate) struct Metrics {
-    pub connections: Counter,
-    pub commands: Counter,
-    pub sessions: Gauge,
-}
-
-impl Metrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "mailfleet_pop3_connections",
-            "POP3 connections accepted",
-            self.connections.clone(),
-        );
-        registry.register(
-            "mailfleet_pop3_commands",
-            "POP3 commands received",
-            self.commands.clone(),
-        );
-        registry.register(
-            "mailfleet_pop3_sessions",
-            "POP3 sessions open now",
-            self.sessions.clone(),
-        );
-    }
+/// What every session shares.
+pub(crate) struct Shared {
+    pub client: MailStore,
+    pub tls: Option<Tls>,
+    pub max_line: usize,
+    pub idle_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub allow_plaintext_auth: bool,
+    pub hostname: String,
+    pub metrics: Metrics,
 }
 
 /// Runs pop3-frontend until `shutdown` is cancelled and open sessions have
@@ -75,6 +73,13 @@ pub async fn run(
         config.service_token.expose(),
     )
     .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let tls = Tls::from_config(&config).context("cannot set up TLS for POP3")?;
+    if listeners.pop3s.is_some() && tls.is_none() {
+        anyhow::bail!("the POP3S listener needs MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY");
+    }
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());
+    }
 
     let metrics = Metrics::default();
     let mut registry = Registry::default();
@@ -83,7 +88,7 @@ pub async fn run(
     let health = Health::new();
     let tracker = TaskTracker::new();
     tracker.spawn(readiness::watch(
-        client,
+        client.clone(),
         health.register("mailstore"),
         shutdown.clone(),
     ));
@@ -94,27 +99,47 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    if let Ok(addr) = listeners.pop3.local_addr() {
-        tracing::info!(%addr, "POP3 listening.");
-    }
-    let handler = Arc::new(session::Pop3 {
-        max_line: config.pop3_max_line_length.max(64),
+    let shared = Arc::new(Shared {
+        client,
+        tls,
+        // RFC 2449 4: a command line may be up to 255 octets.
+        max_line: config.pop3_max_line_length.max(255),
+        // RFC 1939 3: the autologout timer is at least 10 minutes.
         idle_timeout: config.pop3_timeout,
+        lease_ttl: config.pop3_lease_ttl.max(Duration::from_secs(1)),
+        allow_plaintext_auth: config.allow_plaintext_auth,
+        hostname: config.hostname.clone(),
         metrics,
     });
     let limits = Limits {
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
     };
-    listener::serve(
-        listeners.pop3,
-        handler,
-        limits,
-        "pop3",
-        shutdown.clone(),
-        tracker.clone(),
-    )
-    .await;
+    let proxy = ProxyProtocol::from_config(&config);
+    let mut accept = Vec::new();
+    for (listener, implicit_tls) in [(Some(listeners.pop3), false), (listeners.pop3s, true)] {
+        let Some(listener) = listener else { continue };
+        if let Ok(addr) = listener.local_addr() {
+            let what = if implicit_tls { "POP3S" } else { "POP3" };
+            tracing::info!(%addr, protocol = what, "Listening.");
+        }
+        let handler = Arc::new(Pop3Listener {
+            shared: shared.clone(),
+            implicit_tls,
+        });
+        accept.push(tokio::spawn(listener::serve_with(
+            listener,
+            handler,
+            limits,
+            proxy,
+            if implicit_tls { "pop3s" } else { "pop3" },
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+    for task in accept {
+        task.await.context("a POP3 accept loop failed")?;
+    }
 
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())

@@ -39,6 +39,21 @@ async fn start(config: Config) -> anyhow::Result<()> {
     let http = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    // Implicit TLS only when a certificate is configured.
+    let pop3s = if config.tls_cert.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(config.pop3s_listen)
+                .await
+                .with_context(|| format!("cannot listen for POP3S on {}", config.pop3s_listen))?,
+        )
+    };
     let shutdown = mailfleet_runtime::shutdown::on_signal();
-    pop3_frontend::run(config, pop3_frontend::Listeners { pop3, http }, shutdown).await
+    pop3_frontend::run(
+        config,
+        pop3_frontend::Listeners { pop3, pop3s, http },
+        shutdown,
+    )
+    .await
 }

@@ -38,19 +38,28 @@ async fn greets_answers_and_says_goodbye() {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(pop3_frontend::run(
         config,
-        pop3_frontend::Listeners { pop3, http },
+        pop3_frontend::Listeners {
+            pop3,
+            pop3s: None,
+            http,
+        },
         shutdown.clone(),
     ));
 
     let mut c = BufReader::new(TcpStream::connect(pop3_addr).await.unwrap());
-    assert_eq!(line(&mut c).await, "+OK mailfleet POP3 ready\r\n");
+    assert_eq!(line(&mut c).await, "+OK mailfleet POP3 server ready\r\n");
     c.get_mut().write_all(b"USER demo\r\n").await.unwrap();
-    assert_eq!(line(&mut c).await, "-ERR not implemented yet\r\n");
+    assert_eq!(line(&mut c).await, "+OK send PASS\r\n");
+    // mailstore is down: a temporary error, and the session goes on.
+    c.get_mut().write_all(b"PASS pw\r\n").await.unwrap();
+    assert!(line(&mut c).await.starts_with("-ERR [SYS/TEMP]"));
+    c.get_mut().write_all(b"STLS\r\n").await.unwrap();
+    assert!(line(&mut c).await.starts_with("-ERR"), "no TLS configured");
     let long = format!("a2 {}\r\n", "x".repeat(500));
     c.get_mut().write_all(long.as_bytes()).await.unwrap();
     assert_eq!(line(&mut c).await, "-ERR command line too long\r\n");
     c.get_mut().write_all(b"QUIT\r\n").await.unwrap();
-    assert_eq!(line(&mut c).await, "+OK bye\r\n");
+    assert!(line(&mut c).await.starts_with("+OK"));
     assert_eq!(line(&mut c).await, "", "connection closed after QUIT");
 
     let mut h = TcpStream::connect(http_addr).await.unwrap();
@@ -61,12 +70,32 @@ async fn greets_answers_and_says_goodbye() {
     h.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(response.contains("mailstore"), "{response}");
+    let mut h = TcpStream::connect(http_addr).await.unwrap();
+    h.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    h.read_to_string(&mut metrics).await.unwrap();
+    for name in [
+        "mailfleet_pop3_connections_total 1",
+        "mailfleet_pop3_commands_total{command=\"USER\"} 1",
+        "mailfleet_pop3_logins_total 0",
+        "mailfleet_pop3_retrieved_bytes_total",
+        "mailfleet_pop3_auth_failures_total",
+        "mailfleet_pop3_lock_conflicts_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
 
     // A session open at shutdown gets -ERR.
     let mut c = BufReader::new(TcpStream::connect(pop3_addr).await.unwrap());
     line(&mut c).await;
     shutdown.cancel();
-    assert_eq!(line(&mut c).await, "-ERR mailfleet POP3 shutting down\r\n");
+    assert!(
+        line(&mut c)
+            .await
+            .starts_with("-ERR [SYS/TEMP] server shutting down")
+    );
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .unwrap()

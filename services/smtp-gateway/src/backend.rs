@@ -7,7 +7,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use mailfleet_blob::{BlobStore, BlobWriter};
-use mailfleet_proto::v1::{DeliveryJob, RecipientStatus, ResolveRecipientRequest};
+use mailfleet_proto::v1::{
+    AuthenticateRequest, DeliveryJob, RecipientStatus, ResolveRecipientRequest,
+};
 use mailfleet_queue::Publisher;
 use mailfleet_runtime::grpc::MailStore;
 
@@ -28,6 +30,8 @@ pub enum Resolution {
 pub enum BackendError {
     #[error("recipient check failed: {0}")]
     Resolve(String),
+    #[error("authentication check failed: {0}")]
+    Auth(String),
     #[error("body storage failed: {0}")]
     Store(String),
     #[error("job publish failed: {0}")]
@@ -61,6 +65,22 @@ pub trait Backend: Send + Sync + 'static {
 
     fn body_writer(&self) -> Self::Writer;
 
+    /// Checks a password; the canonical account address when it is right.
+    fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        remote_ip: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+
+    /// The accounts an address delivers to (own address, aliases,
+    /// `user+tag`): the submission role lets an account send as any address
+    /// that delivers to it.
+    fn address_owners(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
     /// Publishes the job; `Ok` only once the broker confirmed it stored it.
     fn publish(&self, job: &DeliveryJob) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
@@ -89,10 +109,8 @@ impl Mailfleet {
     }
 }
 
-impl Backend for Mailfleet {
-    type Writer = BlobWriter;
-
-    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+impl Mailfleet {
+    async fn resolve(&self, address: &str) -> Result<(Resolution, Vec<String>), BackendError> {
         let mut client = self.mailstore.clone();
         let call = client.resolve_recipient(ResolveRecipientRequest {
             address: address.to_owned(),
@@ -104,15 +122,55 @@ impl Backend for Mailfleet {
                 BackendError::Resolve(format!("{:?}: {}", status.code(), status.message()))
             })?
             .into_inner();
-        match RecipientStatus::try_from(response.status) {
-            Ok(RecipientStatus::RecipientLocal) => Ok(Resolution::Local),
-            Ok(RecipientStatus::RecipientUnknownUser) => Ok(Resolution::UnknownUser),
-            Ok(RecipientStatus::RecipientNotLocal) => Ok(Resolution::NotLocal),
-            Ok(RecipientStatus::Unspecified) | Err(_) => Err(BackendError::Resolve(format!(
-                "mailstore answered an unknown recipient status {}",
-                response.status
-            ))),
-        }
+        let resolution = match RecipientStatus::try_from(response.status) {
+            Ok(RecipientStatus::RecipientLocal) => Resolution::Local,
+            Ok(RecipientStatus::RecipientUnknownUser) => Resolution::UnknownUser,
+            Ok(RecipientStatus::RecipientNotLocal) => Resolution::NotLocal,
+            Ok(RecipientStatus::Unspecified) | Err(_) => {
+                return Err(BackendError::Resolve(format!(
+                    "mailstore answered an unknown recipient status {}",
+                    response.status
+                )));
+            }
+        };
+        Ok((resolution, response.accounts))
+    }
+}
+
+impl Backend for Mailfleet {
+    type Writer = BlobWriter;
+
+    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+        self.resolve(address)
+            .await
+            .map(|(resolution, _)| resolution)
+    }
+
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        remote_ip: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let mut client = self.mailstore.clone();
+        let call = client.authenticate(AuthenticateRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            remote_ip: remote_ip.to_owned(),
+            protocol: "smtp".to_owned(),
+        });
+        let response = tokio::time::timeout(RESOLVE_TIMEOUT, call)
+            .await
+            .map_err(|_| BackendError::Auth("mailstore did not answer in time".into()))?
+            .map_err(|status| {
+                BackendError::Auth(format!("{:?}: {}", status.code(), status.message()))
+            })?
+            .into_inner();
+        Ok(response.ok.then_some(response.address))
+    }
+
+    async fn address_owners(&self, address: &str) -> Result<Vec<String>, BackendError> {
+        self.resolve(address).await.map(|(_, accounts)| accounts)
     }
 
     fn body_writer(&self) -> BlobWriter {

@@ -1,10 +1,41 @@
-//! The gateway shared by all sessions: settings, backend, metrics.
+//! The gateway shared by all sessions: settings, backend, metrics, TLS, the
+//! AUTH throttle and the inbound verifier; and the listener roles.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailfleet_runtime::Config;
+use mailfleet_runtime::tls::Tls;
 
 use crate::metrics::Metrics;
+use crate::throttle::AuthThrottle;
+use crate::verify::Verifier;
+
+/// What a listener is for (RFC 6409, RFC 8314).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Port 25: mail for local recipients, no AUTH, inbound SPF/DKIM/DMARC.
+    Mx,
+    /// Port 587: STARTTLS, AUTH required before MAIL.
+    Submission,
+    /// Port 465: TLS from the first byte, AUTH required before MAIL.
+    Submissions,
+}
+
+impl Role {
+    /// The listener label of metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Mx => "smtp",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+
+    pub fn is_submission(self) -> bool {
+        !matches!(self, Role::Mx)
+    }
+}
 
 /// The settings a session uses, taken from [`Config`].
 #[derive(Debug, Clone)]
@@ -15,6 +46,12 @@ pub struct Settings {
     pub max_line_length: usize,
     pub max_commands: usize,
     pub timeout: Duration,
+    /// Password AUTH without TLS (off: only under TLS).
+    pub allow_plaintext_auth: bool,
+    /// Largest message kept in memory for DKIM on the MX role.
+    pub verify_max_size: u64,
+    /// Longest text line in DATA (CRLF not counted); 0 for no limit.
+    pub max_text_line: usize,
 }
 
 impl Settings {
@@ -27,23 +64,73 @@ impl Settings {
             max_line_length: config.smtp_max_line_length.max(512),
             max_commands: config.smtp_max_commands.max(1),
             timeout: config.smtp_timeout,
+            allow_plaintext_auth: config.allow_plaintext_auth,
+            verify_max_size: config.smtp_verify_max_size,
+            max_text_line: config.smtp_max_text_line,
         }
     }
 }
 
-/// Everything a session needs; one per listener, shared by `Arc`.
+/// Everything a session needs; one per gateway, shared by `Arc` between the
+/// listeners (each listener is an [`Endpoint`] with its role).
 pub struct Gateway<B> {
     pub settings: Settings,
     pub backend: B,
     pub metrics: Metrics,
+    pub tls: Option<Tls>,
+    pub throttle: AuthThrottle,
+    /// SPF/DKIM/DMARC on the MX role; `None` when disabled.
+    pub verifier: Option<Verifier>,
 }
 
 impl<B> Gateway<B> {
+    /// A gateway without TLS or inbound verification, with the default AUTH
+    /// limits; see the `with_*` methods.
     pub fn new(settings: Settings, backend: B, metrics: Metrics) -> Self {
         Self {
             settings,
             backend,
             metrics,
+            tls: None,
+            throttle: AuthThrottle::new(5, Duration::from_secs(900), Duration::from_secs(1)),
+            verifier: None,
         }
+    }
+
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    pub fn with_throttle(mut self, throttle: AuthThrottle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    pub fn with_verifier(mut self, verifier: Option<Verifier>) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// The AUTH limits from `config`.
+    pub fn throttle_from_config(config: &Config) -> AuthThrottle {
+        AuthThrottle::new(
+            config.smtp_auth_max_failures,
+            config.smtp_auth_lockout,
+            config.smtp_auth_failure_delay,
+        )
+    }
+}
+
+/// One listener: the shared gateway and the role of this port. The
+/// runtime's accept loop drives it (see `connection`).
+pub struct Endpoint<B> {
+    pub gateway: Arc<Gateway<B>>,
+    pub role: Role,
+}
+
+impl<B> Endpoint<B> {
+    pub fn new(gateway: Arc<Gateway<B>>, role: Role) -> Arc<Self> {
+        Arc::new(Self { gateway, role })
     }
 }

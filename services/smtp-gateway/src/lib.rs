@@ -1,16 +1,18 @@
-//! smtp-gateway: the SMTP receiver of mailfleet, in the MX role (RFC 5321).
+//! smtp-gateway: the ESMTP server of mailfleet (RFC 5321), in three roles:
+//! MX (port 25: local recipients only, no AUTH, inbound SPF/DKIM/DMARC),
+//! submission (587: STARTTLS, AUTH before MAIL) and submissions (465:
+//! implicit TLS, RFC 8314). See [`gateway::Role`].
 //!
-//! It accepts mail for local recipients only (checked through mailstore's
-//! `ResolveRecipient`), stores each body in object storage, publishes one
-//! confirmed delivery job per transaction on RabbitMQ and only then answers
-//! 250 (the durability contract of `docs/ARCHITECTURE.md`).
+//! Each transaction's body is stored in object storage, one confirmed
+//! delivery job is published on RabbitMQ, and only then the client hears 250
+//! (the durability contract of `docs/ARCHITECTURE.md`).
 //!
-//! Layers, from the wire inwards: [`connection`] (socket I/O, limits,
+//! Layers, from the wire inwards: [`connection`] (socket I/O, TLS, limits,
 //! timeouts, shutdown) over [`session`] (the state machine, one module per
 //! command group) over [`codec`] (pure parsing and reply text). The session
 //! reaches the rest of mailfleet only through [`backend::Backend`], so tests
-//! can swap in fakes. STARTTLS, AUTH and the submission ports are to come and
-//! slot into the same layers. This crate does not touch Postgres.
+//! can swap in fakes; [`verify`] does the DNS-based checks and [`throttle`]
+//! the AUTH failure limits. This crate does not touch Postgres.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,8 @@ mod connection;
 pub mod gateway;
 pub mod metrics;
 pub mod session;
+pub mod throttle;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,21 +32,34 @@ use anyhow::{Context, anyhow};
 use mailfleet_blob::BlobStore;
 use mailfleet_queue::Publisher;
 use mailfleet_runtime::http::{Health, HealthFlag};
-use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::listener::{self, Limits, ProxyProtocol};
+use mailfleet_runtime::tls::Tls;
 use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use backend::{Backend, Mailfleet};
-pub use gateway::{Gateway, Settings};
+pub use gateway::{Endpoint, Gateway, Role, Settings};
 pub use metrics::Metrics;
 
 /// The bound sockets the gateway serves.
 pub struct Listeners {
     /// SMTP, MX role (port 25 in production, 2525 in dev).
     pub smtp: TcpListener,
+    /// Submission with STARTTLS (587; dev 2587). Served only with TLS
+    /// configured (or `allow_plaintext_auth`).
+    pub submission: Option<TcpListener>,
+    /// Submission with implicit TLS (465; dev 2465). Needs TLS.
+    pub submissions: Option<TcpListener>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub http: TcpListener,
+}
+
+/// Whether the submission listeners (587, 465) are served: only with TLS
+/// configured, so a deployment without certificates runs the MX role alone
+/// and binds nothing else.
+pub fn serves_submission(config: &Config) -> bool {
+    !config.tls_cert.is_empty() && !config.tls_key.is_empty()
 }
 
 /// How often readiness is re-checked.
@@ -50,7 +67,8 @@ const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the gateway until `shutdown` is cancelled and the sessions have
 /// finished (bounded by `config.shutdown_grace`). Fails at start-up when
-/// RabbitMQ cannot be reached or the blob store is misconfigured.
+/// RabbitMQ cannot be reached, the blob store is misconfigured, the TLS files
+/// cannot be read, or a submissions listener is given without TLS.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -58,6 +76,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let blobs = BlobStore::from_config(&config)
         .with_context(|| format!("cannot open the blob store at {}", config.blob_url))?;
+    let tls = Tls::from_config(&config).context("cannot load the TLS certificate")?;
+    if listeners.submissions.is_some() && tls.is_none() {
+        return Err(anyhow!(
+            "the submissions listener (implicit TLS) needs tls_cert and tls_key"
+        ));
+    }
+    if listeners.submission.is_some() && tls.is_none() && !config.allow_plaintext_auth {
+        return Err(anyhow!(
+            "the submission listener needs tls_cert and tls_key (or allow_plaintext_auth)"
+        ));
+    }
+    let verifier = verify::Verifier::from_config(&config)
+        .context("cannot set up inbound SPF/DKIM/DMARC verification")?;
     check_broker(&config).await?;
     let mailstore = mailfleet_runtime::grpc::mailstore_client(
         &config.mailstore_url,
@@ -97,26 +128,51 @@ pub async fn run(
         });
     }
 
-    let gateway = Arc::new(Gateway::new(
-        Settings::from_config(&config),
-        backend,
-        metrics,
-    ));
-    if let Ok(addr) = listeners.smtp.local_addr() {
-        tracing::info!(%addr, "SMTP (MX) listening.");
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());
     }
-    listener::serve(
-        listeners.smtp,
-        gateway,
-        Limits {
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
+    let gateway = Arc::new(
+        Gateway::new(Settings::from_config(&config), backend, metrics)
+            .with_tls(tls)
+            .with_throttle(Gateway::<Mailfleet>::throttle_from_config(&config))
+            .with_verifier(verifier),
+    );
+    let limits = Limits {
+        max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+    };
+    let proxy = ProxyProtocol::from_config(&config);
+    let serve = |listener: TcpListener, role: Role| {
+        gateway.metrics.touch(role);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, listener = role.name(), "SMTP listening.");
+        }
+        listener::serve_with(
+            listener,
+            Endpoint::new(gateway.clone(), role),
+            limits,
+            proxy,
+            role.name(),
+            shutdown.clone(),
+            tracker.clone(),
+        )
+    };
+    let mx = serve(listeners.smtp, Role::Mx);
+    let submission = listeners.submission.map(|l| serve(l, Role::Submission));
+    let submissions = listeners.submissions.map(|l| serve(l, Role::Submissions));
+    tokio::join!(
+        mx,
+        async {
+            if let Some(s) = submission {
+                s.await
+            }
         },
-        "smtp",
-        shutdown,
-        tracker.clone(),
-    )
-    .await;
+        async {
+            if let Some(s) = submissions {
+                s.await
+            }
+        },
+    );
 
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())

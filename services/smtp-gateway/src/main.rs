@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 async fn main() -> ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
         println!(
-            "smtp-gateway: the mailfleet SMTP receiver (MX role).\n\n{}",
+            "smtp-gateway: the mailfleet SMTP server (MX, submission with STARTTLS, submissions with implicit TLS; the submission ports are served when tls_cert and tls_key are set).\n\n{}",
             Config::help()
         );
         return ExitCode::SUCCESS;
@@ -23,28 +23,41 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(&config);
-    let smtp = match TcpListener::bind(config.smtp_listen).await {
-        Ok(l) => l,
-        Err(error) => {
-            eprintln!(
-                "smtp-gateway: cannot listen on {}: {error}",
-                config.smtp_listen
-            );
-            return ExitCode::FAILURE;
-        }
+    let bind = |addr: std::net::SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|error| {
+            eprintln!("smtp-gateway: cannot listen on {addr}: {error}");
+        })
     };
-    let http = match TcpListener::bind(config.http_listen).await {
-        Ok(l) => l,
-        Err(error) => {
-            eprintln!(
-                "smtp-gateway: cannot listen on {}: {error}",
-                config.http_listen
-            );
+    let Ok(smtp) = bind(config.smtp_listen).await else {
+        return ExitCode::FAILURE;
+    };
+    let (mut submission, mut submissions) = (None, None);
+    if smtp_gateway::serves_submission(&config) {
+        let Ok(s) = bind(config.submission_listen).await else {
             return ExitCode::FAILURE;
-        }
+        };
+        let Ok(s465) = bind(config.submissions_listen).await else {
+            return ExitCode::FAILURE;
+        };
+        submission = Some(s);
+        submissions = Some(s465);
+    }
+    let Ok(http) = bind(config.http_listen).await else {
+        return ExitCode::FAILURE;
     };
     let shutdown = shutdown::on_signal();
-    match smtp_gateway::run(config, smtp_gateway::Listeners { smtp, http }, shutdown).await {
+    match smtp_gateway::run(
+        config,
+        smtp_gateway::Listeners {
+            smtp,
+            submission,
+            submissions,
+            http,
+        },
+        shutdown,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("smtp-gateway: {error:#}");

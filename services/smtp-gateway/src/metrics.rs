@@ -1,43 +1,74 @@
-//! The `mailfleet_smtp_` metrics.
+//! The `mailfleet_smtp_` metrics, labelled by listener (`smtp`,
+//! `submission`, `submissions`).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label set of the rejection counter: the reply code.
-pub type CodeLabel = [(&'static str, u16); 1];
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub listener: &'static str,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub listener: &'static str,
+    pub outcome: &'static str,
+}
+
+type HistogramFamily = Family<ListenerLabel, Histogram, fn() -> Histogram>;
+
+fn queue_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
 
 #[derive(Clone)]
 pub struct Metrics {
     /// Connections accepted (sessions started).
-    pub connections: Counter,
+    pub connections: Family<ListenerLabel, Counter>,
     /// Connections refused by a connection limit.
-    pub refused: Counter,
+    pub refused: Family<ListenerLabel, Counter>,
     /// Sessions running now.
-    pub sessions: Gauge,
+    pub sessions: Family<ListenerLabel, Gauge>,
+    /// Sessions ended, by how (quit, closed, timeout, shutdown, limit, error, tls_failed).
+    pub sessions_ended: Family<OutcomeLabel, Counter>,
     /// Messages answered with 250 after end of data.
-    pub accepted: Counter,
+    pub accepted: Family<ListenerLabel, Counter>,
     /// Negative replies (4xx, 5xx) by code.
     pub rejected: Family<CodeLabel, Counter>,
-    /// Bytes read during DATA.
-    pub bytes_received: Counter,
+    /// Bytes read during DATA and BDAT.
+    pub bytes_received: Family<ListenerLabel, Counter>,
+    /// TLS handshakes by outcome (the TLS version, or "failed").
+    pub tls: Family<OutcomeLabel, Counter>,
+    /// AUTH attempts by result (success, failure, locked, error).
+    pub auth: Family<OutcomeLabel, Counter>,
     /// End of data to the 250: body store + confirmed publish.
-    pub queue_seconds: Histogram,
+    pub queue_seconds: HistogramFamily,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            connections: Counter::default(),
-            refused: Counter::default(),
-            sessions: Gauge::default(),
-            accepted: Counter::default(),
+            connections: Family::default(),
+            refused: Family::default(),
+            sessions: Family::default(),
+            sessions_ended: Family::default(),
+            accepted: Family::default(),
             rejected: Family::default(),
-            bytes_received: Counter::default(),
-            // 1 ms to about 16 s.
-            queue_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            bytes_received: Family::default(),
+            tls: Family::default(),
+            auth: Family::default(),
+            queue_seconds: Family::new_with_constructor(queue_histogram),
         }
     }
 }
@@ -62,8 +93,13 @@ impl Metrics {
             self.sessions.clone(),
         );
         r.register(
+            "sessions_ended",
+            "SMTP sessions ended, by outcome",
+            self.sessions_ended.clone(),
+        );
+        r.register(
             "messages_accepted",
-            "Messages answered 250 at the end of DATA",
+            "Messages answered 250 at the end of DATA or BDAT LAST",
             self.accepted.clone(),
         );
         r.register(
@@ -73,13 +109,41 @@ impl Metrics {
         );
         r.register(
             "received_bytes",
-            "Bytes received in DATA",
+            "Bytes received in DATA and BDAT",
             self.bytes_received.clone(),
         );
         r.register(
+            "tls_handshakes",
+            "TLS handshakes, by TLS version or failed",
+            self.tls.clone(),
+        );
+        r.register(
+            "auth_attempts",
+            "AUTH attempts, by result",
+            self.auth.clone(),
+        );
+        r.register(
             "queue_duration_seconds",
-            "Time from the end of DATA to the 250 (body stored, job confirmed)",
+            "Time from the end of the data to the 250 (body stored, job confirmed)",
             self.queue_seconds.clone(),
         );
+    }
+
+    /// Creates the per-listener series of a served listener, so they read 0
+    /// before the first event instead of being absent.
+    pub fn touch(&self, role: crate::gateway::Role) {
+        let label = self.listener(role);
+        let _ = self.connections.get_or_create(&label);
+        let _ = self.refused.get_or_create(&label);
+        let _ = self.sessions.get_or_create(&label);
+        let _ = self.accepted.get_or_create(&label);
+        let _ = self.bytes_received.get_or_create(&label);
+        let _ = self.queue_seconds.get_or_create(&label);
+    }
+
+    pub fn listener(&self, role: crate::gateway::Role) -> ListenerLabel {
+        ListenerLabel {
+            listener: role.name(),
+        }
     }
 }

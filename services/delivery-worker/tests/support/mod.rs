@@ -240,6 +240,7 @@ pub async fn start_worker(url: &str, prefix: &str, store: MemStore, opts: Worker
         max_deliveries_per_call: opts.batch_size,
         retry_min: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
+        finisher: None,
     };
     let first = mailfleet_queue::connect(url).await.expect("RabbitMQ is up");
     let handle = tokio::spawn(supervise(

@@ -11,7 +11,10 @@
 mod client;
 mod e2e;
 mod message;
+mod pop3;
 mod rss;
+
+pub use pop3::{Pop3Args, pop3};
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

@@ -45,6 +45,10 @@ pub struct DataDecoder {
     state: State,
     bare_line_ending: bool,
     decoded: u64,
+    /// Longest text line allowed (without its CRLF); 0 for no limit.
+    max_line: usize,
+    line_len: usize,
+    line_too_long: bool,
 }
 
 impl Default for DataDecoder {
@@ -59,7 +63,22 @@ impl DataDecoder {
             state: State::LineStart,
             bare_line_ending: false,
             decoded: 0,
+            max_line: 0,
+            line_len: 0,
+            line_too_long: false,
         }
+    }
+
+    /// Flags text lines longer than `max` octets (CRLF not counted; RFC 5321
+    /// 4.5.3.1.6 says 998). The data is still read to its end.
+    pub fn with_max_line(mut self, max: usize) -> Self {
+        self.max_line = max;
+        self
+    }
+
+    /// True once a text line went over the limit.
+    pub fn saw_long_line(&self) -> bool {
+        self.line_too_long
     }
 
     /// True once a bare CR or bare LF was seen in the body.
@@ -150,6 +169,19 @@ impl DataDecoder {
             i += 1;
         }
         self.decoded += (out.len() - start) as u64;
+        if self.max_line > 0 && !self.line_too_long {
+            for &b in &out[start..] {
+                if b == b'\n' {
+                    self.line_len = 0;
+                } else if b != b'\r' {
+                    self.line_len += 1;
+                    if self.line_len > self.max_line {
+                        self.line_too_long = true;
+                        break;
+                    }
+                }
+            }
+        }
         if self.state == State::Done {
             Progress::Done { consumed: i }
         } else {

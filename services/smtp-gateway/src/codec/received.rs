@@ -14,8 +14,16 @@ pub struct Trace<'a> {
     pub hostname: &'a str,
     /// ESMTP after EHLO, SMTP after HELO (RFC 3848).
     pub esmtp: bool,
+    /// SMTPUTF8 transaction (RFC 6531 4.3: UTF8SMTP…).
+    pub utf8: bool,
+    /// AUTH was used (RFC 3848: …A).
+    pub authenticated: bool,
+    /// TLS version and cipher suite when the session is encrypted (…S).
+    pub tls: Option<(&'a str, &'a str)>,
     pub id: &'a str,
-    pub recipients: &'a [String],
+    /// The recipient, named only when the transaction has exactly one, so a
+    /// copy never reveals the other recipients.
+    pub recipient: Option<&'a str>,
     pub date: DateTime<Utc>,
 }
 
@@ -23,12 +31,10 @@ pub struct Trace<'a> {
 ///
 /// ```text
 /// Received: from HELO (rDNS-less [ip])
-///     by hostname (mailfleet) with ESMTP id JOBID
+///     by hostname (mailfleet) with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384) id JOBID
 ///     for <rcpt>; Thu, 26 Nov 2026 07:17:17 +0000
 /// ```
 ///
-/// "for" names the recipient only when there is exactly one, so a copy never
-/// reveals the other recipients of the transaction.
 pub fn header(trace: &Trace<'_>) -> String {
     let ip = match trace.client_ip {
         IpAddr::V4(v4) => v4.to_string(),
@@ -37,13 +43,26 @@ pub fn header(trace: &Trace<'_>) -> String {
             None => format!("IPv6:{v6}"),
         },
     };
-    let protocol = if trace.esmtp { "ESMTP" } else { "SMTP" };
-    let for_clause = match trace.recipients {
-        [one] => format!("\r\n\tfor <{}>", sanitize(one)),
-        _ => String::new(),
+    let protocol = format!(
+        "{}{}{}",
+        match (trace.utf8, trace.esmtp) {
+            (true, _) => "UTF8SMTP",
+            (false, true) => "ESMTP",
+            (false, false) => "SMTP",
+        },
+        if trace.tls.is_some() { "S" } else { "" },
+        if trace.authenticated { "A" } else { "" },
+    );
+    let tls = match trace.tls {
+        Some((version, cipher)) => format!(" ({} {})", sanitize(version), sanitize(cipher)),
+        None => String::new(),
+    };
+    let for_clause = match trace.recipient {
+        Some(one) => format!("\r\n\tfor <{}>", sanitize(one)),
+        None => String::new(),
     };
     format!(
-        "Received: from {} (rDNS-less [{ip}])\r\n\tby {} (mailfleet) with {protocol} id {}{for_clause};\r\n\t{}\r\n",
+        "Received: from {} (rDNS-less [{ip}])\r\n\tby {} (mailfleet) with {protocol}{tls} id {}{for_clause};\r\n\t{}\r\n",
         sanitize(trace.helo),
         sanitize(trace.hostname),
         sanitize(trace.id),

@@ -61,20 +61,38 @@ pub fn greeting(hostname: &str) -> Reply {
     Reply::plain(220, vec![format!("{hostname} ESMTP mailfleet").into()])
 }
 
-/// The EHLO reply; the extension list grows with the gateway (STARTTLS and
-/// AUTH are added here when the submission role lands).
-pub fn ehlo(hostname: &str, client: &str, max_size: u64) -> Reply {
-    Reply::plain(
-        250,
-        vec![
-            format!("{hostname} greets {client}").into(),
-            "PIPELINING".into(),
-            format!("SIZE {max_size}").into(),
-            "8BITMIME".into(),
-            "ENHANCEDSTATUSCODES".into(),
-            "HELP".into(),
-        ],
-    )
+/// What the EHLO reply offers on this connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer {
+    pub max_size: u64,
+    /// STARTTLS: TLS is configured and not yet in use.
+    pub starttls: bool,
+    /// AUTH PLAIN LOGIN: a submission listener, under TLS or with plaintext allowed.
+    pub auth: bool,
+}
+
+/// The EHLO reply. REQUIRETLS (RFC 8689) is deliberately absent: delivery
+/// cannot honour it yet.
+pub fn ehlo(hostname: &str, client: &str, offer: Offer) -> Reply {
+    let mut lines: Vec<Cow<'static, str>> = vec![
+        format!("{hostname} greets {client}").into(),
+        "PIPELINING".into(),
+        format!("SIZE {}", offer.max_size).into(),
+        "8BITMIME".into(),
+        "SMTPUTF8".into(),
+        "CHUNKING".into(),
+        "BINARYMIME".into(),
+        "DSN".into(),
+        "ENHANCEDSTATUSCODES".into(),
+    ];
+    if offer.starttls {
+        lines.push("STARTTLS".into());
+    }
+    if offer.auth {
+        lines.push("AUTH PLAIN LOGIN".into());
+    }
+    lines.push("HELP".into());
+    Reply::plain(250, lines)
 }
 
 pub fn helo(hostname: &str, client: &str) -> Reply {
@@ -93,6 +111,19 @@ pub fn recipient_ok() -> Reply {
 pub fn queued(job_id: &str) -> Reply {
     Reply::new(250, "2.0.0", format!("Ok: queued as {job_id}"))
 }
+pub fn chunk_ok(size: u64) -> Reply {
+    Reply::new(250, "2.0.0", format!("{size} octets received"))
+}
+pub fn ready_for_tls() -> Reply {
+    Reply::new(220, "2.0.0", "Ready to start TLS")
+}
+pub fn auth_ok() -> Reply {
+    Reply::new(235, "2.7.0", "Authentication successful")
+}
+/// A SASL challenge (`334 <base64>`); no enhanced code (RFC 4954 4).
+pub fn challenge(base64: &'static str) -> Reply {
+    Reply::plain(334, vec![base64.into()])
+}
 pub fn vrfy() -> Reply {
     Reply::new(
         252,
@@ -104,7 +135,7 @@ pub fn help() -> Reply {
     Reply::new(
         214,
         "2.0.0",
-        "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+        "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
     )
 }
 pub fn bye(hostname: &str) -> Reply {
@@ -148,6 +179,30 @@ pub fn recipient_check_unavailable() -> Reply {
         "Recipient check temporarily unavailable; try again later",
     )
 }
+pub fn tls_unavailable() -> Reply {
+    Reply::new(454, "4.7.0", "TLS not available")
+}
+pub fn auth_unavailable() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0",
+        "Temporary authentication failure; try again later",
+    )
+}
+pub fn auth_locked() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0",
+        "Too many authentication failures; try again later",
+    )
+}
+pub fn sender_check_unavailable() -> Reply {
+    Reply::new(
+        451,
+        "4.4.3",
+        "Sender check temporarily unavailable; try again later",
+    )
+}
 pub fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "Too many recipients")
 }
@@ -170,6 +225,31 @@ pub fn bad_recipient() -> Reply {
 pub fn not_implemented() -> Reply {
     Reply::new(502, "5.5.1", "Command not implemented")
 }
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.0.0", "Authentication cancelled")
+}
+pub fn auth_malformed() -> Reply {
+    Reply::new(501, "5.5.2", "Cannot decode the authentication response")
+}
+pub fn unsupported_mechanism() -> Reply {
+    Reply::new(504, "5.5.4", "Unrecognized authentication type")
+}
+pub fn auth_required() -> Reply {
+    Reply::new(530, "5.7.0", "Authentication required")
+}
+pub fn starttls_first() -> Reply {
+    Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
+}
+pub fn bad_credentials() -> Reply {
+    Reply::new(535, "5.7.8", "Authentication credentials invalid")
+}
+pub fn encryption_required() -> Reply {
+    Reply::new(
+        538,
+        "5.7.11",
+        "Encryption required for requested authentication mechanism",
+    )
+}
 pub fn bad_sequence(what: &'static str) -> Reply {
     Reply::new(503, "5.5.1", what)
 }
@@ -179,11 +259,45 @@ pub fn unknown_user() -> Reply {
 pub fn bare_line_ending() -> Reply {
     Reply::new(550, "5.6.11", "bare LF/CR not allowed")
 }
+pub fn text_line_too_long() -> Reply {
+    Reply::new(
+        550,
+        "5.6.0",
+        "Message has a text line over the length limit",
+    )
+}
 pub fn message_too_big() -> Reply {
     Reply::new(
         552,
         "5.3.4",
         "Message size exceeds fixed maximum message size",
+    )
+}
+pub fn sender_not_owned() -> Reply {
+    Reply::new(
+        553,
+        "5.7.1",
+        "Sender address not owned by the authenticated user",
+    )
+}
+pub fn from_not_owned() -> Reply {
+    Reply::new(
+        553,
+        "5.7.1",
+        "From: header address not owned by the authenticated user",
+    )
+}
+pub fn utf8_needs_smtputf8() -> Reply {
+    Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+}
+pub fn binary_needs_bdat() -> Reply {
+    Reply::new(503, "5.5.1", "BODY=BINARYMIME requires BDAT, not DATA")
+}
+pub fn dmarc_reject(domain: &str) -> Reply {
+    Reply::new(
+        550,
+        "5.7.1",
+        format!("Rejected by the DMARC policy of {domain}"),
     )
 }
 pub fn relay_denied() -> Reply {

@@ -1,19 +1,26 @@
 //! DATA (RFC 5321 4.1.1.4) and the durability steps of the gateway: the body
 //! is stored, the job is published and confirmed, and only then 250.
 //! The streaming of the body itself is socket I/O and lives in the
-//! connection module; this module starts and completes the transaction.
+//! connection module; this module starts and completes the transaction
+//! (for DATA and for BDAT alike), with the checks that need the message:
+//! DKIM/DMARC on the MX role, the From: header on submission.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use mailfleet_proto::v1::{DeliveryJob, JobRecipient};
+use tracing::Instrument;
 
-use super::{Client, Envelope, Outcome, Session, State};
+use super::intake::Intake;
+use super::{Client, Envelope, Outcome, Session, State, TlsInfo};
 use crate::backend::{Backend, BackendError, BodyWriter, StoredBody};
+
+use crate::codec::command::{BodyType, Ret};
 use crate::codec::received::{self, Trace};
 use crate::codec::reply::{self, Reply};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Role};
+use mailfleet_proto::v1::DsnRet;
 
 /// A transaction whose body is being received.
 #[derive(Debug, Clone)]
@@ -24,6 +31,10 @@ pub struct Transaction {
     pub job_id: String,
     pub client_ip: IpAddr,
     pub received_at: DateTime<Utc>,
+    pub role: Role,
+    pub tls: Option<TlsInfo>,
+    /// The authenticated account (submission).
+    pub account: Option<String>,
 }
 
 /// How the reception of the body ended (the terminator was read in all
@@ -33,30 +44,42 @@ pub enum DataOutcome {
     Complete,
     TooBig,
     BareLineEnding,
+    LineTooLong,
     StoreFailed(BackendError),
 }
 
 /// Starts DATA: the transaction leaves the session whatever its outcome, so
 /// the session is back to "greeted" when the body has been read.
 pub(super) fn begin(session: &mut Session) -> Outcome {
+    match begin_transaction(session) {
+        Some(tx) => Outcome::Data(Box::new(tx)),
+        // The gate only sends DATA here inside a transaction.
+        None => Outcome::Reply(reply::bad_sequence("Need MAIL and RCPT before DATA")),
+    }
+}
+
+/// Takes the open transaction out of the session (back to "greeted").
+pub(super) fn begin_transaction(session: &mut Session) -> Option<Transaction> {
     let state = std::mem::replace(&mut session.state, State::Fresh);
     match state {
         State::Mail { client, envelope } => {
             session.state = State::Ready {
                 client: client.clone(),
             };
-            Outcome::Data(Transaction {
+            Some(Transaction {
                 client,
                 envelope,
                 job_id: uuid::Uuid::now_v7().to_string(),
                 client_ip: session.peer.ip(),
                 received_at: Utc::now(),
+                role: session.role,
+                tls: session.tls.clone(),
+                account: session.account.clone(),
             })
         }
         other => {
-            // The gate only sends DATA here inside a transaction.
             session.state = other;
-            Outcome::Reply(reply::bad_sequence("Need MAIL and RCPT before DATA"))
+            None
         }
     }
 }
@@ -64,13 +87,23 @@ pub(super) fn begin(session: &mut Session) -> Outcome {
 impl Transaction {
     /// The Received header to put in front of the body.
     pub fn received_header(&self, hostname: &str) -> String {
+        let single = match self.envelope.recipients.as_slice() {
+            [one] => Some(one.address.as_str()),
+            _ => None,
+        };
         received::header(&Trace {
             helo: &self.client.helo,
             client_ip: self.client_ip,
             hostname,
             esmtp: self.client.esmtp,
+            utf8: self.envelope.smtputf8,
+            authenticated: self.account.is_some(),
+            tls: self
+                .tls
+                .as_ref()
+                .map(|t| (t.version.as_str(), t.cipher.as_str())),
             id: &self.job_id,
-            recipients: &self.envelope.recipients,
+            recipient: single,
             date: self.received_at,
         })
     }
@@ -84,9 +117,10 @@ impl Transaction {
                 .envelope
                 .recipients
                 .iter()
-                .map(|address| JobRecipient {
-                    address: address.clone(),
-                    ..JobRecipient::default()
+                .map(|r| JobRecipient {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone().unwrap_or_default(),
+                    notify: r.notify,
                 })
                 .collect(),
             blob_id: body.id.clone(),
@@ -94,36 +128,83 @@ impl Transaction {
             received_at_ms: self.received_at.timestamp_millis(),
             client_ip: self.client_ip.to_string(),
             client_helo: self.client.helo.clone(),
+            envid: self.envelope.envid.clone().unwrap_or_default(),
+            ret: match self.envelope.ret {
+                Ret::Unspecified => DsnRet::Unspecified,
+                Ret::Full => DsnRet::Full,
+                Ret::Headers => DsnRet::Hdrs,
+            } as i32,
+            auth_user: self.account.clone().unwrap_or_default(),
+            smtputf8: self.envelope.smtputf8,
+            body_type: match self.envelope.body {
+                BodyType::SevenBit => "7BIT",
+                BodyType::EightBitMime => "8BITMIME",
+                BodyType::BinaryMime => "BINARYMIME",
+            }
+            .to_owned(),
             ..DeliveryJob::default()
         }
     }
 }
 
-/// Completes the transaction once the terminator was read: stores, publishes
-/// and answers. Never 250 for a job the broker did not confirm.
+/// Completes the transaction once the terminator (or the last chunk) was
+/// read: checks, stores, publishes and answers. Never 250 for a job the
+/// broker did not confirm.
 pub async fn complete<B: Backend>(
     tx: Transaction,
-    writer: B::Writer,
+    intake: Intake<B::Writer>,
     outcome: DataOutcome,
     gw: &Gateway<B>,
 ) -> Reply {
     let started = Instant::now();
+    let label = gw.metrics.listener(tx.role);
     match outcome {
         DataOutcome::Complete => {}
         DataOutcome::TooBig => {
-            writer.abort().await;
+            intake.abort().await;
             return reply::message_too_big();
         }
         DataOutcome::BareLineEnding => {
-            writer.abort().await;
+            intake.abort().await;
             return reply::bare_line_ending();
+        }
+        DataOutcome::LineTooLong => {
+            intake.abort().await;
+            return reply::text_line_too_long();
         }
         DataOutcome::StoreFailed(error) => {
             tracing::warn!(%error, job_id = %tx.job_id, "Failed to store a message body.");
-            writer.abort().await;
+            intake.abort().await;
             return reply::temporary_failure();
         }
     }
+    if let Some(account) = &tx.account {
+        match intake.header_from() {
+            Some(froms) => {
+                for from in froms {
+                    match super::mail::owns(gw, account, &from).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            intake.abort().await;
+                            return reply::from_not_owned();
+                        }
+                        Err(reply) => {
+                            intake.abort().await;
+                            return reply;
+                        }
+                    }
+                }
+            }
+            None => {
+                intake.abort().await;
+                return reply::from_not_owned();
+            }
+        }
+    }
+    let writer = match intake.finish(&tx, gw).await {
+        Ok(writer) => writer,
+        Err(reply) => return reply,
+    };
     let body = match writer.finish().await {
         Ok(body) => body,
         Err(error) => {
@@ -132,14 +213,20 @@ pub async fn complete<B: Backend>(
         }
     };
     let job = tx.job(&body);
-    match gw.backend.publish(&job).await {
+    // One trace per message: a root span whose context travels with the job
+    // (AMQP headers) to delivery-worker and from there to mailstore.
+    let span = tracing::info_span!(parent: None, "smtp.message", job_id = %job.job_id);
+    let trace_id = mailfleet_runtime::trace_context::trace_id_of(&span).unwrap_or_default();
+    match gw.backend.publish(&job).instrument(span).await {
         Ok(()) => {
-            gw.metrics.accepted.inc();
+            gw.metrics.accepted.get_or_create(&label).inc();
             gw.metrics
                 .queue_seconds
+                .get_or_create(&label)
                 .observe(started.elapsed().as_secs_f64());
             tracing::info!(
                 job_id = %job.job_id,
+                %trace_id,
                 blob_id = %body.id,
                 size = body.size,
                 recipients = job.recipients.len(),

@@ -1,38 +1,52 @@
 //! RCPT TO (RFC 5321 4.1.1.3), checked through mailstore's ResolveRecipient.
-//! The MX role has no AUTH, so a domain that is not ours is refused.
+//! The MX role has no AUTH, so a domain that is not ours is refused; an
+//! authenticated submission may relay anywhere (delivery-worker relays the
+//! non-local recipients). NOTIFY and ORCPT (RFC 3461) ride along.
 
-use super::Envelope;
+use super::{Envelope, Recipient};
 use crate::backend::{Backend, Resolution};
+use crate::codec::command::RcptTo;
 use crate::codec::reply::{self, Reply};
 use crate::gateway::Gateway;
 
+/// `relay`: the session is an authenticated submission.
 pub(super) async fn rcpt<B: Backend>(
     envelope: &mut Envelope,
-    address: String,
+    to: RcptTo,
+    relay: bool,
     gw: &Gateway<B>,
 ) -> Reply {
     if envelope.recipients.len() >= gw.settings.max_recipients {
         return reply::too_many_recipients();
     }
-    let address = if address == "postmaster" {
+    if !envelope.smtputf8 && !to.address.is_ascii() {
+        return reply::utf8_needs_smtputf8();
+    }
+    let address = if to.address == "postmaster" {
         format!("postmaster@{}", gw.settings.hostname)
     } else {
-        address
+        to.address
     };
-    if envelope.recipients.contains(&address) {
+    if envelope.has_recipient(&address) {
         // Same recipient twice: one copy is enough.
         return reply::recipient_ok();
     }
-    match gw.backend.resolve_recipient(&address).await {
-        Ok(Resolution::Local) => {
-            envelope.recipients.push(address);
-            reply::recipient_ok()
-        }
-        Ok(Resolution::UnknownUser) => reply::unknown_user(),
-        Ok(Resolution::NotLocal) => reply::relay_denied(),
+    let accept = match gw.backend.resolve_recipient(&address).await {
+        Ok(Resolution::Local) => true,
+        Ok(Resolution::UnknownUser) => return reply::unknown_user(),
+        Ok(Resolution::NotLocal) if relay => true,
+        Ok(Resolution::NotLocal) => return reply::relay_denied(),
         Err(error) => {
             tracing::warn!(%error, "Failed to check a recipient.");
-            reply::recipient_check_unavailable()
+            return reply::recipient_check_unavailable();
         }
+    };
+    if accept {
+        envelope.recipients.push(Recipient {
+            address,
+            notify: to.notify,
+            orcpt: to.orcpt,
+        });
     }
+    reply::recipient_ok()
 }

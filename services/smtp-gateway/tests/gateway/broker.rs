@@ -69,6 +69,9 @@ impl TempDir {
     fn url(&self) -> String {
         format!("file://{}", self.0.display())
     }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
 }
 
 impl Drop for TempDir {
@@ -94,6 +97,17 @@ impl Backend for RealStorage {
     }
     fn body_writer(&self) -> Self::Writer {
         self.0.body_writer()
+    }
+    async fn authenticate(
+        &self,
+        _username: &str,
+        _password: &str,
+        _remote_ip: &str,
+    ) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+    async fn address_owners(&self, _address: &str) -> Result<Vec<String>, BackendError> {
+        Ok(Vec::new())
     }
     async fn publish(&self, job: &DeliveryJob) -> Result<(), BackendError> {
         self.0.publish(job).await
@@ -243,7 +257,12 @@ async fn run_serves_smtp_health_and_metrics_and_stops_on_shutdown() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(smtp_gateway::run(
         config,
-        Listeners { smtp, http },
+        Listeners {
+            smtp,
+            submission: None,
+            submissions: None,
+            http,
+        },
         shutdown.clone(),
     ));
 
@@ -276,9 +295,9 @@ async fn run_serves_smtp_health_and_metrics_and_stops_on_shutdown() {
     let (status, metrics) = http_get(http_port, "/metrics").await;
     assert_eq!(status, 200);
     for name in [
-        "mailfleet_smtp_connections_total 1",
-        "mailfleet_smtp_sessions 1",
-        "mailfleet_smtp_replies_rejected_total{code=\"451\"} 1",
+        "mailfleet_smtp_connections_total{listener=\"smtp\"} 1",
+        "mailfleet_smtp_sessions{listener=\"smtp\"} 1",
+        "mailfleet_smtp_replies_rejected_total{listener=\"smtp\",code=\"451\"} 1",
         "mailfleet_smtp_queue_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} in\n{metrics}");
@@ -306,6 +325,8 @@ async fn run_refuses_to_start_without_rabbitmq() {
     let config = config(&[("amqp_url", url.as_str()), ("blob_url", blob_url.as_str())]);
     let listeners = Listeners {
         smtp: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        submission: None,
+        submissions: None,
         http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };
     let error = smtp_gateway::run(config, listeners, CancellationToken::new())

@@ -1,7 +1,7 @@
 //! The pure layer: line splitting, the DATA decoder at every chunk boundary,
 //! command parsing, replies and the Received header.
 
-use smtp_gateway::codec::command::{self, BodyType, Command};
+use smtp_gateway::codec::command::{self, BodyType, Command, Mechanism, RcptTo, Ret};
 use smtp_gateway::codec::data::{DataDecoder, Progress};
 use smtp_gateway::codec::line::{LineEvent, LineReader};
 use smtp_gateway::codec::received::{self, Trace};
@@ -262,15 +262,19 @@ fn commands_parse() {
     assert_eq!(null.address, "");
     assert_eq!(
         command::parse(b"RCPT TO:<u@local.test>").unwrap(),
-        Command::Rcpt {
-            address: "u@local.test".into()
-        }
+        Command::Rcpt(RcptTo {
+            address: "u@local.test".into(),
+            notify: 0,
+            orcpt: None,
+        })
     );
     assert_eq!(
         command::parse(b"RCPT TO:<Postmaster>").unwrap(),
-        Command::Rcpt {
-            address: "postmaster".into()
-        }
+        Command::Rcpt(RcptTo {
+            address: "postmaster".into(),
+            notify: 0,
+            orcpt: None,
+        })
     );
     for (line, expected) in [
         (&b"DATA"[..], Command::Data),
@@ -280,8 +284,37 @@ fn commands_parse() {
         (b"VRFY someone", Command::Vrfy),
         (b"HELP", Command::Help),
         (b"QUIT", Command::Quit),
-        (b"STARTTLS", Command::NotImplemented { name: "STARTTLS" }),
-        (b"AUTH PLAIN", Command::NotImplemented { name: "AUTH" }),
+        (b"STARTTLS", Command::StartTls),
+        (
+            b"AUTH PLAIN",
+            Command::Auth {
+                mechanism: Mechanism::Plain,
+                initial: None,
+            },
+        ),
+        (
+            b"AUTH login dXNlcg==",
+            Command::Auth {
+                mechanism: Mechanism::Login,
+                initial: Some("dXNlcg==".into()),
+            },
+        ),
+        (b"AUTH CRAM-MD5", Command::UnsupportedMechanism),
+        (
+            b"BDAT 10",
+            Command::Bdat {
+                size: 10,
+                last: false,
+            },
+        ),
+        (
+            b"BDAT 0 LAST",
+            Command::Bdat {
+                size: 0,
+                last: true,
+            },
+        ),
+        (b"EXPN list", Command::NotImplemented { name: "EXPN" }),
     ] {
         assert_eq!(command::parse(line).unwrap(), expected, "{line:?}");
     }
@@ -294,11 +327,14 @@ fn bad_commands_get_their_reply_codes() {
     assert!(code(b"").starts_with(b"500"));
     assert!(code(b"MAIL FROM:<no-at-sign>").starts_with(b"501 5.1.7"));
     assert!(code(b"MAIL TO:<a@b>").starts_with(b"501"));
-    assert!(code(b"MAIL FROM:<a@b> ENVID=x").starts_with(b"555 5.5.4"));
+    assert!(code(b"MAIL FROM:<a@b> REQUIRETLS").starts_with(b"555 5.5.4"));
+    assert!(code(b"MAIL FROM:<a@b> RET=FULL RET=HDRS").starts_with(b"501"));
+    assert!(code(b"MAIL FROM:<j\xc3\xb6rg@b.example>").starts_with(b"501 5.1.7"));
     assert!(code(b"RCPT TO:<>").starts_with(b"501 5.1.3"));
     assert!(code(b"RCPT TO:<user@>").starts_with(b"501 5.1.3"));
     assert!(code(b"RCPT TO:<a@b..c>").starts_with(b"501 5.1.3"));
-    assert!(code(b"RCPT TO:<u@d.test> NOTIFY=NEVER").starts_with(b"555"));
+    assert!(code(b"RCPT TO:<u@d.test> NOTIFY=NEVER,SUCCESS").starts_with(b"501"));
+    assert!(code(b"RCPT TO:<u@d.test> RRVS=2030-01-01T00:00:00Z").starts_with(b"555"));
     assert!(code(b"EHLO").starts_with(b"501"));
 }
 
@@ -341,10 +377,31 @@ fn replies_encode_with_enhanced_codes_and_continuations() {
         reply::unknown_user().to_bytes(),
         b"550 5.1.1 No such user here\r\n"
     );
-    let ehlo = String::from_utf8(reply::ehlo("mx.test", "c", 1000).to_bytes()).unwrap();
+    let ehlo = String::from_utf8(
+        reply::ehlo(
+            "mx.test",
+            "c",
+            reply::Offer {
+                max_size: 1000,
+                starttls: false,
+                auth: false,
+            },
+        )
+        .to_bytes(),
+    )
+    .unwrap();
     let lines: Vec<&str> = ehlo.split_terminator("\r\n").collect();
     assert_eq!(lines[0], "250-mx.test greets c");
-    for ext in ["PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES"] {
+    for ext in [
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "CHUNKING",
+        "BINARYMIME",
+        "DSN",
+        "ENHANCEDSTATUSCODES",
+    ] {
         assert!(lines.iter().any(|l| l[4..] == *ext), "{ext} in {ehlo}");
     }
     assert!(lines.last().unwrap().starts_with("250 "));
@@ -362,14 +419,17 @@ fn received_header_names_one_recipient_only() {
     let date = chrono::DateTime::parse_from_rfc3339("2026-11-26T07:17:17Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    let one = vec!["u@local.test".to_string()];
+    let one = ["u@local.test".to_string()];
     let header = received::header(&Trace {
         helo: "client.example",
         client_ip: "192.0.2.7".parse().unwrap(),
         hostname: "mx.local.test",
         esmtp: true,
+        utf8: false,
+        authenticated: false,
+        tls: None,
         id: "JOB1",
-        recipients: &one,
+        recipient: Some(&one[0]),
         date,
     });
     assert_eq!(
@@ -379,14 +439,16 @@ fn received_header_names_one_recipient_only() {
          \tfor <u@local.test>;\r\n\
          \tThu, 26 Nov 2026 07:17:17 +0000\r\n"
     );
-    let two = vec!["a@local.test".to_string(), "b@local.test".to_string()];
     let header = received::header(&Trace {
         helo: "evil (x); y",
         client_ip: "::ffff:10.0.0.1".parse().unwrap(),
         hostname: "mx",
         esmtp: false,
+        utf8: false,
+        authenticated: false,
+        tls: None,
         id: "J",
-        recipients: &two,
+        recipient: None,
         date,
     });
     assert!(
@@ -396,4 +458,55 @@ fn received_header_names_one_recipient_only() {
     assert!(header.contains("with SMTP id J;"), "{header}");
     assert!(!header.contains("for <"), "{header}");
     assert!(header.lines().all(|l| l.len() < 998));
+}
+
+#[test]
+fn dsn_smtputf8_and_binarymime_parameters_parse() {
+    let Command::Mail(from) = command::parse(
+        b"MAIL FROM:<j\xc3\xb6rg@b\xc3\xbccher.example> SMTPUTF8 BODY=BINARYMIME RET=HDRS ENVID=QQ314159",
+    )
+    .unwrap() else {
+        panic!("not MAIL");
+    };
+    assert_eq!(from.address, "jörg@bücher.example");
+    assert!(from.smtputf8);
+    assert_eq!(from.body, BodyType::BinaryMime);
+    assert_eq!(from.ret, Ret::Headers);
+    assert_eq!(from.envid.as_deref(), Some("QQ314159"));
+    assert!(
+        matches!(
+            command::parse(b"MAIL FROM:<a@b.example> AUTH=<>"),
+            Ok(Command::Mail(_))
+        ),
+        "AUTH= is accepted and ignored"
+    );
+    assert_eq!(
+        command::parse(
+            b"RCPT TO:<u@local.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;u+2Bx@local.test"
+        )
+        .unwrap(),
+        Command::Rcpt(RcptTo {
+            address: "u@local.test".into(),
+            notify: command::notify::SUCCESS | command::notify::DELAY,
+            orcpt: Some("rfc822;u+x@local.test".into()),
+        })
+    );
+    // Header injection through an address is impossible: no control
+    // characters, spaces or angle brackets pass.
+    for bad in [
+        &b"MAIL FROM:<a\rb@x.example>"[..],
+        b"MAIL FROM:<a\x00b@x.example>",
+        b"RCPT TO:<a\tb@x.example>",
+    ] {
+        let address = match command::parse(bad) {
+            Err(_) => continue,
+            Ok(Command::Mail(m)) => m.address,
+            Ok(Command::Rcpt(r)) => r.address,
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert!(
+            !address.chars().any(|c| c.is_control() || c.is_whitespace()),
+            "{address:?}"
+        );
+    }
 }

@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
-use mailfleet_proto::v1::{AddAccountRequest, AddDomainRequest};
+use mailfleet_proto::v1::{AddAccountRequest, AddAliasRequest, AddDomainRequest};
 use mailfleet_runtime::CancellationToken;
 use tokio::net::TcpListener;
 
 use crate::broker::{TempDir, Vhost, http_get, test_config};
-use crate::support::Raw;
+use crate::support::{Raw, python};
 
 /// Drops the test database however the test ends.
 struct Database(String);
@@ -59,6 +59,12 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
         ("argon2_memory_kib", "1024"),
         ("argon2_iterations", "1"),
     ];
+    let tls_dir = TempDir::new();
+    let (cert, key) =
+        mailfleet_runtime::tls::ensure_self_signed(tls_dir.path(), &["localhost"]).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut settings = settings.to_vec();
+    settings.extend([("tls_cert", cert.as_str()), ("tls_key", key.as_str())]);
     let config = test_config(&vhost, &blobs, &settings);
 
     let store_shutdown = CancellationToken::new();
@@ -86,8 +92,27 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
         })
         .await
         .unwrap();
+    for address in ["other@local.test", "sender@local.test"] {
+        admin
+            .add_account(AddAccountRequest {
+                address: address.into(),
+                password: "pw2".into(),
+                quota_bytes: 0,
+            })
+            .await
+            .unwrap();
+    }
+    admin
+        .add_alias(AddAliasRequest {
+            address: "sales@local.test".into(),
+            targets: vec!["u@local.test".into()],
+        })
+        .await
+        .unwrap();
 
     let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let submissions = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let submissions_port = submissions.local_addr().unwrap().port();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (smtp_port, http_port) = (
         smtp.local_addr().unwrap().port(),
@@ -96,7 +121,12 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
     let shutdown = CancellationToken::new();
     let gateway = tokio::spawn(smtp_gateway::run(
         config.clone(),
-        smtp_gateway::Listeners { smtp, http },
+        smtp_gateway::Listeners {
+            smtp,
+            submission: None,
+            submissions: Some(submissions),
+            http,
+        },
         shutdown.clone(),
     ));
     wait_ready(http_port, "smtp-gateway").await;
@@ -132,6 +162,45 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
     let job = mailfleet_queue::decode_job(&message.delivery.data).unwrap();
     assert_eq!(job.job_id, job_id);
     assert_eq!(job.recipients[0].address, "u@local.test");
+    let _ = connection.close(200, "done".into()).await;
+
+    // Submission with implicit TLS, real Authenticate and real aliases: the
+    // account may send as its alias, not as another account.
+    let out = python(
+        submissions_port,
+        r#"
+import os, smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL("127.0.0.1", int(os.environ["PORT"]), context=ctx)
+try:
+    s.login("u@local.test", "wrong")
+    raise SystemExit("bad password accepted")
+except smtplib.SMTPAuthenticationError:
+    pass
+s.login("U@local.test", "pw")
+code, _ = s.mail("other@local.test")
+assert code == 553, code
+s.rset()
+s.sendmail("sales@local.test", ["far@remote.example"], "From: sales@local.test\r\nSubject: s\r\n\r\nhi\r\n")
+print("ok")
+s.quit()
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), "ok");
+    let connection = mailfleet_queue::connect(&config.amqp_url).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel
+        .basic_get("t.delivery".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the submitted job is queued");
+    let job = mailfleet_queue::decode_job(&message.delivery.data).unwrap();
+    assert_eq!(job.auth_user, "u@local.test");
+    assert_eq!(job.return_path, "sales@local.test");
+    assert_eq!(job.recipients[0].address, "far@remote.example");
     let _ = connection.close(200, "done".into()).await;
 
     // Readiness follows mailstore: stop it and the gateway reports it.

@@ -13,6 +13,9 @@
 
 mod broker;
 mod codec;
+mod fuzz;
 mod mailstore;
 mod session;
+mod submission;
 mod support;
+mod verify;

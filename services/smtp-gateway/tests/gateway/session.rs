@@ -124,7 +124,14 @@ async fn bad_input_gets_errors_and_the_session_goes_on() {
     );
     assert!(c.cmd("HELO c.example").await.starts_with("250 "));
     assert!(c.cmd("XYZZY").await.starts_with("500 5.5.1"));
-    assert!(c.cmd("STARTTLS").await.starts_with("502 5.5.1"));
+    assert!(
+        c.cmd("STARTTLS").await.starts_with("454 4.7.0"),
+        "no TLS configured"
+    );
+    assert!(
+        c.cmd("AUTH PLAIN").await.starts_with("502 5.5.1"),
+        "no AUTH on the MX role"
+    );
     assert!(c.cmd("MAIL FROM:a@b.example").await.starts_with("501"));
     assert!(
         c.cmd("MAIL FROM:<a@b.example> SIZE=999999999999")
@@ -352,6 +359,77 @@ async fn too_many_connections_get_421() {
     let mut second = Raw::connect(server.port).await;
     let reply = second.reply().await;
     assert!(reply.starts_with("421 4.7.0"), "{reply}");
-    assert_eq!(server.gateway.metrics.refused.get(), 1);
+    let label = server.gateway.metrics.listener(smtp_gateway::Role::Mx);
+    assert_eq!(
+        server.gateway.metrics.refused.get_or_create(&label).get(),
+        1
+    );
+    server.stop().await;
+}
+
+/// The other smuggling variants (CVE-2023-51764 class): bare CR dot, mixed
+/// endings, and a dot in the middle of a line. None ends the data early.
+#[tokio::test]
+async fn smuggling_variants_never_yield_a_second_message() {
+    let backend = FakeBackend::default();
+    let server = Server::start(&config(&[]), backend.clone()).await;
+    let mut c = Raw::greeted(server.port).await;
+    assert!(c.cmd("EHLO c.example").await.starts_with("250"));
+    let smuggled = "MAIL FROM:<evil@b.example>\r\nRCPT TO:<victim@local.test>\r\nDATA\r\n\
+                    Subject: smuggled\r\n\r\nhi\r\n";
+    for (separator, bare) in [
+        ("\r.\r", true),
+        ("\r\n.\n", true),
+        ("\n.\r\n", true),
+        ("\r.\r\n", true),
+        // A dot in the middle of a line is text, not a terminator.
+        ("\r\nhello .\r\n", false),
+        ("\r\nx.\r\n", false),
+    ] {
+        let jobs_before = backend.0.jobs.lock().unwrap().len();
+        assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("250"));
+        assert!(c.cmd("RCPT TO:<x@local.test>").await.starts_with("250"));
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        let body = format!("Subject: first\r\n\r\nhello{separator}{smuggled}.\r\n");
+        c.send(body.as_bytes()).await;
+        let reply = c.reply().await;
+        if bare {
+            assert!(reply.starts_with("550 5.6.11"), "{separator:?}: {reply}");
+            assert_eq!(backend.0.jobs.lock().unwrap().len(), jobs_before);
+        } else {
+            assert!(reply.starts_with("250 2.0.0"), "{separator:?}: {reply}");
+            let jobs = backend.0.jobs.lock().unwrap().clone();
+            assert_eq!(jobs.len(), jobs_before + 1, "one message, not two");
+            assert_eq!(jobs.last().unwrap().recipients.len(), 1);
+        }
+        // Exactly one reply for all of it: the next command is in step.
+        assert!(
+            c.cmd("NOOP").await.starts_with("250 2.0.0"),
+            "{separator:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn text_lines_over_the_limit_are_refused_at_the_end_of_data() {
+    let backend = FakeBackend::default();
+    let server = Server::start(&config(&[("smtp_max_text_line", "100")]), backend.clone()).await;
+    let mut c = Raw::greeted(server.port).await;
+    assert!(c.cmd("EHLO c.example").await.starts_with("250"));
+    for (line_len, ok) in [(100, true), (101, false)] {
+        assert!(c.cmd("MAIL FROM:<a@b.example>").await.starts_with("250"));
+        assert!(c.cmd("RCPT TO:<x@local.test>").await.starts_with("250"));
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        let body = format!("Subject: long\r\n\r\n{}\r\n.", "x".repeat(line_len));
+        let reply = c.cmd(&body).await;
+        if ok {
+            assert!(reply.starts_with("250 2.0.0"), "{reply}");
+        } else {
+            assert!(reply.starts_with("550 5.6.0"), "{reply}");
+        }
+    }
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    assert_eq!(backend.0.jobs.lock().unwrap().len(), 1);
     server.stop().await;
 }

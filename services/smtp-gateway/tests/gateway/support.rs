@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use mailfleet_proto::v1::DeliveryJob;
 use mailfleet_runtime::listener::{self, Limits};
+use mailfleet_runtime::tls::{Tls, ensure_self_signed};
 use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
 use smtp_gateway::backend::{Backend, BackendError, BodyWriter, Resolution, StoredBody};
-use smtp_gateway::{Gateway, Metrics, Settings};
+use smtp_gateway::{Endpoint, Gateway, Metrics, Role, Settings};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,8 +25,13 @@ pub struct Recorded {
     pub resolver_down: AtomicBool,
 }
 
+/// The account of the fake backend, and its password.
+pub const USER: &str = "user@local.test";
+pub const PASSWORD: &str = "secret";
+
 /// Recipients in `local.test` exist except `unknown@local.test`; every other
-/// domain is foreign.
+/// domain is foreign. `USER` has the aliases `alias@local.test` and
+/// `user+tag@local.test`.
 #[derive(Clone, Default)]
 pub struct FakeBackend(pub Arc<Recorded>);
 
@@ -68,6 +74,28 @@ impl Backend for FakeBackend {
         })
     }
 
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        _remote_ip: &str,
+    ) -> Result<Option<String>, BackendError> {
+        if self.0.resolver_down.load(Ordering::SeqCst) {
+            return Err(BackendError::Auth("mailstore down".into()));
+        }
+        Ok((username.eq_ignore_ascii_case(USER) && password == PASSWORD).then(|| USER.to_owned()))
+    }
+
+    async fn address_owners(&self, address: &str) -> Result<Vec<String>, BackendError> {
+        Ok(match address.to_ascii_lowercase().as_str() {
+            "user@local.test" | "alias@local.test" | "user+tag@local.test" => {
+                vec![USER.to_owned()]
+            }
+            other if other.ends_with("@local.test") => vec![other.to_owned()],
+            _ => Vec::new(),
+        })
+    }
+
     fn body_writer(&self) -> FakeWriter {
         FakeWriter {
             recorded: self.0.clone(),
@@ -86,10 +114,18 @@ impl Backend for FakeBackend {
 
 /// A test config: the defaults with some overrides.
 pub fn config(overrides: &[(&str, &str)]) -> Config {
-    let mut vars = vec![(
-        "MAILFLEET_HOSTNAME".to_string(),
-        "mx.local.test".to_string(),
-    )];
+    let mut vars = vec![
+        (
+            "MAILFLEET_HOSTNAME".to_string(),
+            "mx.local.test".to_string(),
+        ),
+        // Never ask the public DNS from a test; verification tests set
+        // their own resolver.
+        (
+            "MAILFLEET_SMTP_VERIFY_INBOUND".to_string(),
+            "false".to_string(),
+        ),
+    ];
     vars.extend(overrides.iter().map(|(k, v)| {
         (
             format!("MAILFLEET_{}", k.to_ascii_uppercase()),
@@ -108,15 +144,39 @@ pub struct Server<B> {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// A fresh self-signed certificate for 127.0.0.1 in its own directory.
+pub fn test_tls() -> Tls {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mf-smtp-tls-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (cert, key) = ensure_self_signed(&dir, &["localhost", "127.0.0.1"]).unwrap();
+    Tls::load(&cert, &key).unwrap()
+}
+
 impl<B: Backend> Server<B> {
+    /// The MX role, without TLS.
     pub async fn start(config: &Config, backend: B) -> Self {
+        let gateway = Gateway::new(Settings::from_config(config), backend, Metrics::default())
+            .with_throttle(Gateway::<B>::throttle_from_config(config));
+        Self::start_gateway(config, gateway, Role::Mx).await
+    }
+
+    /// One listener of `role` with a self-signed certificate.
+    pub async fn start_tls(config: &Config, backend: B, role: Role) -> Self {
+        let gateway = Gateway::new(Settings::from_config(config), backend, Metrics::default())
+            .with_tls(Some(test_tls()))
+            .with_throttle(Gateway::<B>::throttle_from_config(config));
+        Self::start_gateway(config, gateway, role).await
+    }
+
+    pub async fn start_gateway(config: &Config, gateway: Gateway<B>, role: Role) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let gateway = Arc::new(Gateway::new(
-            Settings::from_config(config),
-            backend,
-            Metrics::default(),
-        ));
+        let gateway = Arc::new(gateway);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let limits = Limits {
@@ -125,7 +185,7 @@ impl<B: Backend> Server<B> {
         };
         let task = tokio::spawn(listener::serve(
             listener,
-            gateway.clone(),
+            Endpoint::new(gateway.clone(), role),
             limits,
             "smtp",
             shutdown.clone(),

@@ -1,0 +1,97 @@
+//! Mailbox change events from RabbitMQ: one exclusive, auto-deleted queue
+//! per process bound to the `{prefix}.events` exchange, fanned out to every
+//! session through a broadcast channel. Sessions treat an event as a hint to
+//! resynchronise their selected mailbox; a lagging session resynchronises
+//! anyway. The loop reconnects forever and keeps the readiness flag honest.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use mailfleet_proto::v1::MailboxEvent;
+use mailfleet_runtime::CancellationToken;
+use mailfleet_runtime::http::HealthFlag;
+use prost::Message;
+use tokio::sync::broadcast;
+
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn consume(
+    amqp_url: String,
+    prefix: String,
+    tx: broadcast::Sender<MailboxEvent>,
+    flag: HealthFlag,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = run_once(&amqp_url, &prefix, &tx, &flag) => {
+                flag.set(false);
+                if let Err(error) = r {
+                    tracing::warn!(%error, "Change event consumer stopped; reconnecting.");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+async fn run_once(
+    amqp_url: &str,
+    prefix: &str,
+    tx: &broadcast::Sender<MailboxEvent>,
+    flag: &HealthFlag,
+) -> Result<(), mailfleet_queue::QueueError> {
+    let conn = mailfleet_queue::connect(amqp_url).await?;
+    let channel = conn.create_channel().await?;
+    mailfleet_queue::declare_topology(&channel, prefix).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let exchange = mailfleet_queue::names(prefix).events;
+    channel
+        .queue_bind(
+            queue.name().as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    flag.set(true);
+    tracing::info!("Consuming mailbox change events.");
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        if let Ok(event) = MailboxEvent::decode(delivery.data.as_slice()) {
+            // No session listening is fine.
+            let _ = tx.send(event);
+        }
+        // no_ack consumer: nothing to acknowledge.
+        let _ = BasicAckOptions::default();
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Commands imap-codec 1.0 does not parse (ID, NAMESPACE, UID EXPUNGE),
+//! recognised by hand before it, plus small pure helpers: the tag of an
+//! unparsable line and LIST wildcard matching.
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+pub(crate) struct Extra {
+    pub tag: String,
+    pub command: ExtraCommand,
+}
+
+pub(crate) enum ExtraCommand {
+    Id,
+    Namespace,
+    UidExpunge(SequenceSet),
+    Invalid(String),
+}
+
+impl Extra {
+    pub(crate) fn name(&self) -> String {
+        match self.command {
+            ExtraCommand::Id => "id",
+            ExtraCommand::Namespace => "namespace",
+            ExtraCommand::UidExpunge(_) => "uid expunge",
+            ExtraCommand::Invalid(_) => "invalid",
+        }
+        .into()
+    }
+}
+
+fn words(line: &[u8]) -> Vec<&[u8]> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// RFC 3501 tag: ASTRING-CHARs except `+`.
+fn valid_tag(tag: &[u8]) -> bool {
+    !tag.is_empty()
+        && tag.iter().all(|&b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'+' | b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\')
+        })
+}
+
+/// The tag of a command line, if it has a valid one.
+pub(crate) fn tag_of(line: &[u8]) -> Option<String> {
+    let w = words(line);
+    let tag = w.first()?;
+    valid_tag(tag).then(|| String::from_utf8_lossy(tag).into_owned())
+}
+
+pub(crate) fn is_extra(line: &[u8]) -> bool {
+    let w = words(line);
+    match w.get(1) {
+        Some(c) if c.eq_ignore_ascii_case(b"ID") || c.eq_ignore_ascii_case(b"NAMESPACE") => true,
+        Some(c) if c.eq_ignore_ascii_case(b"UID") => {
+            w.get(2).is_some_and(|c| c.eq_ignore_ascii_case(b"EXPUNGE"))
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn parse(line: &[u8]) -> Option<Extra> {
+    if !is_extra(line) {
+        return None;
+    }
+    let w = words(line);
+    let tag = tag_of(line)?;
+    let cmd = w.get(1)?;
+    let command = if cmd.eq_ignore_ascii_case(b"ID") {
+        ExtraCommand::Id
+    } else if cmd.eq_ignore_ascii_case(b"NAMESPACE") {
+        if w.len() == 2 {
+            ExtraCommand::Namespace
+        } else {
+            ExtraCommand::Invalid("NAMESPACE takes no arguments".into())
+        }
+    } else {
+        match (w.get(3), w.len()) {
+            (Some(set), 4) => match sequence_set(set) {
+                Some(s) => ExtraCommand::UidExpunge(s),
+                None => ExtraCommand::Invalid("Invalid UID set".into()),
+            },
+            _ => ExtraCommand::Invalid("UID EXPUNGE needs one UID set".into()),
+        }
+    };
+    Some(Extra { tag, command })
+}
+
+/// Parses a sequence set with imap-codec (through a FETCH it understands).
+pub(crate) fn sequence_set(text: &[u8]) -> Option<SequenceSet> {
+    let mut line = b"x FETCH ".to_vec();
+    line.extend_from_slice(text);
+    line.extend_from_slice(b" UID\r\n");
+    match CommandCodec::default().decode(&line) {
+        Ok((_, c)) => match c.body {
+            CommandBody::Fetch { sequence_set, .. } => Some(sequence_set),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+/// LIST pattern matching: `*` matches anything, `%` anything but "/".
+/// INBOX matches case-insensitively.
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern = match (pattern.get(..5), pattern.get(5..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case("INBOX") => format!("INBOX{rest}"),
+        _ => pattern.to_owned(),
+    };
+    // Dynamic programming over (pattern prefix, name prefix): linear in
+    // their product, so no pattern can make matching explode.
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    if p.len() > 1024 {
+        return false;
+    }
+    // row[j]: the pattern so far matches name[..j]. Every index below
+    // stays within 0..=n.len() by construction.
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for &c in p {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match c {
+                b'*' => row[j] || (j > 0 && next[j - 1]),
+                b'%' => row[j] || (j > 0 && next[j - 1] && n[j - 1] != b'/'),
+                _ => j > 0 && row[j - 1] && n[j - 1] == c,
+            };
+        }
+        row = next;
+    }
+    row[n.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match(&"*a".repeat(500), &"a".repeat(600)));
+        assert!(!wildcard_match(&"*a".repeat(500), &"a".repeat(400)));
+        assert!(wildcard_match("*", "a/b"));
+        assert!(wildcard_match("%", "a"));
+        assert!(!wildcard_match("%", "a/b"));
+        assert!(wildcard_match("a/%", "a/b"));
+        assert!(wildcard_match("inbox", "INBOX"));
+        assert!(!wildcard_match("Sent", "Sentx"));
+    }
+
+    #[test]
+    fn extras() {
+        assert!(is_extra(b"a ID NIL\r\n"));
+        assert!(is_extra(b"a uid expunge 1:3\r\n"));
+        assert!(!is_extra(b"a UID FETCH 1 FLAGS\r\n"));
+        let e = parse(b"a UID EXPUNGE 1:3,7\r\n");
+        assert!(matches!(
+            e.map(|e| e.command),
+            Some(ExtraCommand::UidExpunge(_))
+        ));
+        assert!(matches!(
+            parse(b"a UID EXPUNGE x\r\n").map(|e| e.command),
+            Some(ExtraCommand::Invalid(_))
+        ));
+        assert_eq!(tag_of(b"t1 FOO\r\n").as_deref(), Some("t1"));
+        assert_eq!(tag_of(b"+ FOO\r\n"), None);
+    }
+
+    /// Mutated command lines (bit flips, truncations, junk) never panic
+    /// the parsing path the server uses: the hand parser, the tag finder,
+    /// imap-codec, and LIST matching.
+    #[test]
+    fn mutated_input_never_panics() {
+        let seeds: &[&[u8]] = &[
+            b"a1 UID EXPUNGE 1:3,5:*\r\n",
+            b"a2 FETCH 1:* (UID FLAGS BODY.PEEK[1.2.HEADER.FIELDS (A B)]<0.10>)\r\n",
+            b"a3 SEARCH OR (FROM x SINCE 1-Feb-2020) NOT UID 4:9 HEADER X-Y z\r\n",
+            b"a4 APPEND INBOX (\\Seen) \"1-Jan-2020 00:00:00 +0000\" {3+}\r\nabc\r\n",
+            b"a5 LIST \"\" \"%/*\"\r\n",
+            b"a6 ID (\"name\" \"x\")\r\n",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let seed = seeds[(next() % seeds.len() as u64) as usize];
+            let mut line = seed.to_vec();
+            for _ in 0..(next() % 4) {
+                let i = (next() % line.len() as u64) as usize;
+                match next() % 3 {
+                    0 => line[i] ^= 1 << (next() % 8),
+                    1 => line.truncate(i),
+                    _ => line.insert(i, (next() % 256) as u8),
+                }
+                if line.is_empty() {
+                    break;
+                }
+            }
+            let _ = is_extra(&line);
+            let _ = parse(&line).map(|e| e.name());
+            let _ = tag_of(&line);
+            let _ = CommandCodec::default().decode(&line);
+            let text = String::from_utf8_lossy(&line);
+            let _ = wildcard_match(&text, "INBOX/a/b");
+        }
+    }
+}

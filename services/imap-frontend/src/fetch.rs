@@ -1,0 +1,578 @@
+//! FETCH and UID FETCH: flags, dates and sizes from FetchMessages; ENVELOPE
+//! and BODYSTRUCTURE from the metadata cached at delivery; body sections
+//! streamed from GetBody by the byte ranges recorded in that metadata, so no
+//! message is parsed again and none is held whole in memory.
+
+use std::ops::Range;
+
+use futures::StreamExt;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItemName, Part, Section,
+};
+use imap_codec::imap_types::sequence::SequenceSet;
+use mailfleet_mime::{BodyPart, MessageMeta};
+use mailfleet_proto::v1 as pb;
+use tokio::io::AsyncWriteExt;
+
+use crate::encode;
+use crate::session::{Reply, Session, rpc, uid_set};
+
+/// Messages per FetchMessages call, with and without metadata.
+const CHUNK_META: usize = 200;
+const CHUNK_PLAIN: usize = 5000;
+/// Buffered response bytes before writing to the socket.
+const FLUSH_AT: usize = 64 * 1024;
+/// Largest header block read for HEADER.FIELDS filtering.
+const MAX_HEADER_READ: u64 = 1024 * 1024;
+
+/// The part a section path designates (RFC 3501 6.4.5).
+fn find_part<'m>(root: &'m BodyPart, path: &[std::num::NonZeroU32]) -> Option<&'m BodyPart> {
+    let mut node = root;
+    for (i, n) in path.iter().enumerate() {
+        if i > 0
+            && let Some(m) = &node.message
+        {
+            node = &m.body;
+        }
+        let n = n.get() as usize;
+        if node.is_multipart() {
+            node = node.parts.get(n - 1)?;
+        } else if n != 1 {
+            return None;
+        }
+    }
+    Some(node)
+}
+
+/// What a section is, in served-byte offsets.
+enum Piece {
+    Range(Range<u64>),
+    /// A header block filtered by field names.
+    Fields {
+        range: Range<u64>,
+        names: Vec<String>,
+        not: bool,
+    },
+}
+
+fn part_path(p: &Part) -> &[std::num::NonZeroU32] {
+    p.0.as_ref()
+}
+
+/// The byte range of a section; `prefix` is the Return-Path line length.
+fn section_piece(
+    meta: &MessageMeta,
+    prefix: u64,
+    size: u64,
+    section: &Option<Section<'_>>,
+) -> Piece {
+    let root = &meta.body;
+    let shift = |r: Range<u64>| (r.start + prefix)..(r.end + prefix);
+    let root_header = 0..(root.body_offset + prefix);
+    let empty = Piece::Range(0..0);
+    // The header of the message a part embeds (or of the top message).
+    let message_header = |p: Option<&Part>| -> Option<Range<u64>> {
+        match p {
+            None => Some(root_header.clone()),
+            Some(p) => {
+                let node = find_part(root, part_path(p))?;
+                node.message.as_ref().map(|m| shift(m.body.header_range()))
+            }
+        }
+    };
+    match section {
+        None => Piece::Range(0..size),
+        Some(Section::Part(p)) => match find_part(root, part_path(p)) {
+            Some(node) => Piece::Range(shift(node.body_range())),
+            None => empty,
+        },
+        Some(Section::Header(p)) => match message_header(p.as_ref()) {
+            Some(r) => Piece::Range(r),
+            None => empty,
+        },
+        Some(Section::Text(None)) => Piece::Range(shift(root.body_range())),
+        Some(Section::Text(Some(p))) => {
+            match find_part(root, part_path(p)).and_then(|n| n.message.as_ref()) {
+                Some(m) => Piece::Range(shift(m.body.body_range())),
+                None => empty,
+            }
+        }
+        Some(Section::Mime(p)) => match find_part(root, part_path(p)) {
+            Some(node) => Piece::Range(shift(node.header_range())),
+            None => empty,
+        },
+        Some(Section::HeaderFields(p, names)) | Some(Section::HeaderFieldsNot(p, names)) => {
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            match message_header(p.as_ref()) {
+                Some(range) => Piece::Fields {
+                    range,
+                    names: names
+                        .as_ref()
+                        .iter()
+                        .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_lowercase())
+                        .collect(),
+                    not,
+                },
+                None => empty,
+            }
+        }
+    }
+}
+
+/// The section as it is named in the response.
+fn section_text(section: &Option<Section<'_>>) -> String {
+    let path = |p: &Part| {
+        p.0.as_ref()
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let with = |p: &Option<Part>, what: &str| match p {
+        Some(p) => format!("{}.{what}", path(p)),
+        None => what.to_owned(),
+    };
+    let fields = |names: &[imap_codec::imap_types::core::AString<'_>]| {
+        names
+            .iter()
+            .map(|n| {
+                let mut out = Vec::new();
+                encode::string(&mut out, n.as_ref());
+                String::from_utf8_lossy(&out).into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match section {
+        None => String::new(),
+        Some(Section::Part(p)) => path(p),
+        Some(Section::Header(p)) => with(p, "HEADER"),
+        Some(Section::Text(p)) => with(p, "TEXT"),
+        Some(Section::Mime(p)) => format!("{}.MIME", path(p)),
+        Some(Section::HeaderFields(p, names)) => {
+            format!("{} ({})", with(p, "HEADER.FIELDS"), fields(names.as_ref()))
+        }
+        Some(Section::HeaderFieldsNot(p, names)) => {
+            format!(
+                "{} ({})",
+                with(p, "HEADER.FIELDS.NOT"),
+                fields(names.as_ref())
+            )
+        }
+    }
+}
+
+/// The fields of a header block kept by a HEADER.FIELDS(.NOT) list, plus
+/// the terminating blank line.
+fn filter_fields(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    let mut pos = 0;
+    while pos < block.len() {
+        let end = block[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(block.len(), |i| pos + i + 1);
+        let line = &block[pos..end];
+        pos = end;
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line
+                .iter()
+                .position(|&b| b == b':')
+                .map(|i| {
+                    String::from_utf8_lossy(&line[..i])
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            keep = names.contains(&name) != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// One requested item, normalised.
+enum Item<'a> {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    Structure(bool),
+    Section {
+        label: String,
+        section: Option<Section<'a>>,
+        partial: Option<(u32, u32)>,
+    },
+}
+
+fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item<'a>>, bool, bool) {
+    let list: Vec<MessageDataItemName<'a>> = match names {
+        MacroOrMessageDataItemNames::Macro(m) => m.expand(),
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+    };
+    let mut out = Vec::new();
+    let mut meta = false;
+    let mut seen = false;
+    if uid && !list.iter().any(|n| matches!(n, MessageDataItemName::Uid)) {
+        out.push(Item::Uid);
+    }
+    for n in list {
+        out.push(match n {
+            MessageDataItemName::Uid => Item::Uid,
+            MessageDataItemName::Flags => Item::Flags,
+            MessageDataItemName::InternalDate => Item::InternalDate,
+            MessageDataItemName::Rfc822Size => Item::Size,
+            MessageDataItemName::Envelope => {
+                meta = true;
+                Item::Envelope
+            }
+            MessageDataItemName::Body => {
+                meta = true;
+                Item::Structure(false)
+            }
+            MessageDataItemName::BodyStructure => {
+                meta = true;
+                Item::Structure(true)
+            }
+            MessageDataItemName::Rfc822 => {
+                seen = true;
+                Item::Section {
+                    label: "RFC822".into(),
+                    section: None,
+                    partial: None,
+                }
+            }
+            MessageDataItemName::Rfc822Header => {
+                meta = true;
+                Item::Section {
+                    label: "RFC822.HEADER".into(),
+                    section: Some(Section::Header(None)),
+                    partial: None,
+                }
+            }
+            MessageDataItemName::Rfc822Text => {
+                meta = true;
+                seen = true;
+                Item::Section {
+                    label: "RFC822.TEXT".into(),
+                    section: Some(Section::Text(None)),
+                    partial: None,
+                }
+            }
+            MessageDataItemName::BodyExt {
+                section,
+                partial,
+                peek,
+            } => {
+                if section.is_some() {
+                    meta = true;
+                }
+                if !peek {
+                    seen = true;
+                }
+                let mut label = format!("BODY[{}]", section_text(&section));
+                if let Some((start, _)) = partial {
+                    label.push_str(&format!("<{start}>"));
+                }
+                Item::Section {
+                    label,
+                    section,
+                    partial: partial.map(|(s, l)| (s, l.get())),
+                }
+            }
+        });
+    }
+    (out, meta, seen)
+}
+
+pub(crate) async fn fetch(
+    s: &mut Session,
+    set: &SequenceSet,
+    names: &MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+) -> std::io::Result<Reply> {
+    let (items, need_meta, implies_seen) = items(names, uid);
+    // New messages become addressable first (EXPUNGE only for UID FETCH).
+    s.sync(uid).await?;
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(Reply::Bad("No mailbox selected".into()));
+    };
+    if !uid && !sel.uids.is_empty() {
+        // A sequence number beyond EXISTS is a client error (RFC 3501 6.4.5).
+        let n = sel.uids.len() as u32;
+        let bad = set.0.as_ref().iter().any(|seq| {
+            let check = |x: &imap_codec::imap_types::sequence::SeqOrUid| match x {
+                imap_codec::imap_types::sequence::SeqOrUid::Value(v) => v.get() > n,
+                _ => false,
+            };
+            match seq {
+                imap_codec::imap_types::sequence::Sequence::Single(a) => check(a),
+                imap_codec::imap_types::sequence::Sequence::Range(a, b) => check(a) && check(b),
+            }
+        });
+        if bad {
+            return Ok(Reply::Bad("Invalid message sequence number".into()));
+        }
+    }
+    let uids = sel.resolve(set, uid);
+    let set_seen = implies_seen && !sel.read_only;
+    let (account, mailbox) = s.target();
+    let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
+    for part in uids.chunks(chunk) {
+        let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
+            account: account.clone(),
+            mailbox: mailbox.clone(),
+            uids: Some(uid_set(part)),
+            with_meta: need_meta,
+        }));
+        let mut messages = r.messages;
+        let mut flags_changed = std::collections::HashSet::new();
+        if set_seen {
+            let unseen: Vec<u32> = messages
+                .iter()
+                .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+                .map(|m| m.uid)
+                .collect();
+            if !unseen.is_empty() {
+                let r = rpc!(s.client.store_flags(pb::StoreFlagsRequest {
+                    account: account.clone(),
+                    mailbox: mailbox.clone(),
+                    uids: Some(uid_set(&unseen)),
+                    mode: pb::FlagsMode::FlagsAdd as i32,
+                    flags: vec!["\\Seen".into()],
+                    unchanged_since: 0,
+                }));
+                if let Some(sel) = s.selected.as_mut()
+                    && r.highestmodseq == sel.modseq + 1
+                {
+                    sel.modseq = r.highestmodseq;
+                }
+                for u in r.updated {
+                    if let Some(m) = messages.iter_mut().find(|m| m.uid == u.uid) {
+                        m.flags = u.flags;
+                        flags_changed.insert(u.uid);
+                    }
+                }
+            }
+        }
+        for m in &messages {
+            write_message(s, &items, m, flags_changed.contains(&m.uid)).await?;
+        }
+    }
+    s.sync(uid).await?;
+    Ok(Reply::Ok("FETCH completed".into()))
+}
+
+async fn write_message(
+    s: &mut Session,
+    items: &[Item<'_>],
+    m: &pb::FetchedMessage,
+    add_flags: bool,
+) -> std::io::Result<()> {
+    let Some(seq) = s.selected.as_ref().and_then(|sel| sel.seq_of(m.uid)) else {
+        return Ok(());
+    };
+    let meta: Option<MessageMeta> = if m.meta_json.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&m.meta_json).ok()
+    };
+    let meta = meta.unwrap_or_default();
+    let prefix = u64::from(m.prefix_len);
+    s.out
+        .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    let mut first = true;
+    let mut flags_written = false;
+    for item in items {
+        if !first {
+            s.out.push(b' ');
+        }
+        first = false;
+        match item {
+            Item::Uid => s.out.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+            Item::Flags => {
+                flags_written = true;
+                s.out.extend_from_slice(b"FLAGS ");
+                encode::flags(&mut s.out, &m.flags);
+            }
+            Item::InternalDate => {
+                s.out.extend_from_slice(b"INTERNALDATE ");
+                encode::internal_date(&mut s.out, m.internal_date_ms);
+            }
+            Item::Size => s
+                .out
+                .extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
+            Item::Envelope => {
+                s.out.extend_from_slice(b"ENVELOPE ");
+                encode::envelope(&mut s.out, &meta.envelope);
+            }
+            Item::Structure(ext) => {
+                s.out.extend_from_slice(if *ext {
+                    b"BODYSTRUCTURE ".as_slice()
+                } else {
+                    b"BODY ".as_slice()
+                });
+                encode::body_structure(&mut s.out, &meta.body, *ext);
+            }
+            Item::Section {
+                label,
+                section,
+                partial,
+            } => {
+                s.out.extend_from_slice(label.as_bytes());
+                s.out.push(b' ');
+                let piece = section_piece(&meta, prefix, m.size, section);
+                match piece {
+                    Piece::Range(r) => {
+                        let r = clip(r, m.size, *partial);
+                        stream_literal(s, m.uid, r).await?;
+                    }
+                    Piece::Fields { range, names, not } => {
+                        let range = range.start..range.end.min(range.start + MAX_HEADER_READ);
+                        let block = read_range(s, m.uid, range).await?;
+                        let data = filter_fields(&block, &names, not);
+                        let r = clip(0..data.len() as u64, data.len() as u64, *partial);
+                        let slice = data
+                            .get(r.start as usize..r.end as usize)
+                            .unwrap_or_default();
+                        s.out
+                            .extend_from_slice(format!("{{{}}}\r\n", slice.len()).as_bytes());
+                        s.out.extend_from_slice(slice);
+                    }
+                }
+            }
+        }
+    }
+    if add_flags && !flags_written {
+        s.out.extend_from_slice(b" FLAGS ");
+        encode::flags(&mut s.out, &m.flags);
+    }
+    s.out.extend_from_slice(b")\r\n");
+    if s.out.len() > FLUSH_AT {
+        s.flush().await?;
+    }
+    Ok(())
+}
+
+/// The range clipped to the message and to a `<start.length>` partial.
+fn clip(r: Range<u64>, size: u64, partial: Option<(u32, u32)>) -> Range<u64> {
+    let end = r.end.min(size);
+    let start = r.start.min(end);
+    match partial {
+        None => start..end,
+        Some((off, len)) => {
+            let s = (start + u64::from(off)).min(end);
+            s..(s + u64::from(len)).min(end)
+        }
+    }
+}
+
+/// Reads a (small) range of the served message.
+async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if r.is_empty() {
+        return Ok(out);
+    }
+    let (account, mailbox) = s.target();
+    let stream = s
+        .client
+        .get_body(pb::GetBodyRequest {
+            account,
+            mailbox,
+            uid,
+            offset: r.start,
+            length: r.end - r.start,
+        })
+        .await;
+    if let Ok(stream) = stream {
+        let mut stream = stream.into_inner();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.extend_from_slice(&chunk.data);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `{n}\r\n` and the bytes of the range, streamed from mailstore.
+/// Exactly n bytes are written whatever storage returns (padded or cut), so
+/// the protocol stream stays in step even if a body went missing.
+async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<()> {
+    let n = r.end - r.start;
+    s.out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
+    if n == 0 {
+        return Ok(());
+    }
+    s.flush().await?;
+    let (account, mailbox) = s.target();
+    let mut written = 0u64;
+    match s
+        .client
+        .get_body(pb::GetBodyRequest {
+            account,
+            mailbox,
+            uid,
+            offset: r.start,
+            length: n,
+        })
+        .await
+    {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else {
+                    tracing::warn!(uid, "Body stream failed mid-way.");
+                    break;
+                };
+                let take = (n - written).min(chunk.data.len() as u64) as usize;
+                let data = chunk.data.get(..take).unwrap_or_default();
+                s.io.get_mut().write_all(data).await?;
+                s.shared.metrics.bytes_out.inc_by(data.len() as u64);
+                written += take as u64;
+                if written >= n {
+                    break;
+                }
+            }
+        }
+        Err(status) => tracing::warn!(%status, uid, "Cannot read a message body."),
+    }
+    if written < n {
+        let pad = vec![b' '; (n - written) as usize];
+        s.io.get_mut().write_all(&pad).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_filtering() {
+        let block = b"From: a\r\nSubject: s\r\n  folded\r\nTo: b\r\n\r\n";
+        let names = vec!["subject".to_owned()];
+        assert_eq!(
+            filter_fields(block, &names, false),
+            b"Subject: s\r\n  folded\r\n\r\n"
+        );
+        assert_eq!(
+            filter_fields(block, &names, true),
+            b"From: a\r\nTo: b\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn partial_ranges_clip() {
+        assert_eq!(clip(10..20, 100, None), 10..20);
+        assert_eq!(clip(10..20, 100, Some((5, 100))), 15..20);
+        assert_eq!(clip(10..20, 15, None), 10..15);
+        assert_eq!(clip(10..20, 100, Some((50, 5))), 20..20);
+    }
+}

@@ -1,0 +1,169 @@
+//! SEARCH and UID SEARCH: the imap-codec key tree becomes a mailstore
+//! `SearchKey` (sequence numbers turned into UIDs through the session's
+//! map, \Recent-based keys answered from the fact that this server reports
+//! no \Recent messages); mailstore evaluates it and answers UIDs.
+
+use imap_codec::imap_types::search::SearchKey;
+use mailfleet_proto::v1 as pb;
+use pb::SearchOp as Op;
+
+use crate::session::{Reply, Selected, Session, rpc, uid_set};
+
+/// Deepest key nesting accepted (imap-codec bounds recursion too).
+const MAX_DEPTH: usize = 64;
+
+fn op(op: Op) -> pb::SearchKey {
+    pb::SearchKey {
+        op: op as i32,
+        ..Default::default()
+    }
+}
+
+fn flag(f: &str) -> pb::SearchKey {
+    pb::SearchKey {
+        op: Op::SearchFlag as i32,
+        text: f.into(),
+        ..Default::default()
+    }
+}
+
+fn not(k: pb::SearchKey) -> pb::SearchKey {
+    pb::SearchKey {
+        op: Op::SearchNot as i32,
+        children: vec![k],
+        ..Default::default()
+    }
+}
+
+fn header(name: &str, value: &[u8]) -> pb::SearchKey {
+    pb::SearchKey {
+        op: Op::SearchHeader as i32,
+        header: name.into(),
+        text: String::from_utf8_lossy(value).into_owned(),
+        ..Default::default()
+    }
+}
+
+fn date(o: Op, d: &imap_codec::imap_types::datetime::NaiveDate) -> pb::SearchKey {
+    let day = d.as_ref();
+    let ms = day
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0);
+    pb::SearchKey {
+        op: o as i32,
+        date_ms: ms,
+        ..Default::default()
+    }
+}
+
+fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::SearchKey> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let text = |o: Op, s: &[u8]| pb::SearchKey {
+        op: o as i32,
+        text: String::from_utf8_lossy(s).into_owned(),
+        ..Default::default()
+    };
+    Some(match k {
+        SearchKey::And(keys) => pb::SearchKey {
+            op: Op::SearchAnd as i32,
+            children: keys
+                .as_ref()
+                .iter()
+                .map(|k| convert(k, sel, depth + 1))
+                .collect::<Option<Vec<_>>>()?,
+            ..Default::default()
+        },
+        SearchKey::Or(a, b) => pb::SearchKey {
+            op: Op::SearchOr as i32,
+            children: vec![convert(a, sel, depth + 1)?, convert(b, sel, depth + 1)?],
+            ..Default::default()
+        },
+        SearchKey::Not(a) => not(convert(a, sel, depth + 1)?),
+        SearchKey::SequenceSet(set) => pb::SearchKey {
+            op: Op::SearchUid as i32,
+            uids: Some(uid_set(&sel.resolve(set, false))),
+            ..Default::default()
+        },
+        SearchKey::Uid(set) => pb::SearchKey {
+            op: Op::SearchUid as i32,
+            uids: Some(uid_set(&sel.resolve(set, true))),
+            ..Default::default()
+        },
+        SearchKey::All | SearchKey::Old => op(Op::SearchAll),
+        SearchKey::New | SearchKey::Recent => op(Op::SearchNone),
+        SearchKey::Answered => flag("\\Answered"),
+        SearchKey::Deleted => flag("\\Deleted"),
+        SearchKey::Draft => flag("\\Draft"),
+        SearchKey::Flagged => flag("\\Flagged"),
+        SearchKey::Seen => flag("\\Seen"),
+        SearchKey::Keyword(a) => flag(a.as_ref()),
+        SearchKey::Unanswered => not(flag("\\Answered")),
+        SearchKey::Undeleted => not(flag("\\Deleted")),
+        SearchKey::Undraft => not(flag("\\Draft")),
+        SearchKey::Unflagged => not(flag("\\Flagged")),
+        SearchKey::Unseen => not(flag("\\Seen")),
+        SearchKey::Unkeyword(a) => not(flag(a.as_ref())),
+        SearchKey::Bcc(s) => header("bcc", s.as_ref()),
+        SearchKey::Cc(s) => header("cc", s.as_ref()),
+        SearchKey::From(s) => header("from", s.as_ref()),
+        SearchKey::To(s) => header("to", s.as_ref()),
+        SearchKey::Subject(s) => header("subject", s.as_ref()),
+        SearchKey::Header(name, value) => {
+            header(&String::from_utf8_lossy(name.as_ref()), value.as_ref())
+        }
+        SearchKey::Body(s) => text(Op::SearchBody, s.as_ref()),
+        SearchKey::Text(s) => text(Op::SearchText, s.as_ref()),
+        SearchKey::Before(d) => date(Op::SearchBefore, d),
+        SearchKey::On(d) => date(Op::SearchOn, d),
+        SearchKey::Since(d) => date(Op::SearchSince, d),
+        SearchKey::SentBefore(d) => date(Op::SearchSentBefore, d),
+        SearchKey::SentOn(d) => date(Op::SearchSentOn, d),
+        SearchKey::SentSince(d) => date(Op::SearchSentSince, d),
+        SearchKey::Larger(n) => pb::SearchKey {
+            op: Op::SearchLarger as i32,
+            size: u64::from(*n),
+            ..Default::default()
+        },
+        SearchKey::Smaller(n) => pb::SearchKey {
+            op: Op::SearchSmaller as i32,
+            size: u64::from(*n),
+            ..Default::default()
+        },
+    })
+}
+
+pub(crate) async fn search(
+    s: &mut Session,
+    criteria: &SearchKey<'_>,
+    uid: bool,
+) -> std::io::Result<Reply> {
+    s.sync(uid).await?;
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(Reply::Bad("No mailbox selected".into()));
+    };
+    let Some(key) = convert(criteria, sel, 0) else {
+        return Ok(Reply::Bad("Search key too complex".into()));
+    };
+    let (account, mailbox) = s.target();
+    let r = rpc!(s.client.search_messages(pb::SearchMessagesRequest {
+        account,
+        mailbox,
+        key: Some(key),
+    }));
+    let mut line = String::from("* SEARCH");
+    if let Some(sel) = s.selected.as_ref() {
+        for u in r.uids {
+            // Messages the session does not know yet are left out.
+            let Some(seq) = sel.seq_of(u) else { continue };
+            line.push(' ');
+            line.push_str(&if uid { u.to_string() } else { seq.to_string() });
+        }
+    }
+    line.push_str("\r\n");
+    s.out.extend_from_slice(line.as_bytes());
+    s.sync(uid).await?;
+    Ok(Reply::Ok("SEARCH completed".into()))
+}

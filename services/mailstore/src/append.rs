@@ -1,0 +1,124 @@
+//! AppendMessage (IMAP APPEND): the client's bytes go to object storage
+//! under their content hash, are analysed once (the `blobs` row), and get a
+//! UID in one transaction that locks the mailbox, then the account (the lock
+//! order of Deliver and Expunge). Appended messages carry no Return-Path.
+
+use mailfleet_proto::v1 as pb;
+
+use crate::error::{Result, StoreError};
+use crate::flags::{SEEN, canonical_flag};
+use crate::store::Store;
+
+/// Removes NUL characters from every string: Postgres JSONB rejects `\u0000`.
+pub(crate) fn strip_nul(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nul),
+        serde_json::Value::Object(o) => o.values_mut().for_each(strip_nul),
+        _ => {}
+    }
+}
+
+impl Store {
+    /// Stores `data` in object storage and its metadata row; returns the blob id.
+    pub(crate) async fn put_blob(&self, data: Vec<u8>) -> Result<(String, i64)> {
+        let mut writer = self.blobs.writer();
+        if let Err(e) = writer.write(&data).await {
+            writer.abort().await;
+            return Err(e.into());
+        }
+        let blob = writer.finish().await?;
+        let size =
+            i64::try_from(blob.size).map_err(|_| StoreError::Internal("too large".into()))?;
+        let meta = tokio::task::spawn_blocking(move || {
+            let meta = mailfleet_mime::analyze(&data);
+            let mut value = serde_json::to_value(&meta).unwrap_or_default();
+            strip_nul(&mut value);
+            value.to_string()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO blobs (id, size, meta) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
+        )
+        .bind(&blob.id)
+        .bind(size)
+        .bind(meta)
+        .execute(&self.pool)
+        .await?;
+        Ok((blob.id, size))
+    }
+
+    pub async fn append_message(
+        &self,
+        account: &str,
+        mailbox: &str,
+        flags: &[String],
+        internal_date_ms: i64,
+        data: Vec<u8>,
+    ) -> Result<pb::AppendMessageResponse> {
+        let mailbox = crate::mailboxes::canonical_name(mailbox);
+        let mut flags = flags
+            .iter()
+            .map(|f| canonical_flag(f))
+            .collect::<Result<Vec<_>>>()?;
+        flags.sort();
+        flags.dedup();
+        // Fail before storing anything when the mailbox does not exist.
+        self.find_mailbox(account, &mailbox).await?;
+        let (blob_id, size) = self.put_blob(data).await?;
+        let unseen = i64::from(!flags.iter().any(|f| f == SEEN));
+        let date = match internal_date_ms {
+            0 => chrono::Utc::now(),
+            ms => chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now),
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let (mailbox_id, _, _) = self.lock_mailbox(&mut tx, account, &mailbox).await?;
+        let (account_id, quota, used): (i64, i64, i64) = sqlx::query_as(
+            "SELECT a.id, a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
+             WHERE m.id = $1 FOR UPDATE OF a",
+        )
+        .bind(mailbox_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if quota > 0 && used + size > quota {
+            return Err(StoreError::FailedPrecondition("over quota".into()));
+        }
+        let (uid, modseq, uidvalidity): (i64, i64, i64) = sqlx::query_as(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
+                    message_count = message_count + 1, unseen_count = unseen_count + $2, \
+                    total_size = total_size + $3 \
+             WHERE id = $1 RETURNING uidnext - 1, highestmodseq, uidvalidity",
+        )
+        .bind(mailbox_id)
+        .bind(unseen)
+        .bind(size)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
+        )
+        .bind(mailbox_id)
+        .bind(uid)
+        .bind(modseq)
+        .bind(&flags)
+        .bind(date)
+        .bind(size)
+        .bind(&blob_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $2 WHERE id = $1")
+            .bind(account_id)
+            .bind(size)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.events.changed(vec![mailbox_id]);
+        Ok(pb::AppendMessageResponse {
+            uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
+            uid: u32::try_from(uid).unwrap_or(0),
+        })
+    }
+}

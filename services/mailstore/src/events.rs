@@ -1,0 +1,201 @@
+//! Change events: after a transaction that adds, flags or removes messages
+//! commits, mailstore publishes a [`MailboxEvent`] per touched mailbox on the
+//! `{prefix}.events` topic exchange (routing key `account.<id>`), so IMAP
+//! sessions in IDLE learn about it within a second.
+//!
+//! An event is a hint ("mailbox N is now at modseq M"), not the change
+//! itself: a frontend resynchronises from mailstore, so a lost or reordered
+//! event only delays a notification until the next NOOP. Publishing is
+//! therefore best effort and never blocks a request: request paths queue the
+//! mailbox ids on a bounded channel, and one background task looks up the
+//! mailboxes and publishes, reconnecting to RabbitMQ as needed.
+
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Connection};
+use mailfleet_proto::v1::MailboxEvent;
+use mailfleet_runtime::CancellationToken;
+use prost::Message;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+/// Pending notifications; beyond this, new ones are dropped (sessions still
+/// catch up at their next command).
+const QUEUE: usize = 4096;
+/// Wait before reconnecting after a failure.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The request side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Events {
+    tx: Option<mpsc::Sender<Notice>>,
+}
+
+/// What changed: mailboxes by id, or one by account and name.
+#[derive(Debug)]
+enum Notice {
+    Ids(Vec<i64>),
+    Named(String, String),
+}
+
+impl Events {
+    /// Events that go nowhere (tests of other features).
+    pub fn disabled() -> Self {
+        Self { tx: None }
+    }
+
+    /// Starts the publishing task; it ends when `shutdown` is cancelled.
+    pub fn start(
+        pool: PgPool,
+        amqp_url: String,
+        prefix: String,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(publish_loop(pool, amqp_url, prefix, rx, shutdown));
+        (Self { tx: Some(tx) }, task)
+    }
+
+    /// Announces that these mailboxes changed (after the commit).
+    pub fn changed(&self, mailbox_ids: Vec<i64>) {
+        if mailbox_ids.is_empty() {
+            return;
+        }
+        self.send(Notice::Ids(mailbox_ids));
+    }
+
+    /// Announces that `account`'s mailbox `name` changed (after the commit).
+    pub fn changed_named(&self, account: &str, name: &str) {
+        self.send(Notice::Named(
+            account.trim().to_lowercase(),
+            crate::mailboxes::canonical_name(name),
+        ));
+    }
+
+    fn send(&self, notice: Notice) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(notice).is_err()
+        {
+            tracing::debug!("Change event queue full; dropping a notification.");
+        }
+    }
+}
+
+struct Link {
+    _conn: Connection,
+    channel: Channel,
+}
+
+async fn connect(amqp_url: &str, prefix: &str) -> Result<Link, mailfleet_queue::QueueError> {
+    let conn = mailfleet_queue::connect(amqp_url).await?;
+    let channel = conn.create_channel().await?;
+    mailfleet_queue::declare_topology(&channel, prefix).await?;
+    Ok(Link {
+        _conn: conn,
+        channel,
+    })
+}
+
+async fn publish_loop(
+    pool: PgPool,
+    amqp_url: String,
+    prefix: String,
+    mut rx: mpsc::Receiver<Notice>,
+    shutdown: CancellationToken,
+) {
+    let exchange = mailfleet_queue::names(&prefix).events;
+    let mut link: Option<Link> = None;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = rx.recv() => match got { Some(n) => n, None => return },
+        };
+        let mut notices = vec![first];
+        // Coalesce whatever else is already waiting.
+        while notices.len() < 1000
+            && let Ok(more) = rx.try_recv()
+        {
+            notices.push(more);
+        }
+        let mut ids = Vec::new();
+        for notice in notices {
+            match notice {
+                Notice::Ids(v) => ids.extend(v),
+                Notice::Named(account, name) => {
+                    let found: Result<Option<(i64,)>, _> = sqlx::query_as(
+                        "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+                         WHERE a.address = $1 AND m.name = $2",
+                    )
+                    .bind(&account)
+                    .bind(&name)
+                    .fetch_optional(&pool)
+                    .await;
+                    if let Ok(Some((id,))) = found {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<(i64, i64, i64)> = match sqlx::query_as(
+            "SELECT id, account_id, highestmodseq FROM mailboxes WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&pool)
+        .await
+        {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read mailboxes for change events.");
+                continue;
+            }
+        };
+        for (mailbox_id, account_id, modseq) in rows {
+            let event = MailboxEvent {
+                account_id,
+                mailbox_id,
+                highestmodseq: u64::try_from(modseq).unwrap_or(0),
+            };
+            let payload = event.encode_to_vec();
+            let key = format!("account.{account_id}");
+            // One retry on a fresh connection, then the event is dropped.
+            for attempt in 0..2 {
+                if link.is_none() {
+                    match connect(&amqp_url, &prefix).await {
+                        Ok(l) => link = Some(l),
+                        Err(error) => {
+                            tracing::warn!(%error, "Cannot publish change events.");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(RETRY) => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let Some(l) = &link else { continue };
+                let sent = l
+                    .channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        BasicProperties::default(),
+                    )
+                    .await;
+                match sent {
+                    Ok(_) => break,
+                    Err(error) => {
+                        if attempt == 1 {
+                            tracing::warn!(%error, "Failed to publish a change event.");
+                        }
+                        link = None;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! StoreFlags: add, remove or replace flags of messages by UID, with RFC 7162
+//! modseqs and UNCHANGEDSINCE, in one transaction holding the mailbox row lock.
+//!
+//! Every message whose flags change gets the same new modseq (the mailbox's
+//! highestmodseq + 1): RFC 7162 3.1 asks for a new value per operation, and
+//! one value per call keeps the update to a single statement. `unseen_count`
+//! moves with every \Seen gained or lost. Also home of the UID-set helper
+//! that Expunge shares.
+
+use mailfleet_proto::v1::{FlagUpdate, FlagsMode, StoreFlagsResponse, UidSet};
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+/// System flags in their canonical spelling (RFC 3501 2.3.2). `\Recent` is
+/// not among them: a client can never set it.
+pub const SYSTEM_FLAGS: &[&str] = &["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+pub const SEEN: &str = "\\Seen";
+pub const DELETED: &str = "\\Deleted";
+
+/// Flags accepted in one call, and the longest keyword.
+const MAX_FLAGS: usize = 100;
+const MAX_KEYWORD_LEN: usize = 128;
+/// UID ranges accepted in one call.
+const MAX_RANGES: usize = 10_000;
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidArgument(msg.into())
+}
+
+/// Inclusive UID ranges as two parallel arrays for `UNNEST`. A bound of 0 is
+/// IMAP's `*`: the highest UID in the mailbox (`max_uid`), so `5:*` on a
+/// mailbox whose highest UID is 3 means `3:5` as RFC 3501 6.4.8 says.
+pub(crate) fn uid_ranges(set: Option<&UidSet>, max_uid: i64) -> Result<(Vec<i64>, Vec<i64>)> {
+    let ranges = set.map(|s| s.ranges.as_slice()).unwrap_or_default();
+    if ranges.len() > MAX_RANGES {
+        return Err(invalid(format!("at most {MAX_RANGES} UID ranges per call")));
+    }
+    let mut lo = Vec::with_capacity(ranges.len());
+    let mut hi = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let bound = |v: u32| if v == 0 { max_uid } else { i64::from(v) };
+        let (a, b) = (bound(r.first), bound(r.last));
+        lo.push(a.min(b));
+        hi.push(a.max(b));
+    }
+    Ok((lo, hi))
+}
+
+/// A flag in canonical form: system flags spelled as RFC 3501 does,
+/// keywords as given. Rejects `\Recent`, unknown `\` flags and anything
+/// that is not an IMAP atom.
+pub fn canonical_flag(raw: &str) -> Result<String> {
+    if let Some(known) = SYSTEM_FLAGS.iter().find(|f| f.eq_ignore_ascii_case(raw)) {
+        return Ok((*known).to_owned());
+    }
+    if raw.starts_with('\\') {
+        return Err(invalid(format!("{raw:?} is not a flag a client can store")));
+    }
+    let atom = raw.bytes().all(|b| {
+        b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+    });
+    if raw.is_empty() || raw.len() > MAX_KEYWORD_LEN || !atom {
+        return Err(invalid(format!("{raw:?} is not a valid keyword")));
+    }
+    Ok(raw.to_owned())
+}
+
+fn has(flags: &[String], flag: &str) -> bool {
+    flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// Flags compare case-insensitively (keywords too, RFC 3501 2.3.2).
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|f| has(b, f)) && b.iter().all(|f| has(a, f))
+}
+
+/// The flags after applying `mode` with `given` to `old`.
+fn apply(mode: FlagsMode, old: &[String], given: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = match mode {
+        FlagsMode::FlagsReplace => Vec::new(),
+        _ => old.to_vec(),
+    };
+    match mode {
+        FlagsMode::FlagsRemove => out.retain(|f| !has(given, f)),
+        _ => {
+            for f in given {
+                if !has(&out, f) {
+                    out.push(f.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Locks the mailbox row and returns (id, highestmodseq, highest live UID).
+    pub(crate) async fn lock_mailbox(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        account: &str,
+        mailbox: &str,
+    ) -> Result<(i64, i64, i64)> {
+        let (mailbox_id, _) = self.find_mailbox(account, mailbox).await?;
+        let (modseq,): (i64,) =
+            sqlx::query_as("SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR UPDATE")
+                .bind(mailbox_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::RowNotFound => StoreError::NotFound("mailbox deleted".into()),
+                    other => other.into(),
+                })?;
+        let (max_uid,): (Option<i64>,) = sqlx::query_as(
+            "SELECT max(uid) FROM messages WHERE mailbox_id = $1 AND expunged_modseq IS NULL",
+        )
+        .bind(mailbox_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok((mailbox_id, modseq, max_uid.unwrap_or(0)))
+    }
+
+    pub async fn store_flags(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uids: Option<&UidSet>,
+        mode: FlagsMode,
+        flags: &[String],
+        unchanged_since: u64,
+    ) -> Result<StoreFlagsResponse> {
+        if mode == FlagsMode::Unspecified {
+            return Err(invalid("the flags mode must be add, remove or replace"));
+        }
+        if flags.len() > MAX_FLAGS {
+            return Err(invalid(format!("at most {MAX_FLAGS} flags per call")));
+        }
+        let given = flags
+            .iter()
+            .map(|f| canonical_flag(f))
+            .collect::<Result<Vec<_>>>()?;
+        let unchanged_since = i64::try_from(unchanged_since).unwrap_or(i64::MAX);
+
+        let mut tx = self.pool.begin().await?;
+        let (mailbox_id, highest, max_uid) = self.lock_mailbox(&mut tx, account, mailbox).await?;
+        let (lo, hi) = uid_ranges(uids, max_uid)?;
+        let rows: Vec<(i64, i64, Vec<String>)> = sqlx::query_as(
+            "SELECT m.uid, m.modseq, m.flags FROM messages m \
+             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
+               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
+             ORDER BY m.uid",
+        )
+        .bind(mailbox_id)
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let new_modseq = highest + 1;
+        let mut modified = Vec::new();
+        let mut updated = Vec::new();
+        let (mut uid_col, mut flags_col) = (Vec::new(), Vec::new());
+        let mut unseen_delta: i64 = 0;
+        for (uid, modseq, old) in rows {
+            let uid32 = u32::try_from(uid).unwrap_or(u32::MAX);
+            if unchanged_since > 0 && modseq > unchanged_since {
+                modified.push(uid32);
+                continue;
+            }
+            let new = apply(mode, &old, &given);
+            if same_set(&old, &new) {
+                continue;
+            }
+            match (has(&old, SEEN), has(&new, SEEN)) {
+                (false, true) => unseen_delta -= 1,
+                (true, false) => unseen_delta += 1,
+                _ => {}
+            }
+            uid_col.push(uid);
+            // Flags are atoms, so a space cannot occur inside one.
+            flags_col.push(new.join(" "));
+            updated.push(FlagUpdate {
+                uid: uid32,
+                flags: new,
+                modseq: u64::try_from(new_modseq).unwrap_or(0),
+            });
+        }
+        let mut highest = highest;
+        if !updated.is_empty() {
+            sqlx::query(
+                "UPDATE messages m SET modseq = $2, \
+                        flags = CASE WHEN v.f = '' THEN '{}'::text[] ELSE string_to_array(v.f, ' ') END \
+                 FROM UNNEST($3::int8[], $4::text[]) AS v(uid, f) \
+                 WHERE m.mailbox_id = $1 AND m.uid = v.uid",
+            )
+            .bind(mailbox_id)
+            .bind(new_modseq)
+            .bind(&uid_col)
+            .bind(&flags_col)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE mailboxes SET highestmodseq = $2, unseen_count = unseen_count + $3 WHERE id = $1",
+            )
+            .bind(mailbox_id)
+            .bind(new_modseq)
+            .bind(unseen_delta)
+            .execute(&mut *tx)
+            .await?;
+            highest = new_modseq;
+        }
+        tx.commit().await?;
+        Ok(StoreFlagsResponse {
+            updated,
+            modified,
+            highestmodseq: u64::try_from(highest).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailfleet_proto::v1::UidRange;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn canonical_flags() {
+        assert_eq!(canonical_flag("\\SEEN").unwrap(), "\\Seen");
+        assert_eq!(canonical_flag("$Junk").unwrap(), "$Junk");
+        assert!(canonical_flag("\\Recent").is_err());
+        assert!(canonical_flag("\\Foo").is_err());
+        assert!(canonical_flag("a b").is_err());
+        assert!(canonical_flag("").is_err());
+        assert!(canonical_flag("x]").is_err());
+    }
+
+    #[test]
+    fn modes() {
+        let old = s(&["\\Seen", "foo"]);
+        assert_eq!(
+            apply(FlagsMode::FlagsAdd, &old, &s(&["FOO", "\\Deleted"])),
+            s(&["\\Seen", "foo", "\\Deleted"])
+        );
+        assert_eq!(
+            apply(FlagsMode::FlagsRemove, &old, &s(&["Foo"])),
+            s(&["\\Seen"])
+        );
+        assert_eq!(
+            apply(FlagsMode::FlagsReplace, &old, &s(&["bar"])),
+            s(&["bar"])
+        );
+        assert!(same_set(&s(&["a", "B"]), &s(&["b", "A"])));
+        assert!(!same_set(&s(&["a"]), &s(&["a", "b"])));
+    }
+
+    #[test]
+    fn star_bounds() {
+        let set = UidSet {
+            ranges: vec![
+                UidRange { first: 5, last: 0 },
+                UidRange { first: 2, last: 1 },
+                UidRange { first: 0, last: 0 },
+            ],
+        };
+        let (lo, hi) = uid_ranges(Some(&set), 3).unwrap();
+        assert_eq!(lo, [3, 1, 3]);
+        assert_eq!(hi, [5, 2, 3]);
+        assert_eq!(uid_ranges(None, 3).unwrap(), (vec![], vec![]));
+    }
+}

@@ -1,0 +1,310 @@
+//! Mailbox operations for IMAP: create, delete, rename, subscribe, and
+//! select (status plus one page of message states, or of the changes since
+//! a modseq, which is how a session resynchronises after an event).
+//!
+//! Names use "/" as the hierarchy delimiter; any case of "INBOX" is the
+//! inbox. UIDVALIDITY of a new mailbox is above every other of the account,
+//! so a name deleted and created again never repeats its (name, uidvalidity).
+
+use mailfleet_proto::v1 as pb;
+
+use crate::error::{Result, StoreError};
+use crate::store::{MailboxRow, Store};
+
+/// Page size of SelectMailbox.
+const DEFAULT_SELECT_PAGE: i64 = 10_000;
+const MAX_SELECT_PAGE: i64 = 50_000;
+/// Longest mailbox name, in bytes.
+const MAX_NAME: usize = 512;
+/// RFC 6154 attributes a mailbox may carry.
+const SPECIAL_USE: &[&str] = &[
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+];
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidArgument(msg.into())
+}
+
+fn u32_of(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The stored form of a mailbox name: "INBOX" for any case of it, and
+/// "INBOX/..." for its children.
+pub fn canonical_name(raw: &str) -> String {
+    if raw.is_empty() || raw.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".into();
+    }
+    match raw.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &raw[6..]),
+        _ => raw.to_owned(),
+    }
+}
+
+/// A name a client may create: not empty, no empty hierarchy level, no
+/// control characters, bounded.
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.contains("//")
+        || name.chars().any(char::is_control)
+    {
+        return Err(invalid(format!("{name:?} is not a valid mailbox name")));
+    }
+    Ok(())
+}
+
+pub fn mailbox_pb(m: MailboxRow) -> pb::Mailbox {
+    pb::Mailbox {
+        id: m.id,
+        name: m.name,
+        special_use: m.special_use.unwrap_or_default(),
+        subscribed: m.subscribed,
+        uidvalidity: u32_of(m.uidvalidity),
+        uidnext: u32_of(m.uidnext),
+        highestmodseq: u64_of(m.highestmodseq),
+        messages: u32_of(m.messages),
+        unseen: u32_of(m.unseen),
+        size: u64_of(m.size),
+    }
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
+     m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size";
+
+impl Store {
+    /// One mailbox's row by name.
+    pub async fn mailbox_row(&self, account: &str, name: &str) -> Result<MailboxRow> {
+        let name = canonical_name(name);
+        // RFC 3501 6.3.3: superior names the new name needs are created too.
+        let mut parents = Vec::new();
+        for (i, c) in name.char_indices() {
+            if c == '/' {
+                parents.push(name[..i].to_owned());
+            }
+        }
+        for parent in parents {
+            sqlx::query(
+                "INSERT INTO mailboxes (account_id, name, uidvalidity) \
+                 SELECT a.id, $2, LEAST(4294967295, GREATEST( \
+                    (extract(epoch FROM now())::bigint % 4294967296), \
+                    COALESCE((SELECT max(uidvalidity) + 1 FROM mailboxes WHERE account_id = a.id), 1))) \
+                 FROM accounts a WHERE a.address = lower($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(account.trim())
+            .bind(&parent)
+            .execute(&self.pool)
+            .await?;
+        }
+        let row: Option<MailboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MAILBOX_COLUMNS} FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+             WHERE a.address = lower($1) AND m.name = $2"
+        )))
+        .bind(account.trim())
+        .bind(&name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?}")))
+    }
+
+    pub async fn create_mailbox(
+        &self,
+        account: &str,
+        name: &str,
+        special_use: &str,
+    ) -> Result<MailboxRow> {
+        let name = canonical_name(name);
+        validate_name(&name)?;
+        let special = match special_use {
+            "" => None,
+            s => Some(
+                SPECIAL_USE
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(s))
+                    .map(|k| (*k).to_owned())
+                    .ok_or_else(|| invalid(format!("{s:?} is not a special-use attribute")))?,
+            ),
+        };
+        let row: Option<MailboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH a AS (SELECT id FROM accounts WHERE address = lower($1)), \
+             ins AS (INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+                SELECT a.id, $2, $3, LEAST(4294967295, GREATEST( \
+                    (extract(epoch FROM now())::bigint % 4294967296), \
+                    COALESCE((SELECT max(uidvalidity) + 1 FROM mailboxes WHERE account_id = a.id), 1))) \
+                FROM a ON CONFLICT DO NOTHING RETURNING *) \
+             SELECT {MAILBOX_COLUMNS} FROM ins m"
+        )))
+        .bind(account.trim())
+        .bind(&name)
+        .bind(special)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(r),
+            None => {
+                // Either the account is unknown or the name is taken.
+                self.mailbox_row(account, &name).await?;
+                Err(StoreError::AlreadyExists(format!(
+                    "mailbox {name:?} already exists"
+                )))
+            }
+        }
+    }
+
+    pub async fn delete_mailbox(&self, account: &str, name: &str) -> Result<()> {
+        let name = canonical_name(name);
+        if name == "INBOX" {
+            return Err(StoreError::FailedPrecondition(
+                "INBOX cannot be deleted".into(),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let gone: Option<(i64, i64)> = sqlx::query_as(
+            "DELETE FROM mailboxes m USING accounts a \
+             WHERE a.id = m.account_id AND a.address = lower($1) AND m.name = $2 \
+             RETURNING m.account_id, m.total_size",
+        )
+        .bind(account.trim())
+        .bind(&name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((account_id, size)) = gone else {
+            return Err(StoreError::NotFound(format!("no mailbox {name:?}")));
+        };
+        sqlx::query("UPDATE accounts SET used_bytes = GREATEST(used_bytes - $2, 0) WHERE id = $1")
+            .bind(account_id)
+            .bind(size)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<()> {
+        let from = canonical_name(from);
+        let to = canonical_name(to);
+        if from == "INBOX" {
+            return Err(StoreError::FailedPrecondition(
+                "renaming INBOX is not supported".into(),
+            ));
+        }
+        validate_name(&to)?;
+        if to == from || to.starts_with(&format!("{from}/")) {
+            return Err(invalid("a mailbox cannot be renamed into itself"));
+        }
+        self.mailbox_row(account, &from).await?;
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE mailboxes m SET name = $3 || substr(m.name, length($2) + 1) \
+             FROM accounts a WHERE a.id = m.account_id AND a.address = lower($1) \
+               AND (m.name = $2 OR left(m.name, length($2) + 1) = $2 || '/')",
+        )
+        .bind(account.trim())
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+                return Err(StoreError::AlreadyExists(format!(
+                    "mailbox {to:?} already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn subscribe_mailbox(&self, account: &str, name: &str, on: bool) -> Result<()> {
+        let name = canonical_name(name);
+        let done = sqlx::query(
+            "UPDATE mailboxes m SET subscribed = $3 FROM accounts a \
+             WHERE a.id = m.account_id AND a.address = lower($1) AND m.name = $2",
+        )
+        .bind(account.trim())
+        .bind(&name)
+        .bind(on)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no mailbox {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// The mailbox status, then one page of message states (read after the
+    /// status, so a change in between shows up twice rather than never).
+    pub async fn select_mailbox(
+        &self,
+        account: &str,
+        name: &str,
+        changed_since: u64,
+        uid_from: u32,
+        limit: u32,
+    ) -> Result<pb::SelectMailboxResponse> {
+        let mailbox = self.mailbox_row(account, name).await?;
+        let limit = match i64::from(limit) {
+            0 => DEFAULT_SELECT_PAGE,
+            n => n.min(MAX_SELECT_PAGE),
+        };
+        let since = i64::try_from(changed_since).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<String>, i64, bool)> = sqlx::query_as(
+            "SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM messages \
+             WHERE mailbox_id = $1 AND uid >= $2 \
+               AND (CASE WHEN $3 = 0 THEN expunged_modseq IS NULL ELSE modseq > $3 END) \
+             ORDER BY uid LIMIT $4",
+        )
+        .bind(mailbox.id)
+        .bind(i64::from(uid_from))
+        .bind(since)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let messages = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|(uid, flags, modseq, expunged)| pb::MessageState {
+                uid: u32_of(uid),
+                flags,
+                modseq: u64_of(modseq),
+                expunged,
+            })
+            .collect();
+        Ok(pb::SelectMailboxResponse {
+            mailbox: Some(mailbox_pb(mailbox)),
+            messages,
+            more,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_is_case_insensitive_and_names_are_checked() {
+        assert_eq!(canonical_name("inbox"), "INBOX");
+        assert_eq!(canonical_name("Inbox/Sub"), "INBOX/Sub");
+        assert_eq!(canonical_name("Inboxes"), "Inboxes");
+        assert!(validate_name("a/b").is_ok());
+        assert!(validate_name("a//b").is_err());
+        assert!(validate_name("/a").is_err());
+        assert!(validate_name("a\r\nb").is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! StoreFlags, Expunge and the lease RPCs through mailstore's gRPC API, on
+//! port-0 listeners against a fresh Postgres database and a temp-dir blob
+//! store (the set-up is copied from `api.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mailfleet_blob::BlobStore;
+use mailfleet_proto::v1 as pb;
+use mailfleet_runtime::config::SecretString;
+use mailfleet_runtime::grpc::{Admin, MailStore, admin_client, mailstore_client};
+use mailfleet_runtime::{CancellationToken, Config};
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const SERVICE_TOKEN: &str = "service-secret";
+const ADMIN_TOKEN: &str = "admin-secret";
+
+fn unique_db_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("mailstore_test_{tag}_{}_{nanos}", std::process::id())
+}
+
+fn config(db: &str, blob_dir: &std::path::Path) -> Config {
+    let mut c = Config::load(Vec::new()).unwrap();
+    c.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    c.database_max_connections = 8;
+    c.blob_url = format!("file://{}", blob_dir.display());
+    c.service_token = SecretString::new(SERVICE_TOKEN);
+    c.admin_token = SecretString::new(ADMIN_TOKEN);
+    // Cheap hashes keep the test fast; the cost is configuration.
+    c.argon2_memory_kib = 1024;
+    c.argon2_iterations = 1;
+    c.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+/// Drops the test database when the test ends, however it ends.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+struct Running {
+    grpc_url: String,
+    http: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(config: Config) -> Running {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let http_addr = http.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(mailstore::run(
+        config,
+        mailstore::Listeners { grpc, http },
+        shutdown.clone(),
+    ));
+    let running = Running {
+        grpc_url,
+        http: http_addr,
+        shutdown,
+        task,
+    };
+    wait_ready(&running).await;
+    running
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+/// Waits until /readyz answers 200 (migrations done, Postgres answering).
+async fn wait_ready(r: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(!r.task.is_finished(), "mailstore stopped during start-up");
+        if let Some(resp) = http_get(r.http, "/readyz").await
+            && resp.starts_with("HTTP/1.1 200")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "mailstore not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop(r: Running) {
+    r.shutdown.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+async fn put_blob(config: &Config, data: &[u8]) -> String {
+    let store = BlobStore::from_config(config).unwrap();
+    let mut w = store.writer();
+    w.write(data).await.unwrap();
+    w.finish().await.unwrap().id
+}
+
+fn uids(ranges: &[(u32, u32)]) -> Option<pb::UidSet> {
+    Some(pb::UidSet {
+        ranges: ranges
+            .iter()
+            .map(|&(first, last)| pb::UidRange { first, last })
+            .collect(),
+    })
+}
+
+async fn inbox(ms: &mut MailStore) -> pb::Mailbox {
+    ms.list_mailboxes(pb::ListMailboxesRequest {
+        account: "alice@example.test".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .mailboxes
+    .remove(0)
+}
+
+async fn store(
+    ms: &mut MailStore,
+    set: &[(u32, u32)],
+    mode: pb::FlagsMode,
+    flags: &[&str],
+    unchanged_since: u64,
+) -> Result<pb::StoreFlagsResponse, tonic::Status> {
+    ms.store_flags(pb::StoreFlagsRequest {
+        account: "alice@example.test".into(),
+        mailbox: String::new(),
+        uids: uids(set),
+        mode: mode as i32,
+        flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+        unchanged_since,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+async fn expunge(ms: &mut MailStore, set: &[(u32, u32)], only_deleted: bool) -> Vec<u32> {
+    ms.expunge(pb::ExpungeRequest {
+        account: "alice@example.test".into(),
+        mailbox: String::new(),
+        uids: uids(set),
+        only_deleted,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .expunged
+}
+
+async fn used_bytes(admin: &mut Admin) -> u64 {
+    admin
+        .list_accounts(pb::ListAccountsRequest {
+            domain: "example.test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts
+        .into_iter()
+        .find(|a| a.address == "alice@example.test")
+        .unwrap()
+        .used_bytes
+}
+
+async fn acquire(ms: &mut MailStore, resource: &str, ttl: u32) -> Option<String> {
+    let r = ms
+        .acquire_lease(pb::AcquireLeaseRequest {
+            account: "alice@example.test".into(),
+            resource: resource.into(),
+            holder: "test".into(),
+            ttl_seconds: ttl,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.acquired.then_some(r.lease_id)
+}
+
+async fn renew(ms: &mut MailStore, resource: &str, lease_id: &str) -> bool {
+    ms.renew_lease(pb::RenewLeaseRequest {
+        account: "alice@example.test".into(),
+        resource: resource.into(),
+        lease_id: lease_id.into(),
+        ttl_seconds: 60,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .renewed
+}
+
+async fn release(ms: &mut MailStore, resource: &str, lease_id: &str) {
+    ms.release_lease(pb::ReleaseLeaseRequest {
+        account: "alice@example.test".into(),
+        resource: resource.into(),
+        lease_id: lease_id.into(),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_expunge_and_leases() {
+    let db = Database(unique_db_name("flags"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: "alice@example.test".into(),
+            password: "pw".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
+
+    // Three messages, UIDs 1..=3.
+    let mut deliveries = Vec::new();
+    for i in 0..3 {
+        let data = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+        let blob_id = put_blob(&config, data.as_bytes()).await;
+        deliveries.push(pb::Delivery {
+            idempotency_key: format!("job-{i}"),
+            recipient: "alice@example.test".into(),
+            blob_id,
+            blob_size: data.len() as u64,
+            return_path: "s@example.org".into(),
+            internal_date_ms: 0,
+        });
+    }
+    ms.deliver(pb::DeliverRequest { deliveries }).await.unwrap();
+    let before = inbox(&mut ms).await;
+    assert_eq!((before.messages, before.unseen), (3, 3));
+    assert_eq!(used_bytes(&mut admin).await, before.size);
+
+    // ADD \Seen (any case) to UID 1: a new modseq, one fewer unseen.
+    let r = store(&mut ms, &[(1, 1)], pb::FlagsMode::FlagsAdd, &["\\SEEN"], 0)
+        .await
+        .unwrap();
+    assert_eq!(r.updated.len(), 1);
+    assert_eq!(r.updated[0].uid, 1);
+    assert_eq!(r.updated[0].flags, ["\\Seen"]);
+    assert!(r.updated[0].modseq > before.highestmodseq);
+    assert_eq!(r.highestmodseq, r.updated[0].modseq);
+    let seen_modseq = r.highestmodseq;
+    assert_eq!(inbox(&mut ms).await.unseen, 2);
+    // Adding it again changes nothing and spends no modseq.
+    let r = store(&mut ms, &[(1, 1)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
+        .await
+        .unwrap();
+    assert!(r.updated.is_empty());
+    assert_eq!(r.highestmodseq, seen_modseq);
+
+    // UNCHANGEDSINCE older than UID 1's modseq: UID 1 is reported, 2 and 3 change.
+    let r = store(
+        &mut ms,
+        &[(1, 0)],
+        pb::FlagsMode::FlagsAdd,
+        &["$Work"],
+        seen_modseq - 1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.modified, [1]);
+    assert_eq!(r.updated.iter().map(|u| u.uid).collect::<Vec<_>>(), [2, 3]);
+    // REPLACE over 1:* with \Deleted: UID 1 loses \Seen, so unseen is 3 again.
+    let r = store(
+        &mut ms,
+        &[(1, 0)],
+        pb::FlagsMode::FlagsReplace,
+        &["\\Deleted"],
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.updated.len(), 3);
+    assert!(r.updated.iter().all(|u| u.flags == ["\\Deleted"]));
+    assert_eq!(inbox(&mut ms).await.unseen, 3);
+    // REMOVE \Deleted from UID 3 and mark it seen.
+    store(
+        &mut ms,
+        &[(3, 3)],
+        pb::FlagsMode::FlagsRemove,
+        &["\\deleted"],
+        0,
+    )
+    .await
+    .unwrap();
+    store(&mut ms, &[(3, 3)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
+        .await
+        .unwrap();
+    let listed = ms
+        .list_messages(pb::ListMessagesRequest {
+            account: "alice@example.test".into(),
+            mailbox: String::new(),
+            uid_from: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed[2].flags, ["\\Seen"]);
+    assert_eq!(listed[0].flags, ["\\Deleted"]);
+    let size3 = listed[2].size;
+
+    // Bad input is INVALID_ARGUMENT.
+    for (mode, flag) in [
+        (pb::FlagsMode::FlagsAdd, "\\Recent"),
+        (pb::FlagsMode::FlagsAdd, "two words"),
+        (pb::FlagsMode::Unspecified, "\\Seen"),
+    ] {
+        let e = store(&mut ms, &[(1, 1)], mode, &[flag], 0)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{flag}");
+    }
+
+    // Expunge only \Deleted over everything: UIDs 1 and 2 go.
+    let before = inbox(&mut ms).await;
+    assert_eq!(expunge(&mut ms, &[(1, 0)], true).await, [1, 2]);
+    let after = inbox(&mut ms).await;
+    assert_eq!((after.messages, after.unseen, after.size), (1, 0, size3));
+    assert!(after.highestmodseq > before.highestmodseq);
+    assert_eq!(used_bytes(&mut admin).await, size3);
+    let listed = ms
+        .list_messages(pb::ListMessagesRequest {
+            account: "alice@example.test".into(),
+            mailbox: String::new(),
+            uid_from: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed.iter().map(|m| m.uid).collect::<Vec<_>>(), [3]);
+    let mut gone = ms
+        .get_body(pb::GetBodyRequest {
+            account: "alice@example.test".into(),
+            mailbox: String::new(),
+            uid: 1,
+            offset: 0,
+            length: 0,
+        })
+        .await;
+    if let Ok(stream) = &mut gone {
+        // The status may arrive as the first stream item instead.
+        let first = stream.get_mut().message().await;
+        assert!(first.is_err(), "an expunged message has no body");
+    } else {
+        assert_eq!(gone.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    // Flags of expunged messages cannot be changed; expunging again is a no-op.
+    let r = store(&mut ms, &[(1, 2)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
+        .await
+        .unwrap();
+    assert!(r.updated.is_empty());
+    assert!(expunge(&mut ms, &[(1, 2)], false).await.is_empty());
+    // Without only_deleted, UID 3 goes too; the counters are back to zero.
+    assert_eq!(expunge(&mut ms, &[(3, 3)], false).await, [3]);
+    let empty = inbox(&mut ms).await;
+    assert_eq!((empty.messages, empty.unseen, empty.size), (0, 0, 0));
+    assert_eq!(used_bytes(&mut admin).await, 0);
+
+    // Leases: one holder at a time; renew and release only by the holder.
+    let a = acquire(&mut ms, "pop3-maildrop", 60).await.unwrap();
+    assert!(acquire(&mut ms, "pop3-maildrop", 60).await.is_none());
+    assert!(acquire(&mut ms, "other", 60).await.is_some());
+    assert!(renew(&mut ms, "pop3-maildrop", &a).await);
+    assert!(!renew(&mut ms, "pop3-maildrop", "not-mine").await);
+    release(&mut ms, "pop3-maildrop", "not-mine").await;
+    assert!(acquire(&mut ms, "pop3-maildrop", 60).await.is_none());
+    release(&mut ms, "pop3-maildrop", &a).await;
+    let b = acquire(&mut ms, "pop3-maildrop", 1).await.unwrap();
+    assert!(!renew(&mut ms, "pop3-maildrop", &a).await);
+    // A lease that runs out is taken over, and its old holder cannot renew.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        if let Some(c) = acquire(&mut ms, "pop3-maildrop", 60).await {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!renew(&mut ms, "pop3-maildrop", &b).await);
+    assert!(renew(&mut ms, "pop3-maildrop", &c).await);
+    // Concurrent acquires: exactly one wins.
+    release(&mut ms, "pop3-maildrop", &c).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut ms = ms.clone();
+        tasks.push(tokio::spawn(async move {
+            acquire(&mut ms, "pop3-maildrop", 60).await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
+    let e = ms
+        .acquire_lease(pb::AcquireLeaseRequest {
+            account: "nobody@example.test".into(),
+            resource: "pop3-maildrop".into(),
+            holder: String::new(),
+            ttl_seconds: 60,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    stop(running).await;
+}

@@ -1,0 +1,282 @@
+//! Inbound message authentication on the MX role: SPF (RFC 7208) at MAIL
+//! FROM, DKIM (RFC 6376) and DMARC (RFC 7489) at the end of the data, with
+//! `mail-auth`, and the outcome as an `Authentication-Results` header
+//! (RFC 8601) put in front of the stored message.
+//!
+//! DNS goes through hickory's resolver, pointed at `dns_resolver` when it is
+//! set (tests run their own DNS server on loopback) or at the system
+//! resolver. A DMARC `p=reject` is honoured only when the operator enables
+//! `smtp_dmarc_reject`; otherwise the failure is recorded and the message kept.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator, SpfOutput,
+    dmarc::Policy, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
+};
+use mailfleet_runtime::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("invalid dns_resolver {0:?}: expected ip or ip:port")]
+    Address(String),
+    #[error("cannot set up the DNS resolver: {0}")]
+    Resolver(String),
+}
+
+/// How long one DNS question may take: a slow resolver delays the reply to
+/// MAIL FROM or to the end of data, never beyond the client's patience.
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// SPF/DKIM/DMARC checks; one per gateway, shared by every session.
+pub struct Verifier {
+    auth: MessageAuthenticator,
+    hostname: String,
+    reject: bool,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("hostname", &self.hostname)
+            .field("reject", &self.reject)
+            .finish()
+    }
+}
+
+/// The outcome of the checks on one message.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `Authentication-Results: …\r\n`, ready to prepend.
+    pub header: String,
+    /// The From domain when its DMARC policy says reject, the message fails
+    /// and rejection is enabled.
+    pub reject: Option<String>,
+    pub dmarc: &'static str,
+}
+
+impl Verifier {
+    /// `None` when `smtp_verify_inbound` is off.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, VerifyError> {
+        if !config.smtp_verify_inbound {
+            return Ok(None);
+        }
+        // `dns_resolver` is shared with delivery-worker's MX lookups: `ip` or `ip:port`.
+        let raw = config.dns_resolver.trim();
+        let resolver = if raw.is_empty() {
+            None
+        } else {
+            let parsed = raw
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| raw.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+            Some(parsed.ok_or_else(|| VerifyError::Address(raw.to_owned()))?)
+        };
+        Self::new(resolver, &config.hostname, config.smtp_dmarc_reject).map(Some)
+    }
+
+    /// `resolver`: a DNS server to ask (UDP, then TCP), or `None` for the
+    /// system configuration.
+    pub fn new(
+        resolver: Option<SocketAddr>,
+        hostname: &str,
+        reject: bool,
+    ) -> Result<Self, VerifyError> {
+        let auth = match resolver {
+            Some(addr) => {
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut c| {
+                        c.port = addr.port();
+                        c
+                    })
+                    .collect();
+                let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(
+                    addr.ip(),
+                    true,
+                    connections,
+                )]);
+                let mut options = ResolverOpts::default();
+                options.timeout = DNS_TIMEOUT;
+                options.attempts = 1;
+                MessageAuthenticator::new(config, options)
+            }
+            None => MessageAuthenticator::new_system_conf(),
+        }
+        .map_err(|e| VerifyError::Resolver(e.to_string()))?;
+        Ok(Self {
+            auth,
+            hostname: hostname.to_owned(),
+            reject,
+        })
+    }
+
+    /// SPF for the MAIL FROM identity (the HELO identity for the null
+    /// sender, RFC 7208 2.4).
+    pub async fn spf(&self, ip: IpAddr, helo: &str, sender: &str) -> SpfOutput {
+        let params = if sender.is_empty() {
+            SpfParameters::verify_ehlo(ip, helo, &self.hostname)
+        } else {
+            SpfParameters::verify_mail_from(ip, helo, &self.hostname, sender)
+        };
+        self.auth.verify_spf(params).await
+    }
+
+    /// DKIM and DMARC on `message` (the header block at least); `complete`
+    /// is false when only the start of a large message was kept, in which
+    /// case DKIM is not verified and DMARC can pass only through SPF.
+    pub async fn message(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+        spf: &SpfOutput,
+        message: &[u8],
+        complete: bool,
+    ) -> Verdict {
+        let mut results = AuthenticationResults::new(&self.hostname);
+        let sender_for_spf = if sender.is_empty() {
+            format!("postmaster@{helo}")
+        } else {
+            sender.to_owned()
+        };
+        results = results.with_spf_mailfrom_result(spf, ip, &sender_for_spf, helo);
+        let Some(parsed) = AuthenticatedMessage::parse(message) else {
+            // Not even a header block: nothing to align, keep SPF only.
+            return Verdict {
+                header: header_line(&results),
+                reject: None,
+                dmarc: "none",
+            };
+        };
+        let dkim = if complete {
+            self.auth.verify_dkim(&parsed).await
+        } else {
+            Vec::new()
+        };
+        let header_from = parsed.from().to_owned();
+        if !dkim.is_empty() {
+            results = results.with_dkim_results(&dkim, &header_from);
+        }
+        let mail_from_domain = match sender.rsplit_once('@') {
+            Some((_, domain)) => domain.to_owned(),
+            None => helo.to_owned(),
+        };
+        let dmarc = self
+            .auth
+            .verify_dmarc(DmarcParameters::new(&parsed, &dkim, &mail_from_domain, spf))
+            .await;
+        results = results.with_dmarc_result(&dmarc);
+        let header = header_line(&results);
+        let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
+        let label = match dmarc.result() {
+            DmarcResult::Pass => "pass",
+            DmarcResult::Fail(_) => "fail",
+            DmarcResult::TempError(_) => "temperror",
+            DmarcResult::PermError(_) => "permerror",
+            DmarcResult::None => "none",
+        };
+        let reject = (self.reject && failed && dmarc.policy() == Policy::Reject)
+            .then(|| dmarc.domain().to_owned());
+        Verdict {
+            header,
+            reject,
+            dmarc: label,
+        }
+    }
+}
+
+/// Removes `Authentication-Results` fields that claim to come from this
+/// server (`authserv-id` = `hostname`) from the header block of `message`
+/// (RFC 8601 5): only our own, freshly added field may speak for us.
+/// Returns `None` when there was nothing to remove.
+pub fn strip_forged_results(message: &[u8], hostname: &str) -> Option<Vec<u8>> {
+    let head_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |i| i + 2);
+    let head = &message[..head_end];
+    // Split the header block into fields (a field's continuation lines start
+    // with a space or a tab).
+    let mut fields: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < head.len() {
+        if head[i] == b'\n' {
+            let next = head.get(i + 1).copied();
+            if !matches!(next, Some(b' ' | b'\t')) {
+                fields.push(&head[start..=i]);
+                start = i + 1;
+            }
+        }
+        i += 1;
+    }
+    if start < head.len() {
+        fields.push(&head[start..]);
+    }
+    let ours = |field: &[u8]| {
+        let Some(colon) = field.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        if !field[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"authentication-results")
+        {
+            return false;
+        }
+        let value = String::from_utf8_lossy(&field[colon + 1..]);
+        let id = value
+            .trim_start()
+            .split(|c: char| c == ';' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        id.eq_ignore_ascii_case(hostname)
+    };
+    if !fields.iter().any(|f| ours(f)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for field in fields.into_iter().filter(|f| !ours(f)) {
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(&message[head_end..]);
+    Some(out)
+}
+
+/// The header as mail-auth writes it, folded and CRLF-terminated.
+fn header_line(results: &AuthenticationResults<'_>) -> String {
+    use mail_auth::common::headers::HeaderWriter;
+    let mut header = results.to_header();
+    if !header.ends_with("\r\n") {
+        header.push_str("\r\n");
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_forged_results;
+
+    #[test]
+    fn forged_results_for_our_name_are_removed_and_others_kept() {
+        let message = b"Authentication-Results: MX.local.test;\r\n\tdkim=pass\r\n\
+Authentication-Results: other.example; spf=pass\r\n\
+Subject: x\r\n\
+\r\n\
+Authentication-Results: mx.local.test; in the body stays\r\n";
+        let out = strip_forged_results(message, "mx.local.test").unwrap_or_default();
+        assert_eq!(
+            out,
+            b"Authentication-Results: other.example; spf=pass\r\n\
+Subject: x\r\n\
+\r\n\
+Authentication-Results: mx.local.test; in the body stays\r\n"
+                .to_vec()
+        );
+        assert!(strip_forged_results(b"Subject: y\r\n\r\nbody", "mx.local.test").is_none());
+    }
+}
