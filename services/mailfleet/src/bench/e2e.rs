@@ -14,6 +14,7 @@ use super::message::parse_marker;
 
 const POLL_PAUSE: Duration = Duration::from_millis(20);
 const CONCURRENT_CALLS: usize = 16;
+const PAGE: u32 = 1000;
 
 /// What is known about one message.
 #[derive(Clone, Copy, Default)]
@@ -131,7 +132,9 @@ pub async fn poll(
         let calls = accounts
             .iter()
             .enumerate()
-            .filter(|(i, _)| !finished || outstanding[*i] > 0)
+            // Only mailboxes still owed a message: polling the others would
+            // only load mailstore and slow the measurement's own rounds.
+            .filter(|(i, _)| outstanding[*i] > 0)
             .map(|(i, account)| {
                 let store = store.clone();
                 let account = account.clone();
@@ -182,16 +185,18 @@ async fn new_messages(
                 account: account.clone(),
                 mailbox: String::new(),
                 uid_from,
-                limit: 0,
+                limit: PAGE,
             })
             .await?
             .into_inner();
         let Some(last) = page.messages.last().map(|m| m.uid) else {
             return Ok(found);
         };
+        let full = page.messages.len() >= PAGE as usize;
         found.extend(page.messages.into_iter().map(|m| (m.uid, m.subject)));
         match last.checked_add(1) {
-            Some(next) if next > uid_from => uid_from = next,
+            // A short page is the end: no second call to learn it is empty.
+            Some(next) if full && next > uid_from => uid_from = next,
             _ => return Ok(found),
         }
     }
