@@ -463,6 +463,20 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        let missing: Vec<String> = Config::KEYS
+            .iter()
+            .map(|(name, _, _)| format!("`MAILFLEET_{}`", name.to_ascii_uppercase()))
+            .filter(|var| !readme.contains(var.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's configuration table lacks {missing:?}"
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));

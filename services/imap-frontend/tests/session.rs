@@ -369,6 +369,11 @@ async fn mbsync_syncs_both_ways() {
         .output()
         .is_err()
     {
+        // CI installs isync; there a missing mbsync is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mbsync is not installed (apt-get install isync)"
+        );
         eprintln!("mbsync not installed (apt-get install isync); skipping");
         return;
     }
