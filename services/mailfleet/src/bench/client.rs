@@ -1,11 +1,22 @@
 //! A small SMTP client for the load generator: EHLO, then transactions with
 //! MAIL, RCPT and DATA pipelined (RFC 2920) when the server offers it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+    ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// A plain or TLS connection.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
 
 /// Longest reply line accepted from the server.
 const MAX_LINE: usize = 4096;
@@ -22,6 +33,8 @@ pub enum ClientError {
     Malformed(String),
     #[error("unexpected reply {0} {1}")]
     Refused(u16, String),
+    #[error("the server does not offer STARTTLS")]
+    NoStartTls,
 }
 
 /// The last line of a (possibly multi-line) reply, and the code.
@@ -32,24 +45,79 @@ pub struct Reply {
 }
 
 pub struct Client {
-    reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: BufReader<ReadHalf<Stream>>,
+    writer: BufWriter<WriteHalf<Stream>>,
     pipelining: bool,
     line: Vec<u8>,
 }
 
+/// The bench measures the server, not the PKI: it accepts any certificate
+/// (dev and test stacks use self-signed ones).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    mailfleet_runtime::tls::install_crypto_provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 impl Client {
-    /// Connects, reads the greeting and says EHLO.
-    pub async fn connect(target: &str, ehlo: &str) -> Result<Client, ClientError> {
+    /// Connects, reads the greeting and says EHLO; with `starttls`, upgrades
+    /// the session (RFC 3207) and says EHLO again.
+    pub async fn connect(target: &str, ehlo: &str, starttls: bool) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(target).await?;
         stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        let mut client = Client {
-            reader: BufReader::new(r),
-            writer: BufWriter::new(w),
-            pipelining: false,
-            line: Vec::new(),
-        };
+        let mut client = Self::over(Box::new(stream));
         let greeting = client.reply().await?;
         if greeting.code != 220 {
             return Err(ClientError::Refused(
@@ -57,16 +125,55 @@ impl Client {
                 greeting.lines.join(" "),
             ));
         }
-        client.command(&format!("EHLO {ehlo}\r\n")).await?;
-        let ehlo = client.reply().await?;
+        let offers = client.ehlo(ehlo).await?;
+        if starttls {
+            if !offers.iter().any(|k| k.eq_ignore_ascii_case("STARTTLS")) {
+                return Err(ClientError::NoStartTls);
+            }
+            client.command("STARTTLS\r\n").await?;
+            let ready = client.reply().await?;
+            if ready.code != 220 {
+                return Err(ClientError::Refused(ready.code, ready.lines.join(" ")));
+            }
+            let plain = client
+                .reader
+                .into_inner()
+                .unsplit(client.writer.into_inner());
+            let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+            let name = ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+            let tls = tls_connector().connect(name, plain).await?;
+            client = Self::over(Box::new(tls));
+            client.ehlo(ehlo).await?;
+        }
+        Ok(client)
+    }
+
+    fn over(stream: Stream) -> Client {
+        let (r, w) = tokio::io::split(stream);
+        Client {
+            reader: BufReader::new(r),
+            writer: BufWriter::new(w),
+            pipelining: false,
+            line: Vec::new(),
+        }
+    }
+
+    /// Says EHLO and returns the offered extension keywords.
+    async fn ehlo(&mut self, name: &str) -> Result<Vec<String>, ClientError> {
+        self.command(&format!("EHLO {name}\r\n")).await?;
+        let ehlo = self.reply().await?;
         if ehlo.code != 250 {
             return Err(ClientError::Refused(ehlo.code, ehlo.lines.join(" ")));
         }
-        client.pipelining = ehlo.lines.iter().any(|l| {
-            l.get(4..)
-                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-        });
-        Ok(client)
+        let offers: Vec<String> = ehlo
+            .lines
+            .iter()
+            .skip(1)
+            .filter_map(|l| l.get(4..))
+            .map(|k| k.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect();
+        self.pipelining = offers.iter().any(|k| k.eq_ignore_ascii_case("PIPELINING"));
+        Ok(offers)
     }
 
     /// One transaction; `message` is the complete message, CRLF line ends,

@@ -76,6 +76,9 @@ pub struct SmtpArgs {
     /// Skip the end-to-end measurement.
     #[arg(long)]
     pub no_e2e: bool,
+    /// Upgrade every connection with STARTTLS (the certificate is not checked).
+    #[arg(long)]
+    pub starttls: bool,
 }
 
 pub async fn smtp(args: SmtpArgs) -> ExitCode {
@@ -138,7 +141,7 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Fail fast, with one sentence, when the target does not answer.
-    Client::connect(&args.target, "bench.mailfleet.test")
+    Client::connect(&args.target, "bench.mailfleet.test", args.starttls)
         .await
         .map_err(|e| anyhow!("cannot open an SMTP session with {}: {e}", args.target))?
         .quit()
@@ -294,19 +297,21 @@ async fn sender(
         }
         let c = match client.as_mut() {
             Some(c) => c,
-            None => match Client::connect(&args.target, "bench.mailfleet.test").await {
-                Ok(c) => client.insert(c),
-                Err(e) => {
-                    *local.codes.entry(error_kind(&e)).or_default() += 1;
-                    failures_in_a_row += 1;
-                    if failures_in_a_row >= 5 {
-                        eprintln!("A connection gives up after 5 failures in a row: {e}");
-                        break;
+            None => {
+                match Client::connect(&args.target, "bench.mailfleet.test", args.starttls).await {
+                    Ok(c) => client.insert(c),
+                    Err(e) => {
+                        *local.codes.entry(error_kind(&e)).or_default() += 1;
+                        failures_in_a_row += 1;
+                        if failures_in_a_row >= 5 {
+                            eprintln!("A connection gives up after 5 failures in a row: {e}");
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
                 }
-            },
+            }
         };
         let to = &recipients[ledger.account_of(seq)];
         let body = message::message(&run_id, seq, &args.from, to, args.size);
@@ -341,6 +346,7 @@ fn error_kind(e: &ClientError) -> String {
         ClientError::Timeout(_) => "timeout".into(),
         ClientError::Malformed(_) => "malformed reply".into(),
         ClientError::Refused(code, _) => format!("session refused {code}"),
+        ClientError::NoStartTls => "no STARTTLS offered".into(),
     }
 }
 

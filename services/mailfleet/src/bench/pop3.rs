@@ -197,7 +197,7 @@ async fn seed(target: &Target, smtp: &str, account: &str, sizes: &[usize]) -> an
     if have >= sizes.len() {
         return Ok(());
     }
-    let mut client = SmtpClient::connect(smtp, "bench.mailfleet.test")
+    let mut client = SmtpClient::connect(smtp, "bench.mailfleet.test", false)
         .await
         .map_err(|e| anyhow!("cannot open an SMTP session with {smtp}: {e}"))?;
     for (i, &size) in sizes.iter().enumerate().skip(have) {
