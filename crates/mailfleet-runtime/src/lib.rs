@@ -8,6 +8,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 //! - [`grpc`]: the bearer-token credentials of the internal plane.
 //! - [`listener`]: the shared TCP accept loop with connection limits.
+//! - [`readiness`]: readiness that follows mailstore answering.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers from load balancers.
 //! - [`tls`]: rustls server configuration from PEM files, reloaded when they
 //!   change, and self-signed material for `mailfleet dev`.
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod http;
 pub mod listener;
 pub mod proxy_protocol;
+pub mod readiness;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

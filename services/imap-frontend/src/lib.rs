@@ -19,7 +19,6 @@ mod events;
 mod extra;
 mod fetch;
 mod metrics;
-mod readiness;
 mod search;
 mod session;
 
@@ -127,7 +126,7 @@ pub async fn run(
     let metrics = metrics::Metrics::new(&mut registry);
     let health = Health::new();
     let tracker = TaskTracker::new();
-    tracker.spawn(readiness::watch(
+    tracker.spawn(mailfleet_runtime::readiness::watch_mailstore(
         client.clone(),
         health.register("mailstore"),
         shutdown.clone(),

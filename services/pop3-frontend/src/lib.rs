@@ -23,7 +23,6 @@ mod line;
 mod maildrop;
 mod metrics;
 pub mod proto;
-mod readiness;
 mod session;
 
 use std::sync::Arc;
@@ -87,7 +86,7 @@ pub async fn run(
 
     let health = Health::new();
     let tracker = TaskTracker::new();
-    tracker.spawn(readiness::watch(
+    tracker.spawn(mailfleet_runtime::readiness::watch_mailstore(
         client.clone(),
         health.register("mailstore"),
         shutdown.clone(),

@@ -1,19 +1,21 @@
-//! Readiness follows mailstore: a cheap authenticated call every few seconds.
-//! It proves both that mailstore answers (its database included) and that it
-//! accepts our service token.
+//! Readiness of a service that depends on mailstore: a cheap authenticated
+//! call every few seconds proves both that mailstore answers (its database
+//! included) and that it accepts the service token.
 
 use std::time::Duration;
 
 use mailfleet_proto::v1::ListMailboxesRequest;
-use mailfleet_runtime::CancellationToken;
-use mailfleet_runtime::grpc::MailStore;
-use mailfleet_runtime::http::HealthFlag;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::MailStore;
+use crate::http::HealthFlag;
 use tonic::Code;
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(crate) async fn watch(mut client: MailStore, flag: HealthFlag, shutdown: CancellationToken) {
+/// Keeps `flag` equal to whether mailstore answers, until `shutdown`.
+pub async fn watch_mailstore(mut client: MailStore, flag: HealthFlag, shutdown: CancellationToken) {
     loop {
         let ok = probe(&mut client).await;
         if ok != flag.get() {
