@@ -635,3 +635,70 @@ pub fn split_trace_headers(stored: &[u8]) -> (Vec<String>, &[u8]) {
     }
     (trace, &stored[pos..])
 }
+
+/// A self-signed certificate for loopback and a free port for every listener
+/// that TLS turns on (submission, IMAP, POP3 and their implicit-TLS ports),
+/// so a stack with TLS never binds a well-known port.
+pub struct TlsSetup {
+    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    key: PathBuf,
+    ports: BTreeMap<&'static str, u16>,
+}
+
+impl TlsSetup {
+    const LISTENERS: [&'static str; 6] = [
+        "SUBMISSION",
+        "SUBMISSIONS",
+        "IMAP",
+        "IMAPS",
+        "POP3",
+        "POP3S",
+    ];
+
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) =
+            mailfleet_runtime::tls::ensure_self_signed(dir.path(), &["localhost", "127.0.0.1"])
+                .expect("self-signed certificate");
+        let ports = Self::LISTENERS.iter().map(|l| (*l, free_port())).collect();
+        Self {
+            _dir: dir,
+            cert,
+            key,
+            ports,
+        }
+    }
+
+    /// The port of a listener, by its setting's middle part ("IMAPS").
+    pub fn port(&self, listener: &str) -> u16 {
+        self.ports[listener]
+    }
+
+    /// The settings: certificate, key and every listen address; `extra`
+    /// settings are appended.
+    pub fn env(&self, extra: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "MAILFLEET_TLS_CERT".to_owned(),
+                self.cert.display().to_string(),
+            ),
+            (
+                "MAILFLEET_TLS_KEY".to_owned(),
+                self.key.display().to_string(),
+            ),
+        ];
+        env.extend(
+            self.ports
+                .iter()
+                .map(|(l, p)| (format!("MAILFLEET_{l}_LISTEN"), format!("127.0.0.1:{p}"))),
+        );
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        env
+    }
+}
+
+/// Borrows owned settings in the form `Stack::start` takes.
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}

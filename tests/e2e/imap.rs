@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Blobs, Stack, Svc, free_port, run};
+use crate::harness::{Blobs, Stack, Svc, TlsSetup, env_refs, run};
 
 const ALICE: &str = "alice@example.test";
 const PASSWORD: &str = "secret-pw";
@@ -17,40 +17,15 @@ struct ImapStack {
     imap: u16,
     imaps: u16,
     cert: std::path::PathBuf,
-    _tls: tempfile::TempDir,
+    _tls: TlsSetup,
 }
 
 fn start() -> ImapStack {
-    let tls = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls.path(), &["localhost", "127.0.0.1"])
-            .unwrap();
-    let (imap, imaps) = (free_port(), free_port());
-    let env = [
-        ("MAILFLEET_IMAP_LISTEN", format!("127.0.0.1:{imap}")),
-        ("MAILFLEET_IMAPS_LISTEN", format!("127.0.0.1:{imaps}")),
-        ("MAILFLEET_TLS_CERT", cert.display().to_string()),
-        ("MAILFLEET_TLS_KEY", key.display().to_string()),
-        // With TLS configured other services may open their TLS ports too:
-        // keep them off the well-known ones.
-        (
-            "MAILFLEET_SUBMISSION_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_POP3_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_POP3S_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-    ];
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tls = TlsSetup::new();
+    let (imap, imaps) = (tls.port("IMAP"), tls.port("IMAPS"));
+    let cert = tls.cert.clone();
+    let env = tls.env(&[]);
+    let env_ref = env_refs(&env);
     let mut stack = Stack::start(Blobs::Local, &[ALICE], &env_ref);
     stack.spawn(Svc::ImapFrontend);
     stack.wait_ready(Svc::ImapFrontend);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Blobs, Stack, Svc, free_port, run};
+use crate::harness::{Blobs, Stack, Svc, TlsSetup, env_refs, run};
 
 const ALICE: &str = "alice@example.test";
 const PASSWORD: &str = "secret-pw";
@@ -18,42 +18,16 @@ struct Pop3Stack {
     pop3: u16,
     pop3s: u16,
     cert: std::path::PathBuf,
-    _tls: tempfile::TempDir,
+    _tls: TlsSetup,
 }
 
 fn start() -> Pop3Stack {
-    let tls = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls.path(), &["localhost", "127.0.0.1"])
-            .unwrap();
-    let (pop3, pop3s) = (free_port(), free_port());
-    let env = [
-        ("MAILFLEET_POP3_LISTEN", format!("127.0.0.1:{pop3}")),
-        ("MAILFLEET_POP3S_LISTEN", format!("127.0.0.1:{pop3s}")),
-        ("MAILFLEET_TLS_CERT", cert.display().to_string()),
-        ("MAILFLEET_TLS_KEY", key.display().to_string()),
-        // A short lease so the crash test does not wait a minute.
-        ("MAILFLEET_POP3_LEASE_TTL", "5s".to_owned()),
-        // With TLS configured other services may open their TLS ports too:
-        // keep them off the well-known ones.
-        (
-            "MAILFLEET_SUBMISSION_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_IMAP_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        (
-            "MAILFLEET_IMAPS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-    ];
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tls = TlsSetup::new();
+    let (pop3, pop3s) = (tls.port("POP3"), tls.port("POP3S"));
+    let cert = tls.cert.clone();
+    // A short lease so the crash test does not wait a minute.
+    let env = tls.env(&[("MAILFLEET_POP3_LEASE_TTL", "5s".to_owned())]);
+    let env_ref = env_refs(&env);
     let mut stack = Stack::start(Blobs::Local, &[ALICE], &env_ref);
     stack.spawn(Svc::Pop3Frontend);
     stack.wait_ready(Svc::Pop3Frontend);

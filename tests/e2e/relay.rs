@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Blobs, Stack, Svc, free_port};
+use crate::harness::{Blobs, Stack, Svc, TlsSetup, env_refs, free_port};
 
 const ALICE: &str = "alice@example.test";
 const PASSWORD: &str = "secret-pw";
@@ -325,30 +325,17 @@ fn assert_dkim_pass(message: &[u8], record: &(String, String)) {
 
 #[test]
 fn relay_retries_bounces_and_dkim() {
-    let tls = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls.path(), &["localhost", "127.0.0.1"])
-            .unwrap();
+    let tls = TlsSetup::new();
     let peer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer_port = peer_listener.local_addr().unwrap().port();
     let peer = Peer::start(peer_listener);
     let late_port = free_port();
     let never_port = free_port();
-    let submission = free_port();
+    let submission = tls.port("SUBMISSION");
     let routes = format!(
         "remote.test=127.0.0.1:{peer_port},down.test=127.0.0.1:{late_port},never.test=127.0.0.1:{never_port}"
     );
-    let env = [
-        ("MAILFLEET_TLS_CERT", cert.display().to_string()),
-        ("MAILFLEET_TLS_KEY", key.display().to_string()),
-        (
-            "MAILFLEET_SUBMISSION_LISTEN",
-            format!("127.0.0.1:{submission}"),
-        ),
-        (
-            "MAILFLEET_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
+    let env = tls.env(&[
         ("MAILFLEET_RELAY_ROUTES", routes),
         ("MAILFLEET_RETRY_SCHEDULE", "1s,2s".into()),
         ("MAILFLEET_DELIVERY_LIFETIME", "12s".into()),
@@ -358,8 +345,8 @@ fn relay_retries_bounces_and_dkim() {
             "e2e-dkim-secret-0123456789abcdef0123456789".into(),
         ),
         ("MAILFLEET_RELAY_TIMEOUT", "10s".into()),
-    ];
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ]);
+    let env_ref = env_refs(&env);
     let stack = Stack::start(Blobs::Local, &[ALICE], &env_ref);
     let record = dkim_record(&stack);
 
@@ -500,32 +487,19 @@ fn message_id(data: &[u8]) -> String {
 /// the process: the RFC 5321 6.1 duplicate).
 #[test]
 fn relay_survives_a_worker_crash() {
-    let tls = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls.path(), &["localhost", "127.0.0.1"])
-            .unwrap();
+    let tls = TlsSetup::new();
     let peer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer_port = peer_listener.local_addr().unwrap().port();
     let peer = Peer::start(peer_listener);
     peer.state
         .data_delay_ms
         .store(200, std::sync::atomic::Ordering::SeqCst);
-    let submission = free_port();
-    let env = [
-        ("MAILFLEET_TLS_CERT", cert.display().to_string()),
-        ("MAILFLEET_TLS_KEY", key.display().to_string()),
-        (
-            "MAILFLEET_SUBMISSION_LISTEN",
-            format!("127.0.0.1:{submission}"),
-        ),
-        (
-            "MAILFLEET_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        ),
+    let submission = tls.port("SUBMISSION");
+    let env = tls.env(&[
         ("MAILFLEET_RELAY_ROUTES", format!("*=127.0.0.1:{peer_port}")),
         ("MAILFLEET_RETRY_SCHEDULE", "1s".into()),
-    ];
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ]);
+    let env_ref = env_refs(&env);
     let mut stack = Stack::start(Blobs::Local, &[ALICE], &env_ref);
 
     const N: usize = 40;

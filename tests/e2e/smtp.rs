@@ -5,28 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Blobs, Stack, free_port};
+use crate::harness::{Blobs, Stack, TlsSetup, env_refs};
 
 #[test]
 fn submission_over_starttls_and_implicit_tls_reaches_the_mailbox() {
-    let tls = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls.path(), &["localhost", "127.0.0.1"])
-            .unwrap();
-    let (submission, submissions) = (free_port(), free_port());
-    let env = [
-        ("MAILFLEET_TLS_CERT", cert.display().to_string()),
-        ("MAILFLEET_TLS_KEY", key.display().to_string()),
-        (
-            "MAILFLEET_SUBMISSION_LISTEN",
-            format!("127.0.0.1:{submission}"),
-        ),
-        (
-            "MAILFLEET_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{submissions}"),
-        ),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tls = TlsSetup::new();
+    let (submission, submissions) = (tls.port("SUBMISSION"), tls.port("SUBMISSIONS"));
+    let env = tls.env(&[]);
+    let env = env_refs(&env);
     let stack = Stack::start(
         Blobs::Local,
         &["alice@example.test", "bob@example.test"],
