@@ -234,8 +234,12 @@ settings! {
     smtp_max_line_length: usize = "2048";
     /// Most commands in one SMTP session.
     smtp_max_commands: usize = "10000";
-    /// How long an SMTP client may stay silent (RFC 5321 4.5.3.2 suggests 5 minutes).
+    /// How long an SMTP client may take to send its next command (RFC 5321 4.5.3.2.7: at least 5 minutes).
     smtp_timeout: Duration = "5m";
+    /// How long an SMTP client may pause inside DATA or BDAT before the session is closed (RFC 5321 4.5.3.2.5: 3 minutes per data block).
+    smtp_data_timeout: Duration = "3m";
+    /// Command timeout on the submission listeners until the client has authenticated (an unauthenticated session holds a slot for nothing).
+    smtp_preauth_timeout: Duration = "60s";
     /// Longest wait for the broker's publisher confirm before answering 451.
     smtp_publish_timeout: Duration = "15s";
     /// Failed SMTP AUTH attempts per client IP or per account before further attempts are refused.

@@ -483,10 +483,19 @@ impl<B: Backend> Connection<B> {
 
     /// Flushes the pending replies, then waits for more input. Only the
     /// command loop is `interruptible` by shutdown: a transaction in DATA
-    /// finishes first.
+    /// finishes first. The timeout is the one of the step the session is in.
     async fn fill(&mut self, interruptible: bool) -> io::Result<Read> {
         self.flush().await?;
-        let timeout = self.gw.settings.timeout;
+        let settings = &self.gw.settings;
+        // RFC 5321 4.5.3.2: one timer per step. Only the command loop is
+        // interruptible, so that is where the session waits for a command.
+        let timeout = if !interruptible {
+            settings.data_timeout
+        } else if self.session.role.is_submission() && self.session.account.is_none() {
+            settings.preauth_timeout
+        } else {
+            settings.timeout
+        };
         let Self {
             stream,
             input,

@@ -45,7 +45,12 @@ pub struct Settings {
     pub max_recipients: usize,
     pub max_line_length: usize,
     pub max_commands: usize,
+    /// Wait for the next command (RFC 5321 4.5.3.2.7).
     pub timeout: Duration,
+    /// Wait for more body octets inside DATA or BDAT (RFC 5321 4.5.3.2.5).
+    pub data_timeout: Duration,
+    /// Wait for the next command on submission before AUTH succeeded.
+    pub preauth_timeout: Duration,
     /// Password AUTH without TLS (off: only under TLS).
     pub allow_plaintext_auth: bool,
     /// Largest message kept in memory for DKIM on the MX role.
@@ -64,6 +69,8 @@ impl Settings {
             max_line_length: config.smtp_max_line_length.max(512),
             max_commands: config.smtp_max_commands.max(1),
             timeout: config.smtp_timeout,
+            data_timeout: config.smtp_data_timeout,
+            preauth_timeout: config.smtp_preauth_timeout.min(config.smtp_timeout),
             allow_plaintext_auth: config.allow_plaintext_auth,
             verify_max_size: config.smtp_verify_max_size,
             max_text_line: config.smtp_max_text_line,

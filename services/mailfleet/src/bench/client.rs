@@ -1,6 +1,7 @@
 //! A small SMTP client for the load generator: EHLO, then transactions with
 //! MAIL, RCPT and DATA pipelined (RFC 2920) when the server offers it.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -8,7 +9,7 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
     ReadHalf, WriteHalf,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A plain or TLS connection.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -58,7 +59,34 @@ impl Client {
     /// Connects, reads the greeting and says EHLO; with `starttls`, upgrades
     /// the session (RFC 3207) and says EHLO again.
     pub async fn connect(target: &str, ehlo: &str, starttls: bool) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(target).await?;
+        Self::connect_from(target, None, ehlo, starttls).await
+    }
+
+    /// As [`Client::connect`], from a chosen local address (the idle bench
+    /// spreads its sessions over several loopback addresses so the server's
+    /// per-IP connection limit stays in force).
+    pub async fn connect_from(
+        target: &str,
+        source: Option<IpAddr>,
+        ehlo: &str,
+        starttls: bool,
+    ) -> Result<Client, ClientError> {
+        let stream = match source {
+            None => TcpStream::connect(target).await?,
+            Some(ip) => {
+                let remote = tokio::net::lookup_host(target)
+                    .await?
+                    .find(|a| a.is_ipv4() == ip.is_ipv4())
+                    .ok_or_else(|| std::io::Error::other(format!("{target}: no address")))?;
+                let socket = if ip.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(remote).await?
+            }
+        };
         stream.set_nodelay(true)?;
         let mut client = Self::over(Box::new(stream));
         let greeting = client.reply().await?;

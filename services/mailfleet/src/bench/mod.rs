@@ -7,9 +7,12 @@
 //! environment, or the dev file) it also gives the end-to-end latency from
 //! the 250 to the message being visible in mailstore (p50/p99) and the
 //! end-to-end rate, and in every case the peak RSS of each service process.
+//! With `--idle N` it sends nothing and measures what N open, idle sessions
+//! cost smtp-gateway in memory (`idle`).
 
 mod client;
 mod e2e;
+mod idle;
 mod message;
 mod pop3;
 mod rss;
@@ -79,6 +82,13 @@ pub struct SmtpArgs {
     /// Upgrade every connection with STARTTLS (the certificate is not checked).
     #[arg(long)]
     pub starttls: bool,
+    /// Instead of sending mail, hold this many sessions open and idle after
+    /// EHLO (STARTTLS too with --starttls) and report smtp-gateway's memory.
+    #[arg(long, value_name = "SESSIONS")]
+    pub idle: Option<usize>,
+    /// With --idle: how long to hold the sessions before measuring.
+    #[arg(long, default_value = "5s", value_parser = mailfleet_runtime::config::parse_duration)]
+    pub hold: Duration,
 }
 
 pub async fn smtp(args: SmtpArgs) -> ExitCode {
@@ -96,6 +106,9 @@ struct Tally {
 }
 
 async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(sessions) = args.idle {
+        return idle::run(&args, sessions).await;
+    }
     if args.connections == 0 || args.messages == 0 {
         return Err(anyhow!("--connections and --messages must be at least 1"));
     }

@@ -30,20 +30,23 @@ pub fn service_processes() -> Vec<ServiceProcess> {
     let mut found: Vec<ServiceProcess> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let dir = Path::new("/proc").join(pid.to_string());
-            let name = service_name(&std::fs::read(dir.join("cmdline")).ok()?)?;
-            let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            Some(ServiceProcess {
-                pid,
-                name,
-                hwm_kib: status_kib(&status, "VmHWM:")?,
-                rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
-            })
-        })
+        .filter_map(process)
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name).then(a.pid.cmp(&b.pid)));
     found
+}
+
+/// One service process by pid, if it still runs.
+pub fn process(pid: u32) -> Option<ServiceProcess> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let name = service_name(&std::fs::read(dir.join("cmdline")).ok()?)?;
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    Some(ServiceProcess {
+        pid,
+        name,
+        hwm_kib: status_kib(&status, "VmHWM:")?,
+        rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
+    })
 }
 
 /// The service a command line runs, if it is one.

@@ -1,6 +1,9 @@
 //! The SMTP dialogue end to end on a socket, with the fake backend.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use smtp_gateway::Role;
 
 use crate::support::{FakeBackend, Raw, Server, config, python};
 
@@ -313,6 +316,66 @@ async fn idle_client_times_out_and_command_limit_holds() {
     assert!(busy.cmd("NOOP").await.starts_with("421"));
     assert!(busy.closed().await);
     server.stop().await;
+}
+
+/// RFC 5321 4.5.3.2: a stalled DATA block times out on its own (shorter)
+/// timer while a session between commands is still given its full one.
+#[tokio::test]
+async fn data_pause_times_out_on_its_own_timer() {
+    let backend = FakeBackend::default();
+    let server = Server::start(
+        &config(&[("smtp_timeout", "30s"), ("smtp_data_timeout", "300ms")]),
+        backend.clone(),
+    )
+    .await;
+    let mut waiting = Raw::greeted(server.port).await;
+    assert!(waiting.cmd("EHLO c.example").await.starts_with("250"));
+
+    let mut stalled = Raw::greeted(server.port).await;
+    for line in [
+        "EHLO c.example",
+        "MAIL FROM:<a@b.example>",
+        "RCPT TO:<x@local.test>",
+    ] {
+        assert!(stalled.cmd(line).await.starts_with("250"));
+    }
+    assert!(stalled.cmd("DATA").await.starts_with("354"));
+    stalled.send(b"Subject: half a message\r\n").await;
+    let reply = stalled.reply().await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    assert!(stalled.closed().await);
+    assert!(
+        backend.0.jobs.lock().unwrap().is_empty(),
+        "a cut-off message is never queued"
+    );
+
+    // Well past the data timeout, the session between commands lives on.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(waiting.cmd("NOOP").await.starts_with("250"));
+    server.stop().await;
+}
+
+/// Submission gives a client that has not authenticated a shorter command
+/// timeout than the MX role gives its peers.
+#[tokio::test]
+async fn submission_before_auth_has_the_shorter_timeout() {
+    let settings = [("smtp_timeout", "30s"), ("smtp_preauth_timeout", "300ms")];
+    let submission =
+        Server::start_tls(&config(&settings), FakeBackend::default(), Role::Submission).await;
+    let mx = Server::start(&config(&settings), FakeBackend::default()).await;
+    let mut peer = Raw::greeted(mx.port).await;
+    assert!(peer.cmd("EHLO c.example").await.starts_with("250"));
+
+    let mut user = Raw::greeted(submission.port).await;
+    assert!(user.cmd("EHLO laptop.example").await.starts_with("250"));
+    let reply = user.reply().await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    assert!(user.closed().await);
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(peer.cmd("NOOP").await.starts_with("250"));
+    submission.stop().await;
+    mx.stop().await;
 }
 
 #[tokio::test]
