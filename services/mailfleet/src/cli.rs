@@ -207,6 +207,8 @@ pub enum BenchCommand {
     Smtp(crate::bench::SmtpArgs),
     /// POP3 sessions/s, RETR throughput and memory per concurrent session.
     Pop3(crate::bench::Pop3Args),
+    /// IMAP commands/s for a mix, full sessions/s, first sync of a large mailbox, memory per IDLE session.
+    Imap(crate::bench::ImapArgs),
 }
 
 /// Parses `std::env::args`, adding the environment table to `--help`.
@@ -255,6 +257,9 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Bench {
             command: BenchCommand::Pop3(args),
         } => crate::bench::pop3(args).await,
+        Command::Bench {
+            command: BenchCommand::Imap(args),
+        } => crate::bench::imap(args).await,
     }
 }
 

@@ -33,7 +33,7 @@ pub async fn run(args: &SmtpArgs, sessions: usize) -> anyhow::Result<ExitCode> {
         .await?
         .next()
         .is_some_and(|a| a.ip().is_loopback() && a.is_ipv4());
-    let gateway = gateway_pid()?;
+    let gateway = gateway_pid(&args.target)?;
     let before = rss_kib(gateway).ok_or_else(|| anyhow!("smtp-gateway has exited"))?;
 
     eprintln!(
@@ -114,23 +114,15 @@ fn source_address(session: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 1, 1)) + n))
 }
 
-/// The one smtp-gateway process on this machine.
-fn gateway_pid() -> anyhow::Result<u32> {
-    let gateways: Vec<u32> = rss::service_processes()
-        .into_iter()
-        .filter(|p| p.name == "smtp-gateway")
+/// The smtp-gateway serving `target`.
+fn gateway_pid(target: &str) -> anyhow::Result<u32> {
+    rss::serving("smtp-gateway", "MAILFLEET_SMTP_LISTEN", target)
         .map(|p| p.pid)
-        .collect();
-    match gateways[..] {
-        [pid] => Ok(pid),
-        [] => Err(anyhow!(
-            "no smtp-gateway process found in /proc; --idle measures a gateway on this machine"
-        )),
-        _ => Err(anyhow!(
-            "{} smtp-gateway processes found ({gateways:?}); --idle needs exactly one",
-            gateways.len()
-        )),
-    }
+        .ok_or_else(|| {
+            anyhow!(
+                "no smtp-gateway serving {target} found in /proc; --idle measures a gateway on this machine"
+            )
+        })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

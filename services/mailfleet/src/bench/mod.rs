@@ -13,10 +13,12 @@
 mod client;
 mod e2e;
 mod idle;
+mod imap;
 mod message;
 mod pop3;
 mod rss;
 
+pub use imap::{ImapArgs, imap};
 pub use pop3::{Pop3Args, pop3};
 
 use std::collections::BTreeMap;
@@ -447,7 +449,7 @@ fn report(
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -151,27 +151,9 @@ impl Pop3 {
     }
 }
 
-/// (current, peak) RSS in KiB of the pop3-frontend serving `target`: the
-/// one whose environment names that listen address, or the only one.
+/// (current, peak) RSS in KiB of the pop3-frontend serving `target`.
 fn pop3_rss(target: &str) -> Option<(u64, u64)> {
-    let procs: Vec<_> = rss::service_processes()
-        .into_iter()
-        .filter(|p| p.name == "pop3-frontend")
-        .collect();
-    let wanted = format!("MAILFLEET_POP3_LISTEN={target}");
-    let serving: Vec<_> = procs
-        .iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{}/environ", p.pid))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == wanted.as_bytes()))
-        })
-        .collect();
-    let chosen = match (serving.as_slice(), procs.as_slice()) {
-        ([one], _) => Some(*one),
-        ([], [one]) => Some(one),
-        _ => None,
-    };
-    chosen.map(|p| (p.rss_kib, p.hwm_kib))
+    rss::serving("pop3-frontend", "MAILFLEET_POP3_LISTEN", target).map(|p| (p.rss_kib, p.hwm_kib))
 }
 
 /// Makes sure `account` holds exactly `sizes.len()` messages, seeding them

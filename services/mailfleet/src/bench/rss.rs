@@ -49,6 +49,25 @@ pub fn process(pid: u32) -> Option<ServiceProcess> {
     })
 }
 
+/// The `name` process serving `target`: the one whose environment sets
+/// `listen_var` to that address, or else the only `name` process.
+pub fn serving(name: &str, listen_var: &str, target: &str) -> Option<ServiceProcess> {
+    let mut procs: Vec<_> = service_processes()
+        .into_iter()
+        .filter(|p| p.name == name)
+        .collect();
+    let wanted = format!("{listen_var}={target}");
+    let serving = procs.iter().position(|p| {
+        std::fs::read(format!("/proc/{}/environ", p.pid))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == wanted.as_bytes()))
+    });
+    match serving {
+        Some(i) => Some(procs.swap_remove(i)),
+        None if procs.len() == 1 => procs.pop(),
+        None => None,
+    }
+}
+
 /// The service a command line runs, if it is one.
 pub fn service_name(cmdline: &[u8]) -> Option<String> {
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
