@@ -128,21 +128,20 @@ pub(crate) fn rewrite_8bit(buf: &[u8]) -> Option<Vec<u8>> {
             i += h + n;
             continue;
         }
-        if rest.len() > 7
-            && rest
-                .get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b" UTF8 ("))
+        // APPEND's RFC 6855 form: " UTF8 (~{n}\r\n<data>)".
+        if let Some(after) = rest
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case(b" UTF8 ("))
+            .and_then(|_| rest.get(7..))
+            .and_then(|r| r.strip_prefix(b"~"))
+            && let Some((n, h)) = literal_header(after)
+            && let Some(data) = after.get(h..h + n)
+            && after.get(h + n) == Some(&b')')
         {
-            if let Some(after) = rest.get(7..).and_then(|r| r.strip_prefix(b"~"))
-                && let Some((n, h)) = literal_header(after)
-                && let Some(data) = after.get(h..h + n)
-                && after.get(h + n) == Some(&b')')
-            {
-                out.push(b' ');
-                push_literal(&mut out, data);
-                i += 7 + 1 + h + n + 1;
-                continue;
-            }
+            out.push(b' ');
+            push_literal(&mut out, data);
+            i += 7 + 1 + h + n + 1;
+            continue;
         }
         if b == b'"' {
             // Find the closing quote, honouring escapes.
