@@ -207,4 +207,43 @@ mod tests {
         let e = parse(b"a LIST (\r\n").unwrap();
         assert!(matches!(e.command, ExtCommand::Invalid(_)));
     }
+
+    /// Mutated command lines (bit flips, truncations, junk bytes) never
+    /// panic the hand parsers on the server's path.
+    #[test]
+    fn mutated_input_never_panics() {
+        let seeds: &[&[u8]] = &[
+            b"a1 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" Sent*) RETURN (CHILDREN STATUS (MESSAGES SIZE))\r\n",
+            b"a2 STATUS {5+}\r\nINBOX (MESSAGES UNSEEN SIZE DELETED)\r\n",
+            b"a3 UID SEARCH RETURN (MIN MAX COUNT ALL) OR FROM x SUBJECT {2}\r\nab\r\n",
+            "a4 LSUB \"\" \"Entw\u{fc}rfe/%\"\r\n".as_bytes(),
+            b"a5 APPEND INBOX UTF8 (~{4}\r\nabcd)\r\n",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..30_000 {
+            let seed = seeds[(next() % seeds.len() as u64) as usize];
+            let mut line = seed.to_vec();
+            for _ in 0..(1 + next() % 4) {
+                if line.is_empty() {
+                    break;
+                }
+                let i = (next() % line.len() as u64) as usize;
+                match next() % 3 {
+                    0 => line[i] ^= 1 << (next() % 8),
+                    1 => line.truncate(i),
+                    _ => line.insert(i, (next() % 256) as u8),
+                }
+            }
+            let rewritten = names::rewrite_8bit(&line);
+            let _ = parse(rewritten.as_deref().unwrap_or(&line)).map(|e| e.name());
+            let _ = parse(&line);
+            let _ = names::trailing_literal(&line);
+        }
+    }
 }
