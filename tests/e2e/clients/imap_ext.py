@@ -200,6 +200,15 @@ assert typ == 'NO' and b'[NOPERM]' in data[0], data
 big = MSG + b'y' * QUOTA + b'\r\n'
 typ, data = M.append('INBOX', None, None, big)
 assert typ == 'NO' and b'[OVERQUOTA]' in data[0], data
+# A message that fits once does not fit twice: COPY is refused too.
+half = MSG + b'z' * (QUOTA // 2 + 1000) + b'\r\n'
+typ, data = M.append('Work', None, None, half)
+assert typ == 'OK', data
+assert M.select('Work')[0] == 'OK'
+typ, data = M.copy('1', 'INBOX')
+assert typ == 'NO' and b'[OVERQUOTA]' in data[0], data
+typ, data = M.status('INBOX', '(MESSAGES)')
+assert data[0].endswith(b'(MESSAGES 3)'), data
 
 # ---- Modified UTF-7 names (RFC 3501 5.1.3) ----
 INTL = 'Entw\u00fcrfe/\u041f\u0440\u0438\u0432\u0435\u0442 & \u65e5\u672c'
