@@ -1,6 +1,7 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
-//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS).
+//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; LIST-EXTENDED,
+//! LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -16,6 +17,7 @@
 mod conn;
 mod encode;
 mod events;
+mod ext;
 mod extra;
 mod fetch;
 mod metrics;

@@ -7,7 +7,7 @@ use imap_codec::imap_types::search::SearchKey;
 use mailfleet_proto::v1 as pb;
 use pb::SearchOp as Op;
 
-use crate::session::{Reply, Selected, Session, rpc, uid_set};
+use crate::session::{Reply, Selected, Session, uid_set};
 
 /// Deepest key nesting accepted (imap-codec bounds recursion too).
 const MAX_DEPTH: usize = 64;
@@ -140,30 +140,56 @@ pub(crate) async fn search(
     criteria: &SearchKey<'_>,
     uid: bool,
 ) -> std::io::Result<Reply> {
-    s.sync(uid).await?;
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
+    let hits = match matching(s, criteria, uid).await? {
+        Ok(hits) => hits,
+        Err(reply) => return Ok(reply),
     };
-    let Some(key) = convert(criteria, sel, 0) else {
-        return Ok(Reply::Bad("Search key too complex".into()));
-    };
-    let (account, mailbox) = s.target();
-    let r = rpc!(s.client.search_messages(pb::SearchMessagesRequest {
-        account,
-        mailbox,
-        key: Some(key),
-    }));
     let mut line = String::from("* SEARCH");
-    if let Some(sel) = s.selected.as_ref() {
-        for u in r.uids {
-            // Messages the session does not know yet are left out.
-            let Some(seq) = sel.seq_of(u) else { continue };
-            line.push(' ');
-            line.push_str(&if uid { u.to_string() } else { seq.to_string() });
-        }
+    for n in hits {
+        line.push(' ');
+        line.push_str(&n.to_string());
     }
     line.push_str("\r\n");
     s.out.extend_from_slice(line.as_bytes());
     s.sync(uid).await?;
     Ok(Reply::Ok("SEARCH completed".into()))
+}
+
+/// The matching messages, ascending: UIDs (`uid`) or sequence numbers.
+/// Also used by ESEARCH (`crate::ext`). The inner error is the reply.
+pub(crate) async fn matching(
+    s: &mut Session,
+    criteria: &SearchKey<'_>,
+    uid: bool,
+) -> std::io::Result<Result<Vec<u32>, Reply>> {
+    s.sync(uid).await?;
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(Err(Reply::Bad("No mailbox selected".into())));
+    };
+    let Some(key) = convert(criteria, sel, 0) else {
+        return Ok(Err(Reply::Bad("Search key too complex".into())));
+    };
+    let (account, mailbox) = s.target();
+    let r = match s
+        .client
+        .search_messages(pb::SearchMessagesRequest {
+            account,
+            mailbox,
+            key: Some(key),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Ok(Err(crate::session::status_reply(status))),
+    };
+    let mut hits = Vec::with_capacity(r.uids.len());
+    if let Some(sel) = s.selected.as_ref() {
+        for u in r.uids {
+            // Messages the session does not know yet are left out.
+            let Some(seq) = sel.seq_of(u) else { continue };
+            hits.push(if uid { u } else { seq as u32 });
+        }
+    }
+    hits.sort_unstable();
+    Ok(Ok(hits))
 }

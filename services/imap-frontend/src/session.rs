@@ -15,9 +15,8 @@ use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::{Charset, LiteralMode};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
-use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use imap_codec::imap_types::status::StatusDataItemName;
 use imap_codec::{AuthenticateDataCodec, CommandCodec};
 use mailfleet_proto::v1 as pb;
 use mailfleet_proto::v1::MailboxEvent;
@@ -194,6 +193,7 @@ pub(crate) struct Session {
     pub selected: Option<Selected>,
     pub events: broadcast::Receiver<MailboxEvent>,
     pub out: Vec<u8>,
+    pub ext: crate::ext::ExtState,
 }
 
 /// What reading the next command produced.
@@ -215,6 +215,7 @@ impl Session {
             user: None,
             selected: None,
             out: Vec::with_capacity(4096),
+            ext: crate::ext::ExtState::default(),
         }
     }
 
@@ -228,6 +229,7 @@ impl Session {
             "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE",
         );
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
+        caps.push_str(crate::ext::CAPABILITIES);
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
@@ -380,7 +382,9 @@ impl Session {
                 Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
                     Some((tag.as_ref().to_owned(), length as usize, mode))
                 }
-                _ => None,
+                // Hand-parsed syntax imap-codec fails on may carry literals too.
+                Err(_) => crate::ext::names::trailing_literal(&buf),
+                Ok(_) => None,
             };
             let Some((tag, length, mode)) = found else {
                 return Ok(Input::Command(buf));
@@ -424,13 +428,22 @@ impl Session {
         buf: &[u8],
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
+        // UTF-8 names (RFC 6855) in a form imap-codec can read.
+        let rewritten = crate::ext::names::rewrite_8bit(buf);
+        let buf = rewritten.as_deref().unwrap_or(buf);
+        if let Some(ext) = crate::ext::parse(buf) {
+            let tag = ext.tag.clone();
+            let name = ext.name();
+            let reply = crate::ext::run(self, ext).await?;
+            return Ok((tag, name, reply));
+        }
         if let Some(extra) = crate::extra::parse(buf) {
             let tag = extra.tag.clone();
             let name = extra.name();
             let reply = self.extra(extra).await?;
             return Ok((tag, name, reply));
         }
-        let command = match CommandCodec::default().decode(buf) {
+        let mut command = match CommandCodec::default().decode(buf) {
             Ok((_, c)) => c,
             Err(_) => {
                 let tag = crate::extra::tag_of(buf).unwrap_or_else(|| "*".into());
@@ -439,6 +452,9 @@ impl Session {
         };
         let tag = command.tag.as_ref().to_owned();
         let name = command.body.name().to_ascii_lowercase();
+        if let Err(why) = crate::ext::names::decode_command(&mut command.body, self.ext.utf8) {
+            return Ok((tag, name, Reply::No(why.into())));
+        }
         let reply = self.dispatch(command, shutdown).await?;
         Ok((tag, name, reply))
     }
@@ -504,9 +520,8 @@ impl Session {
             }
             _ if !authed => Reply::Bad("Log in first".into()),
             CommandBody::Enable { capabilities } => {
-                // Nothing we offer changes behaviour when enabled yet.
-                let _ = capabilities;
-                self.untagged("ENABLED");
+                let enabled = crate::ext::enable(self, capabilities.as_ref());
+                self.untagged(&format!("ENABLED{}", enabled.concat()));
                 Reply::Ok("ENABLE completed".into())
             }
             CommandBody::Select { mailbox } => self.select(&mailbox_name(&mailbox), false).await?,
@@ -545,18 +560,10 @@ impl Session {
             }
             CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await?,
             CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await?,
-            CommandBody::List {
-                reference,
-                mailbox_wildcard,
-            } => self.list(&reference, &mailbox_wildcard, false).await?,
-            CommandBody::Lsub {
-                reference,
-                mailbox_wildcard,
-            } => self.list(&reference, &mailbox_wildcard, true).await?,
-            CommandBody::Status {
-                mailbox,
-                item_names,
-            } => self.status(&mailbox_name(&mailbox), &item_names).await?,
+            // Parsed and run by crate::ext before imap-codec sees them.
+            CommandBody::List { .. } | CommandBody::Lsub { .. } | CommandBody::Status { .. } => {
+                Reply::Bad("Syntax error".into())
+            }
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -589,10 +596,12 @@ impl Session {
                 ))
             }
             CommandBody::Idle => self.idle(&tag, shutdown).await?,
-            CommandBody::GetQuota { .. }
-            | CommandBody::GetQuotaRoot { .. }
-            | CommandBody::SetQuota { .. }
-            | CommandBody::Compress { .. } => Reply::Bad("Not supported".into()),
+            CommandBody::GetQuota { root } => crate::ext::quota::get_quota(self, &root).await?,
+            CommandBody::GetQuotaRoot { mailbox } => {
+                crate::ext::quota::get_quota_root(self, &mailbox_name(&mailbox)).await?
+            }
+            CommandBody::SetQuota { .. } => crate::ext::quota::set_quota(),
+            CommandBody::Compress { .. } => Reply::Bad("Not supported".into()),
             _ if !selected => Reply::Bad("Select a mailbox first".into()),
             CommandBody::Unselect => {
                 self.selected = None;
@@ -830,93 +839,6 @@ impl Session {
             }
             .into(),
         ))
-    }
-
-    async fn list(
-        &mut self,
-        reference: &Mailbox<'_>,
-        wildcard: &ListMailbox<'_>,
-        lsub: bool,
-    ) -> std::io::Result<Reply> {
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_owned(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
-        };
-        let pattern = match wildcard {
-            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
-            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-        };
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
-            // The hierarchy delimiter query.
-            self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
-            return Ok(Reply::Ok(format!("{verb} completed")));
-        }
-        let account = self.account();
-        let r = rpc!(
-            self.client
-                .list_mailboxes(pb::ListMailboxesRequest { account })
-        );
-        let full = format!("{reference}{pattern}");
-        let names: Vec<&str> = r.mailboxes.iter().map(|m| m.name.as_str()).collect();
-        for m in &r.mailboxes {
-            if lsub && !m.subscribed {
-                continue;
-            }
-            if !crate::extra::wildcard_match(&full, &m.name) {
-                continue;
-            }
-            let prefix = format!("{}/", m.name);
-            let children = names.iter().any(|n| n.starts_with(&prefix));
-            let mut attrs = vec![if children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            }];
-            if !m.special_use.is_empty() {
-                attrs.push(m.special_use.as_str());
-            }
-            let mut line = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            encode::mailbox(&mut line, &m.name);
-            line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
-        }
-        Ok(Reply::Ok(format!("{verb} completed")))
-    }
-
-    async fn status(&mut self, name: &str, items: &[StatusDataItemName]) -> std::io::Result<Reply> {
-        let account = self.account();
-        let r = rpc!(self.client.select_mailbox(pb::SelectMailboxRequest {
-            account,
-            mailbox: name.to_owned(),
-            changed_since: u64::MAX >> 1,
-            uid_from: u32::MAX,
-            limit: 1,
-        }));
-        let Some(mb) = r.mailbox else {
-            return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
-        };
-        let mut parts = Vec::new();
-        for item in items {
-            match item {
-                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", mb.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
-                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", mb.uidnext)),
-                StatusDataItemName::UidValidity => {
-                    parts.push(format!("UIDVALIDITY {}", mb.uidvalidity))
-                }
-                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", mb.unseen)),
-                StatusDataItemName::HighestModSeq => {
-                    parts.push(format!("HIGHESTMODSEQ {}", mb.highestmodseq))
-                }
-                _ => {}
-            }
-        }
-        let mut line = b"* STATUS ".to_vec();
-        encode::mailbox(&mut line, &mb.name);
-        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        self.out.extend_from_slice(&line);
-        Ok(Reply::Ok("STATUS completed".into()))
     }
 
     async fn store(

@@ -519,3 +519,88 @@ async fn first_sync_of_100k_messages() {
     .await
     .unwrap();
 }
+
+/// LIST-EXTENDED, LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA, modified
+/// UTF-7 names and UTF8=ACCEPT, driven by imaplib (imap_ext.py), after the
+/// raw-socket cases imaplib cannot express.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_extensions() {
+    const QUOTA: u64 = 100 * 1024;
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        // Hand-parsed commands before login are refused like the others.
+        let l = c.cmd("a0", "LIST \"\" *");
+        assert!(l.last().unwrap().starts_with("a0 BAD"), "{l:?}");
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        // No quota: no quota root (RFC 9208 4.3), and GETQUOTA finds none.
+        let q = c.ok("a2", "GETQUOTAROOT INBOX");
+        assert_eq!(q[0], "* QUOTAROOT \"INBOX\"\r\n", "{q:?}");
+        let q = c.cmd("a3", "GETQUOTA \"User quota\"");
+        assert!(q[0].starts_with("a3 NO [NONEXISTENT]"), "{q:?}");
+        // A LIST pattern sent as a literal, and LIST-STATUS in one go.
+        c.send(b"a4 LIST \"\" {5}\r\n");
+        assert!(c.line().starts_with("+ "));
+        c.send(b"INBOX RETURN (STATUS (MESSAGES SIZE))\r\n");
+        let l = c.until("a4");
+        assert_eq!(
+            l,
+            vec![
+                "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n",
+                "* STATUS \"INBOX\" (MESSAGES 0 SIZE 0)\r\n",
+                "a4 OK LIST completed\r\n"
+            ]
+        );
+        // Malformed extended syntax is BAD, and the session goes on.
+        for (tag, line) in [
+            ("b1", "LIST (SUBSCRIBED \"\" *"),
+            ("b2", "STATUS INBOX (SIZE BOGUS)"),
+            ("b3", "STATUS INBOX ()"),
+            ("b4", "LIST \"\" * RETURN (STATUS (SIZE)"),
+        ] {
+            let l = c.cmd(tag, line);
+            assert!(
+                l.last().unwrap().starts_with(&format!("{tag} BAD")),
+                "{l:?}"
+            );
+        }
+        c.ok("b5", "SELECT INBOX");
+        let l = c.cmd("b6", "SEARCH RETURN (MIN");
+        assert!(l.last().unwrap().starts_with("b6 BAD"), "{l:?}");
+        let l = c.ok("b7", "SEARCH RETURN (COUNT) ALL");
+        assert_eq!(l[0], "* ESEARCH (TAG \"b7\") COUNT 0\r\n");
+        c.ok("b8", "LOGOUT");
+    })
+    .await
+    .unwrap();
+
+    let mut db =
+        sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{}", env.db))
+            .await
+            .unwrap();
+    sqlx::query("UPDATE accounts SET quota_bytes = $1")
+        .bind(QUOTA as i64)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_ext.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .arg(QUOTA.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_ext.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}

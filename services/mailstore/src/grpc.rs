@@ -375,6 +375,19 @@ impl MailStore for MailStoreService {
             .await?;
         Ok(Response::new(pb::SearchMessagesResponse { uids }))
     }
+
+    async fn get_quota(
+        &self,
+        request: Request<pb::GetQuotaRequest>,
+    ) -> Result<Response<pb::GetQuotaResponse>, Status> {
+        self.authorize(&request)?;
+        let (quota, used, messages) = self.store.quota(&request.into_inner().account).await?;
+        Ok(Response::new(pb::GetQuotaResponse {
+            quota_bytes: u64_of(quota),
+            used_bytes: u64_of(used),
+            messages: u64_of(messages),
+        }))
+    }
 }
 
 fn account_pb(a: crate::store::AccountRow) -> pb::Account {

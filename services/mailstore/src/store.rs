@@ -433,6 +433,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// (quota_bytes, used_bytes, message count) of an account.
+    pub async fn quota(&self, account: &str) -> Result<(i64, i64, i64)> {
+        let addr = parse_address(account)?;
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT a.quota_bytes, a.used_bytes, \
+                    COALESCE((SELECT sum(m.message_count) FROM mailboxes m WHERE m.account_id = a.id), 0)::int8 \
+             FROM accounts a WHERE a.address = $1",
+        )
+        .bind(addr.full())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("no account {}", addr.full())))
+    }
+
     /// The mailbox id and uidvalidity of `account`'s mailbox `name` (empty
     /// or any case of "INBOX" means the inbox).
     pub async fn find_mailbox(&self, account: &str, name: &str) -> Result<(i64, i64)> {

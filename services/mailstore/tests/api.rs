@@ -754,3 +754,77 @@ async fn hot_mailbox_throughput() {
     assert!(rate > 100.0, "{rate:.0} messages/s");
     stop(running).await;
 }
+
+/// GetQuota (IMAP QUOTA): the account's limit, the bytes it uses and its
+/// message count, following APPEND and EXPUNGE; unknown accounts are
+/// NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_quota_follows_usage() {
+    let db = Database(unique_db_name("quota"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "quota.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: "q@quota.test".into(),
+            password: "pw".into(),
+            quota_bytes: 10_000,
+        })
+        .await
+        .unwrap();
+    let quota = |ms: &mut MailStore| {
+        let mut ms = ms.clone();
+        async move {
+            ms.get_quota(pb::GetQuotaRequest {
+                account: "Q@quota.test".into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+        }
+    };
+    let q = quota(&mut ms).await.unwrap();
+    assert_eq!((q.quota_bytes, q.used_bytes, q.messages), (10_000, 0, 0));
+    let msg = b"Subject: q\r\n\r\nbody\r\n".to_vec();
+    for mailbox in ["INBOX", "Sent"] {
+        ms.append_message(pb::AppendMessageRequest {
+            account: "q@quota.test".into(),
+            mailbox: mailbox.into(),
+            flags: vec!["\\Deleted".into()],
+            internal_date_ms: 0,
+            data: msg.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    let q = quota(&mut ms).await.unwrap();
+    let len = msg.len() as u64;
+    assert_eq!((q.used_bytes, q.messages), (2 * len, 2));
+    ms.expunge(pb::ExpungeRequest {
+        account: "q@quota.test".into(),
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet {
+            ranges: vec![pb::UidRange { first: 1, last: 0 }],
+        }),
+        only_deleted: true,
+    })
+    .await
+    .unwrap();
+    let q = quota(&mut ms).await.unwrap();
+    assert_eq!((q.used_bytes, q.messages), (len, 1));
+    let e = ms
+        .get_quota(pb::GetQuotaRequest {
+            account: "nobody@quota.test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    stop(running).await;
+}

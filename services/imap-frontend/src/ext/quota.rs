@@ -1,0 +1,80 @@
+//! QUOTA (RFC 9208) with the STORAGE resource: one quota root per account,
+//! "User quota" as Dovecot names it, limited by the account's
+//! `quota_bytes` (0: no limit, so no quota root at all). Limits are the
+//! operator's: SETQUOTA is refused.
+
+use imap_codec::imap_types::core::AString;
+use mailfleet_proto::v1 as pb;
+
+use crate::session::{Reply, Session, rpc};
+
+pub(crate) const ROOT: &str = "User quota";
+
+/// `QUOTA "User quota" (STORAGE used limit)` in KiB, if the account has a limit.
+async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
+    let account = s.account();
+    let q = s
+        .client
+        .get_quota(pb::GetQuotaRequest { account })
+        .await?
+        .into_inner();
+    if q.quota_bytes == 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "QUOTA \"{ROOT}\" (STORAGE {} {})",
+        q.used_bytes / 1024,
+        q.quota_bytes / 1024
+    )))
+}
+
+pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::Result<Reply> {
+    let account = s.account();
+    let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
+        account,
+        mailbox: mailbox.to_owned(),
+        changed_since: u64::MAX >> 1,
+        uid_from: u32::MAX,
+        limit: 1,
+    }));
+    let Some(mb) = r.mailbox else {
+        return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+    };
+    let quota = match quota_line(s).await {
+        Ok(q) => q,
+        Err(status) => return Ok(crate::session::status_reply(status)),
+    };
+    let mut line = b"* QUOTAROOT ".to_vec();
+    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    if quota.is_some() {
+        line.extend_from_slice(format!(" \"{ROOT}\"").as_bytes());
+    }
+    line.extend_from_slice(b"\r\n");
+    s.out.extend_from_slice(&line);
+    if let Some(q) = quota {
+        s.untagged(&q);
+    }
+    Ok(Reply::Ok("GETQUOTAROOT completed".into()))
+}
+
+pub(crate) async fn get_quota(s: &mut Session, root: &AString<'_>) -> std::io::Result<Reply> {
+    let quota = if root.as_ref() == ROOT.as_bytes() {
+        match quota_line(s).await {
+            Ok(q) => q,
+            Err(status) => return Ok(crate::session::status_reply(status)),
+        }
+    } else {
+        None
+    };
+    Ok(match quota {
+        Some(q) => {
+            s.untagged(&q);
+            Reply::Ok("GETQUOTA completed".into())
+        }
+        None => Reply::No("[NONEXISTENT] Quota root does not exist".into()),
+    })
+}
+
+pub(crate) fn set_quota() -> Reply {
+    Reply::No("[NOPERM] Quota limits are set by the operator".into())
+}

@@ -1,0 +1,171 @@
+//! STATUS, parsed here for the items imap-codec 1.0 lacks: SIZE (RFC 8438)
+//! besides the RFC 3501 items, HIGHESTMODSEQ (RFC 7162) and DELETED /
+//! DELETED-STORAGE (RFC 9208). The same item list serves LIST-STATUS.
+
+use mailfleet_proto::v1 as pb;
+
+use super::args::Arg;
+use crate::session::{Reply, Session, UID_CHUNK, rpc, uid_set};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Item {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    HighestModSeq,
+    Size,
+    Deleted,
+    DeletedStorage,
+}
+
+/// The items of a `(MESSAGES SIZE ...)` list.
+pub(crate) fn items(arg: &Arg) -> Result<Vec<Item>, String> {
+    let Arg::List(list) = arg else {
+        return Err("STATUS items must be a list".into());
+    };
+    if list.is_empty() {
+        return Err("Empty STATUS item list".into());
+    }
+    list.iter()
+        .map(|a| {
+            Ok(match a.keyword().as_deref() {
+                Some("MESSAGES") => Item::Messages,
+                Some("RECENT") => Item::Recent,
+                Some("UIDNEXT") => Item::UidNext,
+                Some("UIDVALIDITY") => Item::UidValidity,
+                Some("UNSEEN") => Item::Unseen,
+                Some("HIGHESTMODSEQ") => Item::HighestModSeq,
+                Some("SIZE") => Item::Size,
+                Some("DELETED") => Item::Deleted,
+                Some("DELETED-STORAGE") => Item::DeletedStorage,
+                _ => return Err("Unknown STATUS item".to_owned()),
+            })
+        })
+        .collect()
+}
+
+/// The `(...)` part of a STATUS response for `mb`; asks mailstore for the
+/// \Deleted messages when DELETED or DELETED-STORAGE is wanted.
+pub(crate) async fn values(
+    s: &mut Session,
+    mb: &pb::Mailbox,
+    items: &[Item],
+) -> Result<String, tonic::Status> {
+    let wants_deleted = items
+        .iter()
+        .any(|i| matches!(i, Item::Deleted | Item::DeletedStorage));
+    let (deleted, deleted_bytes) = if wants_deleted {
+        deleted(s, &mb.name, items.contains(&Item::DeletedStorage)).await?
+    } else {
+        (0, 0)
+    };
+    let parts: Vec<String> = items
+        .iter()
+        .map(|i| match i {
+            Item::Messages => format!("MESSAGES {}", mb.messages),
+            // This server reports no \Recent messages.
+            Item::Recent => "RECENT 0".into(),
+            Item::UidNext => format!("UIDNEXT {}", mb.uidnext),
+            Item::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity),
+            Item::Unseen => format!("UNSEEN {}", mb.unseen),
+            Item::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highestmodseq),
+            Item::Size => format!("SIZE {}", mb.size),
+            Item::Deleted => format!("DELETED {deleted}"),
+            Item::DeletedStorage => format!("DELETED-STORAGE {deleted_bytes}"),
+        })
+        .collect();
+    Ok(format!("({})", parts.join(" ")))
+}
+
+/// (count, octets) of the messages flagged \Deleted in `mailbox`.
+async fn deleted(
+    s: &mut Session,
+    mailbox: &str,
+    with_size: bool,
+) -> Result<(usize, u64), tonic::Status> {
+    let account = s.account();
+    let uids = s
+        .client
+        .search_messages(pb::SearchMessagesRequest {
+            account: account.clone(),
+            mailbox: mailbox.to_owned(),
+            key: Some(pb::SearchKey {
+                op: pb::SearchOp::SearchFlag as i32,
+                text: "\\Deleted".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .uids;
+    let mut bytes = 0;
+    if with_size {
+        for chunk in uids.chunks(UID_CHUNK) {
+            let r = s
+                .client
+                .fetch_messages(pb::FetchMessagesRequest {
+                    account: account.clone(),
+                    mailbox: mailbox.to_owned(),
+                    uids: Some(uid_set(chunk)),
+                    with_meta: false,
+                })
+                .await?
+                .into_inner();
+            bytes += r.messages.iter().map(|m| m.size).sum::<u64>();
+        }
+    }
+    Ok((uids.len(), bytes))
+}
+
+/// The STATUS command.
+pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io::Result<Reply> {
+    let name = match super::names::from_client(raw, s.ext.utf8) {
+        Ok(n) => super::names::canonical(n),
+        Err(e) => return Ok(Reply::No(e.into())),
+    };
+    let account = s.account();
+    let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
+        account,
+        mailbox: name,
+        changed_since: u64::MAX >> 1,
+        uid_from: u32::MAX,
+        limit: 1,
+    }));
+    let Some(mb) = r.mailbox else {
+        return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+    };
+    let values = match values(s, &mb, items).await {
+        Ok(v) => v,
+        Err(status) => return Ok(crate::session::status_reply(status)),
+    };
+    let mut line = b"* STATUS ".to_vec();
+    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    line.push(b' ');
+    line.extend_from_slice(values.as_bytes());
+    line.extend_from_slice(b"\r\n");
+    s.out.extend_from_slice(&line);
+    Ok(Reply::Ok("STATUS completed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_lists() {
+        let list = Arg::List(vec![
+            Arg::Atom(b"messages".to_vec()),
+            Arg::Atom(b"SIZE".to_vec()),
+            Arg::Atom(b"DELETED-STORAGE".to_vec()),
+        ]);
+        assert_eq!(
+            items(&list).unwrap(),
+            vec![Item::Messages, Item::Size, Item::DeletedStorage]
+        );
+        assert!(items(&Arg::List(vec![])).is_err());
+        assert!(items(&Arg::List(vec![Arg::Atom(b"BOGUS".to_vec())])).is_err());
+        assert!(items(&Arg::Atom(b"SIZE".to_vec())).is_err());
+    }
+}
