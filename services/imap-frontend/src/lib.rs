@@ -13,12 +13,14 @@
 
 #![forbid(unsafe_code)]
 
+mod condstore;
 mod conn;
 mod encode;
 mod events;
 mod extra;
 mod fetch;
 mod metrics;
+mod rfc7162;
 mod search;
 mod session;
 

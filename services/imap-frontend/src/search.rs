@@ -135,32 +135,47 @@ fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::Search
     })
 }
 
+/// `mods` carries RFC 7162 SEARCH MODSEQ keys (as placeholders in
+/// `criteria`, see `rfc7162`).
 pub(crate) async fn search(
     s: &mut Session,
     criteria: &SearchKey<'_>,
     uid: bool,
+    mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Reply> {
     s.sync(uid).await?;
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
-    let Some(key) = convert(criteria, sel, 0) else {
+    let Some(mut key) = convert(criteria, sel, 0) else {
         return Ok(Reply::Bad("Search key too complex".into()));
     };
+    let with_modseqs = !mods.search_modseq.is_empty();
+    if with_modseqs {
+        crate::condstore::rewrite_search(&mut key, &mods.search_modseq);
+        crate::condstore::enable_condstore(s);
+    }
     let (account, mailbox) = s.target();
     let r = rpc!(s.client.search_messages(pb::SearchMessagesRequest {
         account,
         mailbox,
         key: Some(key),
+        with_modseqs,
     }));
     let mut line = String::from("* SEARCH");
+    let mut highest = 0;
     if let Some(sel) = s.selected.as_ref() {
-        for u in r.uids {
+        for (i, &u) in r.uids.iter().enumerate() {
             // Messages the session does not know yet are left out.
             let Some(seq) = sel.seq_of(u) else { continue };
             line.push(' ');
             line.push_str(&if uid { u.to_string() } else { seq.to_string() });
+            highest = highest.max(r.modseqs.get(i).copied().unwrap_or(0));
         }
+    }
+    // RFC 7162 3.1.5: the highest modseq of the messages found, if any.
+    if with_modseqs && highest > 0 {
+        line.push_str(&format!(" (MODSEQ {highest})"));
     }
     line.push_str("\r\n");
     s.out.extend_from_slice(line.as_bytes());

@@ -519,3 +519,120 @@ async fn first_sync_of_100k_messages() {
     .await
     .unwrap();
 }
+
+/// CONDSTORE and QRESYNC (RFC 7162) with imaplib: resync after another
+/// session's flag changes and expunges, conditional STORE, SEARCH MODSEQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_condstore_qresync() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_condstore.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_condstore.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// RFC 7162 forms imaplib cannot send or read as such: IDLE pushing
+/// VANISHED and MODSEQ, UNCHANGEDSINCE 0, a QRESYNC SELECT of a mailbox
+/// named by a literal, and malformed modifiers answered BAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qresync_raw_socket() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 0..3 {
+            a.ok(
+                &format!("ap{i}"),
+                &format!("APPEND INBOX {{14+}}\r\nSubject: {i}\r\n\r\n"),
+            );
+        }
+        let e = a.ok("a2", "ENABLE QRESYNC CONDSTORE");
+        assert_eq!(e[0], "* ENABLED QRESYNC\r\n", "{e:?}");
+        let sel = a.ok("a3", "SELECT {5}\r\nINBOX (QRESYNC (1 1 1:3))");
+        assert!(
+            sel.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
+            "{sel:?}"
+        );
+        let uidvalidity: u32 = sel
+            .iter()
+            .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+            .and_then(|l| l.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        // Malformed RFC 7162 syntax is BAD and changes nothing.
+        for (tag, line) in [
+            ("b1", "SELECT INBOX (QRESYNC (0 1))"),
+            ("b2", "UID FETCH 1:* FLAGS (CHANGEDSINCE 0)"),
+            ("b3", "FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)"),
+            ("b4", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)"),
+            ("b5", "SEARCH MODSEQ"),
+        ] {
+            let r = a.cmd(tag, line);
+            assert!(
+                r.last().unwrap().starts_with(&format!("{tag} BAD")),
+                "{r:?}"
+            );
+        }
+        // UNCHANGEDSINCE 0 fails for every message.
+        let r = a.ok("a4", "STORE 1:2 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)");
+        assert!(
+            r.last().unwrap().starts_with("a4 OK [MODIFIED 1:2]"),
+            "{r:?}"
+        );
+        // IDLE: another session's flag change and expunge arrive as FETCH
+        // with UID and MODSEQ, and as VANISHED.
+        let mut b = Raw::connect(port);
+        b.ok("c1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("c2", "SELECT INBOX");
+        a.send(b"a5 IDLE\r\n");
+        assert!(a.line().starts_with("+ "));
+        b.ok("c3", "UID STORE 2 +FLAGS (\\Flagged)");
+        let l = a.line();
+        assert!(
+            l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+            "{l}"
+        );
+        b.ok("c4", "UID STORE 1 +FLAGS (\\Deleted)");
+        b.ok("c5", "EXPUNGE");
+        let mut l = a.line();
+        if l.starts_with("* 1 FETCH") {
+            l = a.line();
+        }
+        assert_eq!(l, "* VANISHED 1\r\n");
+        a.send(b"DONE\r\n");
+        a.until("a5");
+        // A later QRESYNC SELECT from the old state reports the same.
+        let sel = a.ok(
+            "a6",
+            &format!("EXAMINE INBOX (QRESYNC ({uidvalidity} 3 1:3 (1:3 1:3)))"),
+        );
+        assert_eq!(sel[0], "* OK [CLOSED] Previous mailbox closed\r\n");
+        assert!(
+            sel.iter().any(|l| l == "* VANISHED (EARLIER) 1\r\n"),
+            "{sel:?}"
+        );
+        assert!(
+            sel.iter()
+                .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (")),
+            "{sel:?}"
+        );
+        a.ok("a7", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
