@@ -1,6 +1,6 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
-//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS).
+//! LITERAL+, APPENDLIMIT, CONDSTORE, QRESYNC, STARTTLS and implicit TLS).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -8,6 +8,7 @@
 //! everything else: mailstore speaks UIDs only. FETCH (`fetch`) serves
 //! ENVELOPE and BODYSTRUCTURE from metadata cached at delivery and streams
 //! body sections by byte range; SEARCH (`search`) is evaluated by mailstore.
+//! RFC 7162 syntax is parsed by hand (`rfc7162`) and served by `condstore`.
 //! Change events from RabbitMQ (`events`) wake IDLE sessions. No storage
 //! crate is used here, and nothing is kept between connections.
 

@@ -741,6 +741,36 @@ mod tests {
             let _ = parse(&data);
         }
 
+        /// Valid commands with bytes flipped, cut or inserted never panic,
+        /// and whatever is accepted is still one CRLF-terminated line
+        /// (literals aside) for imap-codec.
+        #[test]
+        fn mutated_commands_never_panic(
+            seed in prop::sample::select(vec![
+                "a SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541 (1:5 41:45)))\r\n",
+                "a UID FETCH 1:* (FLAGS MODSEQ BODY.PEEK[HEADER.FIELDS (DATE)]<0.9>) (CHANGEDSINCE 12 VANISHED)\r\n",
+                "a STORE 1:3 (UNCHANGEDSINCE 320162338) +FLAGS.SILENT (\\Deleted)\r\n",
+                "a UID SEARCH OR (MODSEQ \"/flags/\\\\draft\" all 6 SUBJECT x) HEADER A {1}\r\nb MODSEQ 1\r\n",
+            ]),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..6),
+        ) {
+            let mut line = seed.as_bytes().to_vec();
+            for (at, byte, kind) in edits {
+                if line.is_empty() {
+                    break;
+                }
+                let i = at % line.len();
+                match kind {
+                    0 => line[i] ^= byte | 1,
+                    1 => line.truncate(i),
+                    _ => line.insert(i, byte),
+                }
+            }
+            if let Some(Parsed::Command { plain, .. }) = parse(&line) {
+                prop_assert!(plain.ends_with(b"\r\n"));
+            }
+        }
+
         /// Nor do command-shaped inputs built from the tokens it looks for.
         #[test]
         fn command_shaped_input_never_panics(
