@@ -120,16 +120,34 @@ pub(crate) fn flags_fetch_line(seq: usize, uid: u32, flags: &[String], modseq: u
     line
 }
 
-/// Messages changed after `since` in the selected mailbox: (live UIDs,
-/// expunged UIDs), both ascending.
+/// The lowest UID a UID set can name (`*` counting as the largest).
+pub(crate) fn lowest(set: &SequenceSet) -> u32 {
+    let v = |x: &SeqOrUid| match x {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    };
+    set.0
+        .as_ref()
+        .iter()
+        .map(|seq| match seq {
+            Sequence::Single(a) => v(a),
+            Sequence::Range(a, b) => v(a).min(v(b)),
+        })
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
+/// Messages changed after `since` in the selected mailbox, from UID `from`
+/// on: (live UIDs, expunged UIDs), both ascending.
 pub(crate) async fn changed_since(
     s: &mut Session,
     since: u64,
+    from: u32,
 ) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
     let (account, mailbox) = s.target();
     let mut live = Vec::new();
     let mut gone = Vec::new();
-    let mut uid_from = 1;
+    let mut uid_from = from;
     loop {
         let page = s
             .client
@@ -306,6 +324,9 @@ mod tests {
         assert!(set_contains(&set, 1));
         assert!(!set_contains(&set, 2));
         assert!(set_contains(&set, 4_000_000_000));
+        assert_eq!(lowest(&set), 1);
+        let set = crate::extra::sequence_set(b"*:7,9").unwrap_or_else(|| panic!("set"));
+        assert_eq!(lowest(&set), 7);
     }
 
     #[test]

@@ -325,13 +325,6 @@ pub(crate) async fn fetch(
     if mods.enables_condstore() {
         crate::condstore::enable_condstore(s);
     }
-    let changes = match mods.changed_since {
-        Some(since) => match crate::condstore::changed_since(s, since).await {
-            Ok(c) => Some(c),
-            Err(status) => return Ok(crate::session::status_reply(status)),
-        },
-        None => None,
-    };
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
@@ -353,9 +346,25 @@ pub(crate) async fn fetch(
         }
     }
     let mut uids = sel.resolve(set, uid);
-    if let Some((live, gone)) = changes {
+    if let Some(since) = mods.changed_since {
+        // Changes are read from the lowest UID that can matter on.
+        let from = if mods.vanished {
+            crate::condstore::lowest(set)
+        } else {
+            uids.first().copied().unwrap_or(u32::MAX)
+        };
+        let (live, gone) = if from == u32::MAX {
+            (Vec::new(), Vec::new())
+        } else {
+            match crate::condstore::changed_since(s, since, from).await {
+                Ok(c) => c,
+                Err(status) => return Ok(crate::session::status_reply(status)),
+            }
+        };
         uids.retain(|u| live.binary_search(u).is_ok());
-        if mods.vanished {
+        if mods.vanished
+            && let Some(sel) = s.selected.as_ref()
+        {
             // Expunged UIDs of the set the session no longer has.
             let gone: Vec<u32> = gone
                 .into_iter()

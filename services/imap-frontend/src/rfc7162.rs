@@ -589,6 +589,26 @@ fn search(b: &[u8], toks: &[Tok], first: usize) -> Step {
     Ok(Some((plain, mods)))
 }
 
+/// The literal a command line announces at its end: (length, non-sync).
+/// imap-codec stops at syntax it does not know (an RFC 7162 part) before it
+/// reaches a literal further on; the literal must still be read, or the
+/// stream falls out of step.
+pub(crate) fn trailing_literal(buf: &[u8]) -> Option<(usize, bool)> {
+    let line = buf.strip_suffix(b"\r\n")?;
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&c| c == b'{')?;
+    let spec = inner.get(open + 1..)?;
+    let (digits, non_sync) = match spec.strip_suffix(b"+") {
+        Some(d) => (d, true),
+        None => (spec, false),
+    };
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((n, non_sync))
+}
+
 /// The index of a SEARCH MODSEQ placeholder keyword.
 pub(crate) fn placeholder_index(keyword: &str) -> Option<usize> {
     let rest = keyword.strip_prefix(PLACEHOLDER)?;
@@ -732,6 +752,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn literals_at_line_end() {
+        assert_eq!(
+            trailing_literal(b"a SEARCH MODSEQ 5 SUBJECT {12}\r\n"),
+            Some((12, false))
+        );
+        assert_eq!(trailing_literal(b"a X {3+}\r\n"), Some((3, true)));
+        for line in [
+            &b"a SEARCH SUBJECT \"{3}\"\r\n"[..],
+            b"a X {}\r\n",
+            b"a X {1x}\r\n",
+            b"a X {99999999999}\r\n",
+            b"a X {3}",
+            b"}\r\n",
+        ] {
+            assert_eq!(trailing_literal(line), None);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
 
@@ -739,6 +778,7 @@ mod tests {
         #[test]
         fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = parse(&data);
+            let _ = trailing_literal(&data);
         }
 
         /// Valid commands with bytes flipped, cut or inserted never panic,

@@ -386,6 +386,19 @@ impl Session {
                 Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
                     Some((tag.as_ref().to_owned(), length as usize, mode))
                 }
+                // Stopped early (at RFC 7162 syntax, say): a literal
+                // announced at the end of the line is read all the same.
+                Err(CommandDecodeError::Failed) => {
+                    crate::rfc7162::trailing_literal(&buf).map(|(length, non_sync)| {
+                        let tag = crate::extra::tag_of(&buf).unwrap_or_else(|| "*".into());
+                        let mode = if non_sync {
+                            LiteralMode::NonSync
+                        } else {
+                            LiteralMode::Sync
+                        };
+                        (tag, length, mode)
+                    })
+                }
                 _ => None,
             };
             let Some((tag, length, mode)) = found else {

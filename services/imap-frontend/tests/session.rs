@@ -631,7 +631,15 @@ async fn qresync_raw_socket() {
                 .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (")),
             "{sel:?}"
         );
-        a.ok("a7", "LOGOUT");
+        // A literal after a MODSEQ key (which imap-codec stops at) is
+        // still read as a literal.
+        a.send(b"a7 UID SEARCH MODSEQ 1 SUBJECT {1}\r\n");
+        assert!(a.line().starts_with("+ "));
+        a.send(b"2\r\n");
+        let r = a.until("a7");
+        assert!(r[0].starts_with("* SEARCH 3 (MODSEQ "), "{r:?}");
+        assert!(r.last().unwrap().starts_with("a7 OK"), "{r:?}");
+        a.ok("a8", "LOGOUT");
     })
     .await
     .unwrap();
