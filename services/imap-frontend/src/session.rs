@@ -1125,21 +1125,23 @@ impl Session {
                 ranges: vec![pb::UidRange { first: 1, last: 0 }],
             },
         };
-        if set.ranges.is_empty() {
+        if set.ranges.is_empty() && !self.rfc7162.condstore {
             return Ok(Reply::Ok("EXPUNGE completed".into()));
         }
-        let r = rpc!(self.client.expunge(pb::ExpungeRequest {
-            account,
-            mailbox,
-            uids: Some(set),
-            only_deleted: true,
-        }));
-        if let Some(sel) = self.selected.as_mut()
-            && r.highestmodseq == sel.modseq + 1
-        {
-            sel.modseq = r.highestmodseq;
+        if !set.ranges.is_empty() {
+            let r = rpc!(self.client.expunge(pb::ExpungeRequest {
+                account,
+                mailbox,
+                uids: Some(set),
+                only_deleted: true,
+            }));
+            if let Some(sel) = self.selected.as_mut()
+                && r.highestmodseq == sel.modseq + 1
+            {
+                sel.modseq = r.highestmodseq;
+            }
+            self.announce_expunged(&r.expunged);
         }
-        self.announce_expunged(&r.expunged);
         self.sync(true).await?;
         if self.rfc7162.condstore
             && let Some(sel) = &self.selected
@@ -1387,9 +1389,11 @@ impl Session {
                     .as_ref()
                     .map(|s| s.resolve(&set, true))
                     .unwrap_or_default();
-                if uids.is_empty() {
+                if uids.is_empty() && !self.rfc7162.condstore {
                     Reply::Ok("UID EXPUNGE completed".into())
                 } else {
+                    // With CONDSTORE on, even an empty one reports
+                    // HIGHESTMODSEQ.
                     self.expunge(Some(uids)).await?
                 }
             }

@@ -640,6 +640,66 @@ async fn qresync_raw_socket() {
         assert!(r[0].starts_with("* SEARCH 3 (MODSEQ "), "{r:?}");
         assert!(r.last().unwrap().starts_with("a7 OK"), "{r:?}");
         a.ok("a8", "LOGOUT");
+
+        // B (no CONDSTORE yet): the first MODSEQ fetch enables it and
+        // reports HIGHESTMODSEQ first.
+        let r = b.ok("c6", "FETCH 1 (MODSEQ)");
+        assert!(r[0].starts_with("* OK [HIGHESTMODSEQ "), "{r:?}");
+        assert!(r[1].starts_with("* 1 FETCH (MODSEQ ("), "{r:?}");
+        // C expunges UID 3 and flags UID 2. During B's FETCH (no expunge
+        // may be announced) the flag change comes with MODSEQ, and
+        // HIGHESTMODSEQ drops below the pending expunge (RFC 7162 3.2).
+        let mut c = Raw::connect(port);
+        c.ok("d1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("d2", "SELECT INBOX");
+        c.ok("d3", "UID STORE 3 +FLAGS (\\Deleted)");
+        let e = c.ok("d4", "UID EXPUNGE 3");
+        assert!(e.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{e:?}");
+        // Enabled with a mailbox selected: HIGHESTMODSEQ comes with it.
+        let enabled = c.ok("d5", "ENABLE CONDSTORE");
+        assert!(
+            enabled[0].starts_with("* OK [HIGHESTMODSEQ "),
+            "{enabled:?}"
+        );
+        assert_eq!(enabled[1], "* ENABLED CONDSTORE\r\n");
+        let flagged = c.ok("d6", "UID STORE 2 +FLAGS ($X)");
+        let modseq_of = |l: &str| -> u64 {
+            let tail = l.split("MODSEQ (").nth(1).unwrap();
+            tail.split(')').next().unwrap().parse().unwrap()
+        };
+        let x_modseq = modseq_of(&flagged[0]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let floor = loop {
+            let r = b.ok("c7", "FETCH 1 (FLAGS)");
+            assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+            if let Some(l) = r.iter().find(|l| l.contains("Expunges pending")) {
+                assert!(
+                    r.iter()
+                        .any(|l| l.contains("UID 2 FLAGS (") && l.contains("$X) MODSEQ (")),
+                    "{r:?}"
+                );
+                break l
+                    .strip_prefix("* OK [HIGHESTMODSEQ ")
+                    .and_then(|l| l.split(']').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pending-expunge HIGHESTMODSEQ"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(floor < x_modseq - 1, "{floor} {x_modseq}");
+        let r = b.ok("c8", "NOOP");
+        assert!(r.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{r:?}");
+        let r = b.ok("c9", "UID EXPUNGE 99");
+        assert!(
+            r.last()
+                .unwrap()
+                .starts_with(&format!("c9 OK [HIGHESTMODSEQ {x_modseq}]")),
+            "{r:?}"
+        );
     })
     .await
     .unwrap();
