@@ -2,7 +2,8 @@
 //! the session state, and the commands that are not FETCH or SEARCH.
 //!
 //! Parsing is imap-codec's; ID, NAMESPACE and UID EXPUNGE, which imap-codec
-//! 1.0 does not know, are recognised here before it. Message sequence
+//! 1.0 does not know, are recognised here before it, and RFC 7162 parts are
+//! taken out of a command (`rfc7162`) before imap-codec parses the rest. Message sequence
 //! numbers live in [`Selected::uids`] and change only where RFC 3501 7.4.1
 //! allows: untagged EXPUNGE is never sent during FETCH, STORE or SEARCH.
 
