@@ -251,3 +251,26 @@ fn imap_bad_input_gets_bad_and_the_session_goes_on() {
             .starts_with("u1 OK")
     );
 }
+
+/// CONDSTORE and QRESYNC (RFC 7162) against the real services: a client's
+/// resync after another session's flag changes and expunges.
+#[test]
+fn imap_condstore_qresync_resync() {
+    let s = start();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_condstore.py"
+    );
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(s.imap.to_string())
+        .arg(ALICE)
+        .arg(PASSWORD));
+    assert!(
+        out.status.success(),
+        "imap_condstore.py failed: {}\nimap-frontend log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.stack.log(Svc::ImapFrontend)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}

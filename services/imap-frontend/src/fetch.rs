@@ -202,6 +202,8 @@ fn filter_fields(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
 enum Item<'a> {
     Uid,
     Flags,
+    /// RFC 7162 MODSEQ.
+    ModSeq,
     InternalDate,
     Size,
     Envelope,
@@ -293,15 +295,36 @@ fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item
     (out, meta, seen)
 }
 
+/// `mods`: the RFC 7162 MODSEQ item and CHANGEDSINCE/VANISHED modifiers.
 pub(crate) async fn fetch(
     s: &mut Session,
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Reply> {
-    let (items, need_meta, implies_seen) = items(names, uid);
+    let (mut items, need_meta, implies_seen) = items(names, uid);
+    if mods.vanished && !uid {
+        return Ok(Reply::Bad("VANISHED needs UID FETCH".into()));
+    }
+    if mods.vanished && !s.rfc7162.qresync {
+        return Ok(Reply::Bad("Enable QRESYNC first".into()));
+    }
+    if mods.drop_uid && !uid {
+        items.retain(|i| !matches!(i, Item::Uid));
+    }
+    // CHANGEDSINCE implies the MODSEQ item (RFC 7162 3.1.4.1).
+    if mods.fetch_modseq || mods.changed_since.is_some() {
+        items.push(Item::ModSeq);
+    }
     // New messages become addressable first (EXPUNGE only for UID FETCH).
     s.sync(uid).await?;
+    if s.selected.is_none() {
+        return Ok(Reply::Bad("No mailbox selected".into()));
+    }
+    if mods.enables_condstore() {
+        crate::condstore::enable_condstore(s);
+    }
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
@@ -322,7 +345,39 @@ pub(crate) async fn fetch(
             return Ok(Reply::Bad("Invalid message sequence number".into()));
         }
     }
-    let uids = sel.resolve(set, uid);
+    let mut uids = sel.resolve(set, uid);
+    if let Some(since) = mods.changed_since {
+        // Changes are read from the lowest UID that can matter on.
+        let from = if mods.vanished {
+            crate::condstore::lowest(set)
+        } else {
+            uids.first().copied().unwrap_or(u32::MAX)
+        };
+        let (live, gone) = if from == u32::MAX {
+            (Vec::new(), Vec::new())
+        } else {
+            match crate::condstore::changed_since(s, since, from).await {
+                Ok(c) => c,
+                Err(status) => return Ok(crate::session::status_reply(status)),
+            }
+        };
+        uids.retain(|u| live.binary_search(u).is_ok());
+        if mods.vanished
+            && let Some(sel) = s.selected.as_ref()
+        {
+            // Expunged UIDs of the set the session no longer has.
+            let gone: Vec<u32> = gone
+                .into_iter()
+                .filter(|&u| crate::condstore::set_contains(set, u) && sel.seq_of(u).is_none())
+                .collect();
+            for line in crate::condstore::vanished_lines(&gone, true) {
+                s.untagged(&line);
+            }
+        }
+    }
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(Reply::Bad("No mailbox selected".into()));
+    };
     let set_seen = implies_seen && !sel.read_only;
     let (account, mailbox) = s.target();
     let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
@@ -334,6 +389,9 @@ pub(crate) async fn fetch(
             with_meta: need_meta,
         }));
         let mut messages = r.messages;
+        if let Some(since) = mods.changed_since {
+            messages.retain(|m| m.modseq > since);
+        }
         let mut flags_changed = std::collections::HashSet::new();
         if set_seen {
             let unseen: Vec<u32> = messages
@@ -358,6 +416,7 @@ pub(crate) async fn fetch(
                 for u in r.updated {
                     if let Some(m) = messages.iter_mut().find(|m| m.uid == u.uid) {
                         m.flags = u.flags;
+                        m.modseq = u.modseq;
                         flags_changed.insert(u.uid);
                     }
                 }
@@ -391,13 +450,23 @@ async fn write_message(
         .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     let mut first = true;
     let mut flags_written = false;
+    let mut uid_written = false;
+    let mut modseq_written = false;
     for item in items {
         if !first {
             s.out.push(b' ');
         }
         first = false;
         match item {
-            Item::Uid => s.out.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+            Item::Uid => {
+                uid_written = true;
+                s.out.extend_from_slice(format!("UID {}", m.uid).as_bytes())
+            }
+            Item::ModSeq => {
+                modseq_written = true;
+                s.out
+                    .extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes())
+            }
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
@@ -454,6 +523,18 @@ async fn write_message(
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
         encode::flags(&mut s.out, &m.flags);
+    }
+    // An implicit \Seen is a flag change: with CONDSTORE on, it carries
+    // UID and MODSEQ (RFC 7162 3.1).
+    if add_flags && s.rfc7162.condstore {
+        if !uid_written {
+            s.out
+                .extend_from_slice(format!(" UID {}", m.uid).as_bytes());
+        }
+        if !modseq_written {
+            s.out
+                .extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+        }
     }
     s.out.extend_from_slice(b")\r\n");
     if s.out.len() > FLUSH_AT {

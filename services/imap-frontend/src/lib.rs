@@ -1,7 +1,8 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
-//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; LIST-EXTENDED,
-//! LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`).
+//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
+//! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
+//! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -9,11 +10,13 @@
 //! everything else: mailstore speaks UIDs only. FETCH (`fetch`) serves
 //! ENVELOPE and BODYSTRUCTURE from metadata cached at delivery and streams
 //! body sections by byte range; SEARCH (`search`) is evaluated by mailstore.
+//! RFC 7162 syntax is parsed by hand (`rfc7162`) and served by `condstore`.
 //! Change events from RabbitMQ (`events`) wake IDLE sessions. No storage
 //! crate is used here, and nothing is kept between connections.
 
 #![forbid(unsafe_code)]
 
+mod condstore;
 mod conn;
 mod encode;
 mod events;
@@ -21,6 +24,7 @@ mod ext;
 mod extra;
 mod fetch;
 mod metrics;
+mod rfc7162;
 mod search;
 mod session;
 

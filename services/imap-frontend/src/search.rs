@@ -135,13 +135,16 @@ fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::Search
     })
 }
 
+/// `mods` carries RFC 7162 SEARCH MODSEQ keys (as placeholders in
+/// `criteria`, see `rfc7162`).
 pub(crate) async fn search(
     s: &mut Session,
     criteria: &SearchKey<'_>,
     uid: bool,
+    mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Reply> {
-    let hits = match matching(s, criteria, uid).await? {
-        Ok(hits) => hits,
+    let (hits, highest) = match matching(s, criteria, uid, mods).await? {
+        Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
     let mut line = String::from("* SEARCH");
@@ -149,26 +152,37 @@ pub(crate) async fn search(
         line.push(' ');
         line.push_str(&n.to_string());
     }
+    // RFC 7162 3.1.5: the highest modseq of the messages found, if any.
+    if let Some(highest) = highest.filter(|&h| h > 0) {
+        line.push_str(&format!(" (MODSEQ {highest})"));
+    }
     line.push_str("\r\n");
     s.out.extend_from_slice(line.as_bytes());
     s.sync(uid).await?;
     Ok(Reply::Ok("SEARCH completed".into()))
 }
 
-/// The matching messages, ascending: UIDs (`uid`) or sequence numbers.
-/// Also used by ESEARCH (`crate::ext`). The inner error is the reply.
+/// The matching messages, ascending: UIDs (`uid`) or sequence numbers, and
+/// with MODSEQ keys in `mods` the highest modseq among them. Also used by
+/// ESEARCH (`crate::ext`). The inner error is the reply.
 pub(crate) async fn matching(
     s: &mut Session,
     criteria: &SearchKey<'_>,
     uid: bool,
-) -> std::io::Result<Result<Vec<u32>, Reply>> {
+    mods: &crate::rfc7162::Mods,
+) -> std::io::Result<Result<(Vec<u32>, Option<u64>), Reply>> {
     s.sync(uid).await?;
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
     };
-    let Some(key) = convert(criteria, sel, 0) else {
+    let Some(mut key) = convert(criteria, sel, 0) else {
         return Ok(Err(Reply::Bad("Search key too complex".into())));
     };
+    let with_modseqs = !mods.search_modseq.is_empty();
+    if with_modseqs {
+        crate::condstore::rewrite_search(&mut key, &mods.search_modseq);
+        crate::condstore::enable_condstore(s);
+    }
     let (account, mailbox) = s.target();
     let r = match s
         .client
@@ -176,6 +190,7 @@ pub(crate) async fn matching(
             account,
             mailbox,
             key: Some(key),
+            with_modseqs,
         })
         .await
     {
@@ -183,13 +198,15 @@ pub(crate) async fn matching(
         Err(status) => return Ok(Err(crate::session::status_reply(status))),
     };
     let mut hits = Vec::with_capacity(r.uids.len());
+    let mut highest = 0;
     if let Some(sel) = s.selected.as_ref() {
-        for u in r.uids {
+        for (i, &u) in r.uids.iter().enumerate() {
             // Messages the session does not know yet are left out.
             let Some(seq) = sel.seq_of(u) else { continue };
             hits.push(if uid { u } else { seq as u32 });
+            highest = highest.max(r.modseqs.get(i).copied().unwrap_or(0));
         }
     }
     hits.sort_unstable();
-    Ok(Ok(hits))
+    Ok(Ok((hits, with_modseqs.then_some(highest))))
 }

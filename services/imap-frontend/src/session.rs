@@ -2,7 +2,8 @@
 //! the session state, and the commands that are not FETCH or SEARCH.
 //!
 //! Parsing is imap-codec's; ID, NAMESPACE and UID EXPUNGE, which imap-codec
-//! 1.0 does not know, are recognised here before it. Message sequence
+//! 1.0 does not know, are recognised here before it, and RFC 7162 parts are
+//! taken out of a command (`rfc7162`) before imap-codec parses the rest. Message sequence
 //! numbers live in [`Selected::uids`] and change only where RFC 3501 7.4.1
 //! allows: untagged EXPUNGE is never sent during FETCH, STORE or SEARCH.
 
@@ -30,6 +31,7 @@ use tracing::Instrument;
 use crate::conn::Conn;
 use crate::encode;
 use crate::metrics::Metrics;
+use crate::rfc7162::{Mods, Parsed};
 
 /// How often an IDLE session resynchronises even without events (a lost
 /// event, or RabbitMQ down, costs at most this delay).
@@ -76,6 +78,8 @@ pub(crate) struct Selected {
     pub dirty: bool,
     /// Expunged elsewhere, not yet announced (announcing is not allowed now).
     pub pending_expunge: Vec<u32>,
+    /// Below the modseq of the earliest of `pending_expunge` (RFC 7162).
+    pub expunge_floor: Option<u64>,
 }
 
 impl Selected {
@@ -194,6 +198,7 @@ pub(crate) struct Session {
     pub events: broadcast::Receiver<MailboxEvent>,
     pub out: Vec<u8>,
     pub ext: crate::ext::ExtState,
+    pub rfc7162: crate::condstore::State,
 }
 
 /// What reading the next command produced.
@@ -216,6 +221,7 @@ impl Session {
             selected: None,
             out: Vec::with_capacity(4096),
             ext: crate::ext::ExtState::default(),
+            rfc7162: crate::condstore::State::default(),
         }
     }
 
@@ -230,6 +236,7 @@ impl Session {
         );
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
         caps.push_str(crate::ext::CAPABILITIES);
+        caps.push_str(" CONDSTORE QRESYNC");
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
@@ -382,7 +389,9 @@ impl Session {
                 Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
                     Some((tag.as_ref().to_owned(), length as usize, mode))
                 }
-                // Hand-parsed syntax imap-codec fails on may carry literals too.
+                // Stopped early (at hand-parsed syntax: RFC 7162, UTF-8
+                // names, LIST-EXTENDED...): a literal announced at the end
+                // of the line is read all the same.
                 Err(_) => crate::ext::names::trailing_literal(&buf),
                 Ok(_) => None,
             };
@@ -443,6 +452,15 @@ impl Session {
             let reply = self.extra(extra).await?;
             return Ok((tag, name, reply));
         }
+        // RFC 7162 parts are taken out first; imap-codec parses the rest.
+        let (plain, mods) = match crate::rfc7162::parse(buf) {
+            Some(Parsed::Invalid { tag, why }) => {
+                return Ok((tag, "invalid".into(), Reply::Bad(why)));
+            }
+            Some(Parsed::Command { plain, mods, .. }) => (Some(plain), mods),
+            None => (None, Mods::default()),
+        };
+        let buf = plain.as_deref().unwrap_or(buf);
         let mut command = match CommandCodec::default().decode(buf) {
             Ok((_, c)) => c,
             Err(_) => {
@@ -455,13 +473,14 @@ impl Session {
         if let Err(why) = crate::ext::names::decode_command(&mut command.body, self.ext.utf8) {
             return Ok((tag, name, Reply::No(why.into())));
         }
-        let reply = self.dispatch(command, shutdown).await?;
+        let reply = self.dispatch(command, &mods, shutdown).await?;
         Ok((tag, name, reply))
     }
 
     async fn dispatch(
         &mut self,
         command: Command<'_>,
+        mods: &Mods,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Reply> {
         let tag = command.tag.as_ref().to_owned();
@@ -520,12 +539,23 @@ impl Session {
             }
             _ if !authed => Reply::Bad("Log in first".into()),
             CommandBody::Enable { capabilities } => {
-                let enabled = crate::ext::enable(self, capabilities.as_ref());
-                self.untagged(&format!("ENABLED{}", enabled.concat()));
+                let mut line = String::from("ENABLED");
+                for c in capabilities.as_ref() {
+                    if let Some(name) = crate::condstore::enable(self, c) {
+                        line.push(' ');
+                        line.push_str(name);
+                    }
+                }
+                line.push_str(&crate::ext::enable(self, capabilities.as_ref()).concat());
+                self.untagged(&line);
                 Reply::Ok("ENABLE completed".into())
             }
-            CommandBody::Select { mailbox } => self.select(&mailbox_name(&mailbox), false).await?,
-            CommandBody::Examine { mailbox } => self.select(&mailbox_name(&mailbox), true).await?,
+            CommandBody::Select { mailbox } => {
+                crate::condstore::select(self, &mailbox_name(&mailbox), false, mods).await?
+            }
+            CommandBody::Examine { mailbox } => {
+                crate::condstore::select(self, &mailbox_name(&mailbox), true, mods).await?
+            }
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
                 let name = name.trim_end_matches('/').to_owned();
@@ -639,7 +669,7 @@ impl Session {
                     None => "US-ASCII".into(),
                 };
                 if name == "UTF-8" || name == "US-ASCII" {
-                    crate::search::search(self, &criteria, uid).await?
+                    crate::search::search(self, &criteria, uid, mods).await?
                 } else {
                     Reply::No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into())
                 }
@@ -648,7 +678,7 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-            } => crate::fetch::fetch(self, &sequence_set, &macro_or_item_names, uid).await?,
+            } => crate::fetch::fetch(self, &sequence_set, &macro_or_item_names, uid, mods).await?,
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -656,7 +686,7 @@ impl Session {
                 flags,
                 uid,
             } => {
-                self.store(&sequence_set, kind, response, &flags, uid)
+                self.store(&sequence_set, kind, response, &flags, uid, mods)
                     .await?
             }
             CommandBody::Copy {
@@ -763,8 +793,11 @@ impl Session {
         })
     }
 
-    async fn select(&mut self, name: &str, read_only: bool) -> std::io::Result<Reply> {
-        self.selected = None;
+    pub(crate) async fn select(&mut self, name: &str, read_only: bool) -> std::io::Result<Reply> {
+        if self.selected.take().is_some() {
+            // RFC 7162 3.2.11, sent whether or not QRESYNC is enabled.
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
         let account = self.account();
         let mut uids = Vec::new();
         let mut first_unseen = None;
@@ -814,6 +847,7 @@ impl Session {
             modseq: mb.highestmodseq,
             dirty: false,
             pending_expunge: Vec::new(),
+            expunge_floor: None,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
@@ -848,16 +882,27 @@ impl Session {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
+        mods: &Mods,
     ) -> std::io::Result<Reply> {
         if self.selected.as_ref().is_some_and(|s| s.read_only) {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
+        if mods.enables_condstore() {
+            crate::condstore::enable_condstore(self);
+        }
         // New messages become addressable first (EXPUNGE only for UID STORE).
         self.sync(uid).await?;
-        let uids = match &self.selected {
+        let mut uids = match &self.selected {
             Some(s) => s.resolve(set, uid),
             None => Vec::new(),
         };
+        // Messages left alone by UNCHANGEDSINCE (as UIDs).
+        let mut modified = Vec::new();
+        if mods.unchanged_since == Some(0) {
+            // Every message has a modseq, so 0 always fails (RFC 7162 3.1.3).
+            modified = std::mem::take(&mut uids);
+        }
+        let condstore = self.rfc7162.condstore;
         let mode = match kind {
             StoreType::Add => pb::FlagsMode::FlagsAdd,
             StoreType::Remove => pb::FlagsMode::FlagsRemove,
@@ -872,31 +917,55 @@ impl Session {
                 uids: Some(uid_set(chunk)),
                 mode: mode as i32,
                 flags: flags.clone(),
-                unchanged_since: 0,
+                unchanged_since: mods.unchanged_since.unwrap_or(0),
             }));
+            modified.extend_from_slice(&r.modified);
             if let Some(sel) = self.selected.as_mut()
                 && r.highestmodseq == sel.modseq + 1
             {
                 // Only our own change happened: nothing to resync.
                 sel.modseq = r.highestmodseq;
             }
-            if response == StoreResponse::Answer {
+            // With CONDSTORE on, even .SILENT reports the new MODSEQ (RFC
+            // 7162 3.1.3), with the UID.
+            if response == StoreResponse::Answer || condstore {
                 for u in &r.updated {
                     let Some(seq) = self.selected.as_ref().and_then(|s| s.seq_of(u.uid)) else {
                         continue;
                     };
-                    let mut line = format!("* {seq} FETCH (").into_bytes();
-                    if uid {
-                        line.extend_from_slice(format!("UID {} ", u.uid).as_bytes());
+                    let mut parts = Vec::new();
+                    if uid || condstore {
+                        parts.push(format!("UID {}", u.uid).into_bytes());
                     }
-                    line.extend_from_slice(b"FLAGS ");
-                    encode::flags(&mut line, &u.flags);
+                    if response == StoreResponse::Answer {
+                        let mut f = b"FLAGS ".to_vec();
+                        encode::flags(&mut f, &u.flags);
+                        parts.push(f);
+                    }
+                    if condstore {
+                        parts.push(format!("MODSEQ ({})", u.modseq).into_bytes());
+                    }
+                    let mut line = format!("* {seq} FETCH (").into_bytes();
+                    line.extend_from_slice(&parts.join(b" ".as_slice()));
                     line.extend_from_slice(b")\r\n");
                     self.out.extend_from_slice(&line);
                 }
             }
         }
         self.sync(uid).await?;
+        if !modified.is_empty() {
+            modified.sort_unstable();
+            if !uid {
+                // STORE names messages by sequence number.
+                let sel = self.selected.as_ref();
+                modified = modified
+                    .iter()
+                    .filter_map(|&u| sel.and_then(|s| s.seq_of(u)))
+                    .map(|n| n as u32)
+                    .collect();
+            }
+            return Ok(crate::condstore::modified_reply(&modified));
+        }
         Ok(Reply::Ok("STORE completed".into()))
     }
 
@@ -967,22 +1036,32 @@ impl Session {
                 ranges: vec![pb::UidRange { first: 1, last: 0 }],
             },
         };
-        if set.ranges.is_empty() {
+        if set.ranges.is_empty() && !self.rfc7162.condstore {
             return Ok(Reply::Ok("EXPUNGE completed".into()));
         }
-        let r = rpc!(self.client.expunge(pb::ExpungeRequest {
-            account,
-            mailbox,
-            uids: Some(set),
-            only_deleted: true,
-        }));
-        if let Some(sel) = self.selected.as_mut()
-            && r.highestmodseq == sel.modseq + 1
-        {
-            sel.modseq = r.highestmodseq;
+        if !set.ranges.is_empty() {
+            let r = rpc!(self.client.expunge(pb::ExpungeRequest {
+                account,
+                mailbox,
+                uids: Some(set),
+                only_deleted: true,
+            }));
+            if let Some(sel) = self.selected.as_mut()
+                && r.highestmodseq == sel.modseq + 1
+            {
+                sel.modseq = r.highestmodseq;
+            }
+            self.announce_expunged(&r.expunged);
         }
-        self.announce_expunged(&r.expunged);
         self.sync(true).await?;
+        if self.rfc7162.condstore
+            && let Some(sel) = &self.selected
+        {
+            let highest = crate::condstore::reported_modseq(sel);
+            return Ok(Reply::Ok(format!(
+                "[HIGHESTMODSEQ {highest}] EXPUNGE completed"
+            )));
+        }
         Ok(Reply::Ok("EXPUNGE completed".into()))
     }
 
@@ -995,11 +1074,20 @@ impl Session {
         let mut seqs: Vec<usize> = uids.iter().filter_map(|&u| sel.seq_of(u)).collect();
         seqs.sort_unstable();
         let mut lines = Vec::new();
+        let mut gone = Vec::new();
         for &seq in seqs.iter().rev() {
-            sel.uids.remove(seq - 1);
+            gone.push(sel.uids.remove(seq - 1));
             lines.push(format!("{seq} EXPUNGE"));
         }
+        if self.rfc7162.qresync {
+            // RFC 7162 3.2.10: VANISHED (by UID) replaces EXPUNGE.
+            gone.sort_unstable();
+            lines = crate::condstore::vanished_lines(&gone, false);
+        }
         sel.pending_expunge.retain(|u| !uids.contains(u));
+        if sel.pending_expunge.is_empty() {
+            sel.expunge_floor = None;
+        }
         for l in lines {
             self.untagged(&l);
         }
@@ -1041,6 +1129,7 @@ impl Session {
         let mut new = Vec::new();
         let mut flag_changes = Vec::new();
         let mut gone = Vec::new();
+        let mut gone_modseq = u64::MAX;
         let mut highest = since;
         loop {
             let page = match self
@@ -1071,11 +1160,12 @@ impl Session {
                 if m.expunged {
                     if known {
                         gone.push(m.uid);
+                        gone_modseq = gone_modseq.min(m.modseq);
                     }
                 } else if !known && m.uid > last_known {
                     new.push(m.uid);
                 } else if known {
-                    flag_changes.push((m.uid, m.flags.clone()));
+                    flag_changes.push((m.uid, m.flags.clone(), m.modseq));
                 }
             }
             match page.messages.last() {
@@ -1086,13 +1176,22 @@ impl Session {
         sel.dirty = false;
         sel.modseq = highest;
         let mut lines = Vec::new();
-        for (uid, flags) in flag_changes {
+        let condstore = self.rfc7162.condstore;
+        for (uid, flags, modseq) in flag_changes {
             if let Some(seq) = sel.seq_of(uid) {
+                if condstore {
+                    lines.push(crate::condstore::flags_fetch_line(seq, uid, &flags, modseq));
+                    continue;
+                }
                 let mut line = format!("* {seq} FETCH (UID {uid} FLAGS ").into_bytes();
                 encode::flags(&mut line, &flags);
                 line.extend_from_slice(b")\r\n");
                 lines.push(line);
             }
+        }
+        if !gone.is_empty() {
+            let floor = gone_modseq.saturating_sub(1);
+            sel.expunge_floor = Some(sel.expunge_floor.map_or(floor, |f| f.min(floor)));
         }
         new.sort_unstable();
         let had = sel.uids.len();
@@ -1104,8 +1203,17 @@ impl Session {
         } else {
             Vec::new()
         };
+        let sent_modseqs = condstore && !lines.is_empty();
         for l in lines {
             self.out.extend_from_slice(&l);
+        }
+        if sent_modseqs
+            && !allow_expunge
+            && let Some(floor) = self.selected.as_ref().and_then(|s| s.expunge_floor)
+        {
+            // The client must not take those MODSEQs as its new high-water
+            // mark while an expunge below them is still unannounced.
+            self.untagged(&format!("OK [HIGHESTMODSEQ {floor}] Expunges pending"));
         }
         if exists != had {
             self.untagged(&format!("{exists} EXISTS"));
@@ -1192,9 +1300,11 @@ impl Session {
                     .as_ref()
                     .map(|s| s.resolve(&set, true))
                     .unwrap_or_default();
-                if uids.is_empty() {
+                if uids.is_empty() && !self.rfc7162.condstore {
                     Reply::Ok("UID EXPUNGE completed".into())
                 } else {
+                    // With CONDSTORE on, even an empty one reports
+                    // HIGHESTMODSEQ.
                     self.expunge(Some(uids)).await?
                 }
             }

@@ -604,3 +604,188 @@ async fn imap_extensions() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+/// CONDSTORE and QRESYNC (RFC 7162) with imaplib: resync after another
+/// session's flag changes and expunges, conditional STORE, SEARCH MODSEQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_condstore_qresync() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_condstore.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_condstore.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// RFC 7162 forms imaplib cannot send or read as such: IDLE pushing
+/// VANISHED and MODSEQ, UNCHANGEDSINCE 0, a QRESYNC SELECT of a mailbox
+/// named by a literal, and malformed modifiers answered BAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qresync_raw_socket() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 0..3 {
+            a.ok(
+                &format!("ap{i}"),
+                &format!("APPEND INBOX {{14+}}\r\nSubject: {i}\r\n\r\n"),
+            );
+        }
+        let e = a.ok("a2", "ENABLE QRESYNC CONDSTORE");
+        assert_eq!(e[0], "* ENABLED QRESYNC\r\n", "{e:?}");
+        let sel = a.ok("a3", "SELECT {5}\r\nINBOX (QRESYNC (1 1 1:3))");
+        assert!(
+            sel.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
+            "{sel:?}"
+        );
+        let uidvalidity: u32 = sel
+            .iter()
+            .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+            .and_then(|l| l.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        // Malformed RFC 7162 syntax is BAD and changes nothing.
+        for (tag, line) in [
+            ("b1", "SELECT INBOX (QRESYNC (0 1))"),
+            ("b2", "UID FETCH 1:* FLAGS (CHANGEDSINCE 0)"),
+            ("b3", "FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)"),
+            ("b4", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)"),
+            ("b5", "SEARCH MODSEQ"),
+        ] {
+            let r = a.cmd(tag, line);
+            assert!(
+                r.last().unwrap().starts_with(&format!("{tag} BAD")),
+                "{r:?}"
+            );
+        }
+        // UNCHANGEDSINCE 0 fails for every message.
+        let r = a.ok("a4", "STORE 1:2 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)");
+        assert!(
+            r.last().unwrap().starts_with("a4 OK [MODIFIED 1:2]"),
+            "{r:?}"
+        );
+        // IDLE: another session's flag change and expunge arrive as FETCH
+        // with UID and MODSEQ, and as VANISHED.
+        let mut b = Raw::connect(port);
+        b.ok("c1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("c2", "SELECT INBOX");
+        a.send(b"a5 IDLE\r\n");
+        assert!(a.line().starts_with("+ "));
+        b.ok("c3", "UID STORE 2 +FLAGS (\\Flagged)");
+        let l = a.line();
+        assert!(
+            l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+            "{l}"
+        );
+        b.ok("c4", "UID STORE 1 +FLAGS (\\Deleted)");
+        b.ok("c5", "EXPUNGE");
+        let mut l = a.line();
+        if l.starts_with("* 1 FETCH") {
+            l = a.line();
+        }
+        assert_eq!(l, "* VANISHED 1\r\n");
+        a.send(b"DONE\r\n");
+        a.until("a5");
+        // A later QRESYNC SELECT from the old state reports the same.
+        let sel = a.ok(
+            "a6",
+            &format!("EXAMINE INBOX (QRESYNC ({uidvalidity} 3 1:3 (1:3 1:3)))"),
+        );
+        assert_eq!(sel[0], "* OK [CLOSED] Previous mailbox closed\r\n");
+        assert!(
+            sel.iter().any(|l| l == "* VANISHED (EARLIER) 1\r\n"),
+            "{sel:?}"
+        );
+        assert!(
+            sel.iter()
+                .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (")),
+            "{sel:?}"
+        );
+        // A literal after a MODSEQ key (which imap-codec stops at) is
+        // still read as a literal.
+        a.send(b"a7 UID SEARCH MODSEQ 1 SUBJECT {1}\r\n");
+        assert!(a.line().starts_with("+ "));
+        a.send(b"2\r\n");
+        let r = a.until("a7");
+        assert!(r[0].starts_with("* SEARCH 3 (MODSEQ "), "{r:?}");
+        assert!(r.last().unwrap().starts_with("a7 OK"), "{r:?}");
+        a.ok("a8", "LOGOUT");
+
+        // B (no CONDSTORE yet): the first MODSEQ fetch enables it and
+        // reports HIGHESTMODSEQ first.
+        let r = b.ok("c6", "FETCH 1 (MODSEQ)");
+        assert!(r[0].starts_with("* OK [HIGHESTMODSEQ "), "{r:?}");
+        assert!(r[1].starts_with("* 1 FETCH (MODSEQ ("), "{r:?}");
+        // C expunges UID 3 and flags UID 2. During B's FETCH (no expunge
+        // may be announced) the flag change comes with MODSEQ, and
+        // HIGHESTMODSEQ drops below the pending expunge (RFC 7162 3.2).
+        let mut c = Raw::connect(port);
+        c.ok("d1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("d2", "SELECT INBOX");
+        c.ok("d3", "UID STORE 3 +FLAGS (\\Deleted)");
+        let e = c.ok("d4", "UID EXPUNGE 3");
+        assert!(e.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{e:?}");
+        // Enabled with a mailbox selected: HIGHESTMODSEQ comes with it.
+        let enabled = c.ok("d5", "ENABLE CONDSTORE");
+        assert!(
+            enabled[0].starts_with("* OK [HIGHESTMODSEQ "),
+            "{enabled:?}"
+        );
+        assert_eq!(enabled[1], "* ENABLED CONDSTORE\r\n");
+        let flagged = c.ok("d6", "UID STORE 2 +FLAGS ($X)");
+        let modseq_of = |l: &str| -> u64 {
+            let tail = l.split("MODSEQ (").nth(1).unwrap();
+            tail.split(')').next().unwrap().parse().unwrap()
+        };
+        let x_modseq = modseq_of(&flagged[0]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let floor = loop {
+            let r = b.ok("c7", "FETCH 1 (FLAGS)");
+            assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+            if let Some(l) = r.iter().find(|l| l.contains("Expunges pending")) {
+                assert!(
+                    r.iter()
+                        .any(|l| l.contains("UID 2 FLAGS (") && l.contains("$X) MODSEQ (")),
+                    "{r:?}"
+                );
+                break l
+                    .strip_prefix("* OK [HIGHESTMODSEQ ")
+                    .and_then(|l| l.split(']').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pending-expunge HIGHESTMODSEQ"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(floor < x_modseq - 1, "{floor} {x_modseq}");
+        let r = b.ok("c8", "NOOP");
+        assert!(r.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{r:?}");
+        let r = b.ok("c9", "UID EXPUNGE 99");
+        assert!(
+            r.last()
+                .unwrap()
+                .starts_with(&format!("c9 OK [HIGHESTMODSEQ {x_modseq}]")),
+            "{r:?}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -369,11 +369,17 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::SearchMessagesResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let uids = self
+        let found = self
             .store
-            .search_messages(&r.account, &r.mailbox, r.key.as_ref())
+            .search_messages_with_modseqs(&r.account, &r.mailbox, r.key.as_ref())
             .await?;
-        Ok(Response::new(pb::SearchMessagesResponse { uids }))
+        let modseqs = if r.with_modseqs {
+            found.iter().map(|&(_, m)| m).collect()
+        } else {
+            Vec::new()
+        };
+        let uids = found.into_iter().map(|(u, _)| u).collect();
+        Ok(Response::new(pb::SearchMessagesResponse { uids, modseqs }))
     }
 
     async fn get_quota(

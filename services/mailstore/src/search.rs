@@ -17,8 +17,9 @@ const DAY_MS: i64 = 86_400_000;
 /// Deepest key tree accepted.
 const MAX_DEPTH: usize = 64;
 
-/// uid, flags, internal date, size, blob id, return path, metadata JSON.
+/// uid, modseq, flags, internal date, size, blob id, return path, metadata JSON.
 type SearchRow = (
+    i64,
     i64,
     Vec<String>,
     chrono::DateTime<chrono::Utc>,
@@ -30,6 +31,7 @@ type SearchRow = (
 
 struct Row {
     uid: i64,
+    modseq: i64,
     flags: Vec<String>,
     date_ms: i64,
     size: i64,
@@ -127,6 +129,19 @@ impl Store {
         mailbox: &str,
         key: Option<&SearchKey>,
     ) -> Result<Vec<u32>> {
+        let found = self
+            .search_messages_with_modseqs(account, mailbox, key)
+            .await?;
+        Ok(found.into_iter().map(|(uid, _)| uid).collect())
+    }
+
+    /// Like [`Store::search_messages`], with each match's modseq.
+    pub async fn search_messages_with_modseqs(
+        &self,
+        account: &str,
+        mailbox: &str,
+        key: Option<&SearchKey>,
+    ) -> Result<Vec<(u32, u64)>> {
         let mailbox = crate::mailboxes::canonical_name(mailbox);
         let (mailbox_id, _) = self.find_mailbox(account, &mailbox).await?;
         let all = SearchKey::default();
@@ -134,7 +149,7 @@ impl Store {
         let mut n = Needs::default();
         needs(key, &mut n, 0)?;
         let rows: Vec<SearchRow> = sqlx::query_as(
-            "SELECT m.uid, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
+            "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
                         CASE WHEN $2 THEN b.meta::text END \
                  FROM messages m JOIN blobs b ON b.id = m.blob_id \
                  WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid",
@@ -145,9 +160,10 @@ impl Store {
         .await?;
         let max_uid = rows.last().map(|r| r.0).unwrap_or(0);
         let mut out = Vec::new();
-        for (uid, flags, date, size, blob_id, rp, meta) in rows {
+        for (uid, modseq, flags, date, size, blob_id, rp, meta) in rows {
             let row = Row {
                 uid,
+                modseq,
                 flags,
                 date_ms: date.timestamp_millis(),
                 size,
@@ -156,7 +172,10 @@ impl Store {
                 meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
             };
             if Box::pin(self.matches(key, &row, max_uid)).await? {
-                out.push(u32::try_from(uid).unwrap_or(u32::MAX));
+                out.push((
+                    u32::try_from(uid).unwrap_or(u32::MAX),
+                    u64::try_from(modseq).unwrap_or(0),
+                ));
             }
         }
         Ok(out)
@@ -205,6 +224,7 @@ impl Store {
             SearchOp::SearchSentOn => sent_ms
                 .is_some_and(|d| (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&d)),
             SearchOp::SearchSentSince => sent_ms.is_some_and(|d| d >= key.date_ms),
+            SearchOp::SearchModseq => u64::try_from(row.modseq).unwrap_or(0) >= key.modseq,
             SearchOp::SearchLarger => u64::try_from(row.size).unwrap_or(0) > key.size,
             SearchOp::SearchSmaller => u64::try_from(row.size).unwrap_or(0) < key.size,
             SearchOp::SearchHeader => self.header_matches(key, row).await?,

@@ -207,9 +207,38 @@ async fn flags_expunge_and_leases() {
     )
     .await
     .unwrap();
-    store(&mut ms, &[(3, 3)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
+    let seen3 = store(&mut ms, &[(3, 3)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
         .await
-        .unwrap();
+        .unwrap()
+        .highestmodseq;
+    // SEARCH MODSEQ (RFC 7162): modseq at or above; modseqs on request.
+    let search = |key: pb::SearchKey, with_modseqs: bool| {
+        let mut ms = ms.clone();
+        async move {
+            ms.search_messages(pb::SearchMessagesRequest {
+                account: "alice@example.test".into(),
+                mailbox: String::new(),
+                key: Some(key),
+                with_modseqs,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let modseq_key = |modseq| pb::SearchKey {
+        op: pb::SearchOp::SearchModseq as i32,
+        modseq,
+        ..Default::default()
+    };
+    let r = search(modseq_key(seen3), true).await;
+    assert_eq!((r.uids, r.modseqs), (vec![3], vec![seen3]));
+    // The REPLACE above gave all three messages seen3 - 2.
+    let r = search(modseq_key(seen3 - 2), false).await;
+    assert_eq!(r.uids, [1, 2, 3]);
+    assert!(r.modseqs.is_empty());
+    let r = search(modseq_key(seen3 + 1), true).await;
+    assert!(r.uids.is_empty() && r.modseqs.is_empty());
     let listed = ms
         .list_messages(pb::ListMessagesRequest {
             account: "alice@example.test".into(),

@@ -145,7 +145,13 @@ async fn search(s: &mut Session, r: esearch::SearchReturn) -> std::io::Result<Re
     if s.selected.is_none() {
         return Ok(Reply::Bad("Select a mailbox first".into()));
     }
-    let command = match CommandCodec::default().decode(&r.plain) {
+    // SEARCH MODSEQ (RFC 7162) inside the keys: taken out as for SEARCH.
+    let (plain, mods) = match crate::rfc7162::parse(&r.plain) {
+        Some(crate::rfc7162::Parsed::Invalid { why, .. }) => return Ok(Reply::Bad(why)),
+        Some(crate::rfc7162::Parsed::Command { plain, mods, .. }) => (plain, mods),
+        None => (r.plain.clone(), crate::rfc7162::Mods::default()),
+    };
+    let command = match CommandCodec::default().decode(&plain) {
         Ok((_, c)) => c,
         Err(_) => return Ok(Reply::Bad("Syntax error".into())),
     };
@@ -165,11 +171,14 @@ async fn search(s: &mut Session, r: esearch::SearchReturn) -> std::io::Result<Re
             "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into(),
         ));
     }
-    let hits = match crate::search::matching(s, &criteria, r.uid).await? {
-        Ok(hits) => hits,
+    let (hits, highest) = match crate::search::matching(s, &criteria, r.uid, &mods).await? {
+        Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
-    let line = esearch::Esearch::new(&r.tag, r.uid, r.opts, &hits).line();
+    let mut response = esearch::Esearch::new(&r.tag, r.uid, r.opts, &hits);
+    // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something matched.
+    response.modseq = highest.filter(|&h| h > 0 && !hits.is_empty());
+    let line = response.line();
     s.untagged(&line);
     s.sync(r.uid).await?;
     Ok(Reply::Ok("SEARCH completed".into()))

@@ -96,6 +96,7 @@ async fn deleted(
                 text: "\\Deleted".into(),
                 ..Default::default()
             }),
+            with_modseqs: false,
         })
         .await?
         .into_inner()
@@ -121,6 +122,10 @@ async fn deleted(
 
 /// The STATUS command.
 pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io::Result<Reply> {
+    // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) turns CONDSTORE on.
+    if items.contains(&Item::HighestModSeq) {
+        crate::condstore::enable_condstore(s);
+    }
     let name = match super::names::from_client(raw, s.ext.utf8) {
         Ok(n) => super::names::canonical(n),
         Err(e) => return Ok(Reply::No(e.into())),
