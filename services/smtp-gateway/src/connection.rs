@@ -483,10 +483,11 @@ impl<B: Backend> Connection<B> {
 
     /// Flushes the pending replies, then waits for more input. Only the
     /// command loop is `interruptible` by shutdown: a transaction in DATA
-    /// finishes first.
+    /// finishes first, unless the drain deadline is about to expire.
     async fn fill(&mut self, interruptible: bool) -> io::Result<Read> {
         self.flush().await?;
         let timeout = self.gw.settings.timeout;
+        let drain_expired = self.gw.drain_expired.clone();
         let Self {
             stream,
             input,
@@ -502,7 +503,10 @@ impl<B: Backend> Connection<B> {
                 result = read => result,
             }
         } else {
-            read.await
+            tokio::select! {
+                _ = drain_expired.cancelled() => return Ok(Read::ShuttingDown),
+                result = read => result,
+            }
         };
         match result {
             Err(_) => Ok(Read::TimedOut),
@@ -537,7 +541,14 @@ impl<B: Backend> Connection<B> {
     async fn fill_body(&mut self) -> io::Result<Option<()>> {
         match self.fill(false).await? {
             Read::Data => Ok(Some(())),
-            Read::Closed | Read::ShuttingDown => Ok(None),
+            Read::Closed => Ok(None),
+            Read::ShuttingDown => {
+                // RFC 5321 3.8: 421 may be sent at any time; the client
+                // keeps the message and tries again later.
+                let hostname = self.gw.settings.hostname.clone();
+                self.goodbye(reply::shutting_down(&hostname)).await?;
+                Ok(None)
+            }
             Read::TimedOut => {
                 let hostname = self.gw.settings.hostname.clone();
                 self.goodbye(reply::timeout(&hostname)).await?;
