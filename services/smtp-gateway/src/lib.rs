@@ -102,9 +102,12 @@ pub async fn run(
         publish_timeout: config.smtp_publish_timeout,
     };
 
-    let metrics = Metrics::default();
+    let mut metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    if let Some(tls) = &tls {
+        metrics.register_tls(&mut registry, tls.expiry_gauge());
+    }
     let health = Health::new();
     let broker_ready = health.register("rabbitmq");
     let mailstore_ready = health.register("mailstore");
