@@ -263,3 +263,33 @@ impl Metrics {
         self.job("dead_lettered");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_copies_observe_the_end_to_end_latency() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // Unknown acceptance time: nothing to measure.
+        metrics.stored(0);
+        metrics.stored(now - 2_000);
+        // A gateway clock ahead of ours counts as no delay, never negative.
+        metrics.stored(now + 60_000);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+        };
+        assert_eq!(value("mailfleet_delivery_end_to_end_seconds_count"), 2.0);
+        let sum = value("mailfleet_delivery_end_to_end_seconds_sum");
+        assert!((2.0..10.0).contains(&sum), "sum {sum}");
+    }
+}
