@@ -26,6 +26,16 @@ def p(q, metric, match="", by=""):
     return f"histogram_quantile({q}, sum by ({keys}) (rate({sel}[$__rate_interval])))"
 
 
+def tls_left(*metrics):
+    """Seconds until the served certificate expires, per service instance."""
+    return "min by (service, instance) (" + " or ".join(metrics) + ") - time()"
+
+
+TLS_METRICS = ("mailfleet_smtp_tls_cert_expiry_timestamp_seconds",
+               "mailfleet_imap_tls_cert_expiry_timestamp_seconds",
+               "mailfleet_pop3_tls_cert_expiry_timestamp_seconds")
+TLS_LEFT = tls_left(*TLS_METRICS)
+
 # (title, unit, [(expr, legend)], kind); kind: timeseries or stat
 OVERVIEW = [
     ("Mail in (accepted at DATA)", "reqps",
@@ -45,6 +55,14 @@ OVERVIEW = [
      [(p(0.99, "mailfleet_smtp_queue_duration_seconds"), "SMTP accept p99"),
       (p(0.50, "mailfleet_smtp_queue_duration_seconds"), "SMTP accept p50"),
       (p(0.99, "mailfleet_delivery_deliver_seconds"), "Deliver p99")], "timeseries"),
+    ("End-to-end delivery latency (SMTP 250 → mailbox)", "s",
+     [(p(0.5, "mailfleet_delivery_end_to_end_seconds"), "p50"),
+      (p(0.99, "mailfleet_delivery_end_to_end_seconds"), "p99")], "timeseries"),
+    ("Oldest deferred message age / jobs waiting for a retry", "s",
+     [("max(mailfleet_delivery_oldest_deferred_seconds)", "oldest deferred message"),
+      ("sum(mailfleet_delivery_deferred_jobs)", "deferred jobs (count)")], "timeseries"),
+    ("TLS certificate: time left until expiry", "s",
+     [(TLS_LEFT, "{{service}} {{instance}}")], "stat"),
     ("Sessions per protocol", "short",
      [("sum(mailfleet_smtp_sessions)", "SMTP"),
       ("sum(mailfleet_imap_sessions)", "IMAP"),
@@ -80,6 +98,8 @@ SMTP = [
      [(rate("mailfleet_smtp_tls_handshakes_total", "outcome"), "{{outcome}}")], "timeseries"),
     ("AUTH attempts", "reqps",
      [(rate("mailfleet_smtp_auth_attempts_total", "outcome"), "{{outcome}}")], "timeseries"),
+    ("TLS certificate: time left until expiry", "s",
+     [(tls_left(TLS_METRICS[0]), "{{instance}}")], "stat"),
 ]
 
 DELIVERY = [
@@ -106,6 +126,12 @@ DELIVERY = [
      [(rate("mailfleet_delivery_relay_attempts_total", "result"), "{{result}}"),
       (rate("mailfleet_delivery_relay_tls_total", "tls"), "TLS: {{tls}}")], "timeseries"),
     ("Relay latency", "s", [(p(0.99, "mailfleet_delivery_relay_seconds"), "p99")], "timeseries"),
+    ("End-to-end latency (SMTP 250 → stored in the mailbox)", "s",
+     [(p(0.5, "mailfleet_delivery_end_to_end_seconds"), "p50"),
+      (p(0.99, "mailfleet_delivery_end_to_end_seconds"), "p99")], "timeseries"),
+    ("Retry queue: oldest deferred message age", "s",
+     [("max(mailfleet_delivery_oldest_deferred_seconds)", "oldest")], "stat"),
+    ("Retry queue: jobs waiting", "short", [("sum(mailfleet_delivery_deferred_jobs)", "jobs")], "stat"),
     ("Replicas consuming", "short", [("sum(mailfleet_delivery_consuming)", "consuming")], "stat"),
 ]
 
@@ -128,6 +154,8 @@ IMAP = [
      [(p(0.5, "mailfleet_imap_command_seconds"), "p50"), (p(0.99, "mailfleet_imap_command_seconds"), "p99")], "timeseries"),
     ("Body bytes sent", "Bps", [(rate("mailfleet_imap_body_bytes_out_total"), "bytes")], "timeseries"),
     ("STARTTLS upgrades", "reqps", [(rate("mailfleet_imap_starttls_total"), "STARTTLS")], "timeseries"),
+    ("TLS certificate: time left until expiry", "s",
+     [(tls_left(TLS_METRICS[1]), "{{instance}}")], "stat"),
 ]
 
 POP3 = [
@@ -139,6 +167,8 @@ POP3 = [
     ("Commands", "reqps", [(rate("mailfleet_pop3_commands_total", "command"), "{{command}}")], "timeseries"),
     ("Bytes retrieved", "Bps", [(rate("mailfleet_pop3_retrieved_bytes_total"), "RETR/TOP bytes")], "timeseries"),
     ("Messages deleted", "reqps", [(rate("mailfleet_pop3_deleted_messages_total"), "deleted")], "timeseries"),
+    ("TLS certificate: time left until expiry", "s",
+     [(tls_left(TLS_METRICS[2]), "{{instance}}")], "stat"),
 ]
 
 DASHBOARDS = [

@@ -355,10 +355,23 @@ impl Stack {
     /// SIGTERM, and wait for the process to exit; returns whether it exited
     /// successfully.
     pub fn stop(&mut self, svc: Svc) -> bool {
-        if let Some(mut c) = self.children.remove(&svc) {
+        self.terminate(svc);
+        self.wait_exit(svc)
+    }
+
+    /// Sends SIGTERM without waiting (several services can drain at once).
+    pub fn terminate(&self, svc: Svc) {
+        if let Some(c) = self.children.get(&svc) {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
+        }
+    }
+
+    /// Waits for a service sent SIGTERM to exit (30 s at most, well above the
+    /// stack's 5 s drain deadline); returns whether it exited successfully.
+    pub fn wait_exit(&mut self, svc: Svc) -> bool {
+        if let Some(mut c) = self.children.remove(&svc) {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(Some(status)) = c.try_wait() {

@@ -14,5 +14,6 @@ mod harness;
 mod imap;
 mod pop3;
 mod relay;
+mod shutdown;
 mod smtp;
 mod verify;

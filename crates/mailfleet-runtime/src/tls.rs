@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -46,6 +47,9 @@ pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     current: Arc<RwLock<Arc<ServerConfig>>>,
+    /// The served certificate's notAfter (Unix seconds), kept current across
+    /// reloads; services export it as `…_tls_cert_expiry_timestamp_seconds`.
+    expiry: Gauge,
 }
 
 impl std::fmt::Debug for Tls {
@@ -68,12 +72,21 @@ impl Tls {
 
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         install_crypto_provider();
-        let config = read_config(cert, key)?;
+        let (config, not_after) = read_config(cert, key)?;
+        let expiry = Gauge::default();
+        expiry.set(not_after);
         Ok(Self {
             cert: cert.to_owned(),
             key: key.to_owned(),
             current: Arc::new(RwLock::new(Arc::new(config))),
+            expiry,
         })
+    }
+
+    /// The gauge holding the served certificate's expiry time (Unix
+    /// seconds); a service registers it under its own metric prefix.
+    pub fn expiry_gauge(&self) -> Gauge {
+        self.expiry.clone()
     }
 
     /// An acceptor with the newest configuration, for one handshake.
@@ -87,11 +100,12 @@ impl Tls {
 
     /// Re-reads the files now; on error the previous configuration stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = read_config(&self.cert, &self.key)?;
+        let (config, not_after) = read_config(&self.cert, &self.key)?;
         match self.current.write() {
             Ok(mut c) => *c = Arc::new(config),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
         }
+        self.expiry.set(not_after);
         Ok(())
     }
 
@@ -131,7 +145,8 @@ impl Tls {
     }
 }
 
-fn read_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// The configuration and the leaf certificate's notAfter in Unix seconds.
+fn read_config(cert: &Path, key: &Path) -> Result<(ServerConfig, i64), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Cert {
@@ -144,6 +159,19 @@ fn read_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
             reason: "no certificate in the file".into(),
         });
     }
+    // The first certificate of the file is the one served (the leaf).
+    let not_after = chain
+        .first()
+        .ok_or_else(|| TlsError::Cert {
+            path: cert.to_owned(),
+            reason: "no certificate in the file".into(),
+        })
+        .and_then(|leaf| {
+            not_after(leaf).map_err(|reason| TlsError::Cert {
+                path: cert.to_owned(),
+                reason,
+            })
+        })?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
         path: key.to_owned(),
         reason: e.to_string(),
@@ -152,7 +180,14 @@ fn read_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key_der)?;
-    Ok(config)
+    Ok((config, not_after))
+}
+
+/// The notAfter time of a DER certificate, in Unix seconds.
+fn not_after(der: &CertificateDer<'_>) -> Result<i64, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+    Ok(cert.validity().not_after.timestamp())
 }
 
 /// Writes a self-signed certificate and key for `names` into `dir` (for
@@ -267,6 +302,23 @@ mod tests {
         let (cert, key) = ensure_self_signed(&dir, &["localhost", "127.0.0.1"]).unwrap();
         let tls = Tls::load(&cert, &key).unwrap();
         let _ = tls.acceptor();
+        // rcgen's default validity ends in 4096; the gauge holds the leaf's
+        // notAfter in Unix seconds.
+        let expiry = tls.expiry_gauge().get();
+        assert_eq!(expiry, 67_090_118_400, "notAfter 4096-01-01T00:00:00Z");
+        // A reload with a certificate that expires sooner moves the gauge.
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 6, 1);
+        let signing_key = rcgen::KeyPair::generate().unwrap();
+        let short = params.self_signed(&signing_key).unwrap();
+        std::fs::write(&cert, short.pem()).unwrap();
+        std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+        tls.reload().unwrap();
+        assert_eq!(
+            tls.expiry_gauge().get(),
+            1_906_502_400,
+            "notAfter 2030-06-01T00:00:00Z"
+        );
         // A broken file is refused and the old configuration stays.
         std::fs::write(&cert, "garbage").unwrap();
         assert!(tls.reload().is_err());

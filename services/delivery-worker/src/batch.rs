@@ -326,6 +326,15 @@ impl<S: Store> BatchContext<S> {
                 outcome: outcome.label(),
             })
             .inc();
+        if matches!(outcome, Outcome::Delivered) {
+            // Jobs from gateways that predate accepted_at_ms: the start of
+            // DATA is the closest known moment.
+            let accepted = match job.job.accepted_at_ms {
+                0 => job.job.received_at_ms,
+                t => t,
+            };
+            self.metrics.stored(accepted);
+        }
         match outcome {
             Outcome::Delivered | Outcome::Duplicate | Outcome::Relayed { .. } => {
                 debug!(job_id = %job.job_id, recipient = %delivery.recipient, outcome = outcome.label(), "Delivered.");

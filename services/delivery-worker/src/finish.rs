@@ -378,6 +378,7 @@ impl Finisher {
             blob_id: blob.id,
             blob_size: blob.size,
             received_at_ms: now_ms(),
+            accepted_at_ms: now_ms(),
             client_helo: self.hostname.clone(),
             ..DeliveryJob::default()
         };

@@ -34,7 +34,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(config, Listeners { http }, shutdown::on_signal()).await {
+    let result = run(config, Listeners { http }, shutdown::on_signal()).await;
+    // Export the last batch of spans before the process exits.
+    telemetry::shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("delivery-worker: {e:#}");

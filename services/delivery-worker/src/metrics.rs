@@ -80,6 +80,9 @@ pub struct Metrics {
     pub deferred_jobs: Gauge,
     /// Age in seconds of the oldest deferred job's first attempt.
     pub oldest_deferred_seconds: Gauge,
+    /// Seconds from smtp-gateway's 250 to the copy stored in a mailbox,
+    /// retries included (one observation per stored recipient copy).
+    pub end_to_end_seconds: Histogram,
 }
 
 impl Metrics {
@@ -105,6 +108,8 @@ impl Metrics {
             attempts: Family::default(),
             deferred_jobs: Gauge::default(),
             oldest_deferred_seconds: Gauge::default(),
+            // 25 ms to about 3.6 hours: a retried message is still counted.
+            end_to_end_seconds: Histogram::new(exponential_buckets(0.025, 2.0, 20)),
         };
         let r = registry.sub_registry_with_prefix("mailfleet_delivery");
         r.register(
@@ -203,7 +208,26 @@ impl Metrics {
             "Age of the oldest deferred job",
             m.oldest_deferred_seconds.clone(),
         );
+        r.register(
+            "end_to_end_seconds",
+            "Time from the SMTP 250 to the copy stored in the mailbox",
+            m.end_to_end_seconds.clone(),
+        );
         m
+    }
+
+    /// Observes the end-to-end latency of a copy stored now, for a job
+    /// accepted at `accepted_at_ms` (ms since the epoch; 0 when unknown).
+    pub fn stored(&self, accepted_at_ms: i64) {
+        if accepted_at_ms <= 0 {
+            return;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        // Clocks of different hosts can disagree a little: never negative.
+        let ms = now_ms.saturating_sub(accepted_at_ms).max(0);
+        self.end_to_end_seconds.observe(ms as f64 / 1000.0);
     }
 
     pub fn relay_attempt(&self, destination: &str, result: &'static str) {
@@ -237,5 +261,35 @@ impl Metrics {
             .get_or_create(&ReasonLabels { reason })
             .inc();
         self.job("dead_lettered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_copies_observe_the_end_to_end_latency() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // Unknown acceptance time: nothing to measure.
+        metrics.stored(0);
+        metrics.stored(now - 2_000);
+        // A gateway clock ahead of ours counts as no delay, never negative.
+        metrics.stored(now + 60_000);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+        };
+        assert_eq!(value("mailfleet_delivery_end_to_end_seconds_count"), 2.0);
+        let sum = value("mailfleet_delivery_end_to_end_seconds_sum");
+        assert!((2.0..10.0).contains(&sum), "sum {sum}");
     }
 }

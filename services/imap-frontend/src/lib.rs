@@ -129,7 +129,10 @@ pub async fn run(
     }
 
     let mut registry = Registry::default();
-    let metrics = metrics::Metrics::new(&mut registry);
+    let mut metrics = metrics::Metrics::new(&mut registry);
+    if let Some(tls) = &tls {
+        metrics.register_tls(&mut registry, tls.expiry_gauge());
+    }
     let health = Health::new();
     let tracker = TaskTracker::new();
     tracker.spawn(mailfleet_runtime::readiness::watch_mailstore(

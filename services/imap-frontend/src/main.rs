@@ -23,7 +23,10 @@ async fn main() -> ExitCode {
         }
     };
     mailfleet_runtime::telemetry::init(&config);
-    match start(config).await {
+    let result = start(config).await;
+    // Export the last batch of spans before the process exits.
+    mailfleet_runtime::telemetry::shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("imap-frontend: {e:#}");

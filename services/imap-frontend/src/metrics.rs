@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     pub latency: Histogram,
     pub bytes_out: Counter,
     pub tls_upgrades: Counter,
+    /// The served TLS certificate's expiry (Unix seconds), when TLS is on.
+    pub tls_cert_expiry: Gauge,
 }
 
 /// Command names kept as labels; anything else counts as "other".
@@ -77,6 +79,7 @@ impl Metrics {
             latency: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             bytes_out: Counter::default(),
             tls_upgrades: Counter::default(),
+            tls_cert_expiry: Gauge::default(),
         };
         registry.register(
             "mailfleet_imap_connections",
@@ -114,6 +117,17 @@ impl Metrics {
             m.tls_upgrades.clone(),
         );
         m
+    }
+
+    /// Exports the expiry of the TLS certificate `gauge` tracks (see
+    /// `Tls::expiry_gauge`); only called when TLS is configured.
+    pub(crate) fn register_tls(&mut self, registry: &mut Registry, gauge: Gauge) {
+        self.tls_cert_expiry = gauge;
+        registry.register(
+            "mailfleet_imap_tls_cert_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (Unix time)",
+            self.tls_cert_expiry.clone(),
+        );
     }
 
     pub(crate) fn command(&self, name: &str, result: &'static str, took: Duration) {

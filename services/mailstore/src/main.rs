@@ -46,7 +46,10 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = shutdown::on_signal();
-    match mailstore::run(config, mailstore::Listeners { grpc, http }, shutdown).await {
+    let result = mailstore::run(config, mailstore::Listeners { grpc, http }, shutdown).await;
+    // Export the last batch of spans before the process exits.
+    telemetry::shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailstore: {e:#}");

@@ -80,9 +80,12 @@ pub async fn run(
         tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());
     }
 
-    let metrics = Metrics::default();
+    let mut metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    if let Some(tls) = &tls {
+        metrics.register_tls(&mut registry, tls.expiry_gauge());
+    }
 
     let health = Health::new();
     let tracker = TaskTracker::new();

@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     pub deleted: Counter,
     pub auth_failures: Counter,
     pub lock_conflicts: Counter,
+    /// The served TLS certificate's expiry (Unix seconds), when TLS is on.
+    pub tls_cert_expiry: Gauge,
 }
 
 impl Metrics {
@@ -64,6 +66,17 @@ impl Metrics {
             "mailfleet_pop3_lock_conflicts",
             "Logins refused because another session holds the maildrop",
             self.lock_conflicts.clone(),
+        );
+    }
+
+    /// Exports the expiry of the TLS certificate `gauge` tracks (see
+    /// `Tls::expiry_gauge`); only called when TLS is configured.
+    pub fn register_tls(&mut self, registry: &mut Registry, gauge: Gauge) {
+        self.tls_cert_expiry = gauge;
+        registry.register(
+            "mailfleet_pop3_tls_cert_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (Unix time)",
+            self.tls_cert_expiry.clone(),
         );
     }
 

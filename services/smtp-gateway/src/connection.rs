@@ -483,7 +483,8 @@ impl<B: Backend> Connection<B> {
 
     /// Flushes the pending replies, then waits for more input. Only the
     /// command loop is `interruptible` by shutdown: a transaction in DATA
-    /// finishes first. The timeout is the one of the step the session is in.
+    /// finishes first, unless the drain deadline is about to expire. The
+    /// timeout is the one of the step the session is in.
     async fn fill(&mut self, interruptible: bool) -> io::Result<Read> {
         self.flush().await?;
         let settings = &self.gw.settings;
@@ -496,6 +497,7 @@ impl<B: Backend> Connection<B> {
         } else {
             settings.timeout
         };
+        let drain_expired = self.gw.drain_expired.clone();
         let Self {
             stream,
             input,
@@ -511,7 +513,10 @@ impl<B: Backend> Connection<B> {
                 result = read => result,
             }
         } else {
-            read.await
+            tokio::select! {
+                _ = drain_expired.cancelled() => return Ok(Read::ShuttingDown),
+                result = read => result,
+            }
         };
         match result {
             Err(_) => Ok(Read::TimedOut),
@@ -546,7 +551,14 @@ impl<B: Backend> Connection<B> {
     async fn fill_body(&mut self) -> io::Result<Option<()>> {
         match self.fill(false).await? {
             Read::Data => Ok(Some(())),
-            Read::Closed | Read::ShuttingDown => Ok(None),
+            Read::Closed => Ok(None),
+            Read::ShuttingDown => {
+                // RFC 5321 3.8: 421 may be sent at any time; the client
+                // keeps the message and tries again later.
+                let hostname = self.gw.settings.hostname.clone();
+                self.goodbye(reply::shutting_down(&hostname)).await?;
+                Ok(None)
+            }
             Read::TimedOut => {
                 let hostname = self.gw.settings.hostname.clone();
                 self.goodbye(reply::timeout(&hostname)).await?;

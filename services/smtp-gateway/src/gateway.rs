@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mailfleet_runtime::Config;
 use mailfleet_runtime::tls::Tls;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::throttle::AuthThrottle;
@@ -88,6 +89,10 @@ pub struct Gateway<B> {
     pub throttle: AuthThrottle,
     /// SPF/DKIM/DMARC on the MX role; `None` when disabled.
     pub verifier: Option<Verifier>,
+    /// Cancelled when the shutdown grace period is about to run out: a
+    /// transaction still in DATA or BDAT then gets its 421 instead of a
+    /// silently closed connection.
+    pub drain_expired: CancellationToken,
 }
 
 impl<B> Gateway<B> {
@@ -101,6 +106,7 @@ impl<B> Gateway<B> {
             tls: None,
             throttle: AuthThrottle::new(5, Duration::from_secs(900), Duration::from_secs(1)),
             verifier: None,
+            drain_expired: CancellationToken::new(),
         }
     }
 

@@ -102,9 +102,12 @@ pub async fn run(
         publish_timeout: config.smtp_publish_timeout,
     };
 
-    let metrics = Metrics::default();
+    let mut metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    if let Some(tls) = &tls {
+        metrics.register_tls(&mut registry, tls.expiry_gauge());
+    }
     let health = Health::new();
     let broker_ready = health.register("rabbitmq");
     let mailstore_ready = health.register("mailstore");
@@ -175,14 +178,22 @@ pub async fn run(
     );
 
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace = ?config.shutdown_grace,
-            "Sessions still running after the shutdown grace period; leaving them."
-        );
+    // Sessions in DATA finish their transaction; shortly before the grace
+    // period ends the ones still waiting for body bytes are answered 421, so
+    // no client sees the connection just drop.
+    let last_word = (config.shutdown_grace / 10).min(Duration::from_secs(1));
+    let drain = config.shutdown_grace.saturating_sub(last_word);
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        gateway.drain_expired.cancel();
+        if tokio::time::timeout(last_word, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?config.shutdown_grace,
+                "Sessions still running after the shutdown grace period; leaving them."
+            );
+        }
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let shutdown = shutdown::on_signal();
-    match smtp_gateway::run(
+    let result = smtp_gateway::run(
         config,
         smtp_gateway::Listeners {
             smtp,
@@ -56,8 +56,10 @@ async fn main() -> ExitCode {
         },
         shutdown,
     )
-    .await
-    {
+    .await;
+    // Export the last batch of spans before the process exits.
+    telemetry::shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("smtp-gateway: {error:#}");

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub auth: Family<OutcomeLabel, Counter>,
     /// End of data to the 250: body store + confirmed publish.
     pub queue_seconds: HistogramFamily,
+    /// The served TLS certificate's expiry (Unix seconds); registered only
+    /// when TLS is configured (see [`Metrics::register_tls`]).
+    pub tls_cert_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -69,6 +72,7 @@ impl Default for Metrics {
             tls: Family::default(),
             auth: Family::default(),
             queue_seconds: Family::new_with_constructor(queue_histogram),
+            tls_cert_expiry: Gauge::default(),
         }
     }
 }
@@ -126,6 +130,18 @@ impl Metrics {
             "queue_duration_seconds",
             "Time from the end of the data to the 250 (body stored, job confirmed)",
             self.queue_seconds.clone(),
+        );
+    }
+
+    /// Exports the expiry of the TLS certificate `gauge` tracks (see
+    /// `Tls::expiry_gauge`), under the `mailfleet_smtp` prefix.
+    pub fn register_tls(&mut self, registry: &mut Registry, gauge: Gauge) {
+        self.tls_cert_expiry = gauge;
+        let r = registry.sub_registry_with_prefix("mailfleet_smtp");
+        r.register(
+            "tls_cert_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (Unix time)",
+            self.tls_cert_expiry.clone(),
         );
     }
 

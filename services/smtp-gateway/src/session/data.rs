@@ -126,6 +126,9 @@ impl Transaction {
             blob_id: body.id.clone(),
             blob_size: body.size,
             received_at_ms: self.received_at.timestamp_millis(),
+            // The job is built once the body is stored, right before the
+            // confirmed publish that the 250 waits for.
+            accepted_at_ms: Utc::now().timestamp_millis(),
             client_ip: self.client_ip.to_string(),
             client_helo: self.client.helo.clone(),
             envid: self.envelope.envid.clone().unwrap_or_default(),
