@@ -25,6 +25,7 @@ pub mod listener;
 pub mod proxy_protocol;
 pub mod readiness;
 pub mod shutdown;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_context;

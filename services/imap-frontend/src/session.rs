@@ -738,8 +738,7 @@ impl Session {
             .extend_from_slice(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes());
         self.flush().await?;
         // Anything the client pipelined after STARTTLS is discarded (RFC 3501 6.2.1).
-        let conn = std::mem::replace(self.io.get_mut(), Conn::Gone);
-        let Conn::Plain(tcp) = conn else {
+        let Some(tcp) = self.io.get_mut().take_plain() else {
             return Err(std::io::Error::other("STARTTLS on a non-plain stream"));
         };
         let tls_stream = tls.acceptor().accept(tcp).await?;

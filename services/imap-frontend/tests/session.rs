@@ -458,6 +458,198 @@ async fn mbsync_syncs_both_ways() {
     .unwrap();
 }
 
+/// A second real client from Debian: offlineimap (offlineimap3) over
+/// STARTTLS with the certificate verified, syncing messages, flags,
+/// deletions and a nested mailbox both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offlineimap_syncs_both_ways() {
+    if std::process::Command::new("offlineimap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "offlineimap is not installed (apt-get install offlineimap3)"
+        );
+        eprintln!("offlineimap not installed (apt-get install offlineimap3); skipping");
+        return;
+    }
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("a2", "CREATE Projects/2026");
+        for (i, (mailbox, flags, subject)) in [
+            ("INBOX", "", "one"),
+            ("INBOX", "(\\Flagged) ", "two"),
+            ("INBOX", "", "three"),
+            ("Projects/2026", "", "plan"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let msg = format!("Subject: {subject}\r\nFrom: x@example.org\r\n\r\nbody {i}\r\n");
+            c.send(
+                format!(
+                    "a3{i} APPEND {mailbox} {flags}{{{}+}}\r\n{msg}\r\n",
+                    msg.len()
+                )
+                .as_bytes(),
+            );
+            let l = c.until(&format!("a3{i}"));
+            assert!(l.last().unwrap().contains(" OK "), "{l:?}");
+        }
+    })
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let rc = dir.path().join("offlineimaprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = acct\nmetadata = {meta}\nui = basic\n\n\
+             [Account acct]\nlocalrepository = local\nremoterepository = remote\n\n\
+             [Repository local]\ntype = Maildir\nlocalfolders = {m}\n\n\
+             [Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = yes\n\
+             sslcacertfile = {cert}\n",
+            meta = dir.path().join("meta").display(),
+            m = maildir.display(),
+            port = env.imap,
+            cert = env.cert.display(),
+        ),
+    )
+    .unwrap();
+    let offlineimap = || {
+        let out = std::process::Command::new("offlineimap")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-o")
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // offlineimap exits 0 even after some errors; its log says so.
+        assert!(
+            out.status.success() && !log.contains("ERROR"),
+            "offlineimap failed:\n{log}"
+        );
+    };
+    // (file name, contents) of the messages in a local folder.
+    let local = |folder: &str| -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for sub in ["cur", "new"] {
+            for e in std::fs::read_dir(maildir.join(folder).join(sub)).unwrap() {
+                let e = e.unwrap();
+                let body = std::fs::read_to_string(e.path()).unwrap();
+                found.push((e.file_name().to_string_lossy().into_owned(), body));
+            }
+        }
+        found
+    };
+
+    offlineimap();
+    let inbox = local("INBOX");
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    let flagged = inbox
+        .iter()
+        .find(|(_, b)| b.contains("Subject: two"))
+        .expect("message two synced");
+    assert!(
+        flagged.0.ends_with(":2,F"),
+        "\\Flagged became F: {}",
+        flagged.0
+    );
+    assert!(
+        inbox
+            .iter()
+            .any(|(_, b)| b == "Subject: one\nFrom: x@example.org\n\nbody 0\n"),
+        "bodies arrive whole, with Maildir's LF line ends: {inbox:?}"
+    );
+    let nested: Vec<_> = std::fs::read_dir(&maildir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("2026"))
+        .collect();
+    assert_eq!(nested.len(), 1, "the nested mailbox is synced");
+    assert_eq!(local(&nested[0]).len(), 1);
+
+    // Local changes: a new message, one marked read, one deleted.
+    let one = inbox
+        .iter()
+        .find(|(_, b)| b.contains("Subject: one"))
+        .unwrap();
+    let three = inbox
+        .iter()
+        .find(|(_, b)| b.contains("Subject: three"))
+        .unwrap();
+    let find = |name: &str| {
+        ["cur", "new"]
+            .iter()
+            .map(|d| maildir.join("INBOX").join(d).join(name))
+            .find(|p| p.exists())
+            .unwrap()
+    };
+    let base = one.0.split(":2,").next().unwrap();
+    let seen = maildir.join("INBOX/cur").join(format!("{base}:2,S"));
+    std::fs::rename(find(&one.0), &seen).unwrap();
+    std::fs::remove_file(find(&three.0)).unwrap();
+    std::fs::write(
+        maildir.join("INBOX/new/1000.local"),
+        "Subject: four\nFrom: y@example.org\n\nwritten offline\n",
+    )
+    .unwrap();
+    offlineimap();
+
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("b2", "SELECT INBOX");
+        let s = c.ok("b3", "SEARCH ALL");
+        assert_eq!(
+            s[0].split_whitespace().count(),
+            2 + 3,
+            "three messages left: {s:?}"
+        );
+        let s = c.ok("b4", "SEARCH SUBJECT three");
+        assert_eq!(
+            s[0], "* SEARCH\r\n",
+            "the local deletion reached the server"
+        );
+        let s = c.ok("b5", "SEARCH SEEN SUBJECT one");
+        assert!(s[0].starts_with("* SEARCH "), "\\Seen set locally: {s:?}");
+        let s = c.ok("b6", "SEARCH SUBJECT four");
+        let n = s[0].trim_end().rsplit(' ').next().unwrap().to_owned();
+        let body = c.ok("b7", &format!("FETCH {n} BODY.PEEK[]"));
+        // Uploaded with CRLF line ends, as IMAP requires.
+        assert!(
+            body.concat()
+                .contains("Subject: four\r\nFrom: y@example.org\r\n\r\nwritten offline\r\n"),
+            "{body:?}"
+        );
+        // A change on the server goes the other way at the next sync.
+        c.ok("b8", "STORE 1:* +FLAGS (\\Answered)");
+    })
+    .await
+    .unwrap();
+    offlineimap();
+    let inbox = local("INBOX");
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    for (name, _) in &inbox {
+        let flags = name.rsplit(":2,").next().unwrap();
+        assert!(flags.contains('R'), "\\Answered became R: {name}");
+    }
+}
+
 /// Figure for the issue: time to first-sync a 100,000-message mailbox
 /// (SELECT, then UID FETCH 1:* (UID FLAGS)) over one connection. Ignored by
 /// default (it takes a while to build the mailbox): run with `--ignored`.
