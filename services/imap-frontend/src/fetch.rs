@@ -401,7 +401,8 @@ async fn write_message(
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
-                encode::flags(&mut s.out, &m.flags);
+                let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+                encode::flags(&mut s.out, &flags);
             }
             Item::InternalDate => {
                 s.out.extend_from_slice(b"INTERNALDATE ");
@@ -453,7 +454,8 @@ async fn write_message(
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
-        encode::flags(&mut s.out, &m.flags);
+        let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+        encode::flags(&mut s.out, &flags);
     }
     s.out.extend_from_slice(b")\r\n");
     if s.out.len() > FLUSH_AT {

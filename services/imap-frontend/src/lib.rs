@@ -1,6 +1,7 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
-//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS).
+//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS), SORT and THREAD
+//! (`sort`), \Recent and IMAP4rev2 after ENABLE (`rev2`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -19,8 +20,10 @@ mod events;
 mod extra;
 mod fetch;
 mod metrics;
+mod rev2;
 mod search;
 mod session;
+mod sort;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -77,6 +77,8 @@ pub(crate) struct Selected {
     pub dirty: bool,
     /// Expunged elsewhere, not yet announced (announcing is not allowed now).
     pub pending_expunge: Vec<u32>,
+    /// UIDs that are \Recent in this session, ascending (see `rev2`).
+    pub recent: Vec<u32>,
 }
 
 impl Selected {
@@ -194,6 +196,10 @@ pub(crate) struct Session {
     pub selected: Option<Selected>,
     pub events: broadcast::Receiver<MailboxEvent>,
     pub out: Vec<u8>,
+    /// The client sent ENABLE IMAP4rev2.
+    pub rev2: bool,
+    /// Tag of the command being run (ESEARCH answers carry it).
+    pub tag: String,
 }
 
 /// What reading the next command produced.
@@ -215,6 +221,8 @@ impl Session {
             user: None,
             selected: None,
             out: Vec::with_capacity(4096),
+            rev2: false,
+            tag: String::new(),
         }
     }
 
@@ -228,6 +236,8 @@ impl Session {
             "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE",
         );
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
+        caps.push_str(" IMAP4rev2");
+        caps.push_str(" SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
@@ -376,7 +386,12 @@ impl Session {
             if total_literal == 0 && crate::extra::is_extra(&buf) {
                 return Ok(Input::Command(buf));
             }
-            let found = match CommandCodec::default().decode(&buf) {
+            // SORT/THREAD keys are SEARCH keys: ask imap-codec about literals
+            // in their SEARCH form.
+            let sort_form = crate::sort::is_sort(&buf)
+                .then(|| crate::sort::search_form(&buf))
+                .flatten();
+            let found = match CommandCodec::default().decode(sort_form.as_deref().unwrap_or(&buf)) {
                 Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
                     Some((tag.as_ref().to_owned(), length as usize, mode))
                 }
@@ -424,6 +439,17 @@ impl Session {
         buf: &[u8],
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
+        self.tag = crate::extra::tag_of(buf).unwrap_or_default();
+        if let Some(sort) = crate::sort::parse(buf) {
+            return Ok(match sort {
+                Ok(cmd) => (
+                    cmd.tag.clone(),
+                    cmd.name(),
+                    crate::sort::run(self, cmd).await?,
+                ),
+                Err((tag, why)) => (tag, "invalid".into(), Reply::Bad(why)),
+            });
+        }
         if let Some(extra) = crate::extra::parse(buf) {
             let tag = extra.tag.clone();
             let name = extra.name();
@@ -504,9 +530,8 @@ impl Session {
             }
             _ if !authed => Reply::Bad("Log in first".into()),
             CommandBody::Enable { capabilities } => {
-                // Nothing we offer changes behaviour when enabled yet.
-                let _ = capabilities;
-                self.untagged("ENABLED");
+                let enabled = crate::rev2::enable(self, capabilities.as_ref());
+                self.untagged(&format!("ENABLED{enabled}"));
                 Reply::Ok("ENABLE completed".into())
             }
             CommandBody::Select { mailbox } => self.select(&mailbox_name(&mailbox), false).await?,
@@ -755,7 +780,8 @@ impl Session {
     }
 
     async fn select(&mut self, name: &str, read_only: bool) -> std::io::Result<Reply> {
-        self.selected = None;
+        let was_selected = self.selected.take().is_some();
+        let mut recent_range = (0, 0);
         let account = self.account();
         let mut uids = Vec::new();
         let mut first_unseen = None;
@@ -768,9 +794,12 @@ impl Session {
                 changed_since: 0,
                 uid_from,
                 limit: 0,
+                // SELECT takes the new messages' \Recent; EXAMINE may not.
+                claim_recent: !read_only && uid_from == 1,
             }));
             if status.is_none() {
                 status = page.mailbox;
+                recent_range = (page.recent_from, page.recent_to);
             }
             for m in &page.messages {
                 uids.push(m.uid);
@@ -786,14 +815,30 @@ impl Session {
         let Some(mb) = status else {
             return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
         };
+        if self.rev2 && was_selected {
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
         self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
         self.untagged(
             "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
         );
         self.untagged(&format!("{} EXISTS", uids.len()));
-        self.untagged("0 RECENT");
-        if let Some(n) = first_unseen {
+        let mut recent = Vec::new();
+        if !self.rev2 {
+            recent.extend(
+                uids.iter()
+                    .filter(|&&u| u >= recent_range.0 && u < recent_range.1),
+            );
+            self.untagged(&format!("{} RECENT", recent.len()));
+        }
+        if let Some(n) = first_unseen.filter(|_| !self.rev2) {
             self.untagged(&format!("OK [UNSEEN {n}] First unseen"));
+        }
+        if self.rev2 {
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            encode::mailbox(&mut line, &mb.name);
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity));
         self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", mb.uidnext));
@@ -805,6 +850,7 @@ impl Session {
             modseq: mb.highestmodseq,
             dirty: false,
             pending_expunge: Vec::new(),
+            recent,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
@@ -892,6 +938,7 @@ impl Session {
             changed_since: u64::MAX >> 1,
             uid_from: u32::MAX,
             limit: 1,
+            claim_recent: false,
         }));
         let Some(mb) = r.mailbox else {
             return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
@@ -900,7 +947,7 @@ impl Session {
         for item in items {
             match item {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", mb.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
+                StatusDataItemName::Recent => parts.push(format!("RECENT {}", mb.recent)),
                 StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", mb.uidnext)),
                 StatusDataItemName::UidValidity => {
                     parts.push(format!("UIDVALIDITY {}", mb.uidvalidity))
@@ -1120,6 +1167,7 @@ impl Session {
         let mut flag_changes = Vec::new();
         let mut gone = Vec::new();
         let mut highest = since;
+        let mut recent_range = (0, 0);
         loop {
             let page = match self
                 .client
@@ -1129,6 +1177,7 @@ impl Session {
                     changed_since: since.max(1),
                     uid_from,
                     limit: 0,
+                    claim_recent: !sel.read_only && uid_from == 1,
                 })
                 .await
             {
@@ -1141,6 +1190,9 @@ impl Session {
             };
             if let Some(mb) = &page.mailbox {
                 highest = highest.max(mb.highestmodseq);
+            }
+            if uid_from == 1 {
+                recent_range = (page.recent_from, page.recent_to);
             }
             let last_known = sel.uids.last().copied().unwrap_or(0);
             for m in &page.messages {
@@ -1173,6 +1225,7 @@ impl Session {
             }
         }
         new.sort_unstable();
+        sel.add_recent(&new, recent_range.0, recent_range.1);
         let had = sel.uids.len();
         sel.uids.extend(new);
         let exists = sel.uids.len();
@@ -1187,6 +1240,9 @@ impl Session {
         }
         if exists != had {
             self.untagged(&format!("{exists} EXISTS"));
+            if let Some(l) = crate::rev2::recent_line(self) {
+                self.untagged(&l);
+            }
         }
         if !pending.is_empty() {
             self.announce_expunged(&pending);

@@ -519,3 +519,29 @@ async fn first_sync_of_100k_messages() {
     .await
     .unwrap();
 }
+
+/// SORT and THREAD (RFC 5256) by every key, \Recent seen by exactly one of
+/// two sessions, and ENABLE IMAP4rev2, with imaplib and a raw socket
+/// (tests/e2e/clients/imap_sort.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_thread_recent_and_rev2() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_sort.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_sort.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
