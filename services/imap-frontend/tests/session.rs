@@ -285,6 +285,8 @@ async fn idle_and_noop_see_other_sessions() {
             "{appended:?}"
         );
         assert_eq!(a.line(), "* 1 EXISTS\r\n");
+        // A took the new message's \Recent (RFC 3501: it is the first to see it).
+        assert_eq!(a.line(), "* 1 RECENT\r\n");
         // A flag change by B is pushed as FETCH.
         b.ok("b4", "NOOP");
         b.ok("b5", "STORE 1 +FLAGS (\\Deleted)");
