@@ -8,11 +8,13 @@
 //! response, answers SEARCH with ESEARCH (RFC 9051 7.3.4; a minimal
 //! builder: the ALL result only), announces `OK [CLOSED]` when SELECT
 //! replaces a selected mailbox and sends the LIST response of the mailbox
-//! it selects.
+//! it selects. STATUS DELETED is answered for every session. A rev2
+//! session still takes \Recent on SELECT: it saw the messages first.
 
 use std::borrow::Cow;
 
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use mailfleet_proto::v1 as pb;
 
 use crate::session::{Selected, Session, uid_text};
 
@@ -62,6 +64,24 @@ pub(crate) fn flags_of<'a>(s: &Session, uid: u32, flags: &'a [String]) -> Cow<'a
     } else {
         Cow::Borrowed(flags)
     }
+}
+
+/// STATUS DELETED (RFC 9051): messages flagged \Deleted. Counted by a
+/// mailstore search, as no counter is kept for it (rarely asked for).
+pub(crate) async fn deleted_count(s: &mut Session, mailbox: &str) -> Result<usize, tonic::Status> {
+    let r = s
+        .client
+        .search_messages(pb::SearchMessagesRequest {
+            account: s.account(),
+            mailbox: mailbox.to_owned(),
+            key: Some(pb::SearchKey {
+                op: pb::SearchOp::SearchFlag as i32,
+                text: "\\Deleted".into(),
+                ..Default::default()
+            }),
+        })
+        .await?;
+    Ok(r.into_inner().uids.len())
 }
 
 /// The `* RECENT` response after SELECT or new mail, none for rev2.

@@ -948,6 +948,13 @@ impl Session {
             match item {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", mb.messages)),
                 StatusDataItemName::Recent => parts.push(format!("RECENT {}", mb.recent)),
+                StatusDataItemName::Deleted => {
+                    let n = crate::rev2::deleted_count(self, &mb.name).await;
+                    match n {
+                        Ok(n) => parts.push(format!("DELETED {n}")),
+                        Err(status) => return Ok(status_reply(status)),
+                    }
+                }
                 StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", mb.uidnext)),
                 StatusDataItemName::UidValidity => {
                     parts.push(format!("UIDVALIDITY {}", mb.uidvalidity))
@@ -1015,7 +1022,7 @@ impl Session {
                         line.extend_from_slice(format!("UID {} ", u.uid).as_bytes());
                     }
                     line.extend_from_slice(b"FLAGS ");
-                    encode::flags(&mut line, &u.flags);
+                    encode::flags(&mut line, &crate::rev2::flags_of(self, u.uid, &u.flags));
                     line.extend_from_slice(b")\r\n");
                     self.out.extend_from_slice(&line);
                 }
@@ -1219,6 +1226,10 @@ impl Session {
         for (uid, flags) in flag_changes {
             if let Some(seq) = sel.seq_of(uid) {
                 let mut line = format!("* {seq} FETCH (UID {uid} FLAGS ").into_bytes();
+                let mut flags = flags;
+                if !self.rev2 && sel.is_recent(uid) {
+                    flags.push("\\Recent".into());
+                }
                 encode::flags(&mut line, &flags);
                 line.extend_from_slice(b")\r\n");
                 lines.push(line);

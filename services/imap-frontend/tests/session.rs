@@ -291,7 +291,11 @@ async fn idle_and_noop_see_other_sessions() {
         b.ok("b4", "NOOP");
         b.ok("b5", "STORE 1 +FLAGS (\\Deleted)");
         let l = a.line();
-        assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted))"), "{l}");
+        // The flags A shows include its own \Recent.
+        assert!(
+            l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"),
+            "{l}"
+        );
         a.send(b"DONE\r\n");
         a.until("a3");
 

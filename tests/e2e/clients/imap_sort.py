@@ -257,6 +257,9 @@ assert es[0].endswith(b') UID ALL 2'), es
 ok(M.search(None, 'SUBJECT', 'nothing-matches'))
 es = M.response('ESEARCH')[1]
 assert es[0].startswith(b'(TAG "') and es[0].endswith(b'")'), es
+ok(M.store('1', '+FLAGS', '\\Deleted'))
+st = ok(M.status('recentbox', '(MESSAGES DELETED)'))
+assert b'MESSAGES 3 DELETED 1' in st[0], st
 # SORT keeps its own answer form.
 assert nums(ok(M.sort('(ARRIVAL)', 'UTF-8', 'ALL'))) == [1, 2, 3]
 M.logout()
