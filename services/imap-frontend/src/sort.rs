@@ -266,6 +266,7 @@ pub(crate) fn thread_text(nodes: &[pb::ThreadNode], label: impl Fn(u32) -> Optio
     for (i, n) in nodes.iter().enumerate() {
         path.truncate(n.depth as usize);
         match path.last() {
+            // `p` is an earlier index of `nodes`, so within `children`.
             Some(&p) if n.depth > 0 => children[p].push(i),
             _ => roots.push(i),
         }

@@ -3,6 +3,10 @@
 //! message in UID order; output is the thread forest in pre-order as
 //! `(uid, depth)` pairs, `None` for a placeholder. Nothing here recurses, so
 //! a reply chain thousands of messages deep cannot exhaust the stack.
+//!
+//! Indexing (`nodes[n]`, `inputs[i]`) only uses indices this module handed
+//! out itself (positions in `inputs`, or nodes pushed and never removed),
+//! so it is always in bounds.
 
 use std::collections::HashMap;
 
