@@ -151,11 +151,17 @@ fn imap_idle_and_noop_see_other_sessions() {
             .starts_with("b3 OK [APPENDUID ")
     );
     assert_eq!(a.line(), "* 1 EXISTS\r\n");
+    // A took the new message's \Recent (RFC 3501: it is the first to see it).
+    assert_eq!(a.line(), "* 1 RECENT\r\n");
     // A flag change by B is pushed as FETCH.
     b.cmd("b4", "NOOP");
     b.cmd("b5", "STORE 1 +FLAGS (\\Deleted)");
     let l = a.line();
-    assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted))"), "{l}");
+    // The flags A shows include its own \Recent.
+    assert!(
+        l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"),
+        "{l}"
+    );
     a.send(b"DONE\r\n");
     assert!(a.until("a3").last().unwrap().starts_with("a3 OK"));
 
