@@ -257,3 +257,26 @@ fn imap_bad_input_gets_bad_and_the_session_goes_on() {
             .starts_with("u1 OK")
     );
 }
+
+/// SORT/THREAD, \Recent in one of two sessions and ENABLE IMAP4rev2 against
+/// imap-frontend and mailstore as their own processes.
+#[test]
+fn imap_sort_thread_recent_and_rev2() {
+    let s = start();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_sort.py"
+    );
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(s.imap.to_string())
+        .arg(ALICE)
+        .arg(PASSWORD));
+    assert!(
+        out.status.success(),
+        "imap_sort.py failed: {}\nimap-frontend log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.stack.log(Svc::ImapFrontend)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
