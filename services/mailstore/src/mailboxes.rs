@@ -314,7 +314,14 @@ impl Store {
     /// SELECTs, so each UID goes to one session); without, reports the
     /// unclaimed range. Returns [from, to).
     async fn recent(&self, mailbox_id: i64, claim: bool) -> Result<(i64, i64)> {
-        let row: Option<(i64, i64)> = if claim {
+        let peek: Option<(i64, i64)> =
+            sqlx::query_as("SELECT first_recent_uid, uidnext FROM mailboxes WHERE id = $1")
+                .bind(mailbox_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // Nothing new to take (the usual resync): no row lock, no write.
+        let nothing_new = peek.is_some_and(|(from, next)| from >= next);
+        let row = if claim && !nothing_new {
             sqlx::query_as(
                 "WITH old AS (SELECT id, first_recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE) \
                  UPDATE mailboxes m SET first_recent_uid = GREATEST(m.first_recent_uid, m.uidnext) \
@@ -323,11 +330,11 @@ impl Store {
             .bind(mailbox_id)
             .fetch_optional(&self.pool)
             .await?
+        } else if claim {
+            // Claimed already: an empty range.
+            peek.map(|(_, next)| (next, next))
         } else {
-            sqlx::query_as("SELECT first_recent_uid, uidnext FROM mailboxes WHERE id = $1")
-                .bind(mailbox_id)
-                .fetch_optional(&self.pool)
-                .await?
+            peek
         };
         let (from, to) = row.unwrap_or((1, 1));
         Ok((from, to.max(from)))
