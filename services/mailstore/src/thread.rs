@@ -70,6 +70,13 @@ impl Forest {
         false
     }
 
+    /// Whether making `child` a child of `parent` would close a loop. A
+    /// node without children (the usual case: a new message) can only loop
+    /// onto itself, which keeps deep reply chains linear.
+    fn would_loop(&self, child: usize, parent: usize) -> bool {
+        child == parent || (!self.children(child).is_empty() && self.is_ancestor(child, parent))
+    }
+
     fn unlink(&mut self, child: usize) {
         if let Some(p) = self.nodes.get_mut(child).and_then(|n| n.parent.take())
             && let Some(parent) = self.nodes.get_mut(p)
@@ -194,7 +201,7 @@ pub fn references(inputs: &[ThreadInput]) -> Vec<(Option<u32>, u32)> {
             .collect();
         for pair in refs.windows(2) {
             let (parent, child) = (pair[0], pair[1]);
-            if f.nodes[child].parent.is_none() && !f.is_ancestor(child, parent) {
+            if f.nodes[child].parent.is_none() && !f.would_loop(child, parent) {
                 f.link(parent, child);
             }
         }
@@ -202,7 +209,7 @@ pub fn references(inputs: &[ThreadInput]) -> Vec<(Option<u32>, u32)> {
         // parent guessed from a truncated References of another message.
         f.unlink(node);
         if let Some(&parent) = refs.last()
-            && !f.is_ancestor(node, parent)
+            && !f.would_loop(node, parent)
         {
             f.link(parent, node);
         }
