@@ -44,10 +44,15 @@ impl Selected {
             .count()
     }
 
-    /// Records the UIDs in `[from, to)` among `uids` as recent.
-    pub(crate) fn add_recent(&mut self, uids: &[u32], from: u32, to: u32) {
-        self.recent
-            .extend(uids.iter().filter(|&&u| u >= from && u < to));
+    /// Records the session's UIDs in `[from, to)` as recent (all of them,
+    /// not only new ones: one that arrived just before the claim is known
+    /// already and claimed at the next resync).
+    pub(crate) fn add_recent(&mut self, from: u32, to: u32) {
+        let start = self.uids.partition_point(|&u| u < from);
+        let end = self.uids.partition_point(|&u| u < to);
+        if let Some(claimed) = self.uids.get(start..end.max(start)) {
+            self.recent.extend_from_slice(claimed);
+        }
         self.recent.sort_unstable();
         self.recent.dedup();
     }

@@ -1236,9 +1236,9 @@ impl Session {
             }
         }
         new.sort_unstable();
-        sel.add_recent(&new, recent_range.0, recent_range.1);
         let had = sel.uids.len();
         sel.uids.extend(new);
+        sel.add_recent(recent_range.0, recent_range.1);
         let exists = sel.uids.len();
         sel.pending_expunge.extend(gone);
         let pending = if allow_expunge {
