@@ -23,17 +23,55 @@ use crate::thread::{self, ThreadInput};
 /// Most sort criteria accepted in one request.
 const MAX_CRITERIA: usize = 16;
 
-/// uid, internal date, size, envelope JSON, decoded subject, Date as ms,
-/// References.
+/// uid, internal date, size, From/To/Cc JSON (when asked for), Message-ID,
+/// In-Reply-To, decoded subject, Date as ms, References.
 type KeyRow = (
     i64,
     chrono::DateTime<chrono::Utc>,
     i64,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
     Option<i64>,
     Option<String>,
 );
+
+/// Deepest AND nesting looked through by [`uid_only`].
+const MAX_DEPTH: usize = 64;
+
+/// The UID sets a key comes down to when it is only ALL and UID sets ANDed
+/// together, which is what a client's `SORT (...) UTF-8 ALL` becomes (the
+/// frontend adds the UIDs the session knows): such a key needs no search
+/// pass over the mailbox.
+fn uid_only(key: &pb::SearchKey, depth: usize) -> Option<Vec<&pb::UidSet>> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match key.op() {
+        pb::SearchOp::SearchAll => Some(Vec::new()),
+        pb::SearchOp::SearchUid => Some(key.uids.iter().collect()),
+        pb::SearchOp::SearchAnd => {
+            let mut out = Vec::new();
+            for c in &key.children {
+                out.extend(uid_only(c, depth + 1)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `uid` is in `set` (`last` = 0 is the highest UID, as in SEARCH).
+fn in_set(uid: i64, set: &pb::UidSet, max_uid: i64) -> bool {
+    set.ranges.iter().any(|r| {
+        let b = |v: u32| if v == 0 { max_uid } else { i64::from(v) };
+        let (a, z) = (b(r.first), b(r.last));
+        (a.min(z)..=a.max(z)).contains(&uid)
+    })
+}
 
 /// What SORT and THREAD know about one message.
 pub struct SortRow {
@@ -82,55 +120,46 @@ fn display_key(list: &[EnvelopeAddress]) -> String {
     }
 }
 
-fn compare(a: &SortRow, b: &SortRow, key: pb::SortKey) -> Ordering {
+/// One row's value for one criterion, derived once per row (not per
+/// comparison: case folding and base subjects allocate).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Number(i64),
+    Text(String),
+}
+
+fn key_of(r: &SortRow, key: pb::SortKey) -> Key {
     use pb::SortKey as K;
     match key {
-        K::SortArrival => a.internal_ms.cmp(&b.internal_ms),
-        K::SortDate => a.sent_ms().cmp(&b.sent_ms()),
-        K::SortSize => a.size.cmp(&b.size),
-        K::SortFrom => mailbox_key(&a.envelope.from).cmp(&mailbox_key(&b.envelope.from)),
-        K::SortTo => mailbox_key(&a.envelope.to).cmp(&mailbox_key(&b.envelope.to)),
-        K::SortCc => mailbox_key(&a.envelope.cc).cmp(&mailbox_key(&b.envelope.cc)),
-        K::SortDisplayFrom => display_key(&a.envelope.from).cmp(&display_key(&b.envelope.from)),
-        K::SortDisplayTo => display_key(&a.envelope.to).cmp(&display_key(&b.envelope.to)),
-        K::SortSubject => {
-            let s = |r: &SortRow| base_subject(r.subject.as_deref().unwrap_or_default()).0;
-            s(a).cmp(&s(b))
-        }
+        K::SortArrival => Key::Number(r.internal_ms),
+        K::SortDate => Key::Number(r.sent_ms()),
+        K::SortSize => Key::Number(r.size),
+        K::SortFrom => Key::Text(mailbox_key(&r.envelope.from)),
+        K::SortTo => Key::Text(mailbox_key(&r.envelope.to)),
+        K::SortCc => Key::Text(mailbox_key(&r.envelope.cc)),
+        K::SortDisplayFrom => Key::Text(display_key(&r.envelope.from)),
+        K::SortDisplayTo => Key::Text(display_key(&r.envelope.to)),
+        K::SortSubject => Key::Text(base_subject(r.subject.as_deref().unwrap_or_default()).0),
     }
 }
 
 /// Orders rows by the criteria; equal rows keep UID order (RFC 5256: ties
 /// are broken by sequence number, which follows UID order).
-pub fn sort_rows(rows: &mut [SortRow], criteria: &[pb::SortCriterion]) {
-    // Subject keys are costly to derive: compute each row's once.
-    let subjects: std::collections::HashMap<u32, String> =
-        if criteria.iter().any(|c| c.key() == pb::SortKey::SortSubject) {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r.uid,
-                        base_subject(r.subject.as_deref().unwrap_or_default()).0,
-                    )
-                })
-                .collect()
-        } else {
-            Default::default()
-        };
-    rows.sort_by(|a, b| {
-        for c in criteria {
-            let o = if c.key() == pb::SortKey::SortSubject {
-                subjects.get(&a.uid).cmp(&subjects.get(&b.uid))
-            } else {
-                compare(a, b, c.key())
-            };
-            let o = if c.reverse { o.reverse() } else { o };
+pub fn sort_rows(rows: &mut Vec<SortRow>, criteria: &[pb::SortCriterion]) {
+    let mut keyed: Vec<(Vec<Key>, SortRow)> = std::mem::take(rows)
+        .into_iter()
+        .map(|r| (criteria.iter().map(|c| key_of(&r, c.key())).collect(), r))
+        .collect();
+    keyed.sort_by(|(ka, a), (kb, b)| {
+        for ((x, y), c) in ka.iter().zip(kb).zip(criteria) {
+            let o = if c.reverse { y.cmp(x) } else { x.cmp(y) };
             if o != Ordering::Equal {
                 return o;
             }
         }
         a.uid.cmp(&b.uid)
     });
+    rows.extend(keyed.into_iter().map(|(_, r)| r));
 }
 
 /// RFC 5256 section 2.1: the base subject (upper-cased for comparison) and
@@ -231,41 +260,89 @@ fn strip_blob(s: &str) -> Option<&str> {
 }
 
 impl Store {
-    /// Sort and thread keys of the messages matching `key`, in UID order.
+    /// Sort and thread keys of the messages matching `key`, in UID order;
+    /// addresses only with `addresses` (their JSON is the costly part).
     async fn sort_rows(
         &self,
         account: &str,
         mailbox: &str,
         key: Option<&pb::SearchKey>,
+        addresses: bool,
     ) -> Result<Vec<SortRow>> {
-        let uids = self.search_messages(account, mailbox, key).await?;
+        let all = pb::SearchKey::default();
+        let key = key.unwrap_or(&all);
+        let sets = uid_only(key, 0);
+        // Any other key is evaluated by SEARCH first.
+        let matched: Option<Vec<i64>> = match sets {
+            Some(_) => None,
+            None => Some(
+                self.search_messages(account, mailbox, Some(key))
+                    .await?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+            ),
+        };
         let mailbox = crate::mailboxes::canonical_name(mailbox);
         let (mailbox_id, _) = self.find_mailbox(account, &mailbox).await?;
-        let uids: Vec<i64> = uids.into_iter().map(i64::from).collect();
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT m.uid, m.internal_date, m.size, (b.meta->'envelope')::text, \
+            "SELECT m.uid, m.internal_date, m.size, \
+                    CASE WHEN $3 THEN (b.meta->'envelope'->'from')::text END, \
+                    CASE WHEN $3 THEN (b.meta->'envelope'->'to')::text END, \
+                    CASE WHEN $3 THEN (b.meta->'envelope'->'cc')::text END, \
+                    b.meta->'envelope'->>'message_id', b.meta->'envelope'->>'in_reply_to', \
                     b.meta->>'subject', (b.meta->>'date_ms')::bigint, b.meta->>'references' \
              FROM messages m JOIN blobs b ON b.id = m.blob_id \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL AND m.uid = ANY($2) \
+             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
+               AND ($2::bigint[] IS NULL OR m.uid = ANY($2)) \
              ORDER BY m.uid",
         )
         .bind(mailbox_id)
-        .bind(&uids)
+        .bind(&matched)
+        .bind(addresses)
         .fetch_all(&self.pool)
         .await?;
+        let max_uid = rows.last().map_or(0, |r| r.0);
+        let list = |json: Option<String>| -> Vec<EnvelopeAddress> {
+            json.and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default()
+        };
         Ok(rows
             .into_iter()
+            .filter(|r| {
+                sets.as_ref()
+                    .is_none_or(|sets| sets.iter().all(|s| in_set(r.0, s, max_uid)))
+            })
             .map(
-                |(uid, date, size, env, subject, date_ms, references)| SortRow {
-                    uid: u32::try_from(uid).unwrap_or(u32::MAX),
-                    internal_ms: date.timestamp_millis(),
+                |(
+                    uid,
+                    date,
                     size,
-                    envelope: env
-                        .and_then(|e| serde_json::from_str(&e).ok())
-                        .unwrap_or_default(),
+                    from,
+                    to,
+                    cc,
+                    message_id,
+                    in_reply_to,
                     subject,
                     date_ms,
                     references,
+                )| {
+                    SortRow {
+                        uid: u32::try_from(uid).unwrap_or(u32::MAX),
+                        internal_ms: date.timestamp_millis(),
+                        size,
+                        envelope: Envelope {
+                            from: list(from),
+                            to: list(to),
+                            cc: list(cc),
+                            message_id,
+                            in_reply_to,
+                            ..Default::default()
+                        },
+                        subject,
+                        date_ms,
+                        references,
+                    }
                 },
             )
             .collect())
@@ -283,7 +360,14 @@ impl Store {
                 "between 1 and 16 sort criteria".into(),
             ));
         }
-        let mut rows = self.sort_rows(account, mailbox, key).await?;
+        use pb::SortKey as K;
+        let addresses = criteria.iter().any(|c| {
+            matches!(
+                c.key(),
+                K::SortFrom | K::SortTo | K::SortCc | K::SortDisplayFrom | K::SortDisplayTo
+            )
+        });
+        let mut rows = self.sort_rows(account, mailbox, key, addresses).await?;
         sort_rows(&mut rows, criteria);
         Ok(rows.into_iter().map(|r| r.uid).collect())
     }
@@ -295,7 +379,7 @@ impl Store {
         key: Option<&pb::SearchKey>,
         algorithm: pb::ThreadAlgorithm,
     ) -> Result<Vec<pb::ThreadNode>> {
-        let rows = self.sort_rows(account, mailbox, key).await?;
+        let rows = self.sort_rows(account, mailbox, key, false).await?;
         let inputs: Vec<ThreadInput> = rows
             .iter()
             .map(|r| {
