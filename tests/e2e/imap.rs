@@ -151,11 +151,17 @@ fn imap_idle_and_noop_see_other_sessions() {
             .starts_with("b3 OK [APPENDUID ")
     );
     assert_eq!(a.line(), "* 1 EXISTS\r\n");
+    // A took the new message's \Recent (RFC 3501: it is the first to see it).
+    assert_eq!(a.line(), "* 1 RECENT\r\n");
     // A flag change by B is pushed as FETCH.
     b.cmd("b4", "NOOP");
     b.cmd("b5", "STORE 1 +FLAGS (\\Deleted)");
     let l = a.line();
-    assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted))"), "{l}");
+    // The flags A shows include its own \Recent.
+    assert!(
+        l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"),
+        "{l}"
+    );
     a.send(b"DONE\r\n");
     assert!(a.until("a3").last().unwrap().starts_with("a3 OK"));
 
@@ -269,6 +275,29 @@ fn imap_condstore_qresync_resync() {
     assert!(
         out.status.success(),
         "imap_condstore.py failed: {}\nimap-frontend log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.stack.log(Svc::ImapFrontend)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// SORT/THREAD, \Recent in one of two sessions and ENABLE IMAP4rev2 against
+/// imap-frontend and mailstore as their own processes.
+#[test]
+fn imap_sort_thread_recent_and_rev2() {
+    let s = start();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_sort.py"
+    );
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(s.imap.to_string())
+        .arg(ALICE)
+        .arg(PASSWORD));
+    assert!(
+        out.status.success(),
+        "imap_sort.py failed: {}\nimap-frontend log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         s.stack.log(Svc::ImapFrontend)
     );

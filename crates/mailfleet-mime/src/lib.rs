@@ -49,6 +49,10 @@ pub struct MessageMeta {
     pub date_ms: Option<i64>,
     /// The Message-ID as written (angle brackets included).
     pub message_id: Option<String>,
+    /// The References header as written (unfolded), for THREAD=REFERENCES.
+    /// Absent in metadata cached before it was added, hence the default.
+    #[serde(default)]
+    pub references: Option<String>,
 }
 
 /// An IMAP ENVELOPE (RFC 3501 7.4.2). String fields are the header values as
@@ -185,6 +189,12 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
         .and_then(|h| h.value.as_datetime())
         .filter(|d| d.is_valid())
         .map(|d| d.to_timestamp().saturating_mul(1000));
+    let references = find(&header, &HeaderName::References).map(|h| {
+        raw_value(
+            h,
+            slice(raw, body.header_offset as usize..body.body_offset as usize),
+        )
+    });
     MessageMeta {
         size: raw.len() as u64,
         lines: count_lines(raw),
@@ -195,6 +205,7 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
         date: envelope.date.clone(),
         date_ms,
         message_id: envelope.message_id.clone(),
+        references,
         envelope,
         body,
     }

@@ -344,3 +344,18 @@ fn digest_parts_default_to_rfc822_and_base64_message_is_a_leaf() {
     assert_eq!(second.encoding, "BASE64");
     assert!(second.message.is_none());
 }
+
+#[test]
+fn references_are_kept_and_old_metadata_still_loads() {
+    let raw = b"Subject: Re: x\r\nIn-Reply-To: <b@x>\r\n\
+References: <a@x>\r\n <b@x>\r\n\r\nbody\r\n";
+    let m = analyze(raw);
+    assert_eq!(m.references.as_deref(), Some("<a@x> <b@x>"));
+    assert_eq!(m.envelope.in_reply_to.as_deref(), Some("<b@x>"));
+    // Metadata cached before the field existed has no "references" key.
+    let mut json = serde_json::to_value(&m).unwrap();
+    json.as_object_mut().unwrap().remove("references");
+    let old: MessageMeta = serde_json::from_value(json).unwrap();
+    assert_eq!(old.references, None);
+    assert_eq!(analyze(b"Subject: y\r\n\r\n").references, None);
+}

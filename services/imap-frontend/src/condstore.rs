@@ -157,6 +157,7 @@ pub(crate) async fn changed_since(
                 changed_since: since,
                 uid_from,
                 limit: 0,
+                claim_recent: false,
             })
             .await?
             .into_inner();
@@ -220,6 +221,7 @@ async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
                 changed_since: q.modseq,
                 uid_from,
                 limit: 0,
+                claim_recent: false,
             })
             .await
         {

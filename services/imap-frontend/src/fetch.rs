@@ -470,7 +470,8 @@ async fn write_message(
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
-                encode::flags(&mut s.out, &m.flags);
+                let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+                encode::flags(&mut s.out, &flags);
             }
             Item::InternalDate => {
                 s.out.extend_from_slice(b"INTERNALDATE ");
@@ -522,7 +523,8 @@ async fn write_message(
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
-        encode::flags(&mut s.out, &m.flags);
+        let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+        encode::flags(&mut s.out, &flags);
     }
     // An implicit \Seen is a flag change: with CONDSTORE on, it carries
     // UID and MODSEQ (RFC 7162 3.1).

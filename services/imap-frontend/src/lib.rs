@@ -2,7 +2,8 @@
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
 //! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
 //! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
-//! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`).
+//! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`;
+//! \Recent and IMAP4rev2 after ENABLE in `rev2`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -24,9 +25,11 @@ mod ext;
 mod extra;
 mod fetch;
 mod metrics;
+mod rev2;
 mod rfc7162;
 mod search;
 mod session;
+mod sort;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! SEARCH and UID SEARCH: the imap-codec key tree becomes a mailstore
 //! `SearchKey` (sequence numbers turned into UIDs through the session's
-//! map, \Recent-based keys answered from the fact that this server reports
-//! no \Recent messages); mailstore evaluates it and answers UIDs.
+//! map, RECENT/NEW/OLD through the session's own \Recent UIDs); mailstore
+//! evaluates it and answers UIDs.
 
 use imap_codec::imap_types::search::SearchKey;
 use mailfleet_proto::v1 as pb;
@@ -57,7 +57,15 @@ fn date(o: Op, d: &imap_codec::imap_types::datetime::NaiveDate) -> pb::SearchKey
     }
 }
 
-fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::SearchKey> {
+pub(crate) fn recent(sel: &Selected) -> pb::SearchKey {
+    pb::SearchKey {
+        op: Op::SearchUid as i32,
+        uids: Some(uid_set(&sel.recent)),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::SearchKey> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -92,8 +100,15 @@ fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::Search
             uids: Some(uid_set(&sel.resolve(set, true))),
             ..Default::default()
         },
-        SearchKey::All | SearchKey::Old => op(Op::SearchAll),
-        SearchKey::New | SearchKey::Recent => op(Op::SearchNone),
+        SearchKey::All => op(Op::SearchAll),
+        // \Recent is the session's own: its UIDs go to mailstore as a set.
+        SearchKey::Recent => recent(sel),
+        SearchKey::Old => not(recent(sel)),
+        SearchKey::New => pb::SearchKey {
+            op: Op::SearchAnd as i32,
+            children: vec![recent(sel), not(flag("\\Seen"))],
+            ..Default::default()
+        },
         SearchKey::Answered => flag("\\Answered"),
         SearchKey::Deleted => flag("\\Deleted"),
         SearchKey::Draft => flag("\\Draft"),
@@ -147,14 +162,15 @@ pub(crate) async fn search(
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
-    let mut line = String::from("* SEARCH");
-    for n in hits {
-        line.push(' ');
-        line.push_str(&n.to_string());
-    }
-    // RFC 7162 3.1.5: the highest modseq of the messages found, if any.
+    let mut line = crate::rev2::search_line(s, &hits, uid);
+    // RFC 7162 3.1.5: the highest modseq of the messages found, if any
+    // (RFC 4731 form in an ESEARCH answer).
     if let Some(highest) = highest.filter(|&h| h > 0) {
-        line.push_str(&format!(" (MODSEQ {highest})"));
+        if s.rev2 {
+            line.push_str(&format!(" MODSEQ {highest}"));
+        } else {
+            line.push_str(&format!(" (MODSEQ {highest})"));
+        }
     }
     line.push_str("\r\n");
     s.out.extend_from_slice(line.as_bytes());

@@ -80,6 +80,8 @@ pub(crate) struct Selected {
     pub pending_expunge: Vec<u32>,
     /// Below the modseq of the earliest of `pending_expunge` (RFC 7162).
     pub expunge_floor: Option<u64>,
+    /// UIDs that are \Recent in this session, ascending (see `rev2`).
+    pub recent: Vec<u32>,
 }
 
 impl Selected {
@@ -199,6 +201,10 @@ pub(crate) struct Session {
     pub out: Vec<u8>,
     pub ext: crate::ext::ExtState,
     pub rfc7162: crate::condstore::State,
+    /// The client sent ENABLE IMAP4rev2.
+    pub rev2: bool,
+    /// Tag of the command being run (ESEARCH answers carry it).
+    pub tag: String,
 }
 
 /// What reading the next command produced.
@@ -222,6 +228,8 @@ impl Session {
             out: Vec::with_capacity(4096),
             ext: crate::ext::ExtState::default(),
             rfc7162: crate::condstore::State::default(),
+            rev2: false,
+            tag: String::new(),
         }
     }
 
@@ -237,6 +245,8 @@ impl Session {
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
         caps.push_str(crate::ext::CAPABILITIES);
         caps.push_str(" CONDSTORE QRESYNC");
+        caps.push_str(" IMAP4rev2");
+        caps.push_str(" SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
@@ -385,7 +395,12 @@ impl Session {
             if total_literal == 0 && crate::extra::is_extra(&buf) {
                 return Ok(Input::Command(buf));
             }
-            let found = match CommandCodec::default().decode(&buf) {
+            // SORT/THREAD keys are SEARCH keys: ask imap-codec about literals
+            // in their SEARCH form.
+            let sort_form = crate::sort::is_sort(&buf)
+                .then(|| crate::sort::search_form(&buf))
+                .flatten();
+            let found = match CommandCodec::default().decode(sort_form.as_deref().unwrap_or(&buf)) {
                 Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
                     Some((tag.as_ref().to_owned(), length as usize, mode))
                 }
@@ -437,9 +452,20 @@ impl Session {
         buf: &[u8],
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
+        self.tag = crate::extra::tag_of(buf).unwrap_or_default();
         // UTF-8 names (RFC 6855) in a form imap-codec can read.
         let rewritten = crate::ext::names::rewrite_8bit(buf);
         let buf = rewritten.as_deref().unwrap_or(buf);
+        if let Some(sort) = crate::sort::parse(buf) {
+            return Ok(match sort {
+                Ok(cmd) => (
+                    cmd.tag.clone(),
+                    cmd.name(),
+                    crate::sort::run(self, cmd).await?,
+                ),
+                Err((tag, why)) => (tag, "invalid".into(), Reply::Bad(why)),
+            });
+        }
         if let Some(ext) = crate::ext::parse(buf) {
             let tag = ext.tag.clone();
             let name = ext.name();
@@ -547,6 +573,7 @@ impl Session {
                     }
                 }
                 line.push_str(&crate::ext::enable(self, capabilities.as_ref()).concat());
+                line.push_str(&crate::rev2::enable(self, capabilities.as_ref()));
                 self.untagged(&line);
                 Reply::Ok("ENABLE completed".into())
             }
@@ -797,6 +824,7 @@ impl Session {
             // RFC 7162 3.2.11, sent whether or not QRESYNC is enabled.
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
+        let mut recent_range = (0, 0);
         let account = self.account();
         let mut uids = Vec::new();
         let mut first_unseen = None;
@@ -809,9 +837,12 @@ impl Session {
                 changed_since: 0,
                 uid_from,
                 limit: 0,
+                // SELECT takes the new messages' \Recent; EXAMINE may not.
+                claim_recent: !read_only && uid_from == 1,
             }));
             if status.is_none() {
                 status = page.mailbox;
+                recent_range = (page.recent_from, page.recent_to);
             }
             for m in &page.messages {
                 uids.push(m.uid);
@@ -832,9 +863,22 @@ impl Session {
             "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
         );
         self.untagged(&format!("{} EXISTS", uids.len()));
-        self.untagged("0 RECENT");
-        if let Some(n) = first_unseen {
+        let mut recent = Vec::new();
+        if !self.rev2 {
+            recent.extend(
+                uids.iter()
+                    .filter(|&&u| u >= recent_range.0 && u < recent_range.1),
+            );
+            self.untagged(&format!("{} RECENT", recent.len()));
+        }
+        if let Some(n) = first_unseen.filter(|_| !self.rev2) {
             self.untagged(&format!("OK [UNSEEN {n}] First unseen"));
+        }
+        if self.rev2 {
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            encode::mailbox(&mut line, &mb.name);
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity));
         self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", mb.uidnext));
@@ -847,6 +891,7 @@ impl Session {
             dirty: false,
             pending_expunge: Vec::new(),
             expunge_floor: None,
+            recent,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
@@ -938,7 +983,7 @@ impl Session {
                     }
                     if response == StoreResponse::Answer {
                         let mut f = b"FLAGS ".to_vec();
-                        encode::flags(&mut f, &u.flags);
+                        encode::flags(&mut f, &crate::rev2::flags_of(self, u.uid, &u.flags));
                         parts.push(f);
                     }
                     if condstore {
@@ -1130,6 +1175,7 @@ impl Session {
         let mut gone = Vec::new();
         let mut gone_modseq = u64::MAX;
         let mut highest = since;
+        let mut recent_range = (0, 0);
         loop {
             let page = match self
                 .client
@@ -1139,6 +1185,7 @@ impl Session {
                     changed_since: since.max(1),
                     uid_from,
                     limit: 0,
+                    claim_recent: !sel.read_only && uid_from == 1,
                 })
                 .await
             {
@@ -1151,6 +1198,9 @@ impl Session {
             };
             if let Some(mb) = &page.mailbox {
                 highest = highest.max(mb.highestmodseq);
+            }
+            if uid_from == 1 {
+                recent_range = (page.recent_from, page.recent_to);
             }
             let last_known = sel.uids.last().copied().unwrap_or(0);
             for m in &page.messages {
@@ -1176,8 +1226,11 @@ impl Session {
         sel.modseq = highest;
         let mut lines = Vec::new();
         let condstore = self.rfc7162.condstore;
-        for (uid, flags, modseq) in flag_changes {
+        for (uid, mut flags, modseq) in flag_changes {
             if let Some(seq) = sel.seq_of(uid) {
+                if !self.rev2 && sel.is_recent(uid) {
+                    flags.push("\\Recent".into());
+                }
                 if condstore {
                     lines.push(crate::condstore::flags_fetch_line(seq, uid, &flags, modseq));
                     continue;
@@ -1195,6 +1248,7 @@ impl Session {
         new.sort_unstable();
         let had = sel.uids.len();
         sel.uids.extend(new);
+        sel.add_recent(recent_range.0, recent_range.1);
         let exists = sel.uids.len();
         sel.pending_expunge.extend(gone);
         let pending = if allow_expunge {
@@ -1216,6 +1270,9 @@ impl Session {
         }
         if exists != had {
             self.untagged(&format!("{exists} EXISTS"));
+            if let Some(l) = crate::rev2::recent_line(self) {
+                self.untagged(&l);
+            }
         }
         if !pending.is_empty() {
             self.announce_expunged(&pending);

@@ -285,11 +285,17 @@ async fn idle_and_noop_see_other_sessions() {
             "{appended:?}"
         );
         assert_eq!(a.line(), "* 1 EXISTS\r\n");
+        // A took the new message's \Recent (RFC 3501: it is the first to see it).
+        assert_eq!(a.line(), "* 1 RECENT\r\n");
         // A flag change by B is pushed as FETCH.
         b.ok("b4", "NOOP");
         b.ok("b5", "STORE 1 +FLAGS (\\Deleted)");
         let l = a.line();
-        assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted))"), "{l}");
+        // The flags A shows include its own \Recent.
+        assert!(
+            l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))"),
+            "{l}"
+        );
         a.send(b"DONE\r\n");
         a.until("a3");
 
@@ -881,7 +887,8 @@ async fn qresync_raw_socket() {
         b.ok("c3", "UID STORE 2 +FLAGS (\\Flagged)");
         let l = a.line();
         assert!(
-            l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+            // \Recent: this session was the first to select the mailbox.
+            l.starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent) MODSEQ ("),
             "{l}"
         );
         b.ok("c4", "UID STORE 1 +FLAGS (\\Deleted)");
@@ -977,6 +984,94 @@ async fn qresync_raw_socket() {
                 .starts_with(&format!("c9 OK [HIGHESTMODSEQ {x_modseq}]")),
             "{r:?}"
         );
+    })
+    .await
+    .unwrap();
+}
+
+/// SORT and THREAD (RFC 5256) by every key, \Recent seen by exactly one of
+/// two sessions, and ENABLE IMAP4rev2, with imaplib and a raw socket
+/// (tests/e2e/clients/imap_sort.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_thread_recent_and_rev2() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_sort.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_sort.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// Figure for the note: SORT and THREAD over a 100,000-message mailbox
+/// (every message shares one blob, so this measures the metadata path, not
+/// the variety of keys). Ignored by default: run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn sort_and_thread_100k_messages() {
+    const N: i64 = 100_000;
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        let msg =
+            "Subject: Re: s\r\nFrom: a@x\r\nMessage-ID: <m@x>\r\nReferences: <r@x>\r\n\r\nbody\r\n";
+        c.ok("a2", &format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()));
+    })
+    .await
+    .unwrap();
+    let mut db =
+        sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{}", env.db))
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
+         SELECT m.mailbox_id, g, m.modseq, m.flags, m.internal_date - g * interval '1 second', \
+                m.return_path, m.size + g, m.blob_id \
+         FROM messages m, generate_series(2, $1::int8) g WHERE m.uid = 1",
+    )
+    .bind(N)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE mailboxes SET uidnext = $1 + 1, first_recent_uid = $1 + 1, message_count = $1 \
+         WHERE id = (SELECT mailbox_id FROM messages LIMIT 1)",
+    )
+    .bind(N)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("b2", "SELECT INBOX");
+        for (tag, cmd) in [
+            ("b3", "UID SORT (ARRIVAL) UTF-8 ALL"),
+            ("b4", "SORT (REVERSE SIZE) UTF-8 ALL"),
+            ("b5", "SORT (SUBJECT FROM) UTF-8 ALL"),
+            ("b6", "THREAD REFERENCES UTF-8 ALL"),
+        ] {
+            let started = Instant::now();
+            let lines = c.ok(tag, cmd);
+            let took = started.elapsed();
+            assert!(lines[0].len() > N as usize, "{}", &lines[0][..80]);
+            eprintln!("{cmd} over {N} messages: {took:?}");
+        }
     })
     .await
     .unwrap();

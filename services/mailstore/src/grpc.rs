@@ -134,6 +134,8 @@ impl MailStore for MailStoreService {
                     messages: u32_of(m.messages),
                     unseen: u32_of(m.unseen),
                     size: u64_of(m.size),
+                    // Only SelectMailbox counts recent messages.
+                    recent: 0,
                 })
                 .collect(),
         }))
@@ -319,7 +321,14 @@ impl MailStore for MailStoreService {
         let r = request.into_inner();
         let out = self
             .store
-            .select_mailbox(&r.account, &r.mailbox, r.changed_since, r.uid_from, r.limit)
+            .select_mailbox(
+                &r.account,
+                &r.mailbox,
+                r.changed_since,
+                r.uid_from,
+                r.limit,
+                r.claim_recent,
+            )
             .await?;
         Ok(Response::new(out))
     }
@@ -393,6 +402,33 @@ impl MailStore for MailStoreService {
             used_bytes: u64_of(used),
             messages: u64_of(messages),
         }))
+    }
+
+    async fn sort_messages(
+        &self,
+        request: Request<pb::SortMessagesRequest>,
+    ) -> Result<Response<pb::SortMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let uids = self
+            .store
+            .sort_messages(&r.account, &r.mailbox, r.key.as_ref(), &r.criteria)
+            .await?;
+        Ok(Response::new(pb::SortMessagesResponse { uids }))
+    }
+
+    async fn thread_messages(
+        &self,
+        request: Request<pb::ThreadMessagesRequest>,
+    ) -> Result<Response<pb::ThreadMessagesResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let algorithm = r.algorithm();
+        let nodes = self
+            .store
+            .thread_messages(&r.account, &r.mailbox, r.key.as_ref(), algorithm)
+            .await?;
+        Ok(Response::new(pb::ThreadMessagesResponse { nodes }))
     }
 }
 

@@ -30,7 +30,9 @@ pub mod metrics;
 pub mod password;
 pub mod queue_index;
 pub mod search;
+pub mod sort;
 pub mod store;
+pub mod thread;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -78,6 +78,8 @@ pub fn mailbox_pb(m: MailboxRow) -> pb::Mailbox {
         messages: u32_of(m.messages),
         unseen: u32_of(m.unseen),
         size: u64_of(m.size),
+        // Only SelectMailbox counts recent messages.
+        recent: 0,
     }
 }
 
@@ -255,8 +257,10 @@ impl Store {
         changed_since: u64,
         uid_from: u32,
         limit: u32,
+        claim_recent: bool,
     ) -> Result<pb::SelectMailboxResponse> {
         let mailbox = self.mailbox_row(account, name).await?;
+        let (recent_from, recent_to) = self.recent(mailbox.id, claim_recent).await?;
         let limit = match i64::from(limit) {
             0 => DEFAULT_SELECT_PAGE,
             n => n.min(MAX_SELECT_PAGE),
@@ -275,6 +279,15 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let more = rows.len() as i64 > limit;
+        // STATUS RECENT: live messages no session has claimed (after a
+        // claim, those delivered since).
+        let (unclaimed,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
+             WHERE m.mailbox_id = $1 AND m.uid >= b.first_recent_uid AND m.expunged_modseq IS NULL",
+        )
+        .bind(mailbox.id)
+        .fetch_one(&self.pool)
+        .await?;
         let messages = rows
             .into_iter()
             .take(limit as usize)
@@ -285,11 +298,46 @@ impl Store {
                 expunged,
             })
             .collect();
+        let mut mailbox = mailbox_pb(mailbox);
+        mailbox.recent = u32_of(unclaimed);
         Ok(pb::SelectMailboxResponse {
-            mailbox: Some(mailbox_pb(mailbox)),
+            mailbox: Some(mailbox),
             messages,
             more,
+            recent_from: u32_of(recent_from),
+            recent_to: u32_of(recent_to),
         })
+    }
+
+    /// The \Recent range of a mailbox: with `claim`, takes every unclaimed
+    /// UID for the caller in one statement (the row lock orders concurrent
+    /// SELECTs, so each UID goes to one session); without, reports the
+    /// unclaimed range. Returns [from, to).
+    async fn recent(&self, mailbox_id: i64, claim: bool) -> Result<(i64, i64)> {
+        let peek: Option<(i64, i64)> =
+            sqlx::query_as("SELECT first_recent_uid, uidnext FROM mailboxes WHERE id = $1")
+                .bind(mailbox_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // Nothing new to take (the usual resync): no row lock, no write.
+        let nothing_new = peek.is_some_and(|(from, next)| from >= next);
+        let row = if claim && !nothing_new {
+            sqlx::query_as(
+                "WITH old AS (SELECT id, first_recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE) \
+                 UPDATE mailboxes m SET first_recent_uid = GREATEST(m.first_recent_uid, m.uidnext) \
+                 FROM old WHERE m.id = old.id RETURNING old.first_recent_uid, m.uidnext",
+            )
+            .bind(mailbox_id)
+            .fetch_optional(&self.pool)
+            .await?
+        } else if claim {
+            // Claimed already: an empty range.
+            peek.map(|(_, next)| (next, next))
+        } else {
+            peek
+        };
+        let (from, to) = row.unwrap_or((1, 1));
+        Ok((from, to.max(from)))
     }
 }
 

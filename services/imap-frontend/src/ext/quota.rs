@@ -36,6 +36,7 @@ pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::R
         changed_since: u64::MAX >> 1,
         uid_from: u32::MAX,
         limit: 1,
+        claim_recent: false,
     }));
     let Some(mb) = r.mailbox else {
         return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));

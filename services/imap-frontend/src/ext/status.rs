@@ -65,8 +65,7 @@ pub(crate) async fn values(
         .iter()
         .map(|i| match i {
             Item::Messages => format!("MESSAGES {}", mb.messages),
-            // This server reports no \Recent messages.
-            Item::Recent => "RECENT 0".into(),
+            Item::Recent => format!("RECENT {}", mb.recent),
             Item::UidNext => format!("UIDNEXT {}", mb.uidnext),
             Item::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity),
             Item::Unseen => format!("UNSEEN {}", mb.unseen),
@@ -137,6 +136,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         changed_since: u64::MAX >> 1,
         uid_from: u32::MAX,
         limit: 1,
+        claim_recent: false,
     }));
     let Some(mb) = r.mailbox else {
         return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
