@@ -25,6 +25,7 @@ mod ext;
 mod extra;
 mod fetch;
 mod metrics;
+mod parse;
 mod rev2;
 mod rfc7162;
 mod search;

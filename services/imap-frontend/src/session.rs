@@ -31,7 +31,8 @@ use tracing::Instrument;
 use crate::conn::Conn;
 use crate::encode;
 use crate::metrics::Metrics;
-use crate::rfc7162::{Mods, Parsed};
+use crate::parse::Prepared;
+use crate::rfc7162::Mods;
 
 /// How often an IDLE session resynchronises even without events (a lost
 /// event, or RabbitMQ down, costs at most this delay).
@@ -453,40 +454,25 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
         self.tag = crate::extra::tag_of(buf).unwrap_or_default();
-        // UTF-8 names (RFC 6855) in a form imap-codec can read.
-        let rewritten = crate::ext::names::rewrite_8bit(buf);
-        let buf = rewritten.as_deref().unwrap_or(buf);
-        if let Some(sort) = crate::sort::parse(buf) {
-            return Ok(match sort {
-                Ok(cmd) => (
-                    cmd.tag.clone(),
-                    cmd.name(),
-                    crate::sort::run(self, cmd).await?,
-                ),
-                Err((tag, why)) => (tag, "invalid".into(), Reply::Bad(why)),
-            });
-        }
-        if let Some(ext) = crate::ext::parse(buf) {
-            let tag = ext.tag.clone();
-            let name = ext.name();
-            let reply = crate::ext::run(self, ext).await?;
-            return Ok((tag, name, reply));
-        }
-        if let Some(extra) = crate::extra::parse(buf) {
-            let tag = extra.tag.clone();
-            let name = extra.name();
-            let reply = self.extra(extra).await?;
-            return Ok((tag, name, reply));
-        }
-        // RFC 7162 parts are taken out first; imap-codec parses the rest.
-        let (plain, mods) = match crate::rfc7162::parse(buf) {
-            Some(Parsed::Invalid { tag, why }) => {
+        let (line, mods) = match crate::parse::prepare(buf) {
+            Prepared::Sort(Ok(cmd)) => {
+                let (tag, name) = (cmd.tag.clone(), cmd.name());
+                return Ok((tag, name, crate::sort::run(self, cmd).await?));
+            }
+            Prepared::Sort(Err((tag, why))) | Prepared::Invalid { tag, why } => {
                 return Ok((tag, "invalid".into(), Reply::Bad(why)));
             }
-            Some(Parsed::Command { plain, mods, .. }) => (Some(plain), mods),
-            None => (None, Mods::default()),
+            Prepared::Ext(ext) => {
+                let (tag, name) = (ext.tag.clone(), ext.name());
+                return Ok((tag, name, crate::ext::run(self, ext).await?));
+            }
+            Prepared::Extra(extra) => {
+                let (tag, name) = (extra.tag.clone(), extra.name());
+                return Ok((tag, name, self.extra(extra).await?));
+            }
+            Prepared::Codec { line, mods } => (line, mods),
         };
-        let buf = plain.as_deref().unwrap_or(buf);
+        let buf = line.as_ref();
         let mut command = match CommandCodec::default().decode(buf) {
             Ok((_, c)) => c,
             Err(_) => {
