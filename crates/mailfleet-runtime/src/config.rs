@@ -226,7 +226,7 @@ settings! {
     pop3_timeout: Duration = "10m";
     /// Lifetime of the POP3 maildrop lock lease, renewed while the session lives; bounds how long a crashed frontend keeps a maildrop locked.
     pop3_lease_ttl: Duration = "60s";
-    /// Largest message accepted over SMTP, in octets.
+    /// Largest message accepted over SMTP, and by IMAP APPEND (APPENDLIMIT), in octets.
     smtp_max_message_size: u64 = "52428800";
     /// Most recipients in one SMTP transaction.
     smtp_max_recipients: usize = "100";

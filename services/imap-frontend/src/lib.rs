@@ -3,7 +3,8 @@
 //! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
 //! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
 //! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`;
-//! \Recent and IMAP4rev2 after ENABLE in `rev2`).
+//! \Recent and IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to
+//! mailstore in `append`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod append;
 mod condstore;
 mod conn;
 mod encode;
@@ -48,8 +50,9 @@ use crate::conn::Conn;
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
 
-/// Largest message accepted by APPEND (mailstore takes requests up to 16 MiB).
-pub const APPEND_LIMIT: usize = 15 * 1024 * 1024;
+/// Largest literal other than an APPEND message (those are streamed, up to
+/// `smtp_max_message_size`): these are read into memory before parsing.
+pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
 /// Change events buffered per session before it must resynchronise.
 const EVENT_BUFFER: usize = 1024;
 /// Longest TLS handshake.
@@ -164,7 +167,8 @@ pub async fn run(
         tls,
         allow_plaintext: config.allow_plaintext_auth,
         max_line: config.imap_max_line_length.max(1024),
-        append_limit: APPEND_LIMIT,
+        // A message IMAP takes in is one SMTP would have taken too.
+        append_limit: usize::try_from(config.smtp_max_message_size).unwrap_or(usize::MAX),
         idle_timeout: config.imap_timeout,
         metrics,
         events: events_tx,

@@ -211,6 +211,8 @@ pub(crate) struct Session {
 /// What reading the next command produced.
 enum Input {
     Command(Vec<u8>),
+    /// An APPEND whose message literal is still to be read (crate::append).
+    Append(Box<crate::append::Pending>),
     /// Already answered (literal refused, line too long); read the next.
     Handled,
     Eof,
@@ -312,14 +314,23 @@ impl Session {
                     self.flush().await?;
                     continue;
                 }
-                Input::Command(buf) => buf,
+                Input::Command(buf) => Ok(buf),
+                Input::Append(pending) => Err(pending),
             };
             let started = std::time::Instant::now();
             let span = tracing::debug_span!("command", name = tracing::field::Empty);
-            let (tag, name, reply) = self
-                .execute(&buf, &shutdown)
-                .instrument(span.clone())
-                .await?;
+            let (tag, name, reply) = match buf {
+                Ok(buf) => {
+                    self.execute(&buf, &shutdown)
+                        .instrument(span.clone())
+                        .await?
+                }
+                Err(p) => {
+                    crate::append::run(self, *p)
+                        .instrument(span.clone())
+                        .await?
+                }
+            };
             span.record("name", name.as_str());
             let result = match &reply {
                 Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
@@ -350,7 +361,7 @@ impl Session {
 
     /// Reads one line (bounded) and appends it to `buf`; false at EOF, Err
     /// on I/O; a too-long line is drained and reported with `Ok(None)`.
-    async fn read_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    pub(crate) async fn read_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
         let max = self.shared.max_line;
         let mut taken = 0usize;
         let mut too_long = false;
@@ -376,6 +387,21 @@ impl Session {
                 return Ok(if too_long { None } else { Some(true) });
             }
         }
+    }
+
+    /// Refuses a literal over the limit without reading it (RFC 7889).
+    async fn too_big(&mut self, tag: &str, mode: LiteralMode) -> std::io::Result<Input> {
+        if mode == LiteralMode::NonSync {
+            // The data is already coming: without a sync point we
+            // cannot find the next command reliably.
+            self.out
+                .extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
+            self.flush().await?;
+            return Ok(Input::Eof);
+        }
+        self.out
+            .extend_from_slice(format!("{tag} NO [TOOBIG] Literal too large\r\n").as_bytes());
+        Ok(Input::Handled)
     }
 
     /// Reads a whole command: lines and the literals between them.
@@ -421,18 +447,19 @@ impl Session {
                 PRE_AUTH_LITERAL
             };
             if length > limit || total_literal + length > limit {
-                if mode == LiteralMode::NonSync {
-                    // The data is already coming: without a sync point we
-                    // cannot find the next command reliably.
-                    self.out
-                        .extend_from_slice(b"* BYE [TOOBIG] Literal too large\r\n");
-                    self.flush().await?;
-                    return Ok(Input::Eof);
-                }
-                self.out.extend_from_slice(
-                    format!("{tag} NO [TOOBIG] Literal too large\r\n").as_bytes(),
-                );
-                return Ok(Input::Handled);
+                return self.too_big(&tag, mode).await;
+            }
+            // An APPEND's message is streamed to mailstore, not read here.
+            if self.user.is_some()
+                && let Some(p) = crate::append::message_literal(&buf, length, mode, self.ext.utf8)
+            {
+                return Ok(Input::Append(Box::new(p)));
+            }
+            // Other literals are held in memory: bounded tighter.
+            if length > crate::MEMORY_LITERAL_LIMIT
+                || total_literal + length > crate::MEMORY_LITERAL_LIMIT
+            {
+                return self.too_big(&tag, mode).await;
             }
             if mode == LiteralMode::Sync {
                 self.out.extend_from_slice(b"+ Ready for literal data\r\n");

@@ -366,6 +366,72 @@ async fn bad_input_gets_bad_and_the_session_goes_on() {
     .unwrap();
 }
 
+/// APPEND streamed to mailstore (tests/e2e/clients/imap_append.py): a
+/// 30 MiB message round-trips byte for byte, a 60 MiB literal over
+/// APPENDLIMIT gets NO [TOOBIG] and the session goes on, LITERAL+ streams,
+/// and a client gone mid-literal stores nothing and leaves no partial body
+/// in object storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_streams_large_messages() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_append.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_append.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    // Stored bodies: the 30 MiB one, the small one (appended twice, one
+    // blob), the LITERAL+ one. The cut and refused bodies left nothing, not
+    // even a temporary upload (aborted once mailstore sees the reset).
+    let blobs = env._dir.path().join("blobs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let files = walk(&blobs);
+        let stray: Vec<_> = files
+            .iter()
+            .filter(|f| !f.contains("/blobs/blobs/"))
+            .collect();
+        let stored = files.len() - stray.len();
+        if stray.is_empty() && stored == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected 3 stored bodies and no temporary file: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every file under `dir`, as paths.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
 /// A real client from Debian: mbsync (isync) syncs the account both ways
 /// over implicit TLS. Skipped when mbsync is not installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,14 @@
 //! under their content hash, are analysed once (the `blobs` row), and get a
 //! UID in one transaction that locks the mailbox, then the account (the lock
 //! order of Deliver and Expunge). Appended messages carry no Return-Path.
+//!
+//! AppendMessageStream takes the body in chunks straight into a
+//! [`mailfleet_blob::BlobWriter`] (inline below the inline limit, multipart
+//! upload above it, as SMTP intake does), so the request is never held whole;
+//! a stream that ends short of, or runs past, its announced size is aborted
+//! before the body reaches its content key.
 
+use futures::{Stream, StreamExt};
 use mailfleet_proto::v1 as pb;
 
 use crate::error::{Result, StoreError};
@@ -30,6 +37,12 @@ impl Store {
         let blob = writer.finish().await?;
         let size =
             i64::try_from(blob.size).map_err(|_| StoreError::Internal("too large".into()))?;
+        self.record_blob(&blob.id, size, data).await?;
+        Ok((blob.id, size))
+    }
+
+    /// Analyses a stored body once and records its `blobs` row.
+    async fn record_blob(&self, id: &str, size: i64, data: Vec<u8>) -> Result<()> {
         let meta = tokio::task::spawn_blocking(move || {
             let meta = mailfleet_mime::analyze(&data);
             let mut value = serde_json::to_value(&meta).unwrap_or_default();
@@ -41,12 +54,12 @@ impl Store {
         sqlx::query(
             "INSERT INTO blobs (id, size, meta) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
         )
-        .bind(&blob.id)
+        .bind(id)
         .bind(size)
         .bind(meta)
         .execute(&self.pool)
         .await?;
-        Ok((blob.id, size))
+        Ok(())
     }
 
     pub async fn append_message(
@@ -67,6 +80,20 @@ impl Store {
         // Fail before storing anything when the mailbox does not exist.
         self.find_mailbox(account, &mailbox).await?;
         let (blob_id, size) = self.put_blob(data).await?;
+        self.insert_appended(account, &mailbox, &flags, internal_date_ms, &blob_id, size)
+            .await
+    }
+
+    /// Gives a stored body a UID in `mailbox` (quota checked), publishes the change.
+    async fn insert_appended(
+        &self,
+        account: &str,
+        mailbox: &str,
+        flags: &[String],
+        internal_date_ms: i64,
+        blob_id: &str,
+        size: i64,
+    ) -> Result<pb::AppendMessageResponse> {
         let unseen = i64::from(!flags.iter().any(|f| f == SEEN));
         let date = match internal_date_ms {
             0 => chrono::Utc::now(),
@@ -74,7 +101,7 @@ impl Store {
         };
 
         let mut tx = self.pool.begin().await?;
-        let (mailbox_id, _, _) = self.lock_mailbox(&mut tx, account, &mailbox).await?;
+        let (mailbox_id, _, _) = self.lock_mailbox(&mut tx, account, mailbox).await?;
         let (account_id, quota, used): (i64, i64, i64) = sqlx::query_as(
             "SELECT a.id, a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
              WHERE m.id = $1 FOR UPDATE OF a",
@@ -103,10 +130,10 @@ impl Store {
         .bind(mailbox_id)
         .bind(uid)
         .bind(modseq)
-        .bind(&flags)
+        .bind(flags)
         .bind(date)
         .bind(size)
-        .bind(&blob_id)
+        .bind(blob_id)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $2 WHERE id = $1")
@@ -120,5 +147,95 @@ impl Store {
             uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
             uid: u32::try_from(uid).unwrap_or(0),
         })
+    }
+
+    /// AppendMessageStream: `chunks` are the body, exactly `start.size`
+    /// octets of at most `max_size`; anything else stores nothing.
+    pub async fn append_stream<S>(
+        &self,
+        start: pb::AppendStart,
+        max_size: u64,
+        mut chunks: S,
+    ) -> Result<pb::AppendMessageResponse>
+    where
+        S: Stream<Item = std::result::Result<Vec<u8>, tonic::Status>> + Unpin,
+    {
+        if start.size > max_size {
+            return Err(StoreError::InvalidArgument(format!(
+                "message too large ({} octets, at most {max_size})",
+                start.size
+            )));
+        }
+        let announced = i64::try_from(start.size)
+            .map_err(|_| StoreError::InvalidArgument("message too large".into()))?;
+        let mailbox = crate::mailboxes::canonical_name(&start.mailbox);
+        let mut flags = start
+            .flags
+            .iter()
+            .map(|f| canonical_flag(f))
+            .collect::<Result<Vec<_>>>()?;
+        flags.sort();
+        flags.dedup();
+        let (mailbox_id, _) = self.find_mailbox(&start.account, &mailbox).await?;
+        // Refuse early what the quota cannot take; the insert checks again
+        // under the account lock.
+        let (quota, used): (i64, i64) = sqlx::query_as(
+            "SELECT a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
+             WHERE m.id = $1",
+        )
+        .bind(mailbox_id)
+        .fetch_one(&self.pool)
+        .await?;
+        if quota > 0 && used.saturating_add(announced) > quota {
+            return Err(StoreError::FailedPrecondition("over quota".into()));
+        }
+
+        let mut writer = self.blobs.writer();
+        let mut received = 0u64;
+        let outcome: Result<()> = async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|s| {
+                    StoreError::InvalidArgument(format!("body stream failed: {}", s.message()))
+                })?;
+                received = received.saturating_add(chunk.len() as u64);
+                if received > start.size {
+                    return Err(StoreError::InvalidArgument(
+                        "more data than the announced size".into(),
+                    ));
+                }
+                writer.write(&chunk).await?;
+            }
+            if received != start.size {
+                return Err(StoreError::InvalidArgument(format!(
+                    "the body ended after {received} of {} octets",
+                    start.size
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            writer.abort().await;
+            return Err(e);
+        }
+        let blob = writer.finish().await?;
+        let known: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE id = $1")
+            .bind(&blob.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            // Analysed once per body, like delivered ones (deliver::ensure_blobs).
+            let data = self.blobs.get(&blob.id).await?;
+            self.record_blob(&blob.id, announced, data.to_vec()).await?;
+        }
+        self.insert_appended(
+            &start.account,
+            &mailbox,
+            &flags,
+            start.internal_date_ms,
+            &blob.id,
+            announced,
+        )
+        .await
     }
 }

@@ -23,6 +23,8 @@ pub struct Tokens {
 pub struct MailStoreService {
     pub store: Store,
     pub tokens: Tokens,
+    /// Largest body AppendMessageStream accepts (smtp_max_message_size).
+    pub max_append: u64,
 }
 
 #[derive(Clone)]
@@ -355,6 +357,30 @@ impl MailStore for MailStoreService {
         let out = self
             .store
             .append_message(&r.account, &r.mailbox, &r.flags, r.internal_date_ms, r.data)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn append_message_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::AppendStreamRequest>>,
+    ) -> Result<Response<pb::AppendMessageResponse>, Status> {
+        use futures::StreamExt;
+        self.authorize(&request)?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty append stream"))?;
+        let start = first
+            .start
+            .ok_or_else(|| Status::invalid_argument("the first message must carry start"))?;
+        let chunks =
+            futures::stream::iter((!first.data.is_empty()).then_some(Ok::<_, Status>(first.data)))
+                .chain(stream.map(|m| m.map(|m| m.data)));
+        let out = self
+            .store
+            .append_stream(start, self.max_append, Box::pin(chunks))
             .await?;
         Ok(Response::new(out))
     }

@@ -141,6 +141,7 @@ pub async fn run(
     let mail_store = MailStoreServer::new(MailStoreService {
         store: store.clone(),
         tokens: tokens.clone(),
+        max_append: config.smtp_max_message_size,
     })
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let outbound =

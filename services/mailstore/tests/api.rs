@@ -828,3 +828,176 @@ async fn get_quota_follows_usage() {
     assert_eq!(e.code(), tonic::Code::NotFound);
     stop(running).await;
 }
+
+/// AppendMessageStream: `start`, then `chunks`, as one client stream.
+async fn append_stream(
+    ms: &mut MailStore,
+    start: pb::AppendStart,
+    chunks: Vec<Vec<u8>>,
+) -> Result<pb::AppendMessageResponse, tonic::Status> {
+    let first = pb::AppendStreamRequest {
+        start: Some(start),
+        data: Vec::new(),
+    };
+    let rest = chunks
+        .into_iter()
+        .map(|data| pb::AppendStreamRequest { start: None, data });
+    let requests = futures::stream::iter(std::iter::once(first).chain(rest));
+    ms.append_message_stream(requests)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// AppendMessageStream (IMAP APPEND of large messages): a body larger than
+/// the inline limit streams through a multipart upload and reads back
+/// byte for byte; a stream shorter or longer than announced, a body over
+/// the size limit or the quota, or a missing mailbox store nothing and
+/// leave no object behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_message_stream_stores_exactly_the_announced_body() {
+    let db = Database(unique_db_name("appstream"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let mut config = config(&db.0, blob_dir.path());
+    config.blob_inline_limit = 64 * 1024;
+    config.smtp_max_message_size = 20 * 1024 * 1024;
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "stream.test".into(),
+        })
+        .await
+        .unwrap();
+    for (address, quota_bytes) in [("s@stream.test", 0), ("small@stream.test", 1_000_000)] {
+        admin
+            .add_account(pb::AddAccountRequest {
+                address: address.into(),
+                password: "pw".into(),
+                quota_bytes,
+            })
+            .await
+            .unwrap();
+    }
+    let start_of = |account: &str, mailbox: &str, size: usize| pb::AppendStart {
+        account: account.into(),
+        mailbox: mailbox.into(),
+        flags: vec!["\\Seen".into()],
+        internal_date_ms: 1_600_000_000_000,
+        size: size as u64,
+    };
+    let mut msg = b"Subject: streamed\r\nFrom: a@example.org\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while msg.len() < 9 * 1024 * 1024 + 123 {
+        msg.extend_from_slice(format!("line {i} of the streamed body\r\n").as_bytes());
+        i += 1;
+    }
+    let chunks: Vec<Vec<u8>> = msg.chunks(256 * 1024).map(<[u8]>::to_vec).collect();
+    let quota = |ms: &MailStore, account: &str| {
+        let mut ms = ms.clone();
+        let account = account.to_owned();
+        async move {
+            ms.get_quota(pb::GetQuotaRequest { account })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+
+    // Ends early, runs past its size: refused, nothing stored.
+    let short = chunks[..chunks.len() - 1].to_vec();
+    let e = append_stream(
+        &mut ms,
+        start_of("s@stream.test", "INBOX", msg.len()),
+        short,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let mut long = chunks.clone();
+    long.push(b"more".to_vec());
+    let e = append_stream(&mut ms, start_of("s@stream.test", "INBOX", msg.len()), long)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // Over smtp_max_message_size, over quota, no such mailbox.
+    let e = append_stream(
+        &mut ms,
+        start_of("s@stream.test", "INBOX", 21 * 1024 * 1024),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("too large"), "{e:?}");
+    let e = append_stream(
+        &mut ms,
+        start_of("small@stream.test", "INBOX", msg.len()),
+        chunks.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    let e = append_stream(
+        &mut ms,
+        start_of("s@stream.test", "Nowhere", msg.len()),
+        chunks.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let q = quota(&ms, "s@stream.test").await;
+    assert_eq!((q.used_bytes, q.messages), (0, 0));
+
+    // The whole body: stored once, read back byte for byte.
+    let r = append_stream(
+        &mut ms,
+        start_of("s@stream.test", "INBOX", msg.len()),
+        chunks.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.uid, 1);
+    let (back, total) = body(&mut ms, "s@stream.test", 1, 0, 0).await;
+    assert_eq!(total, msg.len() as u64);
+    assert!(back == msg, "the body differs");
+    let q = quota(&ms, "s@stream.test").await;
+    assert_eq!((q.used_bytes, q.messages), (msg.len() as u64, 1));
+    // Metadata analysed as for any stored message.
+    let fetched = ms
+        .fetch_messages(pb::FetchMessagesRequest {
+            account: "s@stream.test".into(),
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange { first: 1, last: 1 }],
+            }),
+            with_meta: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].flags, vec!["\\Seen".to_owned()]);
+    assert_eq!(fetched[0].internal_date_ms, 1_600_000_000_000);
+    assert!(
+        String::from_utf8_lossy(&fetched[0].meta_json).contains("streamed"),
+        "no subject in the metadata"
+    );
+
+    // One object under its content key; no temporary upload left.
+    let mut files = Vec::new();
+    let mut todo = vec![blob_dir.path().to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                files.push(e.path().display().to_string());
+            }
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].contains("/blobs/"), "{files:?}");
+    stop(running).await;
+}

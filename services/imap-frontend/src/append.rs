@@ -1,0 +1,232 @@
+//! APPEND streamed: the message literal is never held whole. When the
+//! command reader meets a literal, [`message_literal`] tells (purely, from
+//! the bytes read so far) whether it is an APPEND's message; if so the
+//! session hands it to [`run`], which reads it from the socket in chunks of
+//! [`CHUNK`] and forwards them to mailstore's AppendMessageStream. mailstore
+//! stores nothing unless exactly the announced octets arrive, so a client
+//! that disconnects mid-literal leaves no message behind.
+
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::LiteralMode;
+use mailfleet_proto::v1 as pb;
+use tokio::io::AsyncReadExt;
+
+use crate::session::{Reply, Session, mailbox_name, status_reply};
+
+/// Octets read from the socket and sent to mailstore at a time.
+pub(crate) const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the socket and mailstore.
+const IN_FLIGHT: usize = 4;
+
+/// An APPEND whose message literal has been announced but not read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub tag: String,
+    pub mailbox: String,
+    pub flags: Vec<String>,
+    /// Milliseconds since the epoch; 0 when the client gave no date.
+    pub internal_date_ms: i64,
+    pub length: usize,
+    pub mode: LiteralMode,
+}
+
+/// `buf` is a command read up to a literal announcement `{n}` / `{n+}` CRLF
+/// at its end. When that literal is the message of an APPEND (and nothing
+/// but CRLF may follow it), returns the command without it.
+pub(crate) fn message_literal(
+    buf: &[u8],
+    length: usize,
+    mode: LiteralMode,
+    utf8: bool,
+) -> Option<Pending> {
+    let brace = buf.iter().rposition(|&b| b == b'{')?;
+    // Complete the command with a one-octet message: if it then parses as an
+    // APPEND, the announced literal is the message (a literal mailbox name
+    // would leave the APPEND without one and not parse).
+    let mut trial = buf.get(..brace)?.to_vec();
+    trial.extend_from_slice(b"{1}\r\nX\r\n");
+    let (rest, mut command) = CommandCodec::default().decode(&trial).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    crate::ext::names::decode_command(&mut command.body, utf8).ok()?;
+    let CommandBody::Append {
+        mailbox,
+        flags,
+        date,
+        ..
+    } = command.body
+    else {
+        return None;
+    };
+    Some(Pending {
+        tag: command.tag.as_ref().to_owned(),
+        mailbox: mailbox_name(&mailbox),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internal_date_ms: date.map(|d| d.as_ref().timestamp_millis()).unwrap_or(0),
+        length,
+        mode,
+    })
+}
+
+/// The reply to a failed AppendMessageStream.
+fn failure(status: tonic::Status) -> Reply {
+    match status.code() {
+        tonic::Code::NotFound => Reply::No("[TRYCREATE] No such mailbox".into()),
+        tonic::Code::InvalidArgument if status.message().contains("too large") => {
+            Reply::No("[TOOBIG] Message too large".into())
+        }
+        _ => status_reply(status),
+    }
+}
+
+/// Reads the literal of `p` in chunks, streams it to mailstore and answers.
+/// An I/O error (the client went away) cancels the call: nothing is stored.
+pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String, String, Reply)> {
+    let name = "append".to_owned();
+    if p.mode == LiteralMode::Sync {
+        s.out.extend_from_slice(b"+ Ready for literal data\r\n");
+        s.flush().await?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AppendStreamRequest>(IN_FLIGHT);
+    let start = pb::AppendStreamRequest {
+        start: Some(pb::AppendStart {
+            account: s.account(),
+            mailbox: p.mailbox.clone(),
+            flags: p.flags.clone(),
+            internal_date_ms: p.internal_date_ms,
+            size: p.length as u64,
+        }),
+        data: Vec::new(),
+    };
+    let mut tx = tx.try_send(start).is_ok().then_some(tx);
+    let requests =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut client = s.client.clone();
+    let call = tokio::spawn(async move { client.append_message_stream(requests).await });
+
+    let mut left = p.length;
+    let mut chunk = vec![0u8; CHUNK.min(left)];
+    while left > 0 {
+        let n = CHUNK.min(left);
+        let Some(dest) = chunk.get_mut(..n) else {
+            break;
+        };
+        // A client that stalls mid-literal is timed out as an idle one is.
+        let read = tokio::time::timeout(s.shared.idle_timeout, s.io.read_exact(dest)).await;
+        if let Err(e) = read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
+            // Dropping the call resets the stream; mailstore discards the body.
+            call.abort();
+            return Err(e);
+        }
+        left -= n;
+        if let Some(sender) = &tx {
+            let data = dest.to_vec();
+            if sender
+                .send(pb::AppendStreamRequest { start: None, data })
+                .await
+                .is_err()
+            {
+                // mailstore already refused (its answer is awaited below);
+                // the rest of the literal is still read and dropped.
+                tx = None;
+            }
+        }
+    }
+    // The command line goes on after the literal: only CRLF may follow
+    // (MULTIAPPEND is not offered).
+    let mut rest = Vec::new();
+    let complete = match s.read_line(&mut rest).await {
+        Err(e) => {
+            call.abort();
+            return Err(e);
+        }
+        Ok(Some(true)) => rest.iter().all(|b| matches!(b, b'\r' | b'\n')),
+        Ok(Some(false)) => {
+            call.abort();
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(None) => false,
+    };
+    if !complete {
+        call.abort();
+        return Ok((
+            p.tag,
+            name,
+            Reply::Bad("Junk after the APPEND literal".into()),
+        ));
+    }
+    // The stream ends here: mailstore stores the message only now.
+    drop(tx);
+    let response = match call.await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(status)) => return Ok((p.tag, name, failure(status))),
+        Err(error) => {
+            tracing::warn!(%error, "APPEND call task failed.");
+            return Ok((
+                p.tag,
+                name,
+                Reply::No("[UNAVAILABLE] Temporary server failure, try again".into()),
+            ));
+        }
+    };
+    s.sync(true).await?;
+    Ok((
+        p.tag,
+        name,
+        Reply::Ok(format!(
+            "[APPENDUID {} {}] APPEND completed",
+            response.uidvalidity, response.uid
+        )),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn literal(buf: &[u8]) -> Option<Pending> {
+        message_literal(buf, 30, LiteralMode::Sync, false)
+    }
+
+    #[test]
+    fn the_message_literal_is_recognised() {
+        let p = literal(b"a1 APPEND INBOX {30}\r\n").unwrap();
+        assert_eq!(
+            p,
+            Pending {
+                tag: "a1".into(),
+                mailbox: "INBOX".into(),
+                flags: vec![],
+                internal_date_ms: 0,
+                length: 30,
+                mode: LiteralMode::Sync,
+            }
+        );
+        let p = literal(b"a2 append Sent (\\Seen $Junk) \"01-Jan-2020 00:00:00 +0000\" {30+}\r\n")
+            .unwrap();
+        assert_eq!(p.mailbox, "Sent");
+        assert_eq!(p.flags, vec!["\\Seen".to_owned(), "$Junk".to_owned()]);
+        assert_eq!(p.internal_date_ms, 1_577_836_800_000);
+        // The mailbox given as a literal, then the message.
+        let p = literal(b"a3 APPEND {4}\r\nWork {30}\r\n").unwrap();
+        assert_eq!(p.mailbox, "Work");
+        // Modified UTF-7 names are decoded as for every other command.
+        let p = literal(b"a4 APPEND &AOk-t&AOk- {30}\r\n").unwrap();
+        assert_eq!(p.mailbox, "\u{e9}t\u{e9}");
+    }
+
+    #[test]
+    fn other_literals_are_not_messages() {
+        // The literal is the mailbox name.
+        assert!(literal(b"a1 APPEND {5}\r\n").is_none());
+        assert!(literal(b"a2 LOGIN {5}\r\n").is_none());
+        assert!(literal(b"a3 SEARCH TEXT {5}\r\n").is_none());
+        assert!(literal(b"a4 APPEND INBOX (\\Bogus-Flag {30}\r\n").is_none());
+        assert!(literal(b"").is_none());
+        assert!(literal(b"{").is_none());
+    }
+}

@@ -1,0 +1,157 @@
+"""IMAP APPEND streamed to mailstore (APPENDLIMIT, RFC 7889): a 30 MiB
+message round-trips byte for byte, a literal over the limit gets
+NO [TOOBIG] and the session goes on, LITERAL+ streams too, and a client
+that disconnects mid-literal leaves no message behind.
+
+Usage: imap_append.py PORT USER PASS
+"""
+import hashlib, imaplib, re, socket, sys
+
+PORT, USER, PASS = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+MIB = 1024 * 1024
+
+
+def login():
+    M = imaplib.IMAP4('127.0.0.1', PORT)
+    M.login(USER, PASS)
+    return M
+
+
+def ok(r):
+    typ, data = r
+    assert typ == 'OK', (typ, data)
+    return data
+
+
+def big_message(size, seed):
+    """A message of exactly `size` octets whose lines differ (no run of
+    equal chunks could hide a reordering)."""
+    head = b'From: a@example.org\r\nSubject: big %s\r\n\r\n' % seed.encode()
+    lines, n, total = [head], 0, len(head)
+    while total < size:
+        line = hashlib.sha256(b'%s %d' % (seed.encode(), n)).hexdigest().encode() * 2 + b'\r\n'
+        lines.append(line)
+        total += len(line)
+        n += 1
+    body = b''.join(lines)[:size - 2] + b'\r\n'
+    assert len(body) == size
+    return body
+
+
+def messages(M, box='INBOX'):
+    data = ok(M.status(box, '(MESSAGES)'))
+    return int(re.search(rb'MESSAGES (\d+)', data[0]).group(1))
+
+
+def appenduid(data):
+    m = re.search(rb'APPENDUID (\d+) (\d+)', data[0])
+    assert m, data
+    return int(m.group(2))
+
+
+def fetch_body(M, uid):
+    data = ok(M.uid('FETCH', str(uid), '(RFC822.SIZE BODY.PEEK[])'))
+    # [(b'1 (UID n RFC822.SIZE s BODY[] {n}', body), b')']
+    return data[0][0], data[0][1]
+
+
+M = login()
+caps = ok(M.capability())[0].split()
+assert b'APPENDLIMIT=52428800' in caps, caps
+
+# ---- 30 MiB round trip (synchronising literal) ----------------------------
+msg = big_message(30 * MIB, 'thirty')
+uid = appenduid(ok(M.append('INBOX', r'(\Seen $Work)', '"01-Feb-2021 10:00:00 +0000"', msg)))
+ok(M.select('INBOX'))
+head, body = fetch_body(M, uid)
+assert b'RFC822.SIZE %d' % len(msg) in head, head
+assert len(body) == len(msg), (len(body), len(msg))
+assert hashlib.sha256(body).digest() == hashlib.sha256(msg).digest()
+data = ok(M.uid('FETCH', str(uid), '(FLAGS INTERNALDATE)'))[0]
+assert b'\\Seen' in data and b'$Work' in data, data
+assert b'01-Feb-2021 10:00:00 +0000' in data, data
+del body
+
+# ---- over APPENDLIMIT: NO [TOOBIG] before any data, the session goes on ----
+before = messages(M)
+typ, data = M.append('INBOX', None, None, b'x' * (60 * MIB))
+assert typ == 'NO' and b'[TOOBIG]' in data[0], (typ, data)
+ok(M.noop())
+assert messages(M) == before
+small = b'Subject: small\r\n\r\nafter the refusal\r\n'
+uid2 = appenduid(ok(M.append('INBOX', None, None, small)))
+# The session learns of its own APPEND through mailstore's change event,
+# like any other session; SELECT loads the mailbox at once.
+ok(M.select('INBOX'))
+assert fetch_body(M, uid2)[1] == small
+
+# ---- no such mailbox: TRYCREATE, nothing stored ---------------------------
+typ, data = M.append('Nowhere', None, None, big_message(2 * MIB, 'nowhere'))
+assert typ == 'NO' and b'[TRYCREATE]' in data[0], (typ, data)
+ok(M.noop())
+M.logout()
+
+
+# ---- raw socket: LITERAL+ and a client gone mid-literal --------------------
+class Raw:
+    def __init__(self):
+        self.s = socket.create_connection(('127.0.0.1', PORT), timeout=30)
+        self.f = self.s.makefile('rb')
+        assert self.f.readline().startswith(b'* OK')
+
+    def until(self, tag):
+        lines = []
+        while True:
+            line = self.f.readline()
+            assert line, ('closed', lines)
+            lines.append(line)
+            if line.startswith(tag + b' '):
+                return lines
+
+    def cmd(self, tag, text):
+        self.s.sendall(tag + b' ' + text + b'\r\n')
+        lines = self.until(tag)
+        assert lines[-1].startswith(tag + b' OK'), lines
+        return lines
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+r = Raw()
+r.cmd(b'l1', b'LOGIN %s %s' % (USER.encode(), PASS.encode()))
+plus = big_message(3 * MIB + 17, 'plus')
+r.s.sendall(b'l2 APPEND INBOX {%d+}\r\n' % len(plus) + plus + b'\r\n')
+lines = r.until(b'l2')
+assert lines[-1].startswith(b'l2 OK [APPENDUID '), lines
+uid3 = int(re.search(rb'APPENDUID \d+ (\d+)', lines[-1]).group(1))
+# Junk after the literal is refused and nothing is stored.
+r.s.sendall(b'l3 APPEND INBOX {5+}\r\nhello junk\r\n')
+lines = r.until(b'l3')
+assert lines[-1].startswith(b'l3 BAD'), lines
+r.cmd(b'l4', b'NOOP')
+r.close()
+
+M = login()
+ok(M.select('INBOX'))
+assert fetch_body(M, uid3)[1] == plus
+count = messages(M)
+
+cut = Raw()
+cut.cmd(b'c1', b'LOGIN %s %s' % (USER.encode(), PASS.encode()))
+# Past the first 8 MiB upload part, so a temporary object exists when
+# the client goes away.
+cut.s.sendall(b'c2 APPEND INBOX {%d}\r\n' % (20 * MIB))
+assert cut.f.readline().startswith(b'+'), 'no continuation'
+cut.s.sendall(big_message(12 * MIB, 'cut'))
+cut.close()
+
+# The session that saw the cut stored nothing: a later APPEND gets the next
+# UID after uid3's (the junk one used none) and the count is unchanged.
+ok(M.noop())
+assert messages(M) == count, (messages(M), count)
+uid4 = appenduid(ok(M.append('INBOX', None, None, small)))
+assert messages(M) == count + 1
+M.logout()
+print('ok')
