@@ -17,6 +17,7 @@ pub mod body;
 pub mod copy;
 pub mod db;
 pub mod deliver;
+mod detach;
 pub mod dkim;
 pub mod error;
 pub mod events;
@@ -168,6 +169,8 @@ pub async fn run(
     );
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A call whose client went away still finishes (see `detach`).
+        .layer(detach::DetachLayer)
         // One span per call, continuing the caller's trace (traceparent).
         .trace_fn(mailfleet_runtime::trace_context::grpc_server_span)
         .add_service(health_service)
