@@ -102,7 +102,7 @@ impl Store {
         account: &str,
         mailbox: &str,
     ) -> Result<(i64, i64, i64)> {
-        let (mailbox_id, _) = self.find_mailbox(account, mailbox).await?;
+        let (mailbox_id, _) = crate::store::find_mailbox_on(tx, account, mailbox).await?;
         let (modseq,): (i64,) =
             sqlx::query_as("SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR UPDATE")
                 .bind(mailbox_id)

@@ -450,21 +450,8 @@ impl Store {
     /// The mailbox id and uidvalidity of `account`'s mailbox `name` (empty
     /// or any case of "INBOX" means the inbox).
     pub async fn find_mailbox(&self, account: &str, name: &str) -> Result<(i64, i64)> {
-        let addr = parse_address(account)?;
-        let name = if name.is_empty() || name.eq_ignore_ascii_case("INBOX") {
-            "INBOX"
-        } else {
-            name
-        };
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
-             WHERE a.address = $1 AND m.name = $2",
-        )
-        .bind(addr.full())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
+        let mut conn = self.pool.acquire().await?;
+        find_mailbox_on(&mut conn, account, name).await
     }
 
     pub async fn list_messages(
@@ -499,4 +486,29 @@ impl Store {
 fn new_uidvalidity() -> i64 {
     let secs = chrono::Utc::now().timestamp().rem_euclid(1 << 32);
     secs.max(1)
+}
+
+/// [`Store::find_mailbox`] on a given connection: inside a transaction it
+/// must be the transaction's own, or every holder of a pooled connection
+/// could wait for one more and the pool would deadlock under load.
+pub(crate) async fn find_mailbox_on(
+    conn: &mut sqlx::PgConnection,
+    account: &str,
+    name: &str,
+) -> Result<(i64, i64)> {
+    let addr = parse_address(account)?;
+    let name = if name.is_empty() || name.eq_ignore_ascii_case("INBOX") {
+        "INBOX"
+    } else {
+        name
+    };
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+         WHERE a.address = $1 AND m.name = $2",
+    )
+    .bind(addr.full())
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
 }

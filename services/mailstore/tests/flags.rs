@@ -362,3 +362,62 @@ async fn flags_expunge_and_leases() {
 
     stop(running).await;
 }
+
+/// More concurrent StoreFlags calls than pooled connections all succeed: a
+/// call inside its transaction never waits for a second connection (that
+/// deadlocked the pool under the IMAP bench until the acquire timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_beyond_the_pool_size() {
+    let db = Database(unique_db_name("flagpool"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let mut config = config(&db.0, blob_dir.path());
+    config.database_max_connections = 2;
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: "alice@example.test".into(),
+            password: "pw".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
+    let data = "Subject: m\r\n\r\nbody\r\n";
+    let blob_id = put_blob(&config, data.as_bytes()).await;
+    ms.deliver(pb::DeliverRequest {
+        deliveries: vec![pb::Delivery {
+            idempotency_key: "job-1".into(),
+            recipient: "alice@example.test".into(),
+            blob_id,
+            blob_size: data.len() as u64,
+            return_path: "s@example.org".into(),
+            internal_date_ms: 0,
+        }],
+    })
+    .await
+    .unwrap();
+
+    let calls = (0..24).map(|i| {
+        let mut ms = ms.clone();
+        async move {
+            let mode = if i % 2 == 0 {
+                pb::FlagsMode::FlagsAdd
+            } else {
+                pb::FlagsMode::FlagsRemove
+            };
+            store(&mut ms, &[(1, 1)], mode, &["\\Seen"], 0).await
+        }
+    });
+    // A pool deadlock shows as UNAVAILABLE after the acquire timeout.
+    for result in futures::future::join_all(calls).await {
+        result.expect("every store succeeds");
+    }
+    stop(running).await;
+}
