@@ -100,6 +100,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
             size: p.length as u64,
         }),
         data: Vec::new(),
+        commit: false,
     };
     let mut tx = tx.try_send(start).is_ok().then_some(tx);
     let requests =
@@ -125,7 +126,11 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
         if let Some(sender) = &tx {
             let data = dest.to_vec();
             if sender
-                .send(pb::AppendStreamRequest { start: None, data })
+                .send(pb::AppendStreamRequest {
+                    start: None,
+                    data,
+                    commit: false,
+                })
                 .await
                 .is_err()
             {
@@ -158,8 +163,16 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
             Reply::Bad("Junk after the APPEND literal".into()),
         ));
     }
-    // The stream ends here: mailstore stores the message only now.
-    drop(tx);
+    // Only now, with the command complete, does mailstore store it.
+    if let Some(sender) = tx.take() {
+        let _ = sender
+            .send(pb::AppendStreamRequest {
+                start: None,
+                data: Vec::new(),
+                commit: true,
+            })
+            .await;
+    }
     let response = match call.await {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(status)) => return Ok((p.tag, name, failure(status))),

@@ -375,9 +375,27 @@ impl MailStore for MailStoreService {
         let start = first
             .start
             .ok_or_else(|| Status::invalid_argument("the first message must carry start"))?;
+        // The body ends at the message marked `commit`; a stream that ends
+        // before it is an abandoned upload (the call runs to its end even
+        // when the client goes away, see `detach`), never a complete body.
+        let first_commit = first.commit;
+        let rest =
+            futures::stream::unfold((stream, first_commit), |(mut stream, done)| async move {
+                if done {
+                    return None;
+                }
+                match stream.message().await {
+                    Ok(Some(m)) => Some((Ok(m.data), (stream, m.commit))),
+                    Ok(None) => Some((
+                        Err(Status::cancelled("the append stream ended without commit")),
+                        (stream, true),
+                    )),
+                    Err(status) => Some((Err(status), (stream, true))),
+                }
+            });
         let chunks =
             futures::stream::iter((!first.data.is_empty()).then_some(Ok::<_, Status>(first.data)))
-                .chain(stream.map(|m| m.map(|m| m.data)));
+                .chain(rest);
         let out = self
             .store
             .append_stream(start, self.max_append, Box::pin(chunks))

@@ -838,11 +838,23 @@ async fn append_stream(
     let first = pb::AppendStreamRequest {
         start: Some(start),
         data: Vec::new(),
+        commit: false,
     };
-    let rest = chunks
-        .into_iter()
-        .map(|data| pb::AppendStreamRequest { start: None, data });
-    let requests = futures::stream::iter(std::iter::once(first).chain(rest));
+    let rest = chunks.into_iter().map(|data| pb::AppendStreamRequest {
+        start: None,
+        data,
+        commit: false,
+    });
+    let commit = pb::AppendStreamRequest {
+        start: None,
+        data: Vec::new(),
+        commit: true,
+    };
+    let requests = futures::stream::iter(
+        std::iter::once(first)
+            .chain(rest)
+            .chain(std::iter::once(commit)),
+    );
     ms.append_message_stream(requests)
         .await
         .map(|r| r.into_inner())
