@@ -258,48 +258,38 @@ fn imap_bad_input_gets_bad_and_the_session_goes_on() {
     );
 }
 
-/// CONDSTORE and QRESYNC (RFC 7162) against the real services: a client's
-/// resync after another session's flag changes and expunges.
-#[test]
-fn imap_condstore_qresync_resync() {
+/// Runs `tests/e2e/clients/<script>` (port, user, password) against a
+/// fresh stack; it must print "ok".
+fn run_client_script(script: &str) {
     let s = start();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_condstore.py"
+    let path = format!(
+        "{}/../../tests/e2e/clients/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let out = run(Command::new("python3")
-        .arg(script)
+        .arg(path)
         .arg(s.imap.to_string())
         .arg(ALICE)
         .arg(PASSWORD));
     assert!(
         out.status.success(),
-        "imap_condstore.py failed: {}\nimap-frontend log:\n{}",
+        "{script} failed: {}\nimap-frontend log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         s.stack.log(Svc::ImapFrontend)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
 
+/// CONDSTORE and QRESYNC (RFC 7162) against the real services: a client's
+/// resync after another session's flag changes and expunges.
+#[test]
+fn imap_condstore_qresync_resync() {
+    run_client_script("imap_condstore.py");
+}
+
 /// SORT/THREAD, \Recent in one of two sessions and ENABLE IMAP4rev2 against
 /// imap-frontend and mailstore as their own processes.
 #[test]
 fn imap_sort_thread_recent_and_rev2() {
-    let s = start();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_sort.py"
-    );
-    let out = run(Command::new("python3")
-        .arg(script)
-        .arg(s.imap.to_string())
-        .arg(ALICE)
-        .arg(PASSWORD));
-    assert!(
-        out.status.success(),
-        "imap_sort.py failed: {}\nimap-frontend log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.stack.log(Svc::ImapFrontend)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client_script("imap_sort.py");
 }
