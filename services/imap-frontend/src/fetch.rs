@@ -379,6 +379,22 @@ pub(crate) async fn fetch(
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
     let set_seen = implies_seen && !sel.read_only;
+    // Flags, UIDs and modseqs are the session's own knowledge: no call.
+    let local = mods.changed_since.is_none()
+        && !set_seen
+        && items
+            .iter()
+            .all(|i| matches!(i, Item::Uid | Item::Flags | Item::ModSeq));
+    if local {
+        for uid in uids {
+            write_local(s, &items, uid);
+            if s.out.len() > FLUSH_AT {
+                s.flush().await?;
+            }
+        }
+        s.sync(uid).await?;
+        return Ok(Reply::Ok("FETCH completed".into()));
+    }
     let (account, mailbox) = s.target();
     let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
     for part in uids.chunks(chunk) {
@@ -408,10 +424,13 @@ pub(crate) async fn fetch(
                     flags: vec!["\\Seen".into()],
                     unchanged_since: 0,
                 }));
-                if let Some(sel) = s.selected.as_mut()
-                    && r.highestmodseq == sel.modseq + 1
-                {
-                    sel.modseq = r.highestmodseq;
+                if let Some(sel) = s.selected.as_mut() {
+                    if r.highestmodseq == sel.modseq + 1 {
+                        sel.modseq = r.highestmodseq;
+                    }
+                    for u in &r.updated {
+                        sel.learn(u.uid, &u.flags, u.modseq);
+                    }
                 }
                 for u in r.updated {
                     if let Some(m) = messages.iter_mut().find(|m| m.uid == u.uid) {
@@ -428,6 +447,34 @@ pub(crate) async fn fetch(
     }
     s.sync(uid).await?;
     Ok(Reply::Ok("FETCH completed".into()))
+}
+
+/// One FETCH response of UID, FLAGS and MODSEQ items from the session's
+/// own state.
+fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
+    let Some(sel) = s.selected.as_ref() else {
+        return;
+    };
+    let (Some(seq), Some(state)) = (sel.seq_of(uid), sel.state_of(uid)) else {
+        return;
+    };
+    let recent = !s.rev2 && sel.is_recent(uid);
+    let out = &mut s.out;
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        match item {
+            Item::Uid => out.extend_from_slice(format!("UID {uid}").as_bytes()),
+            Item::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", state.modseq).as_bytes()),
+            _ => {
+                out.extend_from_slice(b"FLAGS ");
+                state.flags.encode(out, recent);
+            }
+        }
+    }
+    out.extend_from_slice(b")\r\n");
 }
 
 async fn write_message(

@@ -33,6 +33,7 @@ mod rfc7162;
 mod search;
 mod session;
 mod sort;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,11 +149,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (events_tx, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let feed = events::Feed::default();
     tracker.spawn(events::consume(
         config.amqp_url.clone(),
         config.queue_prefix.clone(),
         events_tx.clone(),
         health.register("rabbitmq"),
+        feed.clone(),
         shutdown.clone(),
     ));
     let http = tokio::spawn(mailfleet_runtime::http::serve(
@@ -172,6 +175,7 @@ pub async fn run(
         idle_timeout: config.imap_timeout,
         metrics,
         events: events_tx,
+        feed,
     });
     let limits = Limits {
         max_connections: config.max_connections,

@@ -1,13 +1,15 @@
 //! SEARCH and UID SEARCH: the imap-codec key tree becomes a mailstore
 //! `SearchKey` (sequence numbers turned into UIDs through the session's
 //! map, RECENT/NEW/OLD through the session's own \Recent UIDs); mailstore
-//! evaluates it and answers UIDs.
+//! evaluates it and answers UIDs. A key of nothing but flags, modseqs and
+//! sets is evaluated here, over the session's own message state.
 
 use imap_codec::imap_types::search::SearchKey;
 use mailfleet_proto::v1 as pb;
 use pb::SearchOp as Op;
 
 use crate::session::{Reply, Selected, Session, uid_set};
+use crate::state::MessageState;
 
 /// Deepest key nesting accepted (imap-codec bounds recursion too).
 const MAX_DEPTH: usize = 64;
@@ -199,6 +201,14 @@ pub(crate) async fn matching(
         crate::condstore::rewrite_search(&mut key, &mods.search_modseq);
         crate::condstore::enable_condstore(s);
     }
+    if let Some(found) = s.selected.as_ref().and_then(|sel| local(&key, sel)) {
+        let highest = found.iter().map(|&(_, _, m)| m).max().unwrap_or(0);
+        let hits = found
+            .iter()
+            .map(|&(u, seq, _)| if uid { u } else { seq })
+            .collect();
+        return Ok(Ok((hits, with_modseqs.then_some(highest))));
+    }
     let (account, mailbox) = s.target();
     let r = match s
         .client
@@ -225,4 +235,56 @@ pub(crate) async fn matching(
     }
     hits.sort_unstable();
     Ok(Ok((hits, with_modseqs.then_some(highest))))
+}
+
+/// Whether `key` needs nothing but flags, modseqs, UIDs and sequence
+/// numbers, which the session holds itself.
+fn is_local(key: &pb::SearchKey, depth: usize) -> bool {
+    depth <= MAX_DEPTH
+        && match key.op() {
+            Op::SearchAll | Op::SearchNone | Op::SearchFlag | Op::SearchUid | Op::SearchModseq => {
+                true
+            }
+            Op::SearchAnd | Op::SearchOr | Op::SearchNot => {
+                key.children.iter().all(|c| is_local(c, depth + 1))
+            }
+            _ => false,
+        }
+}
+
+fn eval(key: &pb::SearchKey, uid: u32, max_uid: u32, state: &MessageState) -> bool {
+    match key.op() {
+        Op::SearchAll => true,
+        Op::SearchAnd => key.children.iter().all(|c| eval(c, uid, max_uid, state)),
+        Op::SearchOr => key.children.iter().any(|c| eval(c, uid, max_uid, state)),
+        Op::SearchNot => !key.children.iter().all(|c| eval(c, uid, max_uid, state)),
+        Op::SearchFlag => state.flags.has(&key.text),
+        Op::SearchModseq => state.modseq >= key.modseq,
+        Op::SearchUid => key.uids.as_ref().is_some_and(|set| {
+            set.ranges.iter().any(|r| {
+                let bound = |v: u32| if v == 0 { max_uid } else { v };
+                let (a, z) = (bound(r.first), bound(r.last));
+                (a.min(z)..=a.max(z)).contains(&uid)
+            })
+        }),
+        _ => false,
+    }
+}
+
+/// SEARCH answered from the session's own state when `key` allows it:
+/// (UID, sequence number, modseq) of each match, ascending.
+fn local(key: &pb::SearchKey, sel: &Selected) -> Option<Vec<(u32, u32, u64)>> {
+    if !is_local(key, 0) || sel.states.len() != sel.uids.len() {
+        return None;
+    }
+    let max_uid = sel.uids.last().copied().unwrap_or(0);
+    Some(
+        sel.uids
+            .iter()
+            .zip(&sel.states)
+            .enumerate()
+            .filter(|&(_, (&uid, state))| eval(key, uid, max_uid, state))
+            .map(|(i, (&uid, state))| (uid, i as u32 + 1, state.modseq))
+            .collect(),
+    )
 }

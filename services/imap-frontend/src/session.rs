@@ -33,10 +33,13 @@ use crate::encode;
 use crate::metrics::Metrics;
 use crate::parse::Prepared;
 use crate::rfc7162::Mods;
+use crate::state::MessageState;
 
 /// How often an IDLE session resynchronises even without events (a lost
 /// event, or RabbitMQ down, costs at most this delay).
 const IDLE_POLL: Duration = Duration::from_secs(60);
+/// The same while the event feed is down.
+const IDLE_POLL_WITHOUT_EVENTS: Duration = Duration::from_secs(10);
 /// UIDs per FetchMessages/StoreFlags call.
 pub(crate) const UID_CHUNK: usize = 1000;
 /// Largest literal accepted before login.
@@ -54,6 +57,7 @@ pub(crate) struct Shared {
     pub idle_timeout: Duration,
     pub metrics: Metrics,
     pub events: broadcast::Sender<MailboxEvent>,
+    pub feed: crate::events::Feed,
 }
 
 /// The tagged result of a command.
@@ -74,6 +78,8 @@ pub(crate) struct Selected {
     pub read_only: bool,
     /// UIDs in sequence-number order: message n has UID `uids[n - 1]`.
     pub uids: Vec<u32>,
+    /// Flags and modseq of each message, parallel to `uids`.
+    pub states: Vec<MessageState>,
     pub modseq: u64,
     /// An event says the mailbox changed past `modseq`.
     pub dirty: bool,
@@ -83,11 +89,39 @@ pub(crate) struct Selected {
     pub expunge_floor: Option<u64>,
     /// UIDs that are \Recent in this session, ascending (see `rev2`).
     pub recent: Vec<u32>,
+    /// The event feed's connection this state is current for (None: it
+    /// was down); any other value means events may have been missed.
+    pub feed_epoch: Option<u64>,
 }
 
 impl Selected {
     pub(crate) fn seq_of(&self, uid: u32) -> Option<usize> {
         self.uids.binary_search(&uid).ok().map(|i| i + 1)
+    }
+
+    /// What the session knows of a message it holds.
+    pub(crate) fn state_of(&self, uid: u32) -> Option<&MessageState> {
+        let i = self.uids.binary_search(&uid).ok()?;
+        self.states.get(i)
+    }
+
+    /// Records a message's flags and modseq as mailstore reported them;
+    /// an older report than what the session holds is ignored.
+    pub(crate) fn learn(&mut self, uid: u32, flags: &[String], modseq: u64) {
+        if let Ok(i) = self.uids.binary_search(&uid)
+            && let Some(state) = self.states.get_mut(i)
+            && modseq >= state.modseq
+        {
+            *state = MessageState::new(flags, modseq);
+        }
+    }
+
+    /// Takes message `seq` out of the map; returns its UID.
+    fn remove_seq(&mut self, seq: usize) -> u32 {
+        if seq <= self.states.len() {
+            self.states.remove(seq - 1);
+        }
+        self.uids.remove(seq - 1)
     }
 
     /// UIDs of a sequence set, ascending, only those that exist.
@@ -838,8 +872,11 @@ impl Session {
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
         let mut recent_range = (0, 0);
+        // Read before the listing: a reconnect during it forces a resync.
+        let feed_epoch_before = self.shared.feed.epoch();
         let account = self.account();
         let mut uids = Vec::new();
+        let mut states = Vec::new();
         let mut first_unseen = None;
         let mut uid_from = 1;
         let mut status = None;
@@ -859,6 +896,7 @@ impl Session {
             }
             for m in &page.messages {
                 uids.push(m.uid);
+                states.push(MessageState::new(&m.flags, m.modseq));
                 if first_unseen.is_none() && !m.flags.iter().any(|f| f == "\\Seen") {
                     first_unseen = Some(uids.len());
                 }
@@ -900,11 +938,13 @@ impl Session {
             id: mb.id,
             read_only,
             uids,
+            states,
             modseq: mb.highestmodseq,
             dirty: false,
             pending_expunge: Vec::new(),
             expunge_floor: None,
             recent,
+            feed_epoch: feed_epoch_before,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
@@ -977,11 +1017,14 @@ impl Session {
                 unchanged_since: mods.unchanged_since.unwrap_or(0),
             }));
             modified.extend_from_slice(&r.modified);
-            if let Some(sel) = self.selected.as_mut()
-                && r.highestmodseq == sel.modseq + 1
-            {
-                // Only our own change happened: nothing to resync.
-                sel.modseq = r.highestmodseq;
+            if let Some(sel) = self.selected.as_mut() {
+                if r.highestmodseq == sel.modseq + 1 {
+                    // Only our own change happened: nothing to resync.
+                    sel.modseq = r.highestmodseq;
+                }
+                for u in &r.updated {
+                    sel.learn(u.uid, &u.flags, u.modseq);
+                }
             }
             // With CONDSTORE on, even .SILENT reports the new MODSEQ (RFC
             // 7162 3.1.3), with the UID.
@@ -1133,7 +1176,7 @@ impl Session {
         let mut lines = Vec::new();
         let mut gone = Vec::new();
         for &seq in seqs.iter().rev() {
-            gone.push(sel.uids.remove(seq - 1));
+            gone.push(sel.remove_seq(seq));
             lines.push(format!("{seq} EXPUNGE"));
         }
         if self.rfc7162.qresync {
@@ -1162,6 +1205,9 @@ impl Session {
             while self.events.try_recv().is_ok() {}
             return Ok(());
         };
+        // Without a trustworthy event feed, every command looks for changes.
+        let epoch = self.shared.feed.epoch();
+        let force = force || epoch.is_none() || epoch != sel.feed_epoch;
         loop {
             match self.events.try_recv() {
                 Ok(e) if e.mailbox_id == sel.id && e.highestmodseq > sel.modseq => sel.dirty = true,
@@ -1225,8 +1271,9 @@ impl Session {
                         gone_modseq = gone_modseq.min(m.modseq);
                     }
                 } else if !known && m.uid > last_known {
-                    new.push(m.uid);
+                    new.push((m.uid, MessageState::new(&m.flags, m.modseq)));
                 } else if known {
+                    sel.learn(m.uid, &m.flags, m.modseq);
                     flag_changes.push((m.uid, m.flags.clone(), m.modseq));
                 }
             }
@@ -1237,6 +1284,7 @@ impl Session {
         }
         sel.dirty = false;
         sel.modseq = highest;
+        sel.feed_epoch = epoch;
         let mut lines = Vec::new();
         let condstore = self.rfc7162.condstore;
         for (uid, mut flags, modseq) in flag_changes {
@@ -1258,9 +1306,12 @@ impl Session {
             let floor = gone_modseq.saturating_sub(1);
             sel.expunge_floor = Some(sel.expunge_floor.map_or(floor, |f| f.min(floor)));
         }
-        new.sort_unstable();
+        new.sort_unstable_by_key(|(uid, _)| *uid);
         let had = sel.uids.len();
-        sel.uids.extend(new);
+        for (uid, state) in new {
+            sel.uids.push(uid);
+            sel.states.push(state);
+        }
         sel.add_recent(recent_range.0, recent_range.1);
         let exists = sel.uids.len();
         sel.pending_expunge.extend(gone);
@@ -1308,6 +1359,11 @@ impl Session {
     async fn idle_loop(&mut self, shutdown: &CancellationToken) -> std::io::Result<Reply> {
         let deadline = tokio::time::Instant::now() + self.shared.idle_timeout;
         loop {
+            let idle_poll = if self.shared.feed.epoch().is_some() {
+                IDLE_POLL
+            } else {
+                IDLE_POLL_WITHOUT_EVENTS
+            };
             let mut line = Vec::new();
             let event = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -1320,7 +1376,7 @@ impl Session {
                     self.flush().await?;
                     return Err(std::io::Error::other("idle timeout"));
                 }
-                _ = tokio::time::sleep(IDLE_POLL) => None,
+                _ = tokio::time::sleep(idle_poll) => None,
                 e = self.events.recv() => Some(e),
                 r = self.io.fill_buf() => {
                     let _ = r?;

@@ -320,6 +320,59 @@ async fn idle_and_noop_see_other_sessions() {
     .unwrap();
 }
 
+/// A session answers FETCH FLAGS and flag SEARCHes from what it holds, kept
+/// current by change events; while the event feed is down it must look for
+/// changes at every command instead, so nothing goes stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_other_sessions_while_the_event_feed_is_down() {
+    let env = start().await;
+    let port = env.imap;
+    let vhost = env.vhost.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        a.ok("a2", "APPEND INBOX {14+}\r\nSubject: x\r\n\r\n");
+        a.ok("a3", "SELECT INBOX");
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+        let f = b.ok("b3", "FETCH 1 (FLAGS)");
+        assert!(
+            f.iter().any(|l| l.starts_with("* 1 FETCH (FLAGS (")),
+            "{f:?}"
+        );
+        assert!(!f.iter().any(|l| l.contains("\\Flagged")), "{f:?}");
+
+        // No more events: the frontend's broker connection is gone for good.
+        rabbitmqctl(&["delete_vhost", &vhost]);
+        std::thread::sleep(Duration::from_millis(500));
+
+        a.ok("a4", "STORE 1 +FLAGS (\\Flagged)");
+        a.ok("a5", "APPEND INBOX {14+}\r\nSubject: y\r\n\r\n");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut n, mut grew) = (0, false);
+        loop {
+            n += 1;
+            let f = b.ok(&format!("b{}", 10 + n), "FETCH 1 (FLAGS)");
+            let s = b.ok(&format!("s{n}"), "SEARCH FLAGGED");
+            let flagged = f.iter().any(|l| l.contains("\\Flagged"))
+                && s.iter().any(|l| l == "* SEARCH 1\r\n");
+            grew |= f.iter().chain(&s).any(|l| l == "* 2 EXISTS\r\n");
+            if flagged && grew {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "B never saw A's changes without events: {f:?} {s:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        b.ok("b9", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_bad_and_the_session_goes_on() {
     let env = start().await;

@@ -26,6 +26,10 @@ pub(crate) fn strip_nul(v: &mut serde_json::Value) {
     }
 }
 
+/// Bodies up to this size are analysed from memory as they stream in;
+/// larger ones are read back from storage once.
+const KEEP_FOR_ANALYSIS: u64 = 1024 * 1024;
+
 impl Store {
     /// Stores `data` in object storage and its metadata row; returns the blob id.
     pub(crate) async fn put_blob(&self, data: Vec<u8>) -> Result<(String, i64)> {
@@ -78,17 +82,35 @@ impl Store {
         flags.sort();
         flags.dedup();
         // Fail before storing anything when the mailbox does not exist.
-        self.find_mailbox(account, &mailbox).await?;
+        let (mailbox_id, _, _) = self.append_target(account, &mailbox).await?;
         let (blob_id, size) = self.put_blob(data).await?;
-        self.insert_appended(account, &mailbox, &flags, internal_date_ms, &blob_id, size)
+        self.insert_into(mailbox_id, &flags, internal_date_ms, &blob_id, size)
             .await
     }
 
-    /// Gives a stored body a UID in `mailbox` (quota checked), publishes the change.
-    async fn insert_appended(
+    /// The mailbox an APPEND goes to: (id, quota_bytes, used_bytes of its
+    /// account), in one lookup.
+    async fn append_target(&self, account: &str, mailbox: &str) -> Result<(i64, i64, i64)> {
+        let addr = crate::store::parse_address(account)?;
+        let name = crate::mailboxes::canonical_name(mailbox);
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT m.id, a.quota_bytes, a.used_bytes FROM mailboxes m \
+             JOIN accounts a ON a.id = m.account_id WHERE a.address = $1 AND m.name = $2",
+        )
+        .bind(addr.full())
+        .bind(&name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
+    }
+
+    /// The transaction of an APPEND: the mailbox row takes the next UID and
+    /// modseq and the message row is inserted in one statement (which locks
+    /// the mailbox first, as every writer does), then the account takes the
+    /// size within its quota.
+    async fn insert_into(
         &self,
-        account: &str,
-        mailbox: &str,
+        mailbox_id: i64,
         flags: &[String],
         internal_date_ms: i64,
         blob_id: &str,
@@ -99,48 +121,38 @@ impl Store {
             0 => chrono::Utc::now(),
             ms => chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now),
         };
-
         let mut tx = self.pool.begin().await?;
-        let (mailbox_id, _, _) = self.lock_mailbox(&mut tx, account, mailbox).await?;
-        let (account_id, quota, used): (i64, i64, i64) = sqlx::query_as(
-            "SELECT a.id, a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
-             WHERE m.id = $1 FOR UPDATE OF a",
-        )
-        .bind(mailbox_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if quota > 0 && used + size > quota {
-            return Err(StoreError::FailedPrecondition("over quota".into()));
-        }
-        let (uid, modseq, uidvalidity): (i64, i64, i64) = sqlx::query_as(
-            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
+        let inserted: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
                     message_count = message_count + 1, unseen_count = unseen_count + $2, \
                     total_size = total_size + $3 \
-             WHERE id = $1 RETURNING uidnext - 1, highestmodseq, uidvalidity",
+                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id) \
+             INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
+             SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b \
+             RETURNING uid, modseq, (SELECT uidvalidity FROM b), (SELECT account_id FROM b)",
         )
         .bind(mailbox_id)
         .bind(unseen)
         .bind(size)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
-             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
-        )
-        .bind(mailbox_id)
-        .bind(uid)
-        .bind(modseq)
         .bind(flags)
         .bind(date)
-        .bind(size)
         .bind(blob_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $2 WHERE id = $1")
-            .bind(account_id)
-            .bind(size)
-            .execute(&mut *tx)
-            .await?;
+        let Some((uid, _modseq, uidvalidity, account_id)) = inserted else {
+            return Err(StoreError::NotFound("mailbox deleted".into()));
+        };
+        let within: Option<(i64,)> = sqlx::query_as(
+            "UPDATE accounts SET used_bytes = used_bytes + $2 \
+             WHERE id = $1 AND (quota_bytes <= 0 OR used_bytes + $2 <= quota_bytes) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(size)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if within.is_none() {
+            return Err(StoreError::FailedPrecondition("over quota".into()));
+        }
         tx.commit().await?;
         self.events.changed(vec![mailbox_id]);
         Ok(pb::AppendMessageResponse {
@@ -176,19 +188,16 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         flags.sort();
         flags.dedup();
-        let (mailbox_id, _) = self.find_mailbox(&start.account, &mailbox).await?;
+        let (mailbox_id, quota, used) = self.append_target(&start.account, &mailbox).await?;
         // Refuse early what the quota cannot take; the insert checks again
         // under the account lock.
-        let (quota, used): (i64, i64) = sqlx::query_as(
-            "SELECT a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
-             WHERE m.id = $1",
-        )
-        .bind(mailbox_id)
-        .fetch_one(&self.pool)
-        .await?;
         if quota > 0 && used.saturating_add(announced) > quota {
             return Err(StoreError::FailedPrecondition("over quota".into()));
         }
+        // A body up to this size is kept while it streams to storage, so its
+        // metadata is read without fetching it back.
+        let keep = start.size <= KEEP_FOR_ANALYSIS;
+        let mut kept = Vec::new();
 
         let mut writer = self.blobs.writer();
         let mut received = 0u64;
@@ -202,6 +211,9 @@ impl Store {
                     return Err(StoreError::InvalidArgument(
                         "more data than the announced size".into(),
                     ));
+                }
+                if keep {
+                    kept.extend_from_slice(&chunk);
                 }
                 writer.write(&chunk).await?;
             }
@@ -219,18 +231,22 @@ impl Store {
             return Err(e);
         }
         let blob = writer.finish().await?;
-        let known: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE id = $1")
-            .bind(&blob.id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if known.is_none() {
-            // Analysed once per body, like delivered ones (deliver::ensure_blobs).
-            let data = self.blobs.get(&blob.id).await?;
-            self.record_blob(&blob.id, announced, data.to_vec()).await?;
+        if keep {
+            // Analysing a small body costs less than asking whether it is known.
+            self.record_blob(&blob.id, announced, kept).await?;
+        } else {
+            let known: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE id = $1")
+                .bind(&blob.id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if known.is_none() {
+                // Analysed once per body, like delivered ones (deliver::ensure_blobs).
+                let data = self.blobs.get(&blob.id).await?;
+                self.record_blob(&blob.id, announced, data.to_vec()).await?;
+            }
         }
-        self.insert_appended(
-            &start.account,
-            &mailbox,
+        self.insert_into(
+            mailbox_id,
             &flags,
             start.internal_date_ms,
             &blob.id,

@@ -36,12 +36,12 @@ impl Store {
         let (lo, hi) = uid_ranges(uids, i64::from(u32::MAX))?;
 
         let mut tx = self.pool.begin().await?;
-        let (target_id, _, _) = self.lock_mailbox(&mut tx, account, &target).await?;
+        let (target_id, _) = self.lock_mailbox(&mut tx, account, &target).await?;
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT m.uid, m.flags, m.internal_date, m.return_path, m.size, m.blob_id FROM messages m \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
-               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
-             ORDER BY m.uid",
+            "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.internal_date, m.return_path, m.size, m.blob_id \
+             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
+             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+             WHERE m.expunged_modseq IS NULL ORDER BY m.uid",
         )
         .bind(source_id)
         .bind(&lo)

@@ -23,13 +23,14 @@ impl Store {
         only_deleted: bool,
     ) -> Result<ExpungeResponse> {
         let mut tx = self.pool.begin().await?;
-        let (mailbox_id, highest, max_uid) = self.lock_mailbox(&mut tx, account, mailbox).await?;
+        let (mailbox_id, highest) = self.lock_mailbox(&mut tx, account, mailbox).await?;
+        let max_uid = Self::star_uid(&mut tx, mailbox_id, uids).await?;
         let (lo, hi) = uid_ranges(uids, max_uid)?;
         let new_modseq = highest + 1;
         let gone: Vec<(i64, i64, bool)> = sqlx::query_as(
             "UPDATE messages m SET expunged_modseq = $4, modseq = $4 \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
-               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
+             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
+             WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi AND m.expunged_modseq IS NULL \
                AND (NOT $5 OR $6 = ANY(m.flags)) \
              RETURNING m.uid, m.size, $7 = ANY(m.flags)",
         )

@@ -34,20 +34,23 @@ impl Store {
         let mailbox = crate::mailboxes::canonical_name(mailbox);
         let (mailbox_id, _) = self.find_mailbox(account, &mailbox).await?;
         let (lo, hi) = uid_ranges(uids, i64::from(u32::MAX))?;
-        // Without metadata the blobs table is not touched at all.
+        // Each range is an index range scan (the set is a few ranges,
+        // the mailbox may be huge); without metadata the blobs table is
+        // not touched at all.
         let sql = if with_meta {
-            "SELECT m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
+            "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
                     CASE WHEN $4 THEN b.meta::text END \
-             FROM messages m JOIN blobs b ON b.id = m.blob_id \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
-               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
+             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
+             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+             JOIN blobs b ON b.id = m.blob_id \
+             WHERE m.expunged_modseq IS NULL \
              ORDER BY m.uid LIMIT $5"
         } else {
-            "SELECT m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
+            "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
                     CASE WHEN $4 THEN '' END \
-             FROM messages m \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
-               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
+             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
+             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+             WHERE m.expunged_modseq IS NULL \
              ORDER BY m.uid LIMIT $5"
         };
         let rows: Vec<Row> = sqlx::query_as(sql)

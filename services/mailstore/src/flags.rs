@@ -95,30 +95,47 @@ fn apply(mode: FlagsMode, old: &[String], given: &[String]) -> Vec<String> {
 }
 
 impl Store {
-    /// Locks the mailbox row and returns (id, highestmodseq, highest live UID).
+    /// Locks the mailbox row and returns (id, highestmodseq).
     pub(crate) async fn lock_mailbox(
         &self,
         tx: &mut sqlx::PgConnection,
         account: &str,
         mailbox: &str,
-    ) -> Result<(i64, i64, i64)> {
-        let (mailbox_id, _) = crate::store::find_mailbox_on(tx, account, mailbox).await?;
-        let (modseq,): (i64,) =
-            sqlx::query_as("SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR UPDATE")
-                .bind(mailbox_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| match e {
-                    sqlx::Error::RowNotFound => StoreError::NotFound("mailbox deleted".into()),
-                    other => other.into(),
-                })?;
+    ) -> Result<(i64, i64)> {
+        // Found and locked in one statement, on the transaction's own
+        // connection (a second pooled one could deadlock the pool).
+        let addr = crate::store::parse_address(account)?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT m.id, m.highestmodseq FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+             WHERE a.address = $1 AND m.name = $2 FOR UPDATE OF m",
+        )
+        .bind(addr.full())
+        .bind(crate::mailboxes::canonical_name(mailbox))
+        .fetch_optional(&mut *tx)
+        .await?;
+        row.ok_or_else(|| {
+            StoreError::NotFound(format!("no mailbox {mailbox:?} for {}", addr.full()))
+        })
+    }
+
+    /// The highest live UID of a locked mailbox, which `*` stands for; only
+    /// asked when a set holds `*`.
+    pub(crate) async fn star_uid(
+        tx: &mut sqlx::PgConnection,
+        mailbox_id: i64,
+        uids: Option<&UidSet>,
+    ) -> Result<i64> {
+        let has_star = uids.is_some_and(|s| s.ranges.iter().any(|r| r.first == 0 || r.last == 0));
+        if !has_star {
+            return Ok(0);
+        }
         let (max_uid,): (Option<i64>,) = sqlx::query_as(
             "SELECT max(uid) FROM messages WHERE mailbox_id = $1 AND expunged_modseq IS NULL",
         )
         .bind(mailbox_id)
         .fetch_one(&mut *tx)
         .await?;
-        Ok((mailbox_id, modseq, max_uid.unwrap_or(0)))
+        Ok(max_uid.unwrap_or(0))
     }
 
     pub async fn store_flags(
@@ -143,13 +160,14 @@ impl Store {
         let unchanged_since = i64::try_from(unchanged_since).unwrap_or(i64::MAX);
 
         let mut tx = self.pool.begin().await?;
-        let (mailbox_id, highest, max_uid) = self.lock_mailbox(&mut tx, account, mailbox).await?;
+        let (mailbox_id, highest) = self.lock_mailbox(&mut tx, account, mailbox).await?;
+        let max_uid = Self::star_uid(&mut tx, mailbox_id, uids).await?;
         let (lo, hi) = uid_ranges(uids, max_uid)?;
         let rows: Vec<(i64, i64, Vec<String>)> = sqlx::query_as(
-            "SELECT m.uid, m.modseq, m.flags FROM messages m \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL \
-               AND EXISTS (SELECT 1 FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) WHERE m.uid BETWEEN r.lo AND r.hi) \
-             ORDER BY m.uid",
+            "SELECT DISTINCT ON (m.uid) m.uid, m.modseq, m.flags \
+             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
+             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+             WHERE m.expunged_modseq IS NULL ORDER BY m.uid",
         )
         .bind(mailbox_id)
         .bind(&lo)

@@ -84,13 +84,12 @@ pub fn mailbox_pb(m: MailboxRow) -> pb::Mailbox {
 }
 
 const MAILBOX_COLUMNS: &str = "m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
-     m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size";
+     m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size, m.first_recent_uid";
 
 impl Store {
-    /// One mailbox's row by name.
-    pub async fn mailbox_row(&self, account: &str, name: &str) -> Result<MailboxRow> {
-        let name = canonical_name(name);
-        // RFC 3501 6.3.3: superior names the new name needs are created too.
+    /// RFC 3501 6.3.3: the superior names a new name needs are created
+    /// with it (an existing one is left alone).
+    async fn ensure_parents(&self, account: &str, name: &str) -> Result<()> {
         let mut parents = Vec::new();
         for (i, c) in name.char_indices() {
             if c == '/' {
@@ -110,6 +109,12 @@ impl Store {
             .execute(&self.pool)
             .await?;
         }
+        Ok(())
+    }
+
+    /// One mailbox's row by name.
+    pub async fn mailbox_row(&self, account: &str, name: &str) -> Result<MailboxRow> {
+        let name = canonical_name(name);
         let row: Option<MailboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {MAILBOX_COLUMNS} FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
              WHERE a.address = lower($1) AND m.name = $2"
@@ -139,6 +144,7 @@ impl Store {
                     .ok_or_else(|| invalid(format!("{s:?} is not a special-use attribute")))?,
             ),
         };
+        self.ensure_parents(account, &name).await?;
         let row: Option<MailboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH a AS (SELECT id FROM accounts WHERE address = lower($1)), \
              ins AS (INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
@@ -207,6 +213,7 @@ impl Store {
             return Err(invalid("a mailbox cannot be renamed into itself"));
         }
         self.mailbox_row(account, &from).await?;
+        self.ensure_parents(account, &to).await?;
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE mailboxes m SET name = $3 || substr(m.name, length($2) + 1) \
@@ -260,7 +267,15 @@ impl Store {
         claim_recent: bool,
     ) -> Result<pb::SelectMailboxResponse> {
         let mailbox = self.mailbox_row(account, name).await?;
-        let (recent_from, recent_to) = self.recent(mailbox.id, claim_recent).await?;
+        let unclaimed_from = mailbox.first_recent_uid;
+        let nothing_new = unclaimed_from >= mailbox.uidnext;
+        // Nothing new to take (the usual resync): no row lock, no write.
+        let (recent_from, recent_to) = match (claim_recent, nothing_new) {
+            (true, false) => self.claim_recent(mailbox.id).await?,
+            // Claimed already: an empty range.
+            (true, true) => (mailbox.uidnext, mailbox.uidnext),
+            (false, _) => (unclaimed_from, mailbox.uidnext),
+        };
         let limit = match i64::from(limit) {
             0 => DEFAULT_SELECT_PAGE,
             n => n.min(MAX_SELECT_PAGE),
@@ -280,14 +295,20 @@ impl Store {
         .await?;
         let more = rows.len() as i64 > limit;
         // STATUS RECENT: live messages no session has claimed (after a
-        // claim, those delivered since).
-        let (unclaimed,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
-             WHERE m.mailbox_id = $1 AND m.uid >= b.first_recent_uid AND m.expunged_modseq IS NULL",
-        )
-        .bind(mailbox.id)
-        .fetch_one(&self.pool)
-        .await?;
+        // claim, none; with nothing unclaimed, no count to make).
+        let unclaimed = if claim_recent || nothing_new {
+            0
+        } else {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM messages \
+                 WHERE mailbox_id = $1 AND uid >= $2 AND expunged_modseq IS NULL",
+            )
+            .bind(mailbox.id)
+            .bind(unclaimed_from)
+            .fetch_one(&self.pool)
+            .await?;
+            n
+        };
         let messages = rows
             .into_iter()
             .take(limit as usize)
@@ -305,37 +326,22 @@ impl Store {
             messages,
             more,
             recent_from: u32_of(recent_from),
-            recent_to: u32_of(recent_to),
+            recent_to: u32_of(recent_to.max(recent_from)),
         })
     }
 
-    /// The \Recent range of a mailbox: with `claim`, takes every unclaimed
-    /// UID for the caller in one statement (the row lock orders concurrent
-    /// SELECTs, so each UID goes to one session); without, reports the
-    /// unclaimed range. Returns [from, to).
-    async fn recent(&self, mailbox_id: i64, claim: bool) -> Result<(i64, i64)> {
-        let peek: Option<(i64, i64)> =
-            sqlx::query_as("SELECT first_recent_uid, uidnext FROM mailboxes WHERE id = $1")
-                .bind(mailbox_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        // Nothing new to take (the usual resync): no row lock, no write.
-        let nothing_new = peek.is_some_and(|(from, next)| from >= next);
-        let row = if claim && !nothing_new {
-            sqlx::query_as(
-                "WITH old AS (SELECT id, first_recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE) \
-                 UPDATE mailboxes m SET first_recent_uid = GREATEST(m.first_recent_uid, m.uidnext) \
-                 FROM old WHERE m.id = old.id RETURNING old.first_recent_uid, m.uidnext",
-            )
-            .bind(mailbox_id)
-            .fetch_optional(&self.pool)
-            .await?
-        } else if claim {
-            // Claimed already: an empty range.
-            peek.map(|(_, next)| (next, next))
-        } else {
-            peek
-        };
+    /// Takes every unclaimed UID of a mailbox as \Recent for the caller,
+    /// in one statement (the row lock orders concurrent SELECTs, so each
+    /// UID goes to one session). Returns [from, to).
+    async fn claim_recent(&self, mailbox_id: i64) -> Result<(i64, i64)> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "WITH old AS (SELECT id, first_recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE) \
+             UPDATE mailboxes m SET first_recent_uid = GREATEST(m.first_recent_uid, m.uidnext) \
+             FROM old WHERE m.id = old.id RETURNING old.first_recent_uid, m.uidnext",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&self.pool)
+        .await?;
         let (from, to) = row.unwrap_or((1, 1));
         Ok((from, to.max(from)))
     }

@@ -6,7 +6,7 @@
 //! Text matching is case-insensitive on the stored bytes (no MIME decoding
 //! of bodies yet).
 
-use mailfleet_mime::{EnvelopeAddress, MessageMeta};
+use mailfleet_mime::{Envelope, EnvelopeAddress};
 use mailfleet_proto::v1::{SearchKey, SearchOp};
 
 use crate::deliver::return_path_line;
@@ -29,6 +29,22 @@ type SearchRow = (
     Option<String>,
 );
 
+/// The part of a message's cached metadata SEARCH reads: everything but
+/// the body structure, which is most of it and never searched.
+#[derive(serde::Deserialize)]
+struct SearchMeta {
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    header_len: u64,
+    #[serde(default)]
+    envelope: Envelope,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    date_ms: Option<i64>,
+}
+
 struct Row {
     uid: i64,
     modseq: i64,
@@ -37,7 +53,7 @@ struct Row {
     size: i64,
     blob_id: String,
     prefix: Vec<u8>,
-    meta: Option<MessageMeta>,
+    meta: Option<SearchMeta>,
 }
 
 /// What the evaluation of a key needs beyond the row.
@@ -148,16 +164,22 @@ impl Store {
         let key = key.unwrap_or(&all);
         let mut n = Needs::default();
         needs(key, &mut n, 0)?;
-        let rows: Vec<SearchRow> = sqlx::query_as(
+        // Without header or body keys the blobs table is not touched.
+        let sql = if n.meta {
             "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
-                        CASE WHEN $2 THEN b.meta::text END \
-                 FROM messages m JOIN blobs b ON b.id = m.blob_id \
-                 WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid",
-        )
-        .bind(mailbox_id)
-        .bind(n.meta)
-        .fetch_all(&self.pool)
-        .await?;
+                    CASE WHEN $2 THEN (b.meta - 'body')::text END \
+             FROM messages m JOIN blobs b ON b.id = m.blob_id \
+             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid"
+        } else {
+            "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
+                    CASE WHEN $2 THEN '' END \
+             FROM messages m WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid"
+        };
+        let rows: Vec<SearchRow> = sqlx::query_as(sql)
+            .bind(mailbox_id)
+            .bind(n.meta)
+            .fetch_all(&self.pool)
+            .await?;
         let max_uid = rows.last().map(|r| r.0).unwrap_or(0);
         let mut out = Vec::new();
         for (uid, modseq, flags, date, size, blob_id, rp, meta) in rows {

@@ -67,6 +67,8 @@ pub struct MailboxRow {
     pub messages: i64,
     pub unseen: i64,
     pub size: i64,
+    /// The first UID no session has taken as \Recent yet.
+    pub first_recent_uid: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -84,7 +86,7 @@ fn invalid(msg: impl Into<String>) -> StoreError {
     StoreError::InvalidArgument(msg.into())
 }
 
-fn parse_address(raw: &str) -> Result<Address> {
+pub(crate) fn parse_address(raw: &str) -> Result<Address> {
     Address::parse(raw).ok_or_else(|| invalid(format!("not a valid address: {raw:?}")))
 }
 
@@ -420,7 +422,8 @@ impl Store {
         let addr = parse_address(account)?;
         let rows: Vec<MailboxRow> = sqlx::query_as(
             "SELECT m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
-                    m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size \
+                    m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size, \
+                    m.first_recent_uid \
              FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
              WHERE a.address = $1 ORDER BY (m.name <> 'INBOX'), m.name",
         )

@@ -120,20 +120,7 @@ async fn flags_expunge_and_leases() {
     let running = start(config.clone()).await;
     let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "example.test".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .add_account(pb::AddAccountRequest {
-            address: "alice@example.test".into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-        })
-        .await
-        .unwrap();
+    add_account(&running, "alice@example.test", 0).await;
 
     // Three messages, UIDs 1..=3.
     let mut deliveries = Vec::new();
@@ -373,22 +360,8 @@ async fn concurrent_stores_beyond_the_pool_size() {
     let mut config = config(&db.0, blob_dir.path());
     config.database_max_connections = 2;
     let running = start(config.clone()).await;
-    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "example.test".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .add_account(pb::AddAccountRequest {
-            address: "alice@example.test".into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-        })
-        .await
-        .unwrap();
+    add_account(&running, "alice@example.test", 0).await;
     let data = "Subject: m\r\n\r\nbody\r\n";
     let blob_id = put_blob(&config, data.as_bytes()).await;
     ms.deliver(pb::DeliverRequest {

@@ -42,22 +42,8 @@ async fn each_new_message_is_recent_in_exactly_one_select() {
     let blob_dir = tempfile::tempdir().unwrap();
     let config = config(&db.0, blob_dir.path());
     let running = start(config.clone()).await;
-    let mut admin: Admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "example.test".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .add_account(pb::AddAccountRequest {
-            address: USER.into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-        })
-        .await
-        .unwrap();
+    add_account(&running, USER, 0).await;
     for i in 0..5 {
         append(&mut ms, &format!("m{i}")).await;
     }

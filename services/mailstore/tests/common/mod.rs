@@ -133,3 +133,27 @@ pub async fn put_blob(config: &Config, data: &[u8]) -> String {
     w.write(data).await.unwrap();
     w.finish().await.unwrap().id
 }
+
+/// Creates the account (and its domain, if new) through the Admin API.
+pub async fn add_account(running: &Running, address: &str, quota_bytes: u64) {
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let domain = address.rsplit('@').next().unwrap_or_default();
+    match admin
+        .add_domain(pb::AddDomainRequest {
+            name: domain.into(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+        Err(s) => panic!("add_domain {domain}: {s}"),
+    }
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: address.into(),
+            password: "pw".into(),
+            quota_bytes,
+        })
+        .await
+        .unwrap();
+}
