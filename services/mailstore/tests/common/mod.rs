@@ -2,7 +2,8 @@
 //! on port-0 listeners against a fresh Postgres database and a temp-dir blob
 //! store.
 
-#![allow(dead_code)]
+// Each test file uses a part of what is here.
+#![allow(dead_code, unused_imports)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub use std::time::{Duration, Instant};
