@@ -206,6 +206,8 @@ pub(crate) struct Session {
     pub rev2: bool,
     /// Tag of the command being run (ESEARCH answers carry it).
     pub tag: String,
+    /// The saved SEARCH result, `$` (RFC 5182).
+    pub searchres: crate::searchres::Saved,
 }
 
 /// What reading the next command produced.
@@ -233,6 +235,7 @@ impl Session {
             rfc7162: crate::condstore::State::default(),
             rev2: false,
             tag: String::new(),
+            searchres: crate::searchres::Saved::default(),
         }
     }
 
@@ -248,7 +251,7 @@ impl Session {
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
         caps.push_str(crate::ext::CAPABILITIES);
         caps.push_str(" CONDSTORE QRESYNC");
-        caps.push_str(" IMAP4rev2");
+        caps.push_str(" IMAP4rev2 BINARY SEARCHRES");
         caps.push_str(" SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
@@ -511,6 +514,12 @@ impl Session {
         let name = command.body.name().to_ascii_lowercase();
         if let Err(why) = crate::ext::names::decode_command(&mut command.body, self.ext.utf8) {
             return Ok((tag, name, Reply::No(why.into())));
+        }
+        crate::searchres::on_command(self, &command.body);
+        if mods.saved_set
+            && let Some(reply) = crate::searchres::substitute(self, &mut command.body).await?
+        {
+            return Ok((tag, name, reply));
         }
         let reply = self.dispatch(command, &mods, shutdown).await?;
         Ok((tag, name, reply))
