@@ -450,6 +450,10 @@ fn meta_of(m: &pb::FetchedMessage) -> MessageMeta {
 /// Whether every item can be served for `m`: the reply of the whole FETCH
 /// otherwise (RFC 3516 4.2: UNKNOWN-CTE; a BINARY section must be a leaf).
 pub(crate) fn check(items: &[Item], m: &pb::FetchedMessage) -> Result<(), Reply> {
+    if items.is_empty() {
+        // The common FETCH: no metadata to parse.
+        return Ok(());
+    }
     let meta = meta_of(m);
     for i in items {
         match plan(&meta, u64::from(m.prefix_len), m.size, &i.path) {

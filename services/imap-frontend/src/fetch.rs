@@ -400,6 +400,8 @@ pub(crate) async fn fetch(
         if let Some(since) = mods.changed_since {
             messages.retain(|m| m.modseq > since);
         }
+        // Before any \Seen is set: a BINARY that cannot be served fails
+        // the command (UNKNOWN-CTE); without BINARY items this is free.
         for m in &messages {
             if let Err(reply) = crate::binary::check(&mods.binary, m) {
                 return Ok(reply);
