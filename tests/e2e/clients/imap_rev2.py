@@ -153,7 +153,9 @@ out = R.cmd(b'r3', b'r3 APPEND INBOX ~{%d+}\r\n' % len(NULMSG) + NULMSG + b'\r\n
 assert out[-1].startswith(b'r3 OK [APPENDUID '), out
 nul_uid2 = appenduid([out[-1]])
 
-ok(M.noop())
+# Another session's APPENDs reach a NOOP only once their event has come;
+# a new SELECT sees them at once.
+ok(M.select('INBOX'))
 for u in (nul_uid, nul_uid2):
     data = ok(M.uid('FETCH', str(u), '(RFC822.SIZE BODY.PEEK[])'))
     head, body = literal(data, b'BODY[]')
