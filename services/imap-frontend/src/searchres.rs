@@ -7,7 +7,8 @@
 //! becomes `1` and `Mods::saved_set` is set, and [`substitute`] puts the
 //! saved messages in its place once imap-codec has parsed the command; as a
 //! SEARCH key (`$` or `UID $`) it becomes a KEYWORD placeholder that
-//! [`rewrite_search`] turns into the saved UIDs. The result is kept as
+//! [`rewrite_search`] turns into the saved UIDs; `UID EXPUNGE $` is
+//! recognised in `extra` and served from [`saved`]. The result is kept as
 //! UIDs, so messages expunged since drop out of it by themselves, and `$`
 //! means the same messages in UID and sequence-number commands.
 
@@ -146,6 +147,15 @@ pub(crate) fn on_command(s: &mut Session, body: &CommandBody<'_>) {
     }
 }
 
+/// The saved messages still in the selected mailbox, as UIDs (`UID
+/// EXPUNGE $`, parsed in `extra`).
+pub(crate) fn saved(s: &Session) -> Vec<u32> {
+    s.selected
+        .as_ref()
+        .map(|sel| s.searchres.live(sel))
+        .unwrap_or_default()
+}
+
 /// Puts the saved messages in place of a `$` sequence set. `Some(reply)`:
 /// the saved set is empty, so the command has nothing to do.
 pub(crate) async fn substitute(
@@ -216,12 +226,7 @@ pub(crate) fn rewrite_search(key: &mut pb::SearchKey, s: &Session) {
     if !uses_placeholder(key) {
         return;
     }
-    let live = s
-        .selected
-        .as_ref()
-        .map(|sel| s.searchres.live(sel))
-        .unwrap_or_default();
-    replace(key, &uid_set(&live));
+    replace(key, &uid_set(&saved(s)));
 }
 
 fn uses_placeholder(key: &pb::SearchKey) -> bool {

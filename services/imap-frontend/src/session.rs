@@ -1373,11 +1373,14 @@ impl Session {
                 Reply::Ok("NAMESPACE completed".into())
             }
             ExtraCommand::UidExpunge(set) if self.selected.is_some() => {
-                let uids = self
-                    .selected
-                    .as_ref()
-                    .map(|s| s.resolve(&set, true))
-                    .unwrap_or_default();
+                let uids = match set {
+                    Some(set) => self
+                        .selected
+                        .as_ref()
+                        .map(|s| s.resolve(&set, true))
+                        .unwrap_or_default(),
+                    None => crate::searchres::saved(self),
+                };
                 if uids.is_empty() && !self.rfc7162.condstore {
                     Reply::Ok("UID EXPUNGE completed".into())
                 } else {

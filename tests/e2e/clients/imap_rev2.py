@@ -249,6 +249,15 @@ assert b'MESSAGES 4' in data[0], data
 ok(M.uid('STORE', str(picked[0]), '+FLAGS', '(\\Deleted)'))
 ok(M.expunge())
 assert fetched_uids(ok(M.uid('FETCH', '$', '(UID)'))) == picked[1:]
+# UID EXPUNGE $ removes only saved messages marked \Deleted.
+ok(M.uid('STORE', '%d,%d' % (picked[1], uids[1]), '+FLAGS', '(\\Deleted)'))
+typ, data = M._simple_command('UID', 'EXPUNGE', '$')
+assert typ == 'OK', (typ, data)
+data = ok(M.uid('SEARCH', 'ALL'))
+left = sorted(int(x) for x in data[0].split())
+assert picked[1] not in left and uids[1] in left, (left, picked)
+ok(M.uid('STORE', str(uids[1]), '-FLAGS', '(\\Deleted)'))
+picked = [picked[0]] + picked[2:]  # picked[1] is gone; indices below shift
 
 # SAVE with MIN and MAX (no ALL/COUNT) saves just those; ESEARCH answers.
 typ, data = M.uid('SEARCH', 'RETURN', '(SAVE MIN MAX)', 'SUBJECT', 'pick')
