@@ -355,14 +355,51 @@ impl Decoder {
     }
 }
 
+/// Decodes quoted-printable lines (each ends in LF, or is the end of the
+/// data or a piece cut by [`qp_cut`]). Hand-written rather than the
+/// `quoted_printable` crate, whose lenient mode drops 8-bit octets: mail
+/// with raw UTF-8 in a quoted-printable part is common, and its octets are
+/// kept here, as is an `=` that starts no escape (RFC 2045 6.7, note 2).
 fn qp(data: &[u8], out: &mut Vec<u8>) {
-    if data.is_empty() {
-        return;
-    }
-    match quoted_printable::decode(data, quoted_printable::ParseMode::Robust) {
-        Ok(d) => out.extend_from_slice(&d),
-        // Robust mode does not fail; were it to, the octets pass as they are.
-        Err(_) => out.extend_from_slice(data),
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let (content, hard_break) = match line.strip_suffix(b"\n") {
+            Some(c) => (c.strip_suffix(b"\r").unwrap_or(c), true),
+            None => (line, false),
+        };
+        // Trailing white space is transport padding (RFC 2045 6.7 rule 3).
+        let end = content
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(0, |i| i + 1);
+        let content = content.get(..end).unwrap_or_default();
+        let mut soft = false;
+        let mut i = 0;
+        while let Some(&b) = content.get(i) {
+            if b != b'=' {
+                out.push(b);
+                i += 1;
+                continue;
+            }
+            let hex = |k: usize| content.get(k).and_then(|&c| (c as char).to_digit(16));
+            match (hex(i + 1), hex(i + 2)) {
+                (Some(h), Some(l)) => {
+                    // Two hex digits: at most 0xff.
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                    i += 3;
+                }
+                _ if i + 1 == content.len() => {
+                    soft = true;
+                    i += 1;
+                }
+                _ => {
+                    out.push(b'=');
+                    i += 1;
+                }
+            }
+        }
+        if hard_break && !soft {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -523,8 +560,15 @@ pub(crate) async fn write_item(
         // The body changed or went missing between the passes: the
         // announced count is kept so the stream stays in step.
         tracing::warn!(uid = m.uid, "BINARY body shorter on the second pass.");
-        let pad = vec![b' '; usize::try_from(n - written).unwrap_or(0)];
-        s.io.get_mut().write_all(&pad).await?;
+        let pad = [b' '; 8192];
+        let mut left = n - written;
+        while left > 0 {
+            let k = left.min(pad.len() as u64);
+            s.io.get_mut()
+                .write_all(pad.get(..k as usize).unwrap_or_default())
+                .await?;
+            left -= k;
+        }
     }
     Ok(())
 }
@@ -748,6 +792,16 @@ mod tests {
         let long: Vec<u8> = b"=41".repeat(MAX_QP_LINE);
         let out = decode_all(Cte::QuotedPrintable, false, &long, 10_000);
         assert_eq!(out, vec![b'A'; MAX_QP_LINE]);
+        // Raw 8-bit octets and stray `=` pass; lower-case hex is read.
+        assert_eq!(
+            decode_all(
+                Cte::QuotedPrintable,
+                true,
+                "\u{fc}ber =c3=a9 a=ZZ b= \nx".as_bytes(),
+                3
+            ),
+            "\u{fc}ber \u{e9} a=ZZ bx".as_bytes()
+        );
     }
 
     #[test]
