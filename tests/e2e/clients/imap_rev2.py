@@ -192,6 +192,22 @@ data = ok(M.status('Big', '(MESSAGES)'))
 assert b'MESSAGES 1' in data[0], data
 del body
 
+# A 12 MiB base64 part: decoded across many GetBody chunks, both passes.
+LARGE = os.urandom(12 * MIB)
+LMSG = (b'From: e@example.org\r\nSubject: large\r\nMIME-Version: 1.0\r\n'
+        b'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + base64.encodebytes(LARGE).replace(b'\n', b'\r\n'))
+large_uid = appenduid(ok(M.append('Big', None, None, LMSG)))
+ok(M.select('Big'))
+data = ok(M.uid('FETCH', str(large_uid), '(BINARY.SIZE[1] BINARY.PEEK[1])'))
+head, body = literal(data, b'BINARY[1]')
+assert b'BINARY.SIZE[1] %d' % len(LARGE) in head, head
+assert hashlib.sha256(body).digest() == hashlib.sha256(LARGE).digest(), len(body)
+data = ok(M.uid('FETCH', str(large_uid), '(BINARY.PEEK[1]<7340000.3000000>)'))
+head, body = literal(data, b'BINARY[1]<7340000>')
+assert body == LARGE[7340000:10340000], len(body)
+del body, LARGE, LMSG
+
 # ---- SEARCHRES ---------------------------------------------------------------
 ok(M.create('Res'))
 ok(M.create('Copies'))
