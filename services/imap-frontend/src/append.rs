@@ -4,7 +4,9 @@
 //! session hands it to [`run`], which reads it from the socket in chunks of
 //! [`CHUNK`] and forwards them to mailstore's AppendMessageStream. mailstore
 //! stores nothing unless exactly the announced octets arrive, so a client
-//! that disconnects mid-literal leaves no message behind.
+//! that disconnects mid-literal leaves no message behind. The message may
+//! also come as a literal8 (`~{n}`, RFC 3516 4.2: binary, NUL allowed) or
+//! in RFC 6855's `UTF8 (~{n})` form; both take the same streamed path.
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
@@ -30,6 +32,8 @@ pub(crate) struct Pending {
     pub internal_date_ms: i64,
     pub length: usize,
     pub mode: LiteralMode,
+    /// RFC 6855 `UTF8 (~{n})`: a `)` closes the data after the literal.
+    pub close_paren: bool,
 }
 
 /// `buf` is a command read up to a literal announcement `{n}` / `{n+}` CRLF
@@ -42,10 +46,25 @@ pub(crate) fn message_literal(
     utf8: bool,
 ) -> Option<Pending> {
     let brace = buf.iter().rposition(|&b| b == b'{')?;
+    let mut head = buf.get(..brace)?;
+    let mut close_paren = false;
+    // literal8 (RFC 3516) or `UTF8 (~{n}` (RFC 6855): imap-codec 1.0 knows
+    // neither, so the trial below uses a plain literal in its place.
+    if let Some(h) = head.strip_suffix(b"~") {
+        head = h;
+        let utf8_at = h.len().checked_sub(6);
+        if let Some(at) = utf8_at
+            && h.get(at..)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"UTF8 ("))
+        {
+            head = h.get(..at)?;
+            close_paren = true;
+        }
+    }
     // Complete the command with a one-octet message: if it then parses as an
     // APPEND, the announced literal is the message (a literal mailbox name
     // would leave the APPEND without one and not parse).
-    let mut trial = buf.get(..brace)?.to_vec();
+    let mut trial = head.to_vec();
     trial.extend_from_slice(b"{1}\r\nX\r\n");
     let (rest, mut command) = CommandCodec::default().decode(&trial).ok()?;
     if !rest.is_empty() {
@@ -68,6 +87,7 @@ pub(crate) fn message_literal(
         internal_date_ms: date.map(|d| d.as_ref().timestamp_millis()).unwrap_or(0),
         length,
         mode,
+        close_paren,
     })
 }
 
@@ -141,14 +161,21 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
         }
     }
     // The command line goes on after the literal: only CRLF may follow
-    // (MULTIAPPEND is not offered).
+    // (MULTIAPPEND is not offered), after the `)` of the UTF8 form.
     let mut rest = Vec::new();
     let complete = match s.read_line(&mut rest).await {
         Err(e) => {
             call.abort();
             return Err(e);
         }
-        Ok(Some(true)) => rest.iter().all(|b| matches!(b, b'\r' | b'\n')),
+        Ok(Some(true)) => {
+            let tail = if p.close_paren {
+                rest.strip_prefix(b")")
+            } else {
+                Some(rest.as_slice())
+            };
+            tail.is_some_and(|t| t.iter().all(|b| matches!(b, b'\r' | b'\n')))
+        }
         Ok(Some(false)) => {
             call.abort();
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -217,6 +244,7 @@ mod tests {
                 internal_date_ms: 0,
                 length: 30,
                 mode: LiteralMode::Sync,
+                close_paren: false,
             }
         );
         let p = literal(b"a2 append Sent (\\Seen $Junk) \"01-Jan-2020 00:00:00 +0000\" {30+}\r\n")
@@ -230,6 +258,12 @@ mod tests {
         // Modified UTF-7 names are decoded as for every other command.
         let p = literal(b"a4 APPEND &AOk-t&AOk- {30}\r\n").unwrap();
         assert_eq!(p.mailbox, "\u{e9}t\u{e9}");
+        // literal8 (RFC 3516 4.2) and the RFC 6855 UTF8 form.
+        let p = literal(b"a5 APPEND INBOX (\\Seen) ~{30}\r\n").unwrap();
+        assert_eq!((p.mailbox.as_str(), p.close_paren), ("INBOX", false));
+        let p = literal(b"a6 APPEND Sent utf8 (~{30+}\r\n").unwrap();
+        assert_eq!((p.mailbox.as_str(), p.close_paren), ("Sent", true));
+        assert_eq!(p.flags, Vec::<String>::new());
     }
 
     #[test]
@@ -239,6 +273,8 @@ mod tests {
         assert!(literal(b"a2 LOGIN {5}\r\n").is_none());
         assert!(literal(b"a3 SEARCH TEXT {5}\r\n").is_none());
         assert!(literal(b"a4 APPEND INBOX (\\Bogus-Flag {30}\r\n").is_none());
+        assert!(literal(b"a5 APPEND INBOX X (~{30}\r\n").is_none());
+        assert!(literal(b"a6 SEARCH TEXT ~{5}\r\n").is_none());
         assert!(literal(b"").is_none());
         assert!(literal(b"{").is_none());
     }

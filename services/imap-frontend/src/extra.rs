@@ -15,7 +15,8 @@ pub(crate) struct Extra {
 pub(crate) enum ExtraCommand {
     Id,
     Namespace,
-    UidExpunge(SequenceSet),
+    /// `None`: the set was `$`, the saved SEARCH result (RFC 5182).
+    UidExpunge(Option<SequenceSet>),
     Invalid(String),
 }
 
@@ -83,8 +84,9 @@ pub(crate) fn parse(line: &[u8]) -> Option<Extra> {
         }
     } else {
         match (w.get(3), w.len()) {
+            (Some(set), 4) if *set == b"$" => ExtraCommand::UidExpunge(None),
             (Some(set), 4) => match sequence_set(set) {
-                Some(s) => ExtraCommand::UidExpunge(s),
+                Some(s) => ExtraCommand::UidExpunge(Some(s)),
                 None => ExtraCommand::Invalid("Invalid UID set".into()),
             },
             _ => ExtraCommand::Invalid("UID EXPUNGE needs one UID set".into()),
@@ -163,6 +165,10 @@ mod tests {
         assert!(matches!(
             e.map(|e| e.command),
             Some(ExtraCommand::UidExpunge(_))
+        ));
+        assert!(matches!(
+            parse(b"a UID EXPUNGE $\r\n").map(|e| e.command),
+            Some(ExtraCommand::UidExpunge(None))
         ));
         assert!(matches!(
             parse(b"a UID EXPUNGE x\r\n").map(|e| e.command),

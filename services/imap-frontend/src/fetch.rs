@@ -26,7 +26,10 @@ const FLUSH_AT: usize = 64 * 1024;
 const MAX_HEADER_READ: u64 = 1024 * 1024;
 
 /// The part a section path designates (RFC 3501 6.4.5).
-fn find_part<'m>(root: &'m BodyPart, path: &[std::num::NonZeroU32]) -> Option<&'m BodyPart> {
+pub(crate) fn find_part<'m>(
+    root: &'m BodyPart,
+    path: &[std::num::NonZeroU32],
+) -> Option<&'m BodyPart> {
     let mut node = root;
     for (i, n) in path.iter().enumerate() {
         if i > 0
@@ -303,7 +306,12 @@ pub(crate) async fn fetch(
     uid: bool,
     mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Reply> {
-    let (mut items, need_meta, implies_seen) = items(names, uid);
+    let (mut items, mut need_meta, mut implies_seen) = items(names, uid);
+    if !mods.binary.is_empty() {
+        // BINARY items (RFC 3516, cut out by `binary`) need the part map.
+        need_meta = true;
+        implies_seen |= crate::binary::sets_seen(&mods.binary);
+    }
     if mods.vanished && !uid {
         return Ok(Reply::Bad("VANISHED needs UID FETCH".into()));
     }
@@ -408,6 +416,13 @@ pub(crate) async fn fetch(
         if let Some(since) = mods.changed_since {
             messages.retain(|m| m.modseq > since);
         }
+        // Before any \Seen is set: a BINARY that cannot be served fails
+        // the command (UNKNOWN-CTE); without BINARY items this is free.
+        for m in &messages {
+            if let Err(reply) = crate::binary::check(&mods.binary, m) {
+                return Ok(reply);
+            }
+        }
         let mut flags_changed = std::collections::HashSet::new();
         if set_seen {
             let unseen: Vec<u32> = messages
@@ -442,7 +457,7 @@ pub(crate) async fn fetch(
             }
         }
         for m in &messages {
-            write_message(s, &items, m, flags_changed.contains(&m.uid)).await?;
+            write_message(s, &items, &mods.binary, m, flags_changed.contains(&m.uid)).await?;
         }
     }
     s.sync(uid).await?;
@@ -480,6 +495,7 @@ fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
 async fn write_message(
     s: &mut Session,
     items: &[Item<'_>],
+    binary: &[crate::binary::Item],
     m: &pb::FetchedMessage,
     add_flags: bool,
 ) -> std::io::Result<()> {
@@ -567,6 +583,13 @@ async fn write_message(
                 }
             }
         }
+    }
+    for item in binary {
+        if !first {
+            s.out.push(b' ');
+        }
+        first = false;
+        crate::binary::write_item(s, item, m, &meta).await?;
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");

@@ -4,7 +4,8 @@
 //! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
 //! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`;
 //! \Recent and IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to
-//! mailstore in `append`).
+//! mailstore in `append`, literal8 included; BINARY in `binary`; SEARCHRES
+//! in `searchres`).
 //!
 //! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
 //! commands with imap-codec, keeps the protocol state (login, selected
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod append;
+mod binary;
 mod condstore;
 mod conn;
 mod encode;
@@ -31,6 +33,7 @@ mod parse;
 mod rev2;
 mod rfc7162;
 mod search;
+mod searchres;
 mod session;
 mod sort;
 mod state;

@@ -30,6 +30,15 @@ pub(crate) fn prepare(buf: &[u8]) -> Prepared<'_> {
         Some(rewritten) => Cow::Owned(rewritten),
         None => Cow::Borrowed(buf),
     };
+    // `$` (RFC 5182) before every parser that reads sequence sets or keys.
+    let mut saved_set = false;
+    let line = match crate::searchres::cut(&line) {
+        Some(cut) => {
+            saved_set = cut.saved_set;
+            Cow::Owned(cut.plain)
+        }
+        None => line,
+    };
     if let Some(sort) = crate::sort::parse(&line) {
         return Prepared::Sort(sort);
     }
@@ -39,17 +48,36 @@ pub(crate) fn prepare(buf: &[u8]) -> Prepared<'_> {
     if let Some(extra) = crate::extra::parse(&line) {
         return Prepared::Extra(extra);
     }
-    match crate::rfc7162::parse(&line) {
-        Some(Parsed::Invalid { tag, why }) => Prepared::Invalid { tag, why },
-        Some(Parsed::Command { plain, mods, .. }) => Prepared::Codec {
-            line: Cow::Owned(plain),
-            mods,
-        },
-        None => Prepared::Codec {
-            line,
-            mods: Mods::default(),
-        },
+    // BINARY fetch items (RFC 3516) out, then RFC 7162 syntax.
+    let mut binary = None;
+    let line = match crate::binary::cut(&line) {
+        Some(Ok(crate::binary::Cut {
+            plain,
+            items,
+            drop_uid,
+        })) => {
+            binary = Some((items, drop_uid));
+            Cow::Owned(plain)
+        }
+        Some(Err(why)) => {
+            return Prepared::Invalid {
+                tag: crate::extra::tag_of(&line).unwrap_or_else(|| "*".into()),
+                why: why.into(),
+            };
+        }
+        None => line,
+    };
+    let (line, mut mods) = match crate::rfc7162::parse(&line) {
+        Some(Parsed::Invalid { tag, why }) => return Prepared::Invalid { tag, why },
+        Some(Parsed::Command { plain, mods, .. }) => (Cow::Owned(plain), mods),
+        None => (line, Mods::default()),
+    };
+    if let Some((items, drop_uid)) = binary {
+        mods.binary = items;
+        mods.drop_uid |= drop_uid;
     }
+    mods.saved_set = saved_set;
+    Prepared::Codec { line, mods }
 }
 
 #[cfg(test)]
@@ -92,6 +120,28 @@ mod tests {
             }
             _ => panic!("FETCH goes to imap-codec"),
         }
+        match prepare(b"a FETCH $ (FLAGS BINARY.PEEK[1]<0.5>)\r\n") {
+            Prepared::Codec { line, mods } => {
+                assert!(mods.saved_set && mods.binary.len() == 1 && !mods.drop_uid);
+                assert_eq!(line.as_ref(), b"a FETCH 1 (FLAGS)\r\n");
+            }
+            _ => panic!("FETCH goes to imap-codec"),
+        }
+        match prepare(b"a FETCH 2 (BINARY.SIZE[1] MODSEQ) (CHANGEDSINCE 3)\r\n") {
+            Prepared::Codec { line, mods } => {
+                assert!(mods.drop_uid && mods.fetch_modseq && mods.binary.len() == 1);
+                assert!(CommandCodec::default().decode(&line).is_ok());
+            }
+            _ => panic!("FETCH goes to imap-codec"),
+        }
+        assert!(matches!(
+            prepare(b"a FETCH 1 BINARY[TEXT]\r\n"),
+            Prepared::Invalid { .. }
+        ));
+        assert!(matches!(
+            prepare(b"a UID SEARCH RETURN (SAVE) UID $\r\n"),
+            Prepared::Ext(_)
+        ));
         match prepare(b"a CREATE \"Entw\xc3\xbcrfe\"\r\n") {
             Prepared::Codec { line, .. } => {
                 assert!(
@@ -179,6 +229,16 @@ mod tests {
             "BODY[HEADER.FIELDS (From)]",
             "<0.10>",
             "NIL",
+            "BINARY[1]",
+            "BINARY.PEEK[1.2]<0.5>",
+            "BINARY.SIZE[]",
+            "BINARY[1]<",
+            "(BINARY[2] FLAGS)",
+            "RETURN (SAVE)",
+            "RETURN (SAVE MIN)",
+            "UID $",
+            "UTF8 (~{2}\r\nab)",
+            "~{2+}\r\na\0",
         ]);
         (
             "[a-zA-Z0-9]{1,4}",

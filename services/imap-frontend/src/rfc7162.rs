@@ -45,6 +45,10 @@ pub(crate) struct Mods {
     pub unchanged_since: Option<u64>,
     /// SEARCH MODSEQ values, by placeholder index.
     pub search_modseq: Vec<u64>,
+    /// BINARY fetch items (RFC 3516), cut out of the command by `binary`.
+    pub binary: Vec<crate::binary::Item>,
+    /// The command's sequence set was `$` (RFC 5182), see `searchres`.
+    pub saved_set: bool,
 }
 
 impl Mods {
@@ -72,7 +76,7 @@ pub(crate) enum Parsed {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Open(usize),
     Close(usize),
     /// Byte range of an atom (brackets and partials included), a quoted
@@ -81,13 +85,13 @@ enum Tok {
 }
 
 impl Tok {
-    fn start(self) -> usize {
+    pub(crate) fn start(self) -> usize {
         match self {
             Tok::Open(i) | Tok::Close(i) | Tok::Word(i, _) => i,
         }
     }
 
-    fn end(self) -> usize {
+    pub(crate) fn end(self) -> usize {
         match self {
             Tok::Open(i) | Tok::Close(i) => i + 1,
             Tok::Word(_, e) => e,
@@ -127,7 +131,7 @@ fn skip_literal(b: &[u8], i: usize) -> Option<usize> {
 
 /// Splits a command (without its final CRLF) into tokens; `None` when it is
 /// not well-formed enough to be looked at (imap-codec then answers it).
-fn lex(b: &[u8]) -> Option<Vec<Tok>> {
+pub(crate) fn lex(b: &[u8]) -> Option<Vec<Tok>> {
     let mut toks = Vec::new();
     let mut i = 0;
     while i < b.len() {
@@ -185,7 +189,7 @@ fn lex(b: &[u8]) -> Option<Vec<Tok>> {
 }
 
 /// Index of the Close matching the Open at `open`.
-fn matching(toks: &[Tok], open: usize) -> Option<usize> {
+pub(crate) fn matching(toks: &[Tok], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (k, t) in toks.iter().enumerate().skip(open) {
         match t {
@@ -202,11 +206,11 @@ fn matching(toks: &[Tok], open: usize) -> Option<usize> {
     None
 }
 
-fn text(b: &[u8], t: Tok) -> &[u8] {
+pub(crate) fn text(b: &[u8], t: Tok) -> &[u8] {
     b.get(t.start()..t.end()).unwrap_or_default()
 }
 
-fn is_word(b: &[u8], t: Option<&Tok>, w: &str) -> bool {
+pub(crate) fn is_word(b: &[u8], t: Option<&Tok>, w: &str) -> bool {
     matches!(t, Some(Tok::Word(s, e)) if b.get(*s..*e).is_some_and(|x| x.eq_ignore_ascii_case(w.as_bytes())))
 }
 
@@ -502,7 +506,7 @@ fn store(b: &[u8], toks: &[Tok], first: usize) -> Step {
 
 /// Search keys followed by `n` arguments (RFC 3501 search-key, plus the
 /// CHARSET specification in front of them).
-fn search_args(key: &[u8]) -> usize {
+pub(crate) fn search_args(key: &[u8]) -> usize {
     const ONE: &[&str] = &[
         "BCC",
         "BODY",

@@ -196,6 +196,8 @@ pub(crate) async fn matching(
     let Some(mut key) = convert(criteria, sel, 0) else {
         return Ok(Err(Reply::Bad("Search key too complex".into())));
     };
+    // `$` (RFC 5182) as a key: the saved result.
+    crate::searchres::rewrite_search(&mut key, s);
     let with_modseqs = !mods.search_modseq.is_empty();
     if with_modseqs {
         crate::condstore::rewrite_search(&mut key, &mods.search_modseq);

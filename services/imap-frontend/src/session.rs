@@ -240,6 +240,8 @@ pub(crate) struct Session {
     pub rev2: bool,
     /// Tag of the command being run (ESEARCH answers carry it).
     pub tag: String,
+    /// The saved SEARCH result, `$` (RFC 5182).
+    pub searchres: crate::searchres::Saved,
 }
 
 /// What reading the next command produced.
@@ -267,6 +269,7 @@ impl Session {
             rfc7162: crate::condstore::State::default(),
             rev2: false,
             tag: String::new(),
+            searchres: crate::searchres::Saved::default(),
         }
     }
 
@@ -282,7 +285,7 @@ impl Session {
         caps.push_str(&format!(" APPENDLIMIT={}", self.shared.append_limit));
         caps.push_str(crate::ext::CAPABILITIES);
         caps.push_str(" CONDSTORE QRESYNC");
-        caps.push_str(" IMAP4rev2");
+        caps.push_str(" IMAP4rev2 BINARY SEARCHRES");
         caps.push_str(" SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
         if self.user.is_none() {
             if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
@@ -545,6 +548,12 @@ impl Session {
         let name = command.body.name().to_ascii_lowercase();
         if let Err(why) = crate::ext::names::decode_command(&mut command.body, self.ext.utf8) {
             return Ok((tag, name, Reply::No(why.into())));
+        }
+        crate::searchres::on_command(self, &command.body);
+        if mods.saved_set
+            && let Some(reply) = crate::searchres::substitute(self, &mut command.body).await?
+        {
+            return Ok((tag, name, reply));
         }
         let reply = self.dispatch(command, &mods, shutdown).await?;
         Ok((tag, name, reply))
@@ -1420,11 +1429,14 @@ impl Session {
                 Reply::Ok("NAMESPACE completed".into())
             }
             ExtraCommand::UidExpunge(set) if self.selected.is_some() => {
-                let uids = self
-                    .selected
-                    .as_ref()
-                    .map(|s| s.resolve(&set, true))
-                    .unwrap_or_default();
+                let uids = match set {
+                    Some(set) => self
+                        .selected
+                        .as_ref()
+                        .map(|s| s.resolve(&set, true))
+                        .unwrap_or_default(),
+                    None => crate::searchres::saved(self),
+                };
                 if uids.is_empty() && !self.rfc7162.condstore {
                     Reply::Ok("UID EXPUNGE completed".into())
                 } else {

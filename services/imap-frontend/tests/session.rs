@@ -1195,3 +1195,116 @@ async fn sort_and_thread_100k_messages() {
     .await
     .unwrap();
 }
+
+/// IMAP4rev2 pieces with imaplib (tests/e2e/clients/imap_rev2.py): BINARY
+/// of base64 and quoted-printable parts equals the original bytes, sizes
+/// and partials, UNKNOWN-CTE, literal8 APPEND with NULs byte for byte, a
+/// 16 MiB UTF8 (~{n}) APPEND, SEARCHRES `$` in FETCH/STORE/UID COPY/SEARCH
+/// and its resets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_literal8_and_searchres() {
+    let env = start().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/clients/imap_rev2.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(env.imap.to_string())
+        .arg(USER)
+        .arg(PASS)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imap_rev2.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// The exact wire form of BINARY answers (literal8 only when a NUL is in
+/// the data, BINARY.SIZE), errors that keep the session going, and `$`
+/// where no result is saved or no mailbox is selected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_searchres_raw_socket() {
+    use std::io::Read;
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        let caps = c.ok("a2", "CAPABILITY");
+        assert!(caps[0].contains(" BINARY ") && caps[0].contains(" SEARCHRES"));
+        // Part 2 is "a\0b\r\n" in base64; part 1 quoted-printable.
+        let msg = "From: x@example.org\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n\
+                   --q\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nh=C3=A9=\r\nllo\r\n\
+                   --q\r\nContent-Type: application/octet-stream\r\n\
+                   Content-Transfer-Encoding: base64\r\n\r\nYQBiDQo=\r\n--q--\r\n";
+        c.send(format!("a3 APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes());
+        let l = c.until("a3");
+        assert!(l.last().unwrap().starts_with("a3 OK [APPENDUID"), "{l:?}");
+        c.ok("a4", "SELECT INBOX");
+        // `$` with nothing saved: the empty set, not an error.
+        let l = c.ok("a5", "FETCH $ (FLAGS)");
+        assert_eq!(l.len(), 1, "{l:?}");
+
+        c.send(b"b1 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])\r\n");
+        assert_eq!(c.line(), "* 1 FETCH (BINARY[2] ~{5}\r\n");
+        let mut data = [0u8; 5];
+        c.reader.read_exact(&mut data).unwrap();
+        assert_eq!(&data, b"a\0b\r\n");
+        assert_eq!(c.line(), " BINARY.SIZE[2] 5)\r\n");
+        assert!(c.line().starts_with("b1 OK"));
+        // No NUL: a plain literal, decoded; BINARY (not .PEEK) sets \Seen.
+        c.send(b"b2 FETCH 1 BINARY[1]\r\n");
+        let want = "h\u{e9}llo";
+        assert_eq!(
+            c.line(),
+            format!("* 1 FETCH (BINARY[1] {{{}}}\r\n", want.len())
+        );
+        let mut data = vec![0u8; want.len()];
+        c.reader.read_exact(&mut data).unwrap();
+        assert_eq!(data, want.as_bytes());
+        // New to this session at SELECT: \Recent too (IMAP4rev1).
+        assert_eq!(c.line(), " FLAGS (\\Seen \\Recent))\r\n");
+        assert!(c.line().starts_with("b2 OK"));
+        let l = c.ok("b3", "FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[])");
+        assert_eq!(
+            l[0],
+            format!(
+                "* 1 FETCH (BINARY.SIZE[1] {} BINARY.SIZE[] {})\r\n",
+                want.len(),
+                msg.len()
+            )
+        );
+        // Malformed or impossible items are BAD and the session goes on.
+        for (tag, line) in [
+            ("c1", "FETCH 1 BINARY[TEXT]"),
+            ("c2", "FETCH 1 BINARY.SIZE[1]<0.5>"),
+            ("c3", "FETCH 1 BINARY[]<1>"),
+            ("c4", "FETCH 1,$ (FLAGS)"),
+        ] {
+            let l = c.cmd(tag, line);
+            assert!(
+                l.last().unwrap().starts_with(&format!("{tag} BAD")),
+                "{l:?}"
+            );
+        }
+        // SAVE, then `$` by sequence number; UNSELECT drops it.
+        let l = c.ok("d1", "SEARCH RETURN (SAVE) ALL");
+        assert_eq!(l, vec!["d1 OK SEARCH completed, result saved\r\n"]);
+        let l = c.ok("d2", "FETCH $ (UID)");
+        assert!(l[0].starts_with("* 1 FETCH (UID "), "{l:?}");
+        c.ok("d3", "UNSELECT");
+        let l = c.cmd("d4", "FETCH $ (UID)");
+        assert!(l.last().unwrap().starts_with("d4 BAD"), "{l:?}");
+        c.ok("d5", "EXAMINE INBOX");
+        let l = c.ok("d6", "UID FETCH $ (UID)");
+        assert_eq!(l.len(), 1, "{l:?}");
+        c.ok("d7", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}

@@ -174,8 +174,9 @@ line = esearch(pop(M, 'ESEARCH'))
 assert re.fullmatch(r'\(TAG "[^"]+"\) UID MAX 3 COUNT 3', line), line
 typ, _, data = cmd(M, 'SEARCH', 'RETURN', '(MIN MAX ALL COUNT)', 'SUBJECT', 'nothing-matches')
 assert re.fullmatch(r'\(TAG "[^"]+"\) COUNT 0', esearch(data)), data
+# An unknown RETURN option is BAD (SAVE is SEARCHRES, see imap_rev2.py).
 try:
-    typ = cmd(M, 'SEARCH', 'RETURN', '(SAVE)', 'ALL')[0]
+    typ = cmd(M, 'SEARCH', 'RETURN', '(BOGUS)', 'ALL')[0]
 except imaplib.IMAP4.error:
     typ = 'BAD'
 assert typ == 'BAD'

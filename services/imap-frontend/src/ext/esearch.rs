@@ -12,6 +12,15 @@ pub(crate) struct ReturnOpts {
     pub max: bool,
     pub all: bool,
     pub count: bool,
+    /// SEARCHRES (RFC 5182): keep the result for `$` (`crate::searchres`).
+    pub save: bool,
+}
+
+impl ReturnOpts {
+    /// Whether an ESEARCH response is due: not for SAVE alone (RFC 5182 2.1).
+    pub(crate) fn answers(&self) -> bool {
+        self.min || self.max || self.all || self.count
+    }
 }
 
 /// A `SEARCH`/`UID SEARCH` with a RETURN clause.
@@ -69,6 +78,7 @@ fn parse_return(
             b"MAX" => opts.max = true,
             b"ALL" => opts.all = true,
             b"COUNT" => opts.count = true,
+            b"SAVE" => opts.save = true,
             other => {
                 return Err(format!(
                     "Unknown RETURN option {}",
@@ -178,7 +188,17 @@ mod tests {
         assert_eq!(s.plain, b"t2 search ALL\r\n");
         assert!(parse(b"t3 SEARCH ALL\r\n").is_none());
         assert!(parse(b"t3 FETCH RETURN\r\n").is_none());
-        assert!(parse(b"t4 SEARCH RETURN (SAVE) ALL\r\n").unwrap().is_err());
+        let s = parse(b"t4 SEARCH RETURN (SAVE) ALL\r\n").unwrap().unwrap();
+        assert!(s.opts.save && !s.opts.answers());
+        let s = parse(b"t4 SEARCH RETURN (save min) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(s.opts.save && s.opts.min && !s.opts.all);
+        assert!(
+            parse(b"t4 SEARCH RETURN (SAVE FOO) ALL\r\n")
+                .unwrap()
+                .is_err()
+        );
         assert!(parse(b"t5 SEARCH RETURN (MIN\r\n").unwrap().is_err());
         assert!(parse(b"t6 SEARCH RETURN (MIN)\r\n").unwrap().is_err());
     }
@@ -190,6 +210,7 @@ mod tests {
             max: true,
             all: true,
             count: true,
+            save: false,
         };
         let e = Esearch::new("a", true, all, &[2, 3, 4, 9]);
         assert_eq!(

@@ -142,6 +142,15 @@ pub(crate) async fn run(s: &mut Session, ext: Ext) -> std::io::Result<Reply> {
 
 /// SEARCH RETURN (...): the keys are imap-codec's, the answer ESEARCH.
 async fn search(s: &mut Session, r: esearch::SearchReturn) -> std::io::Result<Reply> {
+    let save = r.opts.save;
+    let reply = search_inner(s, r).await?;
+    if save && !matches!(reply, Reply::Ok(_)) {
+        crate::searchres::reset(s);
+    }
+    Ok(reply)
+}
+
+async fn search_inner(s: &mut Session, r: esearch::SearchReturn) -> std::io::Result<Reply> {
     if s.selected.is_none() {
         return Ok(Reply::Bad("Select a mailbox first".into()));
     }
@@ -175,13 +184,22 @@ async fn search(s: &mut Session, r: esearch::SearchReturn) -> std::io::Result<Re
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
-    let mut response = esearch::Esearch::new(&r.tag, r.uid, r.opts, &hits);
-    // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something matched.
-    response.modseq = highest.filter(|&h| h > 0 && !hits.is_empty());
-    let line = response.line();
-    s.untagged(&line);
+    if r.opts.save {
+        crate::searchres::save(s, &hits, r.uid, r.opts);
+    }
+    if r.opts.answers() {
+        let mut response = esearch::Esearch::new(&r.tag, r.uid, r.opts, &hits);
+        // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something matched.
+        response.modseq = highest.filter(|&h| h > 0 && !hits.is_empty());
+        let line = response.line();
+        s.untagged(&line);
+    }
     s.sync(r.uid).await?;
-    Ok(Reply::Ok("SEARCH completed".into()))
+    Ok(Reply::Ok(if r.opts.save {
+        "SEARCH completed, result saved".into()
+    } else {
+        "SEARCH completed".into()
+    }))
 }
 
 /// ENABLE: turns on what this module offers; returns " NAME" for each
