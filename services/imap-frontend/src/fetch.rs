@@ -389,6 +389,7 @@ pub(crate) async fn fetch(
     let set_seen = implies_seen && !sel.read_only;
     // Flags, UIDs and modseqs are the session's own knowledge: no call.
     let local = mods.changed_since.is_none()
+        && mods.binary.is_empty()
         && !set_seen
         && items
             .iter()

@@ -584,8 +584,10 @@ async fn mbsync_syncs_both_ways() {
 }
 
 /// A second real client from Debian: offlineimap (offlineimap3) over
-/// STARTTLS with the certificate verified, syncing messages, flags,
-/// deletions and a nested mailbox both ways.
+/// implicit TLS with the certificate verified, syncing messages, flags,
+/// deletions and a nested mailbox both ways. (Its imaplib2 STARTTLS stalls
+/// now and then in the client's reader-thread hand-over, against this
+/// server and others; Python's imaplib and mbsync cover STARTTLS.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offlineimap_syncs_both_ways() {
     if std::process::Command::new("offlineimap")
@@ -640,12 +642,12 @@ async fn offlineimap_syncs_both_ways() {
             "[general]\naccounts = acct\nmetadata = {meta}\nui = basic\n\n\
              [Account acct]\nlocalrepository = local\nremoterepository = remote\n\n\
              [Repository local]\ntype = Maildir\nlocalfolders = {m}\n\n\
-             [Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n\
-             remoteuser = {USER}\nremotepass = {PASS}\nssl = no\nstarttls = yes\n\
+             [Repository remote]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n\
+             remoteuser = {USER}\nremotepass = {PASS}\nssl = yes\n\
              sslcacertfile = {cert}\n",
             meta = dir.path().join("meta").display(),
             m = maildir.display(),
-            port = env.imap,
+            port = env.imaps,
             cert = env.cert.display(),
         ),
     )
