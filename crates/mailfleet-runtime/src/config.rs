@@ -182,6 +182,8 @@ settings! {
     s3_allow_http: bool = "false";
     /// Bodies up to this size are hashed in memory and stored with one PUT; larger ones use multipart upload.
     blob_inline_limit: usize = "1048576";
+    /// Bytes of message metadata (for ENVELOPE, BODYSTRUCTURE and SEARCH) mailstore keeps in memory; 0 turns the cache off.
+    metadata_cache_size: u64 = "67108864";
     /// mailstore gRPC endpoint the other services and the CLI call.
     mailstore_url: String = "http://127.0.0.1:50051";
     /// Credential every service presents to mailstore.

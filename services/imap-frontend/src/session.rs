@@ -193,6 +193,54 @@ pub(crate) fn uid_text(uids: &[u32]) -> String {
 }
 
 /// The one mapping of mailstore errors to IMAP replies.
+/// Whether two mailbox names are the same mailbox (INBOX in any case).
+fn same_name(a: &str, b: &str) -> bool {
+    a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+}
+
+/// A selected mailbox's state brought up to date by a listing of what
+/// changed since it: expunged messages (and those already known to be
+/// expunged) leave, new ones join, others take their new flags.
+fn merge_changes(base: Selected, changes: Vec<pb::MessageState>) -> (Vec<u32>, Vec<MessageState>) {
+    let Selected {
+        mut uids,
+        mut states,
+        pending_expunge,
+        ..
+    } = base;
+    let mut gone: Vec<u32> = pending_expunge;
+    let last_known = uids.last().copied().unwrap_or(0);
+    let mut new = Vec::new();
+    for m in changes {
+        match uids.binary_search(&m.uid) {
+            Ok(_) if m.expunged => gone.push(m.uid),
+            Ok(i) => {
+                if let Some(s) = states.get_mut(i)
+                    && m.modseq >= s.modseq
+                {
+                    *s = MessageState::new(&m.flags, m.modseq);
+                }
+            }
+            Err(_) if !m.expunged && m.uid > last_known => {
+                new.push((m.uid, MessageState::new(&m.flags, m.modseq)));
+            }
+            Err(_) => {}
+        }
+    }
+    if !gone.is_empty() {
+        gone.sort_unstable();
+        let mut keep = uids.iter().map(|u| gone.binary_search(u).is_err());
+        states.retain(|_| keep.next().unwrap_or(true));
+        uids.retain(|u| gone.binary_search(u).is_err());
+    }
+    new.sort_unstable_by_key(|(uid, _)| *uid);
+    for (uid, state) in new {
+        uids.push(uid);
+        states.push(state);
+    }
+    (uids, states)
+}
+
 pub(crate) fn status_reply(status: tonic::Status) -> Reply {
     use tonic::Code;
     match status.code() {
@@ -876,45 +924,45 @@ impl Session {
     }
 
     pub(crate) async fn select(&mut self, name: &str, read_only: bool) -> std::io::Result<Reply> {
-        if self.selected.take().is_some() {
+        let previous = self.selected.take();
+        if previous.is_some() {
             // RFC 7162 3.2.11, sent whether or not QRESYNC is enabled.
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
-        let mut recent_range = (0, 0);
+        // Selecting the mailbox the session has open again (clients do, to
+        // refresh) asks only for what changed since the state it holds.
+        let base = previous.filter(|p| same_name(&p.name, name) && p.states.len() == p.uids.len());
+        let since = base.as_ref().map_or(0, |b| b.modseq.max(1));
         // Read before the listing: a reconnect during it forces a resync.
         let feed_epoch_before = self.shared.feed.epoch();
-        let account = self.account();
-        let mut uids = Vec::new();
-        let mut states = Vec::new();
-        let mut first_unseen = None;
-        let mut uid_from = 1;
-        let mut status = None;
-        loop {
-            let page = rpc!(self.client.select_mailbox(pb::SelectMailboxRequest {
-                account: account.clone(),
-                mailbox: name.to_owned(),
-                changed_since: 0,
-                uid_from,
-                limit: 0,
-                // SELECT takes the new messages' \Recent; EXAMINE may not.
-                claim_recent: !read_only && uid_from == 1,
-            }));
-            if status.is_none() {
-                status = page.mailbox;
-                recent_range = (page.recent_from, page.recent_to);
-            }
-            for m in &page.messages {
-                uids.push(m.uid);
-                states.push(MessageState::new(&m.flags, m.modseq));
-                if first_unseen.is_none() && !m.flags.iter().any(|f| f == "\\Seen") {
-                    first_unseen = Some(uids.len());
-                }
-            }
-            match page.messages.last() {
-                Some(last) if page.more => uid_from = last.uid.saturating_add(1),
-                _ => break,
-            }
+        // SELECT takes the new messages' \Recent; EXAMINE may not.
+        let (mut status, recent_range, mut listing) =
+            match self.list_mailbox(name, since, !read_only).await {
+                Ok(l) => l,
+                Err(status) => return Ok(status_reply(status)),
+            };
+        let mut base = base;
+        if let (Some(b), Some(mb)) = (&base, &status)
+            && b.id != mb.id
+        {
+            // Deleted and created again under the same name: list it all.
+            base = None;
+            (status, _, listing) = match self.list_mailbox(name, 0, false).await {
+                Ok(l) => l,
+                Err(status) => return Ok(status_reply(status)),
+            };
         }
+        let (uids, states) = match base {
+            Some(b) => merge_changes(b, listing),
+            None => listing
+                .into_iter()
+                .map(|m| (m.uid, MessageState::new(&m.flags, m.modseq)))
+                .unzip(),
+        };
+        let first_unseen = states
+            .iter()
+            .position(|s: &MessageState| !s.flags.has("\\Seen"))
+            .map(|i| i + 1);
         let Some(mb) = status else {
             return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
         };
@@ -962,6 +1010,46 @@ impl Session {
         } else {
             Reply::Ok("[READ-WRITE] SELECT completed".into())
         })
+    }
+
+    /// A mailbox's status, the \Recent range taken (with `claim`), and its
+    /// messages (`since` 0) or what changed after modseq `since`, all pages.
+    async fn list_mailbox(
+        &mut self,
+        name: &str,
+        since: u64,
+        claim: bool,
+    ) -> Result<(Option<pb::Mailbox>, (u32, u32), Vec<pb::MessageState>), tonic::Status> {
+        let account = self.account();
+        let mut listing = Vec::new();
+        let mut uid_from = 1;
+        let mut status = None;
+        let mut recent_range = (0, 0);
+        loop {
+            let page = self
+                .client
+                .select_mailbox(pb::SelectMailboxRequest {
+                    account: account.clone(),
+                    mailbox: name.to_owned(),
+                    changed_since: since,
+                    uid_from,
+                    limit: 0,
+                    claim_recent: claim && uid_from == 1,
+                })
+                .await?
+                .into_inner();
+            if status.is_none() {
+                status = page.mailbox;
+                recent_range = (page.recent_from, page.recent_to);
+            }
+            let last = page.messages.last().map(|m| m.uid);
+            let more = page.more;
+            listing.extend(page.messages);
+            match last {
+                Some(last) if more => uid_from = last.saturating_add(1),
+                _ => return Ok((status, recent_range, listing)),
+            }
+        }
     }
 
     async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> std::io::Result<Reply> {

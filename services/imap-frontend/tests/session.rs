@@ -320,6 +320,72 @@ async fn idle_and_noop_see_other_sessions() {
     .unwrap();
 }
 
+/// SELECT of the mailbox a session already has open asks mailstore only
+/// for the changes; the state it rebuilds must be exactly what a new
+/// session sees, whatever another session did in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reselect_sees_exactly_what_a_new_session_sees() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 0..6 {
+            a.ok(
+                &format!("a1{i}"),
+                &format!("APPEND INBOX (\\Seen) {{14+}}\r\nSubject: {i}\r\n\r\n"),
+            );
+        }
+        a.ok("a2", "SELECT INBOX");
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+        b.ok("b3", "STORE 2 +FLAGS (\\Flagged $Work)");
+        b.ok("b4", "STORE 3 -FLAGS (\\Seen)");
+        b.ok("b5", "STORE 4,6 +FLAGS (\\Deleted)");
+        b.ok("b6", "EXPUNGE");
+        b.ok("b7", "APPEND INBOX {14+}\r\nSubject: 7\r\n\r\n");
+        // A re-selects at once, whether or not the change events came.
+        let sel = a.ok("a3", "SELECT INBOX");
+        let view = |c: &mut Raw, tag: &str| -> Vec<String> {
+            c.ok(tag, "FETCH 1:* (UID FLAGS)")
+                .into_iter()
+                .filter(|l| l.starts_with("* ") && l.contains("FETCH"))
+                .map(|l| l.replace(" \\Recent", "").replace("(\\Recent)", "()"))
+                .collect()
+        };
+        let mut c = Raw::connect(port);
+        c.ok("c1", &format!("LOGIN {USER} {PASS}"));
+        let fresh = c.ok("c2", "EXAMINE INBOX");
+        let exists = |lines: &[String]| {
+            lines
+                .iter()
+                .find(|l| l.ends_with(" EXISTS\r\n"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(exists(&sel), "* 5 EXISTS\r\n", "{sel:?}");
+        assert_eq!(exists(&sel), exists(&fresh));
+        let (seen_by_a, seen_by_c) = (view(&mut a, "a4"), view(&mut c, "c3"));
+        assert_eq!(seen_by_a, seen_by_c);
+        assert_eq!(seen_by_a.len(), 5, "{seen_by_a:?}");
+        assert!(
+            seen_by_a[1].contains("UID 2 ") && seen_by_a[1].contains("$Work"),
+            "{seen_by_a:?}"
+        );
+        assert!(!seen_by_a[2].contains("\\Seen"), "{seen_by_a:?}");
+        assert!(seen_by_a[4].contains("UID 7 "), "{seen_by_a:?}");
+        // The unseen message is the one A's SELECT pointed at.
+        assert!(
+            sel.iter().any(|l| l == "* OK [UNSEEN 3] First unseen\r\n"),
+            "{sel:?}"
+        );
+        a.ok("a5", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
 /// A session answers FETCH FLAGS and flag SEARCHes from what it holds, kept
 /// current by change events; while the event feed is down it must look for
 /// changes at every command instead, so nothing goes stale.

@@ -30,9 +30,23 @@ pub(crate) fn strip_nul(v: &mut serde_json::Value) {
 /// larger ones are read back from storage once.
 const KEEP_FOR_ANALYSIS: u64 = 1024 * 1024;
 
+/// A body's metadata as the `blobs` row keeps it (analysed once per body,
+/// like delivered ones, see deliver::ensure_blobs).
+async fn analyze(data: Vec<u8>) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let meta = mailfleet_mime::analyze(&data);
+        let mut value = serde_json::to_value(&meta).unwrap_or_default();
+        strip_nul(&mut value);
+        value.to_string()
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
 impl Store {
-    /// Stores `data` in object storage and its metadata row; returns the blob id.
-    pub(crate) async fn put_blob(&self, data: Vec<u8>) -> Result<(String, i64)> {
+    /// Stores `data` in object storage; returns the blob id, its size and
+    /// its metadata JSON (for the `blobs` row the APPEND writes).
+    pub(crate) async fn put_blob(&self, data: Vec<u8>) -> Result<(String, i64, String)> {
         let mut writer = self.blobs.writer();
         if let Err(e) = writer.write(&data).await {
             writer.abort().await;
@@ -41,20 +55,12 @@ impl Store {
         let blob = writer.finish().await?;
         let size =
             i64::try_from(blob.size).map_err(|_| StoreError::Internal("too large".into()))?;
-        self.record_blob(&blob.id, size, data).await?;
-        Ok((blob.id, size))
+        let meta = analyze(data).await?;
+        Ok((blob.id, size, meta))
     }
 
-    /// Analyses a stored body once and records its `blobs` row.
-    async fn record_blob(&self, id: &str, size: i64, data: Vec<u8>) -> Result<()> {
-        let meta = tokio::task::spawn_blocking(move || {
-            let meta = mailfleet_mime::analyze(&data);
-            let mut value = serde_json::to_value(&meta).unwrap_or_default();
-            strip_nul(&mut value);
-            value.to_string()
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    /// Records the `blobs` row of a stored body analysed from storage.
+    async fn record_blob(&self, id: &str, size: i64, meta: String) -> Result<()> {
         sqlx::query(
             "INSERT INTO blobs (id, size, meta) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
         )
@@ -83,9 +89,16 @@ impl Store {
         flags.dedup();
         // Fail before storing anything when the mailbox does not exist.
         let (mailbox_id, _, _) = self.append_target(account, &mailbox).await?;
-        let (blob_id, size) = self.put_blob(data).await?;
-        self.insert_into(mailbox_id, &flags, internal_date_ms, &blob_id, size)
-            .await
+        let (blob_id, size, meta) = self.put_blob(data).await?;
+        self.insert_into(
+            mailbox_id,
+            &flags,
+            internal_date_ms,
+            &blob_id,
+            size,
+            Some(meta),
+        )
+        .await
     }
 
     /// The mailbox an APPEND goes to: (id, quota_bytes, used_bytes of its
@@ -104,10 +117,10 @@ impl Store {
         row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
     }
 
-    /// The transaction of an APPEND: the mailbox row takes the next UID and
-    /// modseq and the message row is inserted in one statement (which locks
-    /// the mailbox first, as every writer does), then the account takes the
-    /// size within its quota.
+    /// The transaction of an APPEND, one statement: the body's `blobs` row
+    /// (when `meta` is given), the next UID and modseq from the mailbox row,
+    /// the size onto the account within its quota, and the message row.
+    /// Rows are locked mailbox first, then account, as every writer does.
     async fn insert_into(
         &self,
         mailbox_id: i64,
@@ -115,6 +128,7 @@ impl Store {
         internal_date_ms: i64,
         blob_id: &str,
         size: i64,
+        meta: Option<String>,
     ) -> Result<pb::AppendMessageResponse> {
         let unseen = i64::from(!flags.iter().any(|f| f == SEEN));
         let date = match internal_date_ms {
@@ -122,14 +136,19 @@ impl Store {
             ms => chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now),
         };
         let mut tx = self.pool.begin().await?;
-        let inserted: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-            "WITH b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
+        let (uid, uidvalidity, found): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+            "WITH blob AS (INSERT INTO blobs (id, size, meta) \
+                    SELECT $6, $3, $7::jsonb WHERE $7 IS NOT NULL ON CONFLICT DO NOTHING), \
+             b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
                     message_count = message_count + 1, unseen_count = unseen_count + $2, \
                     total_size = total_size + $3 \
-                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id) \
-             INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
-             SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b \
-             RETURNING uid, modseq, (SELECT uidvalidity FROM b), (SELECT account_id FROM b)",
+                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id), \
+             acct AS (UPDATE accounts a SET used_bytes = a.used_bytes + $3 FROM b \
+                 WHERE a.id = b.account_id AND (a.quota_bytes <= 0 OR a.used_bytes + $3 <= a.quota_bytes) \
+                 RETURNING a.id), \
+             ins AS (INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
+                 SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b, acct RETURNING uid) \
+             SELECT (SELECT uid FROM ins), (SELECT uidvalidity FROM b), (SELECT count(*) FROM b)",
         )
         .bind(mailbox_id)
         .bind(unseen)
@@ -137,22 +156,17 @@ impl Store {
         .bind(flags)
         .bind(date)
         .bind(blob_id)
-        .fetch_optional(&mut *tx)
+        .bind(meta)
+        .fetch_one(&mut *tx)
         .await?;
-        let Some((uid, _modseq, uidvalidity, account_id)) = inserted else {
-            return Err(StoreError::NotFound("mailbox deleted".into()));
+        let (Some(uid), Some(uidvalidity)) = (uid, uidvalidity) else {
+            // Dropping the transaction rolls the mailbox update back.
+            return Err(if found == 0 {
+                StoreError::NotFound("mailbox deleted".into())
+            } else {
+                StoreError::FailedPrecondition("over quota".into())
+            });
         };
-        let within: Option<(i64,)> = sqlx::query_as(
-            "UPDATE accounts SET used_bytes = used_bytes + $2 \
-             WHERE id = $1 AND (quota_bytes <= 0 OR used_bytes + $2 <= quota_bytes) RETURNING id",
-        )
-        .bind(account_id)
-        .bind(size)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if within.is_none() {
-            return Err(StoreError::FailedPrecondition("over quota".into()));
-        }
         tx.commit().await?;
         self.events.changed(vec![mailbox_id]);
         Ok(pb::AppendMessageResponse {
@@ -231,18 +245,20 @@ impl Store {
             return Err(e);
         }
         let blob = writer.finish().await?;
+        let mut meta = None;
         if keep {
-            // Analysing a small body costs less than asking whether it is known.
-            self.record_blob(&blob.id, announced, kept).await?;
+            // Analysing a small body costs less than asking whether it is
+            // known; its row is written with the message.
+            meta = Some(analyze(kept).await?);
         } else {
             let known: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE id = $1")
                 .bind(&blob.id)
                 .fetch_optional(&self.pool)
                 .await?;
             if known.is_none() {
-                // Analysed once per body, like delivered ones (deliver::ensure_blobs).
                 let data = self.blobs.get(&blob.id).await?;
-                self.record_blob(&blob.id, announced, data.to_vec()).await?;
+                let analysed = analyze(data.to_vec()).await?;
+                self.record_blob(&blob.id, announced, analysed).await?;
             }
         }
         self.insert_into(
@@ -251,6 +267,7 @@ impl Store {
             start.internal_date_ms,
             &blob.id,
             announced,
+            meta,
         )
         .await
     }

@@ -13,12 +13,15 @@ use crate::store::Store;
 /// Most messages answered by one call; the frontend asks in smaller pieces.
 pub const MAX_FETCH: i64 = 5_000;
 
+/// The mailbox id, then (when a message matched) uid, flags, modseq,
+/// internal date, size, return path, blob id.
 type Row = (
     i64,
-    Vec<String>,
-    i64,
-    chrono::DateTime<chrono::Utc>,
-    i64,
+    Option<i64>,
+    Option<Vec<String>>,
+    Option<i64>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<i64>,
     Option<String>,
     Option<String>,
 );
@@ -32,45 +35,59 @@ impl Store {
         with_meta: bool,
     ) -> Result<Vec<pb::FetchedMessage>> {
         let mailbox = crate::mailboxes::canonical_name(mailbox);
-        let (mailbox_id, _) = self.find_mailbox(account, &mailbox).await?;
+        let addr = crate::store::parse_address(account)?;
         let (lo, hi) = uid_ranges(uids, i64::from(u32::MAX))?;
-        // Each range is an index range scan (the set is a few ranges,
-        // the mailbox may be huge); without metadata the blobs table is
-        // not touched at all.
-        let sql = if with_meta {
-            "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
-                    CASE WHEN $4 THEN b.meta::text END \
-             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
-             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
-             JOIN blobs b ON b.id = m.blob_id \
-             WHERE m.expunged_modseq IS NULL \
-             ORDER BY m.uid LIMIT $5"
+        // One statement finds the mailbox and its messages: no row means no
+        // mailbox. Each range is an index range scan (the set is a few
+        // ranges, the mailbox may be huge); the metadata comes from the cache.
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT mb.id, x.uid, x.flags, x.modseq, x.internal_date, x.size, x.return_path, x.blob_id \
+             FROM (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
+                   WHERE a.address = $1 AND b.name = $2) mb \
+             LEFT JOIN LATERAL ( \
+                SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, m.blob_id \
+                FROM UNNEST($3::int8[], $4::int8[]) AS r(lo, hi) \
+                JOIN messages m ON m.mailbox_id = mb.id AND m.uid BETWEEN r.lo AND r.hi \
+                WHERE m.expunged_modseq IS NULL ORDER BY m.uid LIMIT $5) x ON true",
+        )
+        .bind(addr.full())
+        .bind(&mailbox)
+        .bind(&lo)
+        .bind(&hi)
+        .bind(MAX_FETCH)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(crate::error::StoreError::NotFound(format!(
+                "no mailbox {mailbox:?} for {}",
+                addr.full()
+            )));
+        }
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter_map(|(_, uid, flags, modseq, date, size, rp, blob)| {
+                Some((uid?, flags?, modseq?, date?, size?, rp, blob?))
+            })
+            .collect();
+        let metas = if with_meta {
+            let ids: Vec<&str> = rows.iter().map(|r| r.6.as_str()).collect();
+            self.meta_cache.get_many(&self.pool, &ids).await?
         } else {
-            "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, \
-                    CASE WHEN $4 THEN '' END \
-             FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
-             JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
-             WHERE m.expunged_modseq IS NULL \
-             ORDER BY m.uid LIMIT $5"
+            Default::default()
         };
-        let rows: Vec<Row> = sqlx::query_as(sql)
-            .bind(mailbox_id)
-            .bind(&lo)
-            .bind(&hi)
-            .bind(with_meta)
-            .bind(MAX_FETCH)
-            .fetch_all(&self.pool)
-            .await?;
         Ok(rows
             .into_iter()
             .map(
-                |(uid, flags, modseq, date, size, return_path, meta)| pb::FetchedMessage {
+                |(uid, flags, modseq, date, size, return_path, blob_id)| pb::FetchedMessage {
                     uid: u32::try_from(uid).unwrap_or(u32::MAX),
                     flags,
                     modseq: u64::try_from(modseq).unwrap_or(0),
                     internal_date_ms: date.timestamp_millis(),
                     size: u64::try_from(size).unwrap_or(0),
-                    meta_json: meta.map(String::into_bytes).unwrap_or_default(),
+                    meta_json: metas
+                        .get(&blob_id)
+                        .map(|m| m.json.as_bytes().to_vec())
+                        .unwrap_or_default(),
                     prefix_len: return_path_line(return_path.as_deref()).len() as u32,
                 },
             )

@@ -27,6 +27,7 @@ pub mod flags;
 pub mod grpc;
 pub mod lease;
 pub mod mailboxes;
+pub mod meta_cache;
 pub mod metrics;
 pub mod password;
 pub mod queue_index;
@@ -108,6 +109,7 @@ pub async fn run(
         )),
         metrics,
         dkim_seal: dkim::Sealer::from_secret(config.dkim_key_secret.expose()),
+        meta_cache: meta_cache::MetaCache::new(config.metadata_cache_size),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

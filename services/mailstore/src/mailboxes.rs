@@ -281,18 +281,24 @@ impl Store {
             n => n.min(MAX_SELECT_PAGE),
         };
         let since = i64::try_from(changed_since).unwrap_or(i64::MAX);
-        let rows: Vec<(i64, Vec<String>, i64, bool)> = sqlx::query_as(
+        // Two statements, not one with a CASE: a prepared statement's
+        // generic plan could not use the modseq index for the changes.
+        let sql = if since == 0 {
             "SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM messages \
-             WHERE mailbox_id = $1 AND uid >= $2 \
-               AND (CASE WHEN $3 = 0 THEN expunged_modseq IS NULL ELSE modseq > $3 END) \
-             ORDER BY uid LIMIT $4",
-        )
-        .bind(mailbox.id)
-        .bind(i64::from(uid_from))
-        .bind(since)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE mailbox_id = $1 AND uid >= $2 AND expunged_modseq IS NULL AND $3 = 0 \
+             ORDER BY uid LIMIT $4"
+        } else {
+            "SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM messages \
+             WHERE mailbox_id = $1 AND uid >= $2 AND modseq > $3 \
+             ORDER BY uid LIMIT $4"
+        };
+        let rows: Vec<(i64, Vec<String>, i64, bool)> = sqlx::query_as(sql)
+            .bind(mailbox.id)
+            .bind(i64::from(uid_from))
+            .bind(since)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let more = rows.len() as i64 > limit;
         // STATUS RECENT: live messages no session has claimed (after a
         // claim, none; with nothing unclaimed, no count to make).

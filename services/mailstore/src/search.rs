@@ -6,18 +6,21 @@
 //! Text matching is case-insensitive on the stored bytes (no MIME decoding
 //! of bodies yet).
 
-use mailfleet_mime::{Envelope, EnvelopeAddress};
+use std::sync::Arc;
+
+use mailfleet_mime::EnvelopeAddress;
 use mailfleet_proto::v1::{SearchKey, SearchOp};
 
 use crate::deliver::return_path_line;
 use crate::error::{Result, StoreError};
+use crate::meta_cache::{Entry, SearchMeta};
 use crate::store::Store;
 
 const DAY_MS: i64 = 86_400_000;
 /// Deepest key tree accepted.
 const MAX_DEPTH: usize = 64;
 
-/// uid, modseq, flags, internal date, size, blob id, return path, metadata JSON.
+/// uid, modseq, flags, internal date, size, blob id, return path.
 type SearchRow = (
     i64,
     i64,
@@ -26,24 +29,19 @@ type SearchRow = (
     i64,
     String,
     Option<String>,
-    Option<String>,
 );
 
-/// The part of a message's cached metadata SEARCH reads: everything but
-/// the body structure, which is most of it and never searched.
-#[derive(serde::Deserialize)]
-struct SearchMeta {
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    header_len: u64,
-    #[serde(default)]
-    envelope: Envelope,
-    #[serde(default)]
-    subject: Option<String>,
-    #[serde(default)]
-    date_ms: Option<i64>,
-}
+/// The mailbox id, then a [`SearchRow`] when the mailbox has messages.
+type MailboxRow = (
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<String>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 
 struct Row {
     uid: i64,
@@ -53,7 +51,13 @@ struct Row {
     size: i64,
     blob_id: String,
     prefix: Vec<u8>,
-    meta: Option<SearchMeta>,
+    meta: Option<Arc<Entry>>,
+}
+
+impl Row {
+    fn meta(&self) -> Option<&SearchMeta> {
+        self.meta.as_deref().and_then(Entry::search)
+    }
 }
 
 /// What the evaluation of a key needs beyond the row.
@@ -159,30 +163,46 @@ impl Store {
         key: Option<&SearchKey>,
     ) -> Result<Vec<(u32, u64)>> {
         let mailbox = crate::mailboxes::canonical_name(mailbox);
-        let (mailbox_id, _) = self.find_mailbox(account, &mailbox).await?;
+        let addr = crate::store::parse_address(account)?;
         let all = SearchKey::default();
         let key = key.unwrap_or(&all);
         let mut n = Needs::default();
         needs(key, &mut n, 0)?;
-        // Without header or body keys the blobs table is not touched.
-        let sql = if n.meta {
-            "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
-                    CASE WHEN $2 THEN (b.meta - 'body')::text END \
-             FROM messages m JOIN blobs b ON b.id = m.blob_id \
-             WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid"
+        // One statement finds the mailbox and lists it: no row, no mailbox.
+        let rows: Vec<MailboxRow> = sqlx::query_as(
+            "SELECT mb.id, m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path \
+             FROM (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
+                   WHERE a.address = $1 AND b.name = $2) mb \
+             LEFT JOIN messages m ON m.mailbox_id = mb.id AND m.expunged_modseq IS NULL \
+             ORDER BY m.uid",
+        )
+        .bind(addr.full())
+        .bind(&mailbox)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "no mailbox {mailbox:?} for {}",
+                addr.full()
+            )));
+        }
+        let rows: Vec<SearchRow> = rows
+            .into_iter()
+            .filter_map(|(_, uid, modseq, flags, date, size, blob, rp)| {
+                Some((uid?, modseq?, flags?, date?, size?, blob?, rp))
+            })
+            .collect();
+        // Header and body keys read the metadata, from the cache.
+        let metas = if n.meta {
+            let ids: Vec<&str> = rows.iter().map(|r| r.5.as_str()).collect();
+            self.meta_cache.get_many(&self.pool, &ids).await?
         } else {
-            "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path, \
-                    CASE WHEN $2 THEN '' END \
-             FROM messages m WHERE m.mailbox_id = $1 AND m.expunged_modseq IS NULL ORDER BY m.uid"
+            Default::default()
         };
-        let rows: Vec<SearchRow> = sqlx::query_as(sql)
-            .bind(mailbox_id)
-            .bind(n.meta)
-            .fetch_all(&self.pool)
-            .await?;
         let max_uid = rows.last().map(|r| r.0).unwrap_or(0);
         let mut out = Vec::new();
-        for (uid, modseq, flags, date, size, blob_id, rp, meta) in rows {
+        for (uid, modseq, flags, date, size, blob_id, rp) in rows {
+            let meta = metas.get(&blob_id).cloned();
             let row = Row {
                 uid,
                 modseq,
@@ -191,7 +211,7 @@ impl Store {
                 size,
                 blob_id,
                 prefix: return_path_line(rp.as_deref()),
-                meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
+                meta,
             };
             if Box::pin(self.matches(key, &row, max_uid)).await? {
                 out.push((
@@ -205,7 +225,7 @@ impl Store {
 
     async fn matches(&self, key: &SearchKey, row: &Row, max_uid: i64) -> Result<bool> {
         let has_flag = |f: &str| row.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-        let sent_ms = row.meta.as_ref().and_then(|m| m.date_ms);
+        let sent_ms = row.meta().and_then(|m| m.date_ms);
         Ok(match key.op() {
             SearchOp::SearchAll => true,
             SearchOp::SearchNone => false,
@@ -251,7 +271,7 @@ impl Store {
             SearchOp::SearchSmaller => u64::try_from(row.size).unwrap_or(0) < key.size,
             SearchOp::SearchHeader => self.header_matches(key, row).await?,
             SearchOp::SearchBody | SearchOp::SearchText => {
-                let Some(meta) = &row.meta else {
+                let Some(meta) = row.meta() else {
                     return Ok(false);
                 };
                 let start = if key.op() == SearchOp::SearchBody {
@@ -273,7 +293,7 @@ impl Store {
     }
 
     async fn header_matches(&self, key: &SearchKey, row: &Row) -> Result<bool> {
-        let Some(meta) = &row.meta else {
+        let Some(meta) = row.meta() else {
             return Ok(false);
         };
         let env = &meta.envelope;

@@ -37,6 +37,8 @@ pub struct Store {
     pub events: crate::events::Events,
     /// Seals DKIM private keys at rest (see `crate::dkim`).
     pub dkim_seal: crate::dkim::Sealer,
+    /// Message metadata kept in memory (see `crate::meta_cache`).
+    pub meta_cache: crate::meta_cache::MetaCache,
 }
 
 /// Where an envelope recipient goes.

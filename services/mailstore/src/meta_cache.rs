@@ -1,0 +1,159 @@
+//! A bounded in-memory cache of message metadata, keyed by blob id.
+//!
+//! A blob's metadata never changes once recorded, so any replica may keep
+//! it without invalidation. FETCH of ENVELOPE/BODYSTRUCTURE and SEARCH on
+//! header fields read it for many messages per call; from Postgres that
+//! meant a jsonb-to-text conversion per message and, for SEARCH, a JSON
+//! parse of every message in the mailbox each time. With the cache Postgres
+//! returns blob ids and only the misses are read (in one query).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use mailfleet_mime::Envelope;
+use quick_cache::sync::Cache;
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+/// Memory an entry costs beyond its JSON text (key, parsed search fields,
+/// bookkeeping), as the cache counts it.
+const ENTRY_OVERHEAD: u64 = 256;
+/// Typical entry size, to size the cache's tables.
+const TYPICAL_ENTRY: u64 = 1024;
+
+/// The part of a message's metadata SEARCH reads: everything but the body
+/// structure, which is most of it and never searched.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct SearchMeta {
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub header_len: u64,
+    #[serde(default)]
+    pub envelope: Envelope,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub date_ms: Option<i64>,
+}
+
+/// One blob's metadata: the JSON as stored, and its search fields parsed
+/// the first time a SEARCH needs them.
+pub(crate) struct Entry {
+    pub json: Box<str>,
+    search: OnceLock<Option<SearchMeta>>,
+}
+
+impl Entry {
+    fn new(json: String) -> Entry {
+        Entry {
+            json: json.into_boxed_str(),
+            search: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn search(&self) -> Option<&SearchMeta> {
+        self.search
+            .get_or_init(|| serde_json::from_str(&self.json).ok())
+            .as_ref()
+    }
+}
+
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<Box<str>, Arc<Entry>> for Weight {
+    fn weight(&self, key: &Box<str>, val: &Arc<Entry>) -> u64 {
+        key.len() as u64 + val.json.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+type Entries = Cache<Box<str>, Arc<Entry>, Weight>;
+
+/// Shared by every call of one mailstore process.
+#[derive(Clone)]
+pub struct MetaCache(Option<Arc<Entries>>);
+
+impl MetaCache {
+    /// A cache of at most `bytes` (0: none, every read goes to Postgres).
+    pub fn new(bytes: u64) -> MetaCache {
+        if bytes == 0 {
+            return MetaCache(None);
+        }
+        let items = usize::try_from((bytes / TYPICAL_ENTRY).max(16)).unwrap_or(usize::MAX);
+        MetaCache(Some(Arc::new(Cache::with_weighter(items, bytes, Weight))))
+    }
+
+    /// The metadata of each of `ids` that has any; misses are read from
+    /// Postgres in one query and kept.
+    pub(crate) async fn get_many(
+        &self,
+        pool: &PgPool,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Arc<Entry>>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing: Vec<&str> = Vec::new();
+        for &id in ids {
+            if found.contains_key(id) {
+                continue;
+            }
+            match self.0.as_ref().and_then(|c| c.get(id)) {
+                Some(e) => {
+                    found.insert(id.to_owned(), e);
+                }
+                None => missing.push(id),
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, meta::text FROM blobs WHERE id = ANY($1)")
+                .bind(&missing)
+                .fetch_all(pool)
+                .await?;
+        for (id, json) in rows {
+            let entry = Arc::new(Entry::new(json));
+            if let Some(c) = &self.0 {
+                c.insert(id.clone().into_boxed_str(), entry.clone());
+            }
+            found.insert(id, entry);
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_fields_parse_once_and_tolerate_junk() {
+        let e = Entry::new(
+            r#"{"size":10,"header_len":4,"envelope":{"date":null,"subject":"hi","from":[],"sender":[],"reply_to":[],"to":[],"cc":[],"bcc":[],"in_reply_to":null,"message_id":null},"body":{},"subject":"hi","date_ms":5}"#
+                .to_owned(),
+        );
+        let s = e.search().unwrap();
+        assert_eq!((s.size, s.header_len, s.date_ms), (10, 4, Some(5)));
+        assert_eq!(s.envelope.subject.as_deref(), Some("hi"));
+        assert!(Entry::new("not json".into()).search().is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bytes() {
+        let cache = MetaCache::new(64 * 1024);
+        let c = cache.0.as_ref().unwrap();
+        for i in 0..1000 {
+            c.insert(
+                format!("blob{i}").into_boxed_str(),
+                Arc::new(Entry::new("x".repeat(1000))),
+            );
+        }
+        assert!(c.weight() <= 64 * 1024, "{}", c.weight());
+        assert!(c.len() > 10);
+        assert!(MetaCache::new(0).0.is_none());
+    }
+}
