@@ -41,6 +41,7 @@ impl Store {
             "SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.internal_date, m.return_path, m.size, m.blob_id \
              FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
              JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+               AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($2::int8[]) v) AND (SELECT max(v) FROM UNNEST($3::int8[]) v) \
              WHERE m.expunged_modseq IS NULL ORDER BY m.uid",
         )
         .bind(source_id)

@@ -30,7 +30,8 @@ impl Store {
         let gone: Vec<(i64, i64, bool)> = sqlx::query_as(
             "UPDATE messages m SET expunged_modseq = $4, modseq = $4 \
              FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
-             WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi AND m.expunged_modseq IS NULL \
+             WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
+               AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($2::int8[]) v) AND (SELECT max(v) FROM UNNEST($3::int8[]) v) AND m.expunged_modseq IS NULL \
                AND (NOT $5 OR $6 = ANY(m.flags)) \
              RETURNING m.uid, m.size, $7 = ANY(m.flags)",
         )

@@ -48,6 +48,7 @@ impl Store {
                 SELECT DISTINCT ON (m.uid) m.uid, m.flags, m.modseq, m.internal_date, m.size, m.return_path, m.blob_id \
                 FROM UNNEST($3::int8[], $4::int8[]) AS r(lo, hi) \
                 JOIN messages m ON m.mailbox_id = mb.id AND m.uid BETWEEN r.lo AND r.hi \
+               AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($3::int8[]) v) AND (SELECT max(v) FROM UNNEST($4::int8[]) v) \
                 WHERE m.expunged_modseq IS NULL ORDER BY m.uid LIMIT $5) x ON true",
         )
         .bind(addr.full())
