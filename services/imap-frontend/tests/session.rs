@@ -178,30 +178,42 @@ async fn start() -> Env {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imaplib_suite() {
-    let env = start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_suite.py"
+/// Runs a Python client script from `tests/e2e/clients` with `args`; it
+/// must exit 0 and print "ok".
+async fn run_client(script: &str, args: &[&str]) {
+    let path = format!(
+        "{}/../../tests/e2e/clients/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(env.imaps.to_string())
-        .arg(&env.cert)
-        .arg(USER)
-        .arg(PASS)
-        .arg("0")
+        .arg(&path)
+        .args(args)
         .output()
         .await
         .unwrap();
     assert!(
         out.status.success(),
-        "imap_suite.py failed:\n{}",
+        "{script} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_suite() {
+    let env = start().await;
+    run_client(
+        "imap_suite.py",
+        &[
+            &env.imap.to_string(),
+            &env.imaps.to_string(),
+            &env.cert.display().to_string(),
+            USER,
+            PASS,
+            "0",
+        ],
+    )
+    .await;
 }
 
 /// A blocking raw IMAP connection (run inside `spawn_blocking`).
@@ -493,24 +505,7 @@ async fn bad_input_gets_bad_and_the_session_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_streams_large_messages() {
     let env = start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_append.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(USER)
-        .arg(PASS)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "imap_append.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client("imap_append.py", &[&env.imap.to_string(), USER, PASS]).await;
     // Stored bodies: the 30 MiB one, the small one (appended twice, one
     // blob), the LITERAL+ one. The cut and refused bodies left nothing, not
     // even a temporary upload (aborted once mailstore sees the reset).
@@ -969,25 +964,11 @@ async fn imap_extensions() {
         .execute(&mut db)
         .await
         .unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_ext.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(USER)
-        .arg(PASS)
-        .arg(QUOTA.to_string())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "imap_ext.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client(
+        "imap_ext.py",
+        &[&env.imap.to_string(), USER, PASS, &QUOTA.to_string()],
+    )
+    .await;
 }
 
 /// CONDSTORE and QRESYNC (RFC 7162) with imaplib: resync after another
@@ -995,24 +976,7 @@ async fn imap_extensions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_condstore_qresync() {
     let env = start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_condstore.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(USER)
-        .arg(PASS)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "imap_condstore.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client("imap_condstore.py", &[&env.imap.to_string(), USER, PASS]).await;
 }
 
 /// RFC 7162 forms imaplib cannot send or read as such: IDLE pushing
@@ -1182,24 +1146,7 @@ async fn qresync_raw_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sort_thread_recent_and_rev2() {
     let env = start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_sort.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(USER)
-        .arg(PASS)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "imap_sort.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client("imap_sort.py", &[&env.imap.to_string(), USER, PASS]).await;
 }
 
 /// Figure for the note: SORT and THREAD over a 100,000-message mailbox
@@ -1272,24 +1219,7 @@ async fn sort_and_thread_100k_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_literal8_and_searchres() {
     let env = start().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/clients/imap_rev2.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(env.imap.to_string())
-        .arg(USER)
-        .arg(PASS)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "imap_rev2.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    run_client("imap_rev2.py", &[&env.imap.to_string(), USER, PASS]).await;
 }
 
 /// The exact wire form of BINARY answers (literal8 only when a NUL is in
