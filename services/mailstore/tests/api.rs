@@ -666,10 +666,12 @@ async fn unreachable_postgres_is_one_clear_error() {
     );
 }
 
-/// One hot mailbox: batches of 128 distinct messages into one INBOX. Prints
-/// the rate; asserts a floor low enough for a debug build on a busy machine.
+/// One hot mailbox: batches of 128 distinct messages into one INBOX from two
+/// concurrent callers, as two delivery-worker replicas would send them;
+/// every message gets a UID and the UIDs have no gap or repeat. (Speed is
+/// measured by `mailfleet bench`, not here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_mailbox_throughput() {
+async fn hot_mailbox_concurrent_batches() {
     let db = Database(unique_db_name("hot"));
     let blob_dir = tempfile::tempdir().unwrap();
     let config = config(&db.0, blob_dir.path());
@@ -709,7 +711,6 @@ async fn hot_mailbox_throughput() {
         jobs.push(deliveries);
     }
     // Two workers deliver concurrently, as replicas of delivery-worker would.
-    let started = Instant::now();
     let mut tasks = Vec::new();
     for chunk in jobs.chunks(batches / 2) {
         let chunk = chunk.to_vec();
@@ -732,10 +733,7 @@ async fn hot_mailbox_throughput() {
     for t in tasks {
         t.await.unwrap();
     }
-    let elapsed = started.elapsed();
     let total = batches * batch;
-    let rate = total as f64 / elapsed.as_secs_f64();
-    println!("hot mailbox: {total} messages in {elapsed:?} = {rate:.0} messages/s");
     let listed = ms
         .list_messages(pb::ListMessagesRequest {
             account: "hot@hot.test".into(),
@@ -751,7 +749,6 @@ async fn hot_mailbox_throughput() {
         (1..=total as u32).collect::<Vec<_>>(),
         "UIDs contiguous across concurrent batches"
     );
-    assert!(rate > 100.0, "{rate:.0} messages/s");
     stop(running).await;
 }
 
