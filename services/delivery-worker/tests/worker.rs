@@ -640,6 +640,7 @@ impl Stack {
                 address: "alice@example.test".into(),
                 password: "pw-alice-1234".into(),
                 quota_bytes: 0,
+                quota_messages: 0,
             })
             .await
             .unwrap();

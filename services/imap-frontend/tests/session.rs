@@ -141,6 +141,7 @@ async fn start() -> Env {
             address: USER.into(),
             password: PASS.into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap();
@@ -969,6 +970,43 @@ async fn imap_extensions() {
         &[&env.imap.to_string(), USER, PASS, &QUOTA.to_string()],
     )
     .await;
+}
+
+/// The MESSAGE resource of QUOTA (RFC 9208): reported with the quota root,
+/// and APPEND and COPY past it answered NO [OVERQUOTA].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_quota_over_imap() {
+    let env = start().await;
+    let mut db =
+        sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{}", env.db))
+            .await
+            .unwrap();
+    sqlx::query("UPDATE accounts SET quota_messages = 2")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut c = Raw::connect(port);
+        let caps = c.ok("a0", "CAPABILITY");
+        assert!(caps[0].contains(" QUOTA=RES-MESSAGE"), "{caps:?}");
+        c.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        c.ok("a2", "APPEND INBOX {14+}\r\nSubject: 1\r\n\r\n");
+        c.ok("a3", "APPEND Sent {14+}\r\nSubject: 2\r\n\r\n");
+        let l = c.cmd("a4", "APPEND INBOX {14+}\r\nSubject: 3\r\n\r\n");
+        assert!(l.last().unwrap().starts_with("a4 NO [OVERQUOTA]"), "{l:?}");
+        let q = c.ok("a5", "GETQUOTAROOT INBOX");
+        assert_eq!(q[0], "* QUOTAROOT \"INBOX\" \"User quota\"\r\n", "{q:?}");
+        assert_eq!(q[1], "* QUOTA \"User quota\" (MESSAGE 2 2)\r\n", "{q:?}");
+        c.ok("a6", "SELECT INBOX");
+        let l = c.cmd("a7", "COPY 1 Archive");
+        assert!(l.last().unwrap().starts_with("a7 NO [OVERQUOTA]"), "{l:?}");
+        // MOVE adds nothing to the account, so it is allowed.
+        c.ok("a8", "MOVE 1 Archive");
+        c.ok("a9", "LOGOUT");
+    })
+    .await
+    .unwrap();
 }
 
 /// CONDSTORE and QRESYNC (RFC 7162) with imaplib: resync after another

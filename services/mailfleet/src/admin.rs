@@ -174,12 +174,14 @@ async fn account_inner(connection: &Connection, command: AccountCommand) -> anyh
             address,
             password,
             quota,
+            quota_messages,
         } => {
             let a = admin
                 .add_account(AddAccountRequest {
                     address,
                     password,
                     quota_bytes: quota,
+                    quota_messages,
                 })
                 .await
                 .map_err(|s| target.explain(&s))?

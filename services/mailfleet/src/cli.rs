@@ -157,6 +157,9 @@ pub enum AccountCommand {
         /// Quota in bytes; 0 means none.
         #[arg(long, default_value_t = 0)]
         quota: u64,
+        /// Most messages the account may hold (all mailboxes); 0 means no limit.
+        #[arg(long, default_value_t = 0)]
+        quota_messages: u64,
     },
     /// List accounts (of one domain, or all): address, quota, used bytes.
     List { domain: Option<String> },
@@ -309,12 +312,13 @@ mod tests {
                         address,
                         password,
                         quota,
+                        quota_messages,
                     },
                 connection,
             } => {
                 assert_eq!(
-                    (address.as_str(), password.as_str(), quota),
-                    ("a@b.test", "p", 0)
+                    (address.as_str(), password.as_str(), quota, quota_messages),
+                    ("a@b.test", "p", 0, 0)
                 );
                 assert_eq!(connection.endpoint.as_deref(), Some("http://e:1"));
                 assert_eq!(connection.token.as_deref(), Some("t"));

@@ -343,6 +343,7 @@ async fn provision(config: &Config) -> anyhow::Result<()> {
                 address: DEMO_ACCOUNT.into(),
                 password: DEMO_PASSWORD.into(),
                 quota_bytes: 0,
+                quota_messages: 0,
             })
             .await
         {

@@ -119,7 +119,9 @@ impl Store {
 
     /// The transaction of an APPEND, one statement: the body's `blobs` row
     /// (when `meta` is given), the next UID and modseq from the mailbox row,
-    /// the size onto the account within its quota, and the message row.
+    /// the size onto the account within its quotas (bytes and messages; the
+    /// count is read from the statement's snapshot, before this message),
+    /// and the message row.
     /// Rows are locked mailbox first, then account, as every writer does.
     async fn insert_into(
         &self,
@@ -145,6 +147,8 @@ impl Store {
                  WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id), \
              acct AS (UPDATE accounts a SET used_bytes = a.used_bytes + $3 FROM b \
                  WHERE a.id = b.account_id AND (a.quota_bytes <= 0 OR a.used_bytes + $3 <= a.quota_bytes) \
+                   AND (a.quota_messages <= 0 OR a.quota_messages > \
+                        (SELECT COALESCE(sum(x.message_count), 0) FROM mailboxes x WHERE x.account_id = a.id)) \
                  RETURNING a.id), \
              ins AS (INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
                  SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b, acct RETURNING uid) \

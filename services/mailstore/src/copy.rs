@@ -67,15 +67,20 @@ impl Store {
             .iter()
             .filter(|r| !r.1.iter().any(|f| f == SEEN))
             .count() as i64;
-        let (account_id, quota, used): (i64, i64, i64) = sqlx::query_as(
-            "SELECT a.id, a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
-             WHERE m.id = $1 FOR UPDATE OF a",
-        )
-        .bind(target_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (account_id, quota, used, quota_messages, messages): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT a.id, a.quota_bytes, a.used_bytes, a.quota_messages, \
+                        (SELECT COALESCE(sum(x.message_count), 0) FROM mailboxes x WHERE x.account_id = a.id)::int8 \
+                 FROM accounts a JOIN mailboxes m ON m.account_id = a.id \
+                 WHERE m.id = $1 FOR UPDATE OF a",
+            )
+            .bind(target_id)
+            .fetch_one(&mut *tx)
+            .await?;
         // A move does not grow the account once the originals are gone.
-        if !is_move && quota > 0 && used + bytes > quota {
+        let over_bytes = quota > 0 && used + bytes > quota;
+        let over_messages = quota_messages > 0 && messages + n > quota_messages;
+        if !is_move && (over_bytes || over_messages) {
             return Err(StoreError::FailedPrecondition("over quota".into()));
         }
         let (first_uid, modseq): (i64, i64) = sqlx::query_as(

@@ -73,6 +73,10 @@ struct Placement {
     size: i64,
 }
 
+/// An inbox locked for delivery: (mailbox, account, quota_bytes,
+/// used_bytes, quota_messages, messages held).
+type Quotas = (i64, i64, i64, i64, i64, i64);
+
 impl Store {
     pub async fn deliver(&self, items: Vec<Delivery>) -> Result<Vec<DeliveryResult>> {
         let started = Instant::now();
@@ -283,18 +287,20 @@ impl Store {
             new_items.iter().flat_map(|c| c.2.iter().copied()).collect();
         account_ids.sort_unstable();
         account_ids.dedup();
-        let locked: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT m.id, m.account_id, a.quota_bytes, a.used_bytes \
+        let locked: Vec<Quotas> = sqlx::query_as(
+            "SELECT m.id, m.account_id, a.quota_bytes, a.used_bytes, a.quota_messages, \
+                    (SELECT COALESCE(sum(x.message_count), 0) FROM mailboxes x WHERE x.account_id = a.id)::int8 \
              FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
              WHERE m.account_id = ANY($1) AND m.name = 'INBOX' ORDER BY m.id FOR UPDATE",
         )
         .bind(&account_ids)
         .fetch_all(&mut *tx)
         .await?;
-        // account -> (inbox, quota, used so far including this batch)
-        let mut inbox_of: HashMap<i64, (i64, i64, i64)> = locked
+        // account -> (inbox, quota, used so far including this batch,
+        // message quota, messages so far including this batch)
+        let mut inbox_of: HashMap<i64, (i64, i64, i64, i64, i64)> = locked
             .into_iter()
-            .map(|(m, a, q, u)| (a, (m, q, u)))
+            .map(|(m, a, q, u, qm, n)| (a, (m, q, u, qm, n)))
             .collect();
 
         // 3. Plan the copies: all targets of an item or none.
@@ -315,8 +321,15 @@ impl Store {
                         ));
                         break;
                     }
-                    Some(&(_, quota, used)) if quota > 0 && used + size > quota => {
+                    Some(&(_, quota, used, _, _)) if quota > 0 && used + size > quota => {
                         outcome = Some((DeliveryStatus::DeliveryOverQuota, "mailbox full".into()));
+                        break;
+                    }
+                    Some(&(_, _, _, most, held)) if most > 0 && held >= most => {
+                        outcome = Some((
+                            DeliveryStatus::DeliveryOverQuota,
+                            "mailbox full (message count)".into(),
+                        ));
                         break;
                     }
                     Some(_) => {}
@@ -330,6 +343,7 @@ impl Store {
             for a in accounts {
                 if let Some(entry) = inbox_of.get_mut(a) {
                     entry.2 += size;
+                    entry.4 += 1;
                     copies.push(Placement {
                         item: *i,
                         inbox: entry.0,
@@ -429,7 +443,10 @@ impl Store {
         .await?;
 
         // 6. Quota usage per account.
-        let used: Vec<(i64, i64)> = inbox_of.iter().map(|(a, (_, _, u))| (*a, *u)).collect();
+        let used: Vec<(i64, i64)> = inbox_of
+            .iter()
+            .map(|(a, (_, _, u, _, _))| (*a, *u))
+            .collect();
         let (acc_col, used_col): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
         sqlx::query(
             "UPDATE accounts a SET used_bytes = v.used FROM UNNEST($1::int8[], $2::int8[]) AS v(id, used) WHERE a.id = v.id",

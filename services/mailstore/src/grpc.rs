@@ -440,11 +440,13 @@ impl MailStore for MailStoreService {
         request: Request<pb::GetQuotaRequest>,
     ) -> Result<Response<pb::GetQuotaResponse>, Status> {
         self.authorize(&request)?;
-        let (quota, used, messages) = self.store.quota(&request.into_inner().account).await?;
+        let (quota, used, messages, quota_messages) =
+            self.store.quota(&request.into_inner().account).await?;
         Ok(Response::new(pb::GetQuotaResponse {
             quota_bytes: u64_of(quota),
             used_bytes: u64_of(used),
             messages: u64_of(messages),
+            quota_messages: u64_of(quota_messages),
         }))
     }
 
@@ -481,6 +483,7 @@ fn account_pb(a: crate::store::AccountRow) -> pb::Account {
         address: a.address,
         quota_bytes: u64_of(a.quota_bytes),
         used_bytes: u64_of(a.used_bytes),
+        quota_messages: u64_of(a.quota_messages),
     }
 }
 
@@ -522,7 +525,7 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let a = self
             .store
-            .add_account(&r.address, &r.password, r.quota_bytes)
+            .add_account(&r.address, &r.password, r.quota_bytes, r.quota_messages)
             .await?;
         Ok(Response::new(account_pb(a)))
     }

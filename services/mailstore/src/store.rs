@@ -55,6 +55,7 @@ pub struct AccountRow {
     pub address: String,
     pub quota_bytes: i64,
     pub used_bytes: i64,
+    pub quota_messages: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -151,21 +152,25 @@ impl Store {
         raw: &str,
         password: &str,
         quota_bytes: u64,
+        quota_messages: u64,
     ) -> Result<AccountRow> {
         let addr = parse_address(raw)?;
         let quota = i64::try_from(quota_bytes).map_err(|_| invalid("quota too large"))?;
+        let quota_messages =
+            i64::try_from(quota_messages).map_err(|_| invalid("message quota too large"))?;
         self.require_domain(&addr.domain).await?;
         let hash = self.hash_password(password).await?;
         let address = addr.full();
         let mut tx = self.pool.begin().await?;
         let id: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO accounts (address, domain, password_hash, quota_bytes) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (address) DO NOTHING RETURNING id",
+            "INSERT INTO accounts (address, domain, password_hash, quota_bytes, quota_messages) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING RETURNING id",
         )
         .bind(&address)
         .bind(&addr.domain)
         .bind(&hash)
         .bind(quota)
+        .bind(quota_messages)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((id,)) = id else {
@@ -190,6 +195,7 @@ impl Store {
             address,
             quota_bytes: quota,
             used_bytes: 0,
+            quota_messages,
         })
     }
 
@@ -200,8 +206,8 @@ impl Store {
             normalize_domain(domain)
                 .ok_or_else(|| invalid(format!("not a valid domain: {domain:?}")))?
         };
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT address, quota_bytes, used_bytes FROM accounts \
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT address, quota_bytes, used_bytes, quota_messages FROM accounts \
              WHERE $1 = '' OR domain = $1 ORDER BY address",
         )
         .bind(&domain)
@@ -209,11 +215,14 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(address, quota_bytes, used_bytes)| AccountRow {
-                address,
-                quota_bytes,
-                used_bytes,
-            })
+            .map(
+                |(address, quota_bytes, used_bytes, quota_messages)| AccountRow {
+                    address,
+                    quota_bytes,
+                    used_bytes,
+                    quota_messages,
+                },
+            )
             .collect())
     }
 
@@ -438,12 +447,13 @@ impl Store {
         Ok(rows)
     }
 
-    /// (quota_bytes, used_bytes, message count) of an account.
-    pub async fn quota(&self, account: &str) -> Result<(i64, i64, i64)> {
+    /// (quota_bytes, used_bytes, message count, quota_messages) of an account.
+    pub async fn quota(&self, account: &str) -> Result<(i64, i64, i64, i64)> {
         let addr = parse_address(account)?;
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT a.quota_bytes, a.used_bytes, \
-                    COALESCE((SELECT sum(m.message_count) FROM mailboxes m WHERE m.account_id = a.id), 0)::int8 \
+                    COALESCE((SELECT sum(m.message_count) FROM mailboxes m WHERE m.account_id = a.id), 0)::int8, \
+                    a.quota_messages \
              FROM accounts a WHERE a.address = $1",
         )
         .bind(addr.full())

@@ -92,6 +92,7 @@ async fn admin_setup(admin: &mut Admin) {
                 address: addr.into(),
                 password: format!("pw-{}", addr.to_lowercase()),
                 quota_bytes: quota,
+                quota_messages: 0,
             })
             .await
             .unwrap()
@@ -103,6 +104,7 @@ async fn admin_setup(admin: &mut Admin) {
             address: "alice@example.test".into(),
             password: "x".into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap_err();
@@ -112,6 +114,7 @@ async fn admin_setup(admin: &mut Admin) {
             address: "dave@elsewhere.test".into(),
             password: "x".into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap_err();
@@ -121,6 +124,7 @@ async fn admin_setup(admin: &mut Admin) {
             address: "not an address".into(),
             password: "x".into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap_err();
@@ -689,6 +693,7 @@ async fn hot_mailbox_concurrent_batches() {
             address: "hot@hot.test".into(),
             password: "pw".into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap();
@@ -774,6 +779,7 @@ async fn get_quota_follows_usage() {
             address: "q@quota.test".into(),
             password: "pw".into(),
             quota_bytes: 10_000,
+            quota_messages: 0,
         })
         .await
         .unwrap();
@@ -823,6 +829,123 @@ async fn get_quota_follows_usage() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+    stop(running).await;
+}
+
+/// The MESSAGE quota (RFC 9208): an account holds at most `quota_messages`
+/// messages in all its mailboxes; APPEND, COPY and delivery past it are
+/// refused, MOVE is not (it adds nothing), and an expunge makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_quota_limits_every_way_in() {
+    let db = Database(unique_db_name("msgquota"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "quota.test".into(),
+        })
+        .await
+        .unwrap();
+    let account = admin
+        .add_account(pb::AddAccountRequest {
+            address: "q@quota.test".into(),
+            password: "pw".into(),
+            quota_bytes: 0,
+            quota_messages: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(account.quota_messages, 3);
+    let append = |mailbox: &'static str| {
+        let mut ms = ms.clone();
+        async move {
+            ms.append_message(pb::AppendMessageRequest {
+                account: "q@quota.test".into(),
+                mailbox: mailbox.into(),
+                flags: vec!["\\Deleted".into()],
+                internal_date_ms: 0,
+                data: b"Subject: q\r\n\r\nbody\r\n".to_vec(),
+            })
+            .await
+        }
+    };
+    append("INBOX").await.unwrap();
+    append("Sent").await.unwrap();
+    append("INBOX").await.unwrap();
+    let full = append("Drafts").await.unwrap_err();
+    assert_eq!(full.code(), tonic::Code::FailedPrecondition, "{full}");
+    let q = ms
+        .get_quota(pb::GetQuotaRequest {
+            account: "q@quota.test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((q.messages, q.quota_messages), (3, 3));
+
+    let copy = |is_move: bool| {
+        let mut ms = ms.clone();
+        async move {
+            ms.copy_messages(pb::CopyMessagesRequest {
+                account: "q@quota.test".into(),
+                mailbox: "INBOX".into(),
+                uids: Some(pb::UidSet {
+                    ranges: vec![pb::UidRange { first: 1, last: 1 }],
+                }),
+                target: "Archive".into(),
+                r#move: is_move,
+            })
+            .await
+        }
+    };
+    let e = copy(false).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    copy(true).await.unwrap();
+
+    // Delivery to a full account is refused as over quota, not lost.
+    let data = b"Subject: d\r\n\r\nbody\r\n";
+    let deliver = |key: &'static str| {
+        let mut ms = ms.clone();
+        let config = config.clone();
+        async move {
+            let blob_id = put_blob(&config, data).await;
+            ms.deliver(pb::DeliverRequest {
+                deliveries: vec![pb::Delivery {
+                    idempotency_key: key.into(),
+                    recipient: "q@quota.test".into(),
+                    blob_id,
+                    blob_size: data.len() as u64,
+                    return_path: "s@example.org".into(),
+                    internal_date_ms: 0,
+                }],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results[0]
+                .status()
+        }
+    };
+    assert_eq!(deliver("d1").await, pb::DeliveryStatus::DeliveryOverQuota);
+
+    // An expunge makes room for one more.
+    ms.clone()
+        .expunge(pb::ExpungeRequest {
+            account: "q@quota.test".into(),
+            mailbox: "Sent".into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange { first: 1, last: 0 }],
+            }),
+            only_deleted: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(deliver("d2").await, pb::DeliveryStatus::DeliveryStored);
+    assert_eq!(deliver("d3").await, pb::DeliveryStatus::DeliveryOverQuota);
     stop(running).await;
 }
 
@@ -884,6 +1007,7 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
                 address: address.into(),
                 password: "pw".into(),
                 quota_bytes,
+                quota_messages: 0,
             })
             .await
             .unwrap();

@@ -75,7 +75,7 @@ MSG = (b'From: Alice <alice@example.test>\r\n'
 M = login()
 typ, caps = M.capability()
 caps = caps[0].decode().split()
-for c in ['LIST-EXTENDED', 'LIST-STATUS', 'ESEARCH', 'STATUS=SIZE', 'QUOTA', 'QUOTA=RES-STORAGE',
+for c in ['LIST-EXTENDED', 'LIST-STATUS', 'ESEARCH', 'STATUS=SIZE', 'QUOTA', 'QUOTA=RES-STORAGE', 'QUOTA=RES-MESSAGE',
           'UTF8=ACCEPT', 'SPECIAL-USE', 'CHILDREN']:
     assert c in caps, (c, caps)
 assert 'QUOTASET' not in caps

@@ -24,8 +24,7 @@ use imap_codec::imap_types::extensions::enable::{CapabilityEnable, Utf8Kind};
 use crate::session::{Reply, Session};
 
 /// The capabilities this module implements (for CAPABILITY).
-pub(crate) const CAPABILITIES: &str =
-    " LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QUOTA QUOTA=RES-STORAGE UTF8=ACCEPT";
+pub(crate) const CAPABILITIES: &str = " LIST-EXTENDED LIST-STATUS ESEARCH STATUS=SIZE QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE UTF8=ACCEPT";
 
 /// Per-session state of the extensions.
 #[derive(Debug, Default)]

@@ -1,7 +1,7 @@
-//! QUOTA (RFC 9208) with the STORAGE resource: one quota root per account,
-//! "User quota" as Dovecot names it, limited by the account's
-//! `quota_bytes` (0: no limit, so no quota root at all). Limits are the
-//! operator's: SETQUOTA is refused.
+//! QUOTA (RFC 9208) with the STORAGE and MESSAGE resources: one quota root
+//! per account, "User quota" as Dovecot names it, limited by the account's
+//! `quota_bytes` and `quota_messages` (0: no limit; without either there is
+//! no quota root at all). Limits are the operator's: SETQUOTA is refused.
 
 use imap_codec::imap_types::core::AString;
 use mailfleet_proto::v1 as pb;
@@ -10,7 +10,8 @@ use crate::session::{Reply, Session, rpc};
 
 pub(crate) const ROOT: &str = "User quota";
 
-/// `QUOTA "User quota" (STORAGE used limit)` in KiB, if the account has a limit.
+/// `QUOTA "User quota" (STORAGE used limit MESSAGE used limit)`, storage in
+/// KiB, each resource only when the account has a limit on it.
 async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
     let account = s.account();
     let q = s
@@ -18,14 +19,21 @@ async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
         .get_quota(pb::GetQuotaRequest { account })
         .await?
         .into_inner();
-    if q.quota_bytes == 0 {
+    let mut resources = Vec::new();
+    if q.quota_bytes > 0 {
+        resources.push(format!(
+            "STORAGE {} {}",
+            q.used_bytes / 1024,
+            q.quota_bytes / 1024
+        ));
+    }
+    if q.quota_messages > 0 {
+        resources.push(format!("MESSAGE {} {}", q.messages, q.quota_messages));
+    }
+    if resources.is_empty() {
         return Ok(None);
     }
-    Ok(Some(format!(
-        "QUOTA \"{ROOT}\" (STORAGE {} {})",
-        q.used_bytes / 1024,
-        q.quota_bytes / 1024
-    )))
+    Ok(Some(format!("QUOTA \"{ROOT}\" ({})", resources.join(" "))))
 }
 
 pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::Result<Reply> {

@@ -272,6 +272,7 @@ async fn ensure_accounts(target: &Target, domain: &str, accounts: &[String]) -> 
                     address: address.clone(),
                     password: "bench".into(),
                     quota_bytes: 0,
+                    quota_messages: 0,
                 })
                 .await
                 .map_err(|s| target.explain(&s))

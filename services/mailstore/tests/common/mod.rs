@@ -154,6 +154,7 @@ pub async fn add_account(running: &Running, address: &str, quota_bytes: u64) {
             address: address.into(),
             password: "pw".into(),
             quota_bytes,
+            quota_messages: 0,
         })
         .await
         .unwrap();

@@ -89,6 +89,7 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
             address: "u@local.test".into(),
             password: "pw".into(),
             quota_bytes: 0,
+            quota_messages: 0,
         })
         .await
         .unwrap();
@@ -98,6 +99,7 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
                 address: address.into(),
                 password: "pw2".into(),
                 quota_bytes: 0,
+                quota_messages: 0,
             })
             .await
             .unwrap();
