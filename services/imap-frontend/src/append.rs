@@ -16,6 +16,7 @@ use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 
 use crate::session::{Reply, Session, mailbox_name, status_reply};
+use crate::state::MessageState;
 
 /// Octets read from the socket and sent to mailstore at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -118,6 +119,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
             flags: p.flags.clone(),
             internal_date_ms: p.internal_date_ms,
             size: p.length as u64,
+            claim_recent: into_selected(s, &p.mailbox).is_some_and(|read_only| !read_only),
         }),
         data: Vec::new(),
         commit: false,
@@ -212,6 +214,9 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
             ));
         }
     };
+    if into_selected(s, &p.mailbox).is_some() {
+        learn_appended(s, &response, &p.flags);
+    }
     s.sync(true).await?;
     Ok((
         p.tag,
@@ -221,6 +226,38 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
             response.uidvalidity, response.uid
         )),
     ))
+}
+
+/// Whether `mailbox` is the session's selected mailbox: Some(read-only).
+fn into_selected(s: &Session, mailbox: &str) -> Option<bool> {
+    s.selected
+        .as_ref()
+        .filter(|sel| crate::session::same_name(&sel.name, mailbox))
+        .map(|sel| sel.read_only)
+}
+
+/// A message appended to the selected mailbox joins the session at once
+/// (RFC 3501 6.3.11: the server should send EXISTS) when nothing else
+/// changed the mailbox in between; otherwise the resync finds it.
+fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[String]) {
+    let Some(sel) = s.selected.as_mut() else {
+        return;
+    };
+    let newest = sel.uids.last().copied().unwrap_or(0);
+    if r.modseq != sel.modseq + 1 || r.uid <= newest || sel.states.len() != sel.uids.len() {
+        return;
+    }
+    sel.uids.push(r.uid);
+    sel.states.push(MessageState::new(flags, r.modseq));
+    sel.modseq = r.modseq;
+    if r.recent {
+        sel.recent.push(r.uid);
+    }
+    let exists = sel.uids.len();
+    s.untagged(&format!("{exists} EXISTS"));
+    if let Some(l) = crate::rev2::recent_line(s) {
+        s.untagged(&l);
+    }
 }
 
 #[cfg(test)]

@@ -194,7 +194,7 @@ pub(crate) fn uid_text(uids: &[u32]) -> String {
 
 /// The one mapping of mailstore errors to IMAP replies.
 /// Whether two mailbox names are the same mailbox (INBOX in any case).
-fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
 }
 

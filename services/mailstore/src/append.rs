@@ -97,6 +97,7 @@ impl Store {
             &blob_id,
             size,
             Some(meta),
+            false,
         )
         .await
     }
@@ -121,8 +122,10 @@ impl Store {
     /// (when `meta` is given), the next UID and modseq from the mailbox row,
     /// the size onto the account within its quotas (bytes and messages; the
     /// count is read from the statement's snapshot, before this message),
-    /// and the message row.
+    /// and the message row. With `claim`, the caller also takes the
+    /// message's \Recent when every older UID is claimed already.
     /// Rows are locked mailbox first, then account, as every writer does.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_into(
         &self,
         mailbox_id: i64,
@@ -131,6 +134,7 @@ impl Store {
         blob_id: &str,
         size: i64,
         meta: Option<String>,
+        claim: bool,
     ) -> Result<pb::AppendMessageResponse> {
         let unseen = i64::from(!flags.iter().any(|f| f == SEEN));
         let date = match internal_date_ms {
@@ -138,13 +142,17 @@ impl Store {
             ms => chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now),
         };
         let mut tx = self.pool.begin().await?;
-        let (uid, uidvalidity, found): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+        type Inserted = (Option<i64>, Option<i64>, Option<i64>, Option<bool>, i64);
+        let (uid, uidvalidity, modseq, recent, found): Inserted = sqlx::query_as(
             "WITH blob AS (INSERT INTO blobs (id, size, meta) \
                     SELECT $6, $3, $7::jsonb WHERE $7 IS NOT NULL ON CONFLICT DO NOTHING), \
              b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
                     message_count = message_count + 1, unseen_count = unseen_count + $2, \
-                    total_size = total_size + $3 \
-                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id), \
+                    total_size = total_size + $3, \
+                    first_recent_uid = CASE WHEN $8 AND first_recent_uid = uidnext \
+                        THEN uidnext + 1 ELSE first_recent_uid END \
+                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id, \
+                    $8 AND first_recent_uid = uidnext AS recent), \
              acct AS (UPDATE accounts a SET used_bytes = a.used_bytes + $3 FROM b \
                  WHERE a.id = b.account_id AND (a.quota_bytes <= 0 OR a.used_bytes + $3 <= a.quota_bytes) \
                    AND (a.quota_messages <= 0 OR a.quota_messages > \
@@ -152,7 +160,8 @@ impl Store {
                  RETURNING a.id), \
              ins AS (INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
                  SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b, acct RETURNING uid) \
-             SELECT (SELECT uid FROM ins), (SELECT uidvalidity FROM b), (SELECT count(*) FROM b)",
+             SELECT (SELECT uid FROM ins), (SELECT uidvalidity FROM b), (SELECT highestmodseq FROM b), \
+                    (SELECT recent FROM b), (SELECT count(*) FROM b)",
         )
         .bind(mailbox_id)
         .bind(unseen)
@@ -161,6 +170,7 @@ impl Store {
         .bind(date)
         .bind(blob_id)
         .bind(meta)
+        .bind(claim)
         .fetch_one(&mut *tx)
         .await?;
         let (Some(uid), Some(uidvalidity)) = (uid, uidvalidity) else {
@@ -176,6 +186,8 @@ impl Store {
         Ok(pb::AppendMessageResponse {
             uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
             uid: u32::try_from(uid).unwrap_or(0),
+            modseq: modseq.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
+            recent: recent.unwrap_or(false),
         })
     }
 
@@ -272,6 +284,7 @@ impl Store {
             &blob.id,
             announced,
             meta,
+            start.claim_recent,
         )
         .await
     }

@@ -1018,6 +1018,7 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
         flags: vec!["\\Seen".into()],
         internal_date_ms: 1_600_000_000_000,
         size: size as u64,
+        claim_recent: false,
     };
     let mut msg = b"Subject: streamed\r\nFrom: a@example.org\r\n\r\n".to_vec();
     let mut i = 0u64;
