@@ -32,12 +32,9 @@ pub struct Events {
     tx: Option<mpsc::Sender<Notice>>,
 }
 
-/// What changed: mailboxes by id, or one by account and name.
+/// What changed: mailboxes by id.
 #[derive(Debug)]
-enum Notice {
-    Ids(Vec<i64>),
-    Named(String, String),
-}
+struct Notice(Vec<i64>);
 
 impl Events {
     /// Events that go nowhere (tests of other features).
@@ -62,15 +59,7 @@ impl Events {
         if mailbox_ids.is_empty() {
             return;
         }
-        self.send(Notice::Ids(mailbox_ids));
-    }
-
-    /// Announces that `account`'s mailbox `name` changed (after the commit).
-    pub fn changed_named(&self, account: &str, name: &str) {
-        self.send(Notice::Named(
-            account.trim().to_lowercase(),
-            crate::mailboxes::canonical_name(name),
-        ));
+        self.send(Notice(mailbox_ids));
     }
 
     fn send(&self, notice: Notice) {
@@ -118,25 +107,7 @@ async fn publish_loop(
         {
             notices.push(more);
         }
-        let mut ids = Vec::new();
-        for notice in notices {
-            match notice {
-                Notice::Ids(v) => ids.extend(v),
-                Notice::Named(account, name) => {
-                    let found: Result<Option<(i64,)>, _> = sqlx::query_as(
-                        "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
-                         WHERE a.address = $1 AND m.name = $2",
-                    )
-                    .bind(&account)
-                    .bind(&name)
-                    .fetch_optional(&pool)
-                    .await;
-                    if let Ok(Some((id,))) = found {
-                        ids.push(id);
-                    }
-                }
-            }
-        }
+        let mut ids: Vec<i64> = notices.into_iter().flat_map(|n| n.0).collect();
         ids.sort_unstable();
         ids.dedup();
         let rows: Vec<(i64, i64, i64)> = match sqlx::query_as(

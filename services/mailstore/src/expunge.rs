@@ -74,6 +74,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.events.changed(vec![mailbox_id]);
         let mut expunged: Vec<u32> = gone
             .iter()
             .map(|g| u32::try_from(g.0).unwrap_or(u32::MAX))

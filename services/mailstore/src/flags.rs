@@ -226,6 +226,9 @@ impl Store {
             highest = new_modseq;
         }
         tx.commit().await?;
+        if !updated.is_empty() {
+            self.events.changed(vec![mailbox_id]);
+        }
         Ok(StoreFlagsResponse {
             updated,
             modified,

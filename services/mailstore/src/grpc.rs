@@ -203,9 +203,6 @@ impl MailStore for MailStoreService {
                 r.unchanged_since,
             )
             .await?;
-        if !out.updated.is_empty() {
-            self.store.events.changed_named(&r.account, &r.mailbox);
-        }
         Ok(Response::new(out))
     }
 
@@ -219,9 +216,6 @@ impl MailStore for MailStoreService {
             .store
             .expunge(&r.account, &r.mailbox, r.uids.as_ref(), r.only_deleted)
             .await?;
-        if !out.expunged.is_empty() {
-            self.store.events.changed_named(&r.account, &r.mailbox);
-        }
         Ok(Response::new(out))
     }
 
