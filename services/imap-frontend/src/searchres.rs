@@ -6,9 +6,9 @@
 //! sequence set of FETCH, STORE, COPY and MOVE (and their UID forms) it
 //! becomes `1` and `Mods::saved_set` is set, and [`substitute`] puts the
 //! saved messages in its place once imap-codec has parsed the command; as a
-//! SEARCH key (`$` or `UID $`) it becomes a KEYWORD placeholder that
-//! [`rewrite_search`] turns into the saved UIDs; `UID EXPUNGE $` is
-//! recognised in `extra` and served from [`saved`]. The result is kept as
+//! search key of SEARCH, SORT or THREAD (`$` or `UID $`) it becomes a
+//! KEYWORD placeholder that [`rewrite_search`] turns into the saved UIDs;
+//! `UID EXPUNGE $` is recognised in `extra` and served from [`saved`]. The result is kept as
 //! UIDs, so messages expunged since drop out of it by themselves, and `$`
 //! means the same messages in UID and sequence-number commands.
 
@@ -86,6 +86,15 @@ pub(crate) fn cut(buf: &[u8]) -> Option<Cut> {
             })
         }
         b"SEARCH" => search(body, &lex(body)?, first),
+        // SORT (criteria) charset keys / THREAD algorithm charset keys.
+        b"SORT" => {
+            let toks = lex(body)?;
+            let Tok::Open(_) = toks.get(first).copied()? else {
+                return None;
+            };
+            search(body, &toks, matching(&toks, first)? + 2)
+        }
+        b"THREAD" => search(body, &lex(body)?, first + 2),
         _ => None,
     }
 }
@@ -340,7 +349,18 @@ mod tests {
         assert_eq!(p, "a SEARCH RETURN (SAVE MIN) KEYWORD $MailfleetSaved\r\n");
         assert_eq!(cut(b"a SEARCH KEYWORD $Junk\r\n"), None);
         assert_eq!(cut(b"a SEARCH HEADER X-A $\r\n"), None);
-        assert_eq!(cut(b"a SORT (DATE) UTF-8 $\r\n"), None);
+        // SORT and THREAD take search keys after their own arguments.
+        let (p, _) = plain("a UID SORT (DATE) UTF-8 $ UNSEEN\r\n");
+        assert_eq!(
+            p,
+            "a UID SORT (DATE) UTF-8 KEYWORD $MailfleetSaved UNSEEN\r\n"
+        );
+        let (p, _) = plain("a THREAD REFERENCES UTF-8 NOT $\r\n");
+        assert_eq!(
+            p,
+            "a THREAD REFERENCES UTF-8 NOT KEYWORD $MailfleetSaved\r\n"
+        );
+        assert_eq!(cut(b"a SORT ($) UTF-8 ALL\r\n"), None);
     }
 
     #[test]
@@ -355,7 +375,7 @@ mod tests {
 
         #[test]
         fn cut_never_panics(
-            verb in prop::sample::select(vec!["FETCH", "UID STORE", "SEARCH", "UID SEARCH", "COPY"]),
+            verb in prop::sample::select(vec!["FETCH", "UID STORE", "SEARCH", "UID SEARCH", "COPY", "SORT", "THREAD"]),
             parts in prop::collection::vec(prop::sample::select(vec![
                 "$", "UID", "(", ")", "RETURN", "(SAVE)", "HEADER", "KEYWORD", "{1}\r\n$", "\"$\"", "1:*", "",
             ]), 0..10),

@@ -344,8 +344,13 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
-    let Some(key) = crate::search::convert(&criteria, sel, 0) else {
+    let Some(mut key) = crate::search::convert(&criteria, sel, 0) else {
         return Ok(Reply::Bad("Search key too complex".into()));
+    };
+    // `$` (SEARCHRES) in the keys.
+    crate::searchres::rewrite_search(&mut key, s);
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(Reply::Bad("No mailbox selected".into()));
     };
     // Only messages the session knows may appear in the answer.
     let key = pb::SearchKey {

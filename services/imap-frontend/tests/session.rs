@@ -1338,6 +1338,18 @@ async fn binary_and_searchres_raw_socket() {
         assert_eq!(l, vec!["d1 OK SEARCH completed, result saved\r\n"]);
         let l = c.ok("d2", "FETCH $ (UID)");
         assert!(l[0].starts_with("* 1 FETCH (UID "), "{l:?}");
+        // `$` in SORT and THREAD keys: the saved set, nothing else.
+        let all = c.ok("s1", "SORT (REVERSE ARRIVAL) UTF-8 ALL");
+        let saved = c.ok("s2", "SORT (REVERSE ARRIVAL) UTF-8 $");
+        assert_eq!(all[0], saved[0], "{all:?} {saved:?}");
+        let all = c.ok("s3", "THREAD ORDEREDSUBJECT UTF-8 ALL");
+        let saved = c.ok("s4", "THREAD ORDEREDSUBJECT UTF-8 $");
+        assert_eq!(all[0], saved[0], "{all:?} {saved:?}");
+        c.ok("s5", "SEARCH RETURN (SAVE) 1");
+        let l = c.ok("s6", "SORT (ARRIVAL) UTF-8 $");
+        assert_eq!(l[0], "* SORT 1\r\n", "{l:?}");
+        let l = c.ok("s7", "UID SORT (ARRIVAL) UTF-8 NOT $");
+        assert!(!l[0].split(' ').any(|w| w.trim() == "1"), "{l:?}");
         c.ok("d3", "UNSELECT");
         let l = c.cmd("d4", "FETCH $ (UID)");
         assert!(l.last().unwrap().starts_with("d4 BAD"), "{l:?}");
