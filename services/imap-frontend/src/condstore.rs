@@ -145,34 +145,12 @@ pub(crate) async fn changed_since(
     from: u32,
 ) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
     let (account, mailbox) = s.target();
-    let mut live = Vec::new();
-    let mut gone = Vec::new();
-    let mut uid_from = from;
-    loop {
-        let page = s
-            .client
-            .select_mailbox(pb::SelectMailboxRequest {
-                account: account.clone(),
-                mailbox: mailbox.clone(),
-                changed_since: since,
-                uid_from,
-                limit: 0,
-                claim_recent: false,
-            })
-            .await?
-            .into_inner();
-        for m in &page.messages {
-            if m.expunged {
-                gone.push(m.uid);
-            } else {
-                live.push(m.uid);
-            }
-        }
-        match page.messages.last() {
-            Some(last) if page.more => uid_from = last.uid.saturating_add(1),
-            _ => break,
-        }
-    }
+    let listing =
+        crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
+            .await?;
+    let (gone, live): (Vec<_>, Vec<_>) = listing.messages.iter().partition(|m| m.expunged);
+    let live = live.iter().map(|m| m.uid).collect();
+    let gone = gone.iter().map(|m| m.uid).collect();
     Ok((live, gone))
 }
 
@@ -209,60 +187,51 @@ pub(crate) async fn select(
 /// FLAGS MODSEQ) for changed messages, both within the known UIDs if given.
 async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
     let (account, mailbox) = s.target();
+    let listing = match crate::session::list_mailbox(
+        s.client.clone(),
+        &account,
+        &mailbox,
+        q.modseq,
+        1,
+        false,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(status) => {
+            // The SELECT itself succeeded; the client resyncs by hand.
+            tracing::warn!(%status, "QRESYNC changes could not be read.");
+            return Ok(());
+        }
+    };
+    if listing
+        .mailbox
+        .as_ref()
+        .is_some_and(|mb| mb.uidvalidity != q.uidvalidity)
+    {
+        return Ok(());
+    }
+    let Some(sel) = s.selected.as_ref() else {
+        return Ok(());
+    };
     let mut gone = Vec::new();
     let mut fetches: Vec<u8> = Vec::new();
-    let mut uid_from = 1;
-    loop {
-        let page = match s
-            .client
-            .select_mailbox(pb::SelectMailboxRequest {
-                account: account.clone(),
-                mailbox: mailbox.clone(),
-                changed_since: q.modseq,
-                uid_from,
-                limit: 0,
-                claim_recent: false,
-            })
-            .await
-        {
-            Ok(p) => p.into_inner(),
-            Err(status) => {
-                // The SELECT itself succeeded; the client resyncs by hand.
-                tracing::warn!(%status, "QRESYNC changes could not be read.");
-                return Ok(());
-            }
-        };
-        if page
-            .mailbox
+    for m in &listing.messages {
+        if q.known_uids
             .as_ref()
-            .is_some_and(|mb| mb.uidvalidity != q.uidvalidity)
+            .is_some_and(|k| !set_contains(k, m.uid))
         {
-            return Ok(());
+            continue;
         }
-        let Some(sel) = s.selected.as_ref() else {
-            return Ok(());
-        };
-        for m in &page.messages {
-            if q.known_uids
-                .as_ref()
-                .is_some_and(|k| !set_contains(k, m.uid))
-            {
-                continue;
+        match sel.seq_of(m.uid) {
+            // Expunged before this session's snapshot.
+            None if m.expunged => gone.push(m.uid),
+            Some(seq) if !m.expunged => {
+                fetches.extend(flags_fetch_line(seq, m.uid, &m.flags, m.modseq))
             }
-            match sel.seq_of(m.uid) {
-                // Expunged before this session's snapshot.
-                None if m.expunged => gone.push(m.uid),
-                Some(seq) if !m.expunged => {
-                    fetches.extend(flags_fetch_line(seq, m.uid, &m.flags, m.modseq))
-                }
-                // Arrived or expunged after the snapshot: the next sync
-                // reports it as EXISTS or VANISHED.
-                _ => {}
-            }
-        }
-        match page.messages.last() {
-            Some(last) if page.more => uid_from = last.uid.saturating_add(1),
-            _ => break,
+            // Arrived or expunged after the snapshot: the next sync
+            // reports it as EXISTS or VANISHED.
+            _ => {}
         }
     }
     for line in vanished_lines(&gone, true) {

@@ -193,6 +193,58 @@ pub(crate) fn uid_text(uids: &[u32]) -> String {
 }
 
 /// The one mapping of mailstore errors to IMAP replies.
+/// One SelectMailbox listing, all its pages.
+pub(crate) struct Listing {
+    /// The mailbox status (None: no such mailbox).
+    pub mailbox: Option<pb::Mailbox>,
+    /// The \Recent range [from, to) the call took or reported.
+    pub recent: (u32, u32),
+    pub messages: Vec<pb::MessageState>,
+}
+
+/// A mailbox's status and its live messages (`since` 0) or every message
+/// changed after modseq `since`, expunged ones included, from UID `from`
+/// on; with `claim`, the caller takes the unclaimed \Recent range.
+pub(crate) async fn list_mailbox(
+    mut client: MailStore,
+    account: &str,
+    mailbox: &str,
+    since: u64,
+    from: u32,
+    claim: bool,
+) -> Result<Listing, tonic::Status> {
+    let mut listing = Listing {
+        mailbox: None,
+        recent: (0, 0),
+        messages: Vec::new(),
+    };
+    let mut uid_from = from;
+    loop {
+        let first = uid_from == from;
+        let page = client
+            .select_mailbox(pb::SelectMailboxRequest {
+                account: account.to_owned(),
+                mailbox: mailbox.to_owned(),
+                changed_since: since,
+                uid_from,
+                limit: 0,
+                claim_recent: claim && first,
+            })
+            .await?
+            .into_inner();
+        if first {
+            listing.mailbox = page.mailbox;
+            listing.recent = (page.recent_from, page.recent_to);
+        }
+        let last = page.messages.last().map(|m| m.uid);
+        listing.messages.extend(page.messages);
+        match last {
+            Some(last) if page.more => uid_from = last.saturating_add(1),
+            _ => return Ok(listing),
+        }
+    }
+}
+
 /// Whether two mailbox names are the same mailbox (INBOX in any case).
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
@@ -935,22 +987,27 @@ impl Session {
         let since = base.as_ref().map_or(0, |b| b.modseq.max(1));
         // Read before the listing: a reconnect during it forces a resync.
         let feed_epoch_before = self.shared.feed.epoch();
+        let account = self.account();
         // SELECT takes the new messages' \Recent; EXAMINE may not.
-        let (mut status, recent_range, mut listing) =
-            match self.list_mailbox(name, since, !read_only).await {
-                Ok(l) => l,
-                Err(status) => return Ok(status_reply(status)),
-            };
+        let listed = list_mailbox(self.client.clone(), &account, name, since, 1, !read_only).await;
+        let Listing {
+            mailbox: mut status,
+            recent: recent_range,
+            messages: mut listing,
+        } = match listed {
+            Ok(l) => l,
+            Err(status) => return Ok(status_reply(status)),
+        };
         let mut base = base;
         if let (Some(b), Some(mb)) = (&base, &status)
             && b.id != mb.id
         {
             // Deleted and created again under the same name: list it all.
             base = None;
-            (status, _, listing) = match self.list_mailbox(name, 0, false).await {
-                Ok(l) => l,
+            match list_mailbox(self.client.clone(), &account, name, 0, 1, false).await {
+                Ok(l) => (status, listing) = (l.mailbox, l.messages),
                 Err(status) => return Ok(status_reply(status)),
-            };
+            }
         }
         let (uids, states) = match base {
             Some(b) => merge_changes(b, listing),
@@ -1010,46 +1067,6 @@ impl Session {
         } else {
             Reply::Ok("[READ-WRITE] SELECT completed".into())
         })
-    }
-
-    /// A mailbox's status, the \Recent range taken (with `claim`), and its
-    /// messages (`since` 0) or what changed after modseq `since`, all pages.
-    async fn list_mailbox(
-        &mut self,
-        name: &str,
-        since: u64,
-        claim: bool,
-    ) -> Result<(Option<pb::Mailbox>, (u32, u32), Vec<pb::MessageState>), tonic::Status> {
-        let account = self.account();
-        let mut listing = Vec::new();
-        let mut uid_from = 1;
-        let mut status = None;
-        let mut recent_range = (0, 0);
-        loop {
-            let page = self
-                .client
-                .select_mailbox(pb::SelectMailboxRequest {
-                    account: account.clone(),
-                    mailbox: name.to_owned(),
-                    changed_since: since,
-                    uid_from,
-                    limit: 0,
-                    claim_recent: claim && uid_from == 1,
-                })
-                .await?
-                .into_inner();
-            if status.is_none() {
-                status = page.mailbox;
-                recent_range = (page.recent_from, page.recent_to);
-            }
-            let last = page.messages.last().map(|m| m.uid);
-            let more = page.more;
-            listing.extend(page.messages);
-            match last {
-                Some(last) if more => uid_from = last.saturating_add(1),
-                _ => return Ok((status, recent_range, listing)),
-            }
-        }
     }
 
     async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> std::io::Result<Reply> {
@@ -1325,58 +1342,50 @@ impl Session {
             return Ok(());
         };
         let since = sel.modseq;
-        let mut uid_from = 1;
+        let (name, claim) = (sel.name.clone(), !sel.read_only);
+        let listing = match list_mailbox(
+            self.client.clone(),
+            &account,
+            &name,
+            since.max(1),
+            1,
+            claim,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(status) => {
+                // Try again at the next command.
+                tracing::debug!(%status, "Resync failed.");
+                return Ok(());
+            }
+        };
+        let Some(sel) = self.selected.as_mut() else {
+            return Ok(());
+        };
         let mut new = Vec::new();
         let mut flag_changes = Vec::new();
         let mut gone = Vec::new();
         let mut gone_modseq = u64::MAX;
         let mut highest = since;
-        let mut recent_range = (0, 0);
-        loop {
-            let page = match self
-                .client
-                .select_mailbox(pb::SelectMailboxRequest {
-                    account: account.clone(),
-                    mailbox: sel.name.clone(),
-                    changed_since: since.max(1),
-                    uid_from,
-                    limit: 0,
-                    claim_recent: !sel.read_only && uid_from == 1,
-                })
-                .await
-            {
-                Ok(p) => p.into_inner(),
-                Err(status) => {
-                    // Try again at the next command.
-                    tracing::debug!(%status, "Resync failed.");
-                    return Ok(());
+        if let Some(mb) = &listing.mailbox {
+            highest = highest.max(mb.highestmodseq);
+        }
+        let recent_range = listing.recent;
+        let last_known = sel.uids.last().copied().unwrap_or(0);
+        for m in &listing.messages {
+            highest = highest.max(m.modseq);
+            let known = sel.uids.binary_search(&m.uid).is_ok();
+            if m.expunged {
+                if known {
+                    gone.push(m.uid);
+                    gone_modseq = gone_modseq.min(m.modseq);
                 }
-            };
-            if let Some(mb) = &page.mailbox {
-                highest = highest.max(mb.highestmodseq);
-            }
-            if uid_from == 1 {
-                recent_range = (page.recent_from, page.recent_to);
-            }
-            let last_known = sel.uids.last().copied().unwrap_or(0);
-            for m in &page.messages {
-                highest = highest.max(m.modseq);
-                let known = sel.uids.binary_search(&m.uid).is_ok();
-                if m.expunged {
-                    if known {
-                        gone.push(m.uid);
-                        gone_modseq = gone_modseq.min(m.modseq);
-                    }
-                } else if !known && m.uid > last_known {
-                    new.push((m.uid, MessageState::new(&m.flags, m.modseq)));
-                } else if known {
-                    sel.learn(m.uid, &m.flags, m.modseq);
-                    flag_changes.push((m.uid, m.flags.clone(), m.modseq));
-                }
-            }
-            match page.messages.last() {
-                Some(last) if page.more => uid_from = last.uid.saturating_add(1),
-                _ => break,
+            } else if !known && m.uid > last_known {
+                new.push((m.uid, MessageState::new(&m.flags, m.modseq)));
+            } else if known {
+                sel.learn(m.uid, &m.flags, m.modseq);
+                flag_changes.push((m.uid, m.flags.clone(), m.modseq));
             }
         }
         sel.dirty = false;
