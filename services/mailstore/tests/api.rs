@@ -680,23 +680,8 @@ async fn hot_mailbox_concurrent_batches() {
     let blob_dir = tempfile::tempdir().unwrap();
     let config = config(&db.0, blob_dir.path());
     let running = start(config.clone()).await;
-    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "hot.test".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .add_account(pb::AddAccountRequest {
-            address: "hot@hot.test".into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-            quota_messages: 0,
-        })
-        .await
-        .unwrap();
+    add_account(&running, "hot@hot.test", 0, 0).await;
     let (batches, batch) = (16, 128);
     let mut jobs = Vec::new();
     for b in 0..batches {
@@ -766,23 +751,8 @@ async fn get_quota_follows_usage() {
     let blob_dir = tempfile::tempdir().unwrap();
     let config = config(&db.0, blob_dir.path());
     let running = start(config.clone()).await;
-    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "quota.test".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .add_account(pb::AddAccountRequest {
-            address: "q@quota.test".into(),
-            password: "pw".into(),
-            quota_bytes: 10_000,
-            quota_messages: 0,
-        })
-        .await
-        .unwrap();
+    add_account(&running, "q@quota.test", 10_000, 0).await;
     let quota = |ms: &mut MailStore| {
         let mut ms = ms.clone();
         async move {
@@ -841,24 +811,8 @@ async fn message_quota_limits_every_way_in() {
     let blob_dir = tempfile::tempdir().unwrap();
     let config = config(&db.0, blob_dir.path());
     let running = start(config.clone()).await;
-    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "quota.test".into(),
-        })
-        .await
-        .unwrap();
-    let account = admin
-        .add_account(pb::AddAccountRequest {
-            address: "q@quota.test".into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-            quota_messages: 3,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let account = add_account(&running, "q@quota.test", 0, 3).await;
     assert_eq!(account.quota_messages, 3);
     let append = |mailbox: &'static str| {
         let mut ms = ms.clone();
@@ -993,24 +947,9 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
     config.blob_inline_limit = 64 * 1024;
     config.smtp_max_message_size = 20 * 1024 * 1024;
     let running = start(config.clone()).await;
-    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    admin
-        .add_domain(pb::AddDomainRequest {
-            name: "stream.test".into(),
-        })
-        .await
-        .unwrap();
     for (address, quota_bytes) in [("s@stream.test", 0), ("small@stream.test", 1_000_000)] {
-        admin
-            .add_account(pb::AddAccountRequest {
-                address: address.into(),
-                password: "pw".into(),
-                quota_bytes,
-                quota_messages: 0,
-            })
-            .await
-            .unwrap();
+        add_account(&running, address, quota_bytes, 0).await;
     }
     let start_of = |account: &str, mailbox: &str, size: usize| pb::AppendStart {
         account: account.into(),

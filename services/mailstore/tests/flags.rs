@@ -120,7 +120,7 @@ async fn flags_expunge_and_leases() {
     let running = start(config.clone()).await;
     let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0).await;
+    add_account(&running, "alice@example.test", 0, 0).await;
 
     // Three messages, UIDs 1..=3.
     let mut deliveries = Vec::new();
@@ -361,7 +361,7 @@ async fn concurrent_stores_beyond_the_pool_size() {
     config.database_max_connections = 2;
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0).await;
+    add_account(&running, "alice@example.test", 0, 0).await;
     let data = "Subject: m\r\n\r\nbody\r\n";
     let blob_id = put_blob(&config, data.as_bytes()).await;
     ms.deliver(pb::DeliverRequest {

@@ -31,7 +31,7 @@ async fn superiors_come_with_create_and_rename_never_with_select() {
     let blob_dir = tempfile::tempdir().unwrap();
     let running = start(config(&db.0, blob_dir.path())).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, USER, 0).await;
+    add_account(&running, USER, 0, 0).await;
     // A new account comes with INBOX and the special-use mailboxes.
     let base = names(&mut ms).await;
     assert!(base.contains(&"INBOX".to_owned()), "{base:?}");

@@ -43,7 +43,7 @@ async fn each_new_message_is_recent_in_exactly_one_select() {
     let config = config(&db.0, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, USER, 0).await;
+    add_account(&running, USER, 0, 0).await;
     for i in 0..5 {
         append(&mut ms, &format!("m{i}")).await;
     }

@@ -135,8 +135,14 @@ pub async fn put_blob(config: &Config, data: &[u8]) -> String {
     w.finish().await.unwrap().id
 }
 
-/// Creates the account (and its domain, if new) through the Admin API.
-pub async fn add_account(running: &Running, address: &str, quota_bytes: u64) {
+/// Creates the account (and its domain, if new) through the Admin API,
+/// with password "pw" and these quotas (0: none).
+pub async fn add_account(
+    running: &Running,
+    address: &str,
+    quota_bytes: u64,
+    quota_messages: u64,
+) -> pb::Account {
     let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let domain = address.rsplit('@').next().unwrap_or_default();
     match admin
@@ -154,8 +160,9 @@ pub async fn add_account(running: &Running, address: &str, quota_bytes: u64) {
             address: address.into(),
             password: "pw".into(),
             quota_bytes,
-            quota_messages: 0,
+            quota_messages,
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
 }
