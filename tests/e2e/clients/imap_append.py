@@ -7,20 +7,15 @@ Usage: imap_append.py PORT USER PASS
 """
 import hashlib, imaplib, re, socket, sys
 
+import imap_common
+from imap_common import ok, appenduid
+
 PORT, USER, PASS = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 MIB = 1024 * 1024
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
-
-
-def ok(r):
-    typ, data = r
-    assert typ == 'OK', (typ, data)
-    return data
+    return imap_common.login(PORT, USER, PASS)
 
 
 def big_message(size, seed):
@@ -41,12 +36,6 @@ def big_message(size, seed):
 def messages(M, box='INBOX'):
     data = ok(M.status(box, '(MESSAGES)'))
     return int(re.search(rb'MESSAGES (\d+)', data[0]).group(1))
-
-
-def appenduid(data):
-    m = re.search(rb'APPENDUID (\d+) (\d+)', data[0])
-    assert m, data
-    return int(m.group(2))
 
 
 def fetch_body(M, uid):

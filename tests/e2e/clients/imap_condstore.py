@@ -13,19 +13,14 @@ import re
 import sys
 import time
 
+import imap_common
+from imap_common import ok
+
 PORT, USER, PASS = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
-
-
-def ok(result):
-    typ, data = result
-    assert typ == 'OK', (typ, data)
-    return data
+    return imap_common.login(PORT, USER, PASS)
 
 
 def cmd(M, name, *args):

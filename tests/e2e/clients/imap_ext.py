@@ -8,13 +8,13 @@ mailboxes, all empty. Prints "ok" at the end.
 """
 import base64, imaplib, re, socket, sys
 
+import imap_common
+
 PORT, USER, PASS, QUOTA = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
+    return imap_common.login(PORT, USER, PASS)
 
 
 def cmd(M, name, *args):

@@ -8,27 +8,16 @@ The account must have only its default mailboxes, all empty. Prints "ok".
 """
 import base64, hashlib, imaplib, os, quopri, random, re, socket, sys
 
+import imap_common
+from imap_common import ok, appenduid
+
 PORT, USER, PASS = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 MIB = 1024 * 1024
 rng = random.Random(3516)
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
-
-
-def ok(r):
-    typ, data = r
-    assert typ == 'OK', (typ, data)
-    return data
-
-
-def appenduid(data):
-    m = re.search(rb'APPENDUID (\d+) (\d+)', data[0])
-    assert m, data
-    return int(m.group(2))
+    return imap_common.login(PORT, USER, PASS)
 
 
 def literal(data, item):

@@ -6,19 +6,14 @@ Usage: imap_sort.py PORT USER PASS
 """
 import imaplib, socket, sys, time
 
+import imap_common
+from imap_common import ok
+
 PORT, USER, PASS = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
-
-
-def ok(r):
-    typ, data = r
-    assert typ == 'OK', (typ, data)
-    return data
+    return imap_common.login(PORT, USER, PASS)
 
 
 def nums(data):

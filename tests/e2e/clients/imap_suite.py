@@ -7,6 +7,8 @@ Usage: imap_suite.py PORT PORTS CERT USER PASS SMTP_PORT (0: no SMTP)
 """
 import imaplib, ssl, socket, smtplib, time, re, sys
 
+import imap_common
+
 PORT, PORTS, CERT, USER, PASS, SMTP = (
     int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
 
@@ -48,9 +50,7 @@ MSG = (
 
 
 def login():
-    M = imaplib.IMAP4('127.0.0.1', PORT)
-    M.login(USER, PASS)
-    return M
+    return imap_common.login(PORT, USER, PASS)
 
 
 def body(M, n, spec, uid=False):
