@@ -161,18 +161,10 @@ pub(crate) struct Cut {
 /// Recognises `tag [UID] FETCH set items [modifiers]` with BINARY items.
 /// `None`: not one (imap-codec decides); `Some(Err)`: one, malformed.
 pub(crate) fn cut(buf: &[u8]) -> Option<Result<Cut, &'static str>> {
-    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    if !body.windows(6).any(|w| w.eq_ignore_ascii_case(b"BINARY")) {
+    if !buf.windows(6).any(|w| w.eq_ignore_ascii_case(b"BINARY")) {
         return None;
     }
-    let mut words = body.splitn(4, |&c| c == b' ');
-    crate::extra::tag_of(words.next()?)?;
-    let mut name = words.next()?;
-    let uid = name.eq_ignore_ascii_case(b"UID");
-    if uid {
-        name = words.next()?;
-    }
+    let (body, uid, name) = crate::extra::command_head(buf)?;
     if !name.eq_ignore_ascii_case(b"FETCH") {
         return None;
     }

@@ -56,6 +56,22 @@ pub(crate) fn tag_of(line: &[u8]) -> Option<String> {
     valid_tag(tag).then(|| String::from_utf8_lossy(tag).into_owned())
 }
 
+/// A command line as `tag [UID] name ...`: the line without its CRLF,
+/// whether UID came first, and the command name. `None` when the tag is
+/// not valid or the line has no name.
+pub(crate) fn command_head(buf: &[u8]) -> Option<(&[u8], bool, &[u8])> {
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let mut words = body.splitn(4, |&c| c == b' ');
+    tag_of(words.next()?)?;
+    let mut name = words.next()?;
+    let uid = name.eq_ignore_ascii_case(b"UID");
+    if uid {
+        name = words.next()?;
+    }
+    Some((body, uid, name))
+}
+
 pub(crate) fn is_extra(line: &[u8]) -> bool {
     let w = words(line);
     match w.get(1) {

@@ -56,15 +56,7 @@ pub(crate) fn cut(buf: &[u8]) -> Option<Cut> {
     if !buf.contains(&b'$') {
         return None;
     }
-    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let mut words = body.splitn(4, |&c| c == b' ');
-    crate::extra::tag_of(words.next()?)?;
-    let mut name = words.next()?;
-    let uid = name.eq_ignore_ascii_case(b"UID");
-    if uid {
-        name = words.next()?;
-    }
+    let (body, uid, name) = crate::extra::command_head(buf)?;
     let upper = name.to_ascii_uppercase();
     let first = if uid { 3 } else { 2 };
     match upper.as_slice() {
