@@ -13,8 +13,9 @@
 //!    session idling on that mailbox as `* n EXISTS`.
 //!
 //! Accounts (`imapbench…`, `imapsess…`, `imapidle…`, `imapsync…` at
-//! `--domain`, password "bench") are created through mailstore and seeded
-//! with APPEND (LITERAL+) on the first run, then reused. On a loopback target
+//! `--domain`, password "bench") are created through mailstore (unless
+//! `--no-provision`) and seeded with APPEND (LITERAL+) on the first run, then
+//! reused. On a loopback target
 //! sessions come from several loopback addresses (`PER_SOURCE` each), so the
 //! per-IP connection limit stays at its default.
 
@@ -83,6 +84,11 @@ pub struct ImapArgs {
     /// Admin token (for creating accounts).
     #[arg(long)]
     pub token: Option<String>,
+    /// The accounts exist on the target already, with password "bench": no
+    /// mailstore is asked to create them. For loading another IMAP server
+    /// (Dovecot, say) with the same mix, to compare on one machine.
+    #[arg(long)]
+    pub no_provision: bool,
 }
 
 pub async fn imap(args: ImapArgs) -> ExitCode {
@@ -330,11 +336,6 @@ async fn seed(target: &str, account: &str, count: usize, parallel: usize) -> any
 }
 
 async fn run(args: ImapArgs) -> anyhow::Result<()> {
-    let target = Target::resolve(&Connection {
-        endpoint: args.mailstore.clone(),
-        token: args.token.clone(),
-    })
-    .context("the IMAP bench creates its accounts through mailstore")?;
     let name = |kind: &str, i: usize| format!("imap{kind}{i}@{}", args.domain);
     let mix_users: Vec<String> = (1..=args.sessions).map(|i| name("bench", i)).collect();
     let session_users: Vec<String> = (1..=args.clients).map(|i| name("sess", i)).collect();
@@ -348,7 +349,14 @@ async fn run(args: ImapArgs) -> anyhow::Result<()> {
     if args.first_sync > 0 {
         all.push(sync_user.clone());
     }
-    super::ensure_accounts(&target, &args.domain, &all).await?;
+    if !args.no_provision {
+        let target = Target::resolve(&Connection {
+            endpoint: args.mailstore.clone(),
+            token: args.token.clone(),
+        })
+        .context("the IMAP bench creates its accounts through mailstore")?;
+        super::ensure_accounts(&target, &args.domain, &all).await?;
+    }
     eprintln!("Seeding the bench mailboxes over IMAP APPEND...");
     for u in &mix_users {
         seed(&args.target, u, args.messages, 4).await?;
