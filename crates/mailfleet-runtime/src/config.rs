@@ -184,6 +184,8 @@ settings! {
     blob_inline_limit: usize = "1048576";
     /// Bytes of message metadata (for ENVELOPE, BODYSTRUCTURE and SEARCH) mailstore keeps in memory; 0 turns the cache off.
     metadata_cache_size: u64 = "67108864";
+    /// Bytes of mailbox listings (UIDs, flags, dates, sizes and blob ids of live messages, for SEARCH) mailstore keeps in memory; 0 turns the cache off.
+    mailbox_cache_size: u64 = "33554432";
     /// mailstore gRPC endpoint the other services and the CLI call.
     mailstore_url: String = "http://127.0.0.1:50051";
     /// Credential every service presents to mailstore.

@@ -158,7 +158,22 @@ impl Store {
             .map(|f| canonical_flag(f))
             .collect::<Result<Vec<_>>>()?;
         let unchanged_since = i64::try_from(unchanged_since).unwrap_or(i64::MAX);
-
+        let has_star = uids.is_some_and(|s| s.ranges.iter().any(|r| r.first == 0 || r.last == 0));
+        if !has_star {
+            for _ in 0..OPTIMISTIC_ATTEMPTS {
+                let (mailbox_id, highest, rows) = self.flag_rows(account, mailbox, uids).await?;
+                let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
+                if plan.updated.is_empty() {
+                    return Ok(plan.response(highest));
+                }
+                let mut conn = self.pool.acquire().await?;
+                if write_flags(&mut conn, mailbox_id, Some(highest), &plan).await? {
+                    self.events.changed(vec![mailbox_id]);
+                    return Ok(plan.response(highest + 1));
+                }
+            }
+        }
+        // `*`, or a mailbox other writers keep changing: under the row lock.
         let mut tx = self.pool.begin().await?;
         let (mailbox_id, highest) = self.lock_mailbox(&mut tx, account, mailbox).await?;
         let max_uid = Self::star_uid(&mut tx, mailbox_id, uids).await?;
@@ -175,66 +190,155 @@ impl Store {
         .bind(&hi)
         .fetch_all(&mut *tx)
         .await?;
+        let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
+        if plan.updated.is_empty() {
+            return Ok(plan.response(highest));
+        }
+        write_flags(&mut tx, mailbox_id, None, &plan).await?;
+        tx.commit().await?;
+        self.events.changed(vec![mailbox_id]);
+        Ok(plan.response(highest + 1))
+    }
 
-        let new_modseq = highest + 1;
-        let mut modified = Vec::new();
-        let mut updated = Vec::new();
-        let (mut uid_col, mut flags_col) = (Vec::new(), Vec::new());
-        let mut unseen_delta: i64 = 0;
+    /// The mailbox (id, highestmodseq) and the live messages of a `*`-free
+    /// UID set as (uid, modseq, flags), in one statement without locks: the
+    /// read of an optimistic STORE.
+    async fn flag_rows(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uids: Option<&UidSet>,
+    ) -> Result<(i64, i64, Vec<(i64, i64, Vec<String>)>)> {
+        let addr = crate::store::parse_address(account)?;
+        let (lo, hi) = uid_ranges(uids, 0)?;
+        type FlagRow = (i64, i64, Option<i64>, Option<i64>, Option<Vec<String>>);
+        let rows: Vec<FlagRow> = sqlx::query_as(
+            "SELECT mb.id, mb.highestmodseq, m.uid, m.modseq, m.flags \
+             FROM (SELECT b.id, b.highestmodseq FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
+                   WHERE a.address = $1 AND b.name = $2) mb \
+             LEFT JOIN LATERAL (SELECT DISTINCT ON (x.uid) x.uid, x.modseq, x.flags \
+                 FROM UNNEST($3::int8[], $4::int8[]) AS r(lo, hi) \
+                 JOIN messages x ON x.mailbox_id = mb.id AND x.uid BETWEEN r.lo AND r.hi \
+                   AND x.uid BETWEEN (SELECT min(v) FROM UNNEST($3::int8[]) v) AND (SELECT max(v) FROM UNNEST($4::int8[]) v) \
+                 WHERE x.expunged_modseq IS NULL ORDER BY x.uid) m ON true \
+             ORDER BY m.uid",
+        )
+        .bind(addr.full())
+        .bind(crate::mailboxes::canonical_name(mailbox))
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(&(id, highest, ..)) = rows.first() else {
+            return Err(StoreError::NotFound(format!(
+                "no mailbox {mailbox:?} for {}",
+                addr.full()
+            )));
+        };
+        let messages = rows
+            .into_iter()
+            .filter_map(|(_, _, uid, modseq, flags)| Some((uid?, modseq?, flags?)))
+            .collect();
+        Ok((id, highest, messages))
+    }
+}
+
+/// Attempts of an optimistic STORE (read, then write only if the mailbox's
+/// highestmodseq is still what was read) before it takes the row lock.
+const OPTIMISTIC_ATTEMPTS: usize = 2;
+
+/// What a STORE changes, worked out from the messages' current flags.
+struct FlagPlan {
+    updated: Vec<FlagUpdate>,
+    /// UIDs refused by UNCHANGEDSINCE.
+    modified: Vec<u32>,
+    uid_col: Vec<i64>,
+    /// The new flags of each row of `uid_col`, space-separated.
+    flags_col: Vec<String>,
+    unseen_delta: i64,
+    new_modseq: i64,
+}
+
+impl FlagPlan {
+    fn new(
+        rows: Vec<(i64, i64, Vec<String>)>,
+        mode: FlagsMode,
+        given: &[String],
+        unchanged_since: i64,
+        new_modseq: i64,
+    ) -> FlagPlan {
+        let mut plan = FlagPlan {
+            updated: Vec::new(),
+            modified: Vec::new(),
+            uid_col: Vec::new(),
+            flags_col: Vec::new(),
+            unseen_delta: 0,
+            new_modseq,
+        };
         for (uid, modseq, old) in rows {
             let uid32 = u32::try_from(uid).unwrap_or(u32::MAX);
             if unchanged_since > 0 && modseq > unchanged_since {
-                modified.push(uid32);
+                plan.modified.push(uid32);
                 continue;
             }
-            let new = apply(mode, &old, &given);
+            let new = apply(mode, &old, given);
             if same_set(&old, &new) {
                 continue;
             }
             match (has(&old, SEEN), has(&new, SEEN)) {
-                (false, true) => unseen_delta -= 1,
-                (true, false) => unseen_delta += 1,
+                (false, true) => plan.unseen_delta -= 1,
+                (true, false) => plan.unseen_delta += 1,
                 _ => {}
             }
-            uid_col.push(uid);
+            plan.uid_col.push(uid);
             // Flags are atoms, so a space cannot occur inside one.
-            flags_col.push(new.join(" "));
-            updated.push(FlagUpdate {
+            plan.flags_col.push(new.join(" "));
+            plan.updated.push(FlagUpdate {
                 uid: uid32,
                 flags: new,
                 modseq: u64::try_from(new_modseq).unwrap_or(0),
             });
         }
-        let mut highest = highest;
-        if !updated.is_empty() {
-            // The messages and the mailbox in one statement: a round trip
-            // less while the mailbox row is locked.
-            sqlx::query(
-                "WITH u AS (UPDATE messages m SET modseq = $2, \
-                        flags = CASE WHEN v.f = '' THEN '{}'::text[] ELSE string_to_array(v.f, ' ') END \
-                     FROM UNNEST($3::int8[], $4::text[]) AS v(uid, f) \
-                     WHERE m.mailbox_id = $1 AND m.uid = v.uid RETURNING 1) \
-                 UPDATE mailboxes SET highestmodseq = $2, unseen_count = unseen_count + $5 WHERE id = $1",
-            )
-            .bind(mailbox_id)
-            .bind(new_modseq)
-            .bind(&uid_col)
-            .bind(&flags_col)
-            .bind(unseen_delta)
-            .execute(&mut *tx)
-            .await?;
-            highest = new_modseq;
-        }
-        tx.commit().await?;
-        if !updated.is_empty() {
-            self.events.changed(vec![mailbox_id]);
-        }
-        Ok(StoreFlagsResponse {
-            updated,
-            modified,
-            highestmodseq: u64::try_from(highest).unwrap_or(0),
-        })
+        plan
     }
+
+    fn response(self, highestmodseq: i64) -> StoreFlagsResponse {
+        StoreFlagsResponse {
+            updated: self.updated,
+            modified: self.modified,
+            highestmodseq: u64::try_from(highestmodseq).unwrap_or(0),
+        }
+    }
+}
+
+/// Writes a plan: the messages and the mailbox in one statement. With
+/// `expected`, only while the mailbox's highestmodseq is still that (every
+/// writer of a message raises it, so nothing changed since the read);
+/// returns whether it wrote.
+async fn write_flags(
+    conn: &mut sqlx::PgConnection,
+    mailbox_id: i64,
+    expected: Option<i64>,
+    plan: &FlagPlan,
+) -> Result<bool> {
+    let (written,): (i64,) = sqlx::query_as(
+        "WITH mb AS (UPDATE mailboxes SET highestmodseq = $2, unseen_count = unseen_count + $5 \
+                 WHERE id = $1 AND ($6::int8 IS NULL OR highestmodseq = $6) RETURNING id), \
+             u AS (UPDATE messages m SET modseq = $2, \
+                 flags = CASE WHEN v.f = '' THEN '{}'::text[] ELSE string_to_array(v.f, ' ') END \
+                 FROM mb, UNNEST($3::int8[], $4::text[]) AS v(uid, f) \
+                 WHERE m.mailbox_id = mb.id AND m.uid = v.uid RETURNING 1) \
+         SELECT count(*) FROM mb",
+    )
+    .bind(mailbox_id)
+    .bind(plan.new_modseq)
+    .bind(&plan.uid_col)
+    .bind(&plan.flags_col)
+    .bind(plan.unseen_delta)
+    .bind(expected)
+    .fetch_one(conn)
+    .await?;
+    Ok(written > 0)
 }
 
 #[cfg(test)]

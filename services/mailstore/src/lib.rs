@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod flags;
 pub mod grpc;
 pub mod lease;
+pub mod mailbox_cache;
 pub mod mailboxes;
 pub mod meta_cache;
 pub mod metrics;
@@ -110,6 +111,7 @@ pub async fn run(
         metrics,
         dkim_seal: dkim::Sealer::from_secret(config.dkim_key_secret.expose()),
         meta_cache: meta_cache::MetaCache::new(config.metadata_cache_size),
+        mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

@@ -13,6 +13,7 @@ use mailfleet_proto::v1::{SearchKey, SearchOp};
 
 use crate::deliver::return_path_line;
 use crate::error::{Result, StoreError};
+use crate::mailbox_cache::Message;
 use crate::meta_cache::{Entry, SearchMeta};
 use crate::store::Store;
 
@@ -20,43 +21,19 @@ const DAY_MS: i64 = 86_400_000;
 /// Deepest key tree accepted.
 const MAX_DEPTH: usize = 64;
 
-/// uid, modseq, flags, internal date, size, blob id, return path.
-type SearchRow = (
-    i64,
-    i64,
-    Vec<String>,
-    chrono::DateTime<chrono::Utc>,
-    i64,
-    String,
-    Option<String>,
-);
-
-/// The mailbox id, then a [`SearchRow`] when the mailbox has messages.
-type MailboxRow = (
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<Vec<String>>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
-
-struct Row {
-    uid: i64,
-    modseq: i64,
-    flags: Vec<String>,
-    date_ms: i64,
-    size: i64,
-    blob_id: String,
-    prefix: Vec<u8>,
+struct Row<'a> {
+    msg: &'a Message,
     meta: Option<Arc<Entry>>,
 }
 
-impl Row {
+impl Row<'_> {
     fn meta(&self) -> Option<&SearchMeta> {
         self.meta.as_deref().and_then(Entry::search)
+    }
+
+    /// The Return-Path line mailstore puts before a delivered message.
+    fn prefix(&self) -> Vec<u8> {
+        return_path_line(self.msg.return_path.as_deref())
     }
 }
 
@@ -168,67 +145,45 @@ impl Store {
         let key = key.unwrap_or(&all);
         let mut n = Needs::default();
         needs(key, &mut n, 0)?;
-        // One statement finds the mailbox and lists it: no row, no mailbox.
-        let rows: Vec<MailboxRow> = sqlx::query_as(
-            "SELECT mb.id, m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id, m.return_path \
-             FROM (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
-                   WHERE a.address = $1 AND b.name = $2) mb \
-             LEFT JOIN messages m ON m.mailbox_id = mb.id AND m.expunged_modseq IS NULL \
-             ORDER BY m.uid",
-        )
-        .bind(addr.full())
-        .bind(&mailbox)
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound(format!(
-                "no mailbox {mailbox:?} for {}",
-                addr.full()
-            )));
-        }
-        let rows: Vec<SearchRow> = rows
-            .into_iter()
-            .filter_map(|(_, uid, modseq, flags, date, size, blob, rp)| {
-                Some((uid?, modseq?, flags?, date?, size?, blob?, rp))
-            })
-            .collect();
+        let listing = self
+            .mailbox_cache
+            .listing(&self.pool, &addr.full(), &mailbox)
+            .await?;
         // Header and body keys read the metadata, from the cache.
         let metas = if n.meta {
-            let ids: Vec<&str> = rows.iter().map(|r| r.5.as_str()).collect();
+            let ids: Vec<&str> = listing.messages.iter().map(|m| &*m.blob_id).collect();
             self.meta_cache.get_many(&self.pool, &ids).await?
         } else {
             Default::default()
         };
-        let max_uid = rows.last().map(|r| r.0).unwrap_or(0);
+        let max_uid = listing.messages.last().map_or(0, |m| m.uid);
         let mut out = Vec::new();
-        for (uid, modseq, flags, date, size, blob_id, rp) in rows {
-            let meta = metas.get(&blob_id).cloned();
+        for msg in &listing.messages {
             let row = Row {
-                uid,
-                modseq,
-                flags,
-                date_ms: date.timestamp_millis(),
-                size,
-                blob_id,
-                prefix: return_path_line(rp.as_deref()),
-                meta,
+                msg,
+                meta: metas.get(&*msg.blob_id).cloned(),
             };
-            if Box::pin(self.matches(key, &row, max_uid)).await? {
+            let hit = match cheap(key, &row, max_uid) {
+                Some(hit) => hit,
+                None => Box::pin(self.matches(key, &row, max_uid)).await?,
+            };
+            if hit {
                 out.push((
-                    u32::try_from(uid).unwrap_or(u32::MAX),
-                    u64::try_from(modseq).unwrap_or(0),
+                    u32::try_from(msg.uid).unwrap_or(u32::MAX),
+                    u64::try_from(msg.modseq).unwrap_or(0),
                 ));
             }
         }
         Ok(out)
     }
 
-    async fn matches(&self, key: &SearchKey, row: &Row, max_uid: i64) -> Result<bool> {
-        let has_flag = |f: &str| row.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-        let sent_ms = row.meta().and_then(|m| m.date_ms);
+    /// Whether `row` matches `key`, reading object storage for the keys
+    /// [`cheap`] cannot answer.
+    async fn matches(&self, key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Result<bool> {
+        if let Some(hit) = cheap(key, row, max_uid) {
+            return Ok(hit);
+        }
         Ok(match key.op() {
-            SearchOp::SearchAll => true,
-            SearchOp::SearchNone => false,
             SearchOp::SearchAnd => {
                 for c in &key.children {
                     if !Box::pin(self.matches(c, row, max_uid)).await? {
@@ -249,27 +204,17 @@ impl Store {
                 Some(c) => !Box::pin(self.matches(c, row, max_uid)).await?,
                 None => false,
             },
-            SearchOp::SearchUid => key.uids.as_ref().is_some_and(|s| {
-                s.ranges.iter().any(|r| {
-                    let b = |v: u32| if v == 0 { max_uid } else { i64::from(v) };
-                    let (a, z) = (b(r.first), b(r.last));
-                    (a.min(z)..=a.max(z)).contains(&row.uid)
-                })
-            }),
-            SearchOp::SearchFlag => has_flag(&key.text),
-            SearchOp::SearchBefore => row.date_ms < key.date_ms,
-            SearchOp::SearchOn => {
-                (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&row.date_ms)
+            SearchOp::SearchHeader => {
+                let Some(meta) = row.meta() else {
+                    return Ok(false);
+                };
+                let block = self
+                    .blobs
+                    .get_range(&row.msg.blob_id, 0..meta.header_len)
+                    .await?;
+                let name = key.header.to_ascii_lowercase();
+                header_values(&block, &name).is_some_and(|v| contains_ci(&v, key.text.as_bytes()))
             }
-            SearchOp::SearchSince => row.date_ms >= key.date_ms,
-            SearchOp::SearchSentBefore => sent_ms.is_some_and(|d| d < key.date_ms),
-            SearchOp::SearchSentOn => sent_ms
-                .is_some_and(|d| (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&d)),
-            SearchOp::SearchSentSince => sent_ms.is_some_and(|d| d >= key.date_ms),
-            SearchOp::SearchModseq => u64::try_from(row.modseq).unwrap_or(0) >= key.modseq,
-            SearchOp::SearchLarger => u64::try_from(row.size).unwrap_or(0) > key.size,
-            SearchOp::SearchSmaller => u64::try_from(row.size).unwrap_or(0) < key.size,
-            SearchOp::SearchHeader => self.header_matches(key, row).await?,
             SearchOp::SearchBody | SearchOp::SearchText => {
                 let Some(meta) = row.meta() else {
                     return Ok(false);
@@ -279,59 +224,147 @@ impl Store {
                 } else {
                     0
                 };
-                if key.op() == SearchOp::SearchText && contains_ci(&row.prefix, key.text.as_bytes())
-                {
-                    return Ok(true);
-                }
-                if start >= meta.size {
-                    return Ok(key.text.is_empty());
-                }
-                let bytes = self.blobs.get_range(&row.blob_id, start..meta.size).await?;
+                let bytes = self
+                    .blobs
+                    .get_range(&row.msg.blob_id, start..meta.size)
+                    .await?;
                 contains_ci(&bytes, key.text.as_bytes())
             }
+            _ => false,
         })
     }
+}
 
-    async fn header_matches(&self, key: &SearchKey, row: &Row) -> Result<bool> {
-        let Some(meta) = row.meta() else {
-            return Ok(false);
-        };
-        let env = &meta.envelope;
-        let needle = key.text.as_bytes();
-        let name = key.header.to_ascii_lowercase();
-        let cached: Option<Option<String>> = match name.as_str() {
-            "subject" => Some(match (&meta.subject, &env.subject) {
-                (None, None) => None,
-                (a, b) => Some(format!(
+/// Whether `row` matches `key`, when that is known without reading object
+/// storage (flags, UIDs, dates, sizes, modseqs, the cached envelope
+/// headers); None when a header block or body must be read. Most searches
+/// are answered here, without a future per key and message.
+fn cheap(key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Option<bool> {
+    let msg = row.msg;
+    let sent_ms = || row.meta().and_then(|m| m.date_ms);
+    Some(match key.op() {
+        SearchOp::SearchAll => true,
+        SearchOp::SearchNone => false,
+        SearchOp::SearchAnd => {
+            let mut unknown = false;
+            for c in &key.children {
+                match cheap(c, row, max_uid) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => unknown = true,
+                }
+            }
+            return (!unknown).then_some(true);
+        }
+        SearchOp::SearchOr => {
+            let mut unknown = false;
+            for c in &key.children {
+                match cheap(c, row, max_uid) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => unknown = true,
+                }
+            }
+            return (!unknown).then_some(false);
+        }
+        SearchOp::SearchNot => match key.children.first() {
+            Some(c) => !cheap(c, row, max_uid)?,
+            None => false,
+        },
+        SearchOp::SearchUid => key.uids.as_ref().is_some_and(|s| {
+            s.ranges.iter().any(|r| {
+                let b = |v: u32| if v == 0 { max_uid } else { i64::from(v) };
+                let (a, z) = (b(r.first), b(r.last));
+                (a.min(z)..=a.max(z)).contains(&msg.uid)
+            })
+        }),
+        SearchOp::SearchFlag => msg.flags.iter().any(|x| x.eq_ignore_ascii_case(&key.text)),
+        SearchOp::SearchBefore => msg.date_ms < key.date_ms,
+        SearchOp::SearchOn => {
+            (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&msg.date_ms)
+        }
+        SearchOp::SearchSince => msg.date_ms >= key.date_ms,
+        SearchOp::SearchSentBefore => sent_ms().is_some_and(|d| d < key.date_ms),
+        SearchOp::SearchSentOn => sent_ms()
+            .is_some_and(|d| (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&d)),
+        SearchOp::SearchSentSince => sent_ms().is_some_and(|d| d >= key.date_ms),
+        SearchOp::SearchModseq => u64::try_from(msg.modseq).unwrap_or(0) >= key.modseq,
+        SearchOp::SearchLarger => u64::try_from(msg.size).unwrap_or(0) > key.size,
+        SearchOp::SearchSmaller => u64::try_from(msg.size).unwrap_or(0) < key.size,
+        SearchOp::SearchHeader => return cached_header(key, row),
+        SearchOp::SearchBody | SearchOp::SearchText => {
+            let Some(meta) = row.meta() else {
+                return Some(false);
+            };
+            let needle = key.text.as_bytes();
+            if key.op() == SearchOp::SearchText && contains_ci(&row.prefix(), needle) {
+                return Some(true);
+            }
+            let start = if key.op() == SearchOp::SearchBody {
+                meta.header_len
+            } else {
+                0
+            };
+            if start >= meta.size {
+                return Some(needle.is_empty());
+            }
+            return None;
+        }
+    })
+}
+
+/// A HEADER key answered from the cached envelope fields or the
+/// Return-Path; None for other fields (the header block must be read).
+fn cached_header(key: &SearchKey, row: &Row<'_>) -> Option<bool> {
+    let Some(meta) = row.meta() else {
+        return Some(false);
+    };
+    let env = &meta.envelope;
+    let needle = key.text.as_bytes();
+    let name = key.header.as_str();
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    let in_addresses = |list: &[EnvelopeAddress]| {
+        !list.is_empty() && contains_ci(addresses(list).as_bytes(), needle)
+    };
+    let in_text = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|v| contains_ci(v.as_bytes(), needle))
+    };
+    Some(if is("subject") {
+        match (&meta.subject, &env.subject) {
+            (None, None) => false,
+            (a, b) => contains_ci(
+                format!(
                     "{} {}",
                     a.as_deref().unwrap_or_default(),
                     b.as_deref().unwrap_or_default()
-                )),
-            }),
-            "from" => Some((!env.from.is_empty()).then(|| addresses(&env.from))),
-            "to" => Some((!env.to.is_empty()).then(|| addresses(&env.to))),
-            "cc" => Some((!env.cc.is_empty()).then(|| addresses(&env.cc))),
-            "bcc" => Some((!env.bcc.is_empty()).then(|| addresses(&env.bcc))),
-            "message-id" => Some(env.message_id.clone()),
-            "in-reply-to" => Some(env.in_reply_to.clone()),
-            "date" => Some(env.date.clone()),
-            _ => None,
-        };
-        if let Some(value) = cached {
-            return Ok(value.is_some_and(|v| contains_ci(v.as_bytes(), needle)));
+                )
+                .as_bytes(),
+                needle,
+            ),
         }
-        if name == "return-path" {
-            return Ok(!row.prefix.is_empty() && contains_ci(&row.prefix, needle));
-        }
-        if meta.header_len == 0 {
-            return Ok(false);
-        }
-        let block = self
-            .blobs
-            .get_range(&row.blob_id, 0..meta.header_len)
-            .await?;
-        Ok(header_values(&block, &name).is_some_and(|v| contains_ci(&v, needle)))
-    }
+    } else if is("from") {
+        in_addresses(&env.from)
+    } else if is("to") {
+        in_addresses(&env.to)
+    } else if is("cc") {
+        in_addresses(&env.cc)
+    } else if is("bcc") {
+        in_addresses(&env.bcc)
+    } else if is("message-id") {
+        in_text(&env.message_id)
+    } else if is("in-reply-to") {
+        in_text(&env.in_reply_to)
+    } else if is("date") {
+        in_text(&env.date)
+    } else if is("return-path") {
+        let prefix = row.prefix();
+        !prefix.is_empty() && contains_ci(&prefix, needle)
+    } else if meta.header_len == 0 {
+        false
+    } else {
+        return None;
+    })
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub struct Store {
     pub dkim_seal: crate::dkim::Sealer,
     /// Message metadata kept in memory (see `crate::meta_cache`).
     pub meta_cache: crate::meta_cache::MetaCache,
+    /// Mailbox listings kept in memory (see `crate::mailbox_cache`).
+    pub mailbox_cache: crate::mailbox_cache::MailboxCache,
 }
 
 /// Where an envelope recipient goes.

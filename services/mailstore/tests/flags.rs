@@ -394,3 +394,90 @@ async fn concurrent_stores_beyond_the_pool_size() {
     }
     stop(running).await;
 }
+
+/// Concurrent StoreFlags calls on one mailbox lose no update (a STORE reads
+/// without a lock and writes only if nothing changed meanwhile, else reads
+/// again or falls back to the row lock): each call adds its own keyword to
+/// UID 1 and every keyword is there at the end; each call that changed
+/// something got its own modseq; \Seen toggled on UID 2 and set on 1:* leave
+/// the unseen count right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_lose_no_update() {
+    let db = Database(unique_db_name("flagrace"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    for i in 0..3 {
+        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
+        let blob_id = put_blob(&config, data.as_bytes()).await;
+        ms.deliver(pb::DeliverRequest {
+            deliveries: vec![pb::Delivery {
+                idempotency_key: format!("job-{i}"),
+                recipient: "alice@example.test".into(),
+                blob_id,
+                blob_size: data.len() as u64,
+                return_path: "s@example.org".into(),
+                internal_date_ms: 0,
+            }],
+        })
+        .await
+        .unwrap();
+    }
+
+    const CALLS: usize = 40;
+    let calls = (0..CALLS).map(|i| {
+        let mut ms = ms.clone();
+        async move {
+            let keyword = format!("k{i}");
+            let added = store(&mut ms, &[(1, 1)], pb::FlagsMode::FlagsAdd, &[&keyword], 0)
+                .await
+                .expect("store succeeds");
+            let mode = if i % 2 == 0 {
+                pb::FlagsMode::FlagsAdd
+            } else {
+                pb::FlagsMode::FlagsRemove
+            };
+            store(&mut ms, &[(2, 2)], mode, &["\\Seen"], 0)
+                .await
+                .expect("store succeeds");
+            added
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut modseqs: Vec<u64> = results.iter().map(|r| r.updated[0].modseq).collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), CALLS, "each change has its own modseq");
+
+    // The flags as stored: a no-op STORE returns nothing, so read them by
+    // adding a flag every message lacks.
+    let all = store(&mut ms, &[(1, 0)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
+        .await
+        .unwrap();
+    let one = all
+        .updated
+        .iter()
+        .find(|u| u.uid == 1)
+        .expect("UID 1 changed");
+    for i in 0..CALLS {
+        assert!(
+            one.flags.contains(&format!("k{i}")),
+            "keyword k{i} was lost: {:?}",
+            one.flags
+        );
+    }
+    assert_eq!(inbox(&mut ms).await.unseen, 0, "every message is \\Seen");
+    store(
+        &mut ms,
+        &[(1, 0)],
+        pb::FlagsMode::FlagsRemove,
+        &["\\Seen"],
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(inbox(&mut ms).await.unseen, 3);
+    stop(running).await;
+}
