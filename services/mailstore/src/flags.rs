@@ -311,7 +311,10 @@ impl FlagPlan {
     }
 }
 
-/// Writes a plan: the messages and the mailbox in one statement. With
+/// Writes a plan: the messages and the mailbox in one statement. The arrays
+/// are read through subqueries so that no plan knows their length: with
+/// it, custom plans look cheaper than the generic one and Postgres plans
+/// the statement anew at every call (0.3 to 0.5 ms each). With
 /// `expected`, only while the mailbox's highestmodseq is still that (every
 /// writer of a message raises it, so nothing changed since the read);
 /// returns whether it wrote.
@@ -326,7 +329,7 @@ async fn write_flags(
                  WHERE id = $1 AND ($6::int8 IS NULL OR highestmodseq = $6) RETURNING id), \
              u AS (UPDATE messages m SET modseq = $2, \
                  flags = CASE WHEN v.f = '' THEN '{}'::text[] ELSE string_to_array(v.f, ' ') END \
-                 FROM mb, UNNEST($3::int8[], $4::text[]) AS v(uid, f) \
+                 FROM mb, UNNEST((SELECT $3::int8[]), (SELECT $4::text[])) AS v(uid, f) \
                  WHERE m.mailbox_id = mb.id AND m.uid = v.uid RETURNING 1) \
          SELECT count(*) FROM mb",
     )

@@ -282,15 +282,21 @@ impl Store {
         };
         let since = i64::try_from(changed_since).unwrap_or(i64::MAX);
         // Two statements, not one with a CASE: a prepared statement's
-        // generic plan could not use the modseq index for the changes.
+        // generic plan could not use the modseq index for the changes. The
+        // changes are read through that index first (MATERIALIZED): a
+        // generic plan otherwise walks the primary key in UID order, the
+        // whole mailbox, to find the few changed rows. The mailbox and the
+        // modseq go through subqueries so that custom plans do not look
+        // cheaper than the generic one (Postgres would plan anew each call).
         let sql = if since == 0 {
             "SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM messages \
              WHERE mailbox_id = $1 AND uid >= $2 AND expunged_modseq IS NULL AND $3 = 0 \
              ORDER BY uid LIMIT $4"
         } else {
-            "SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM messages \
-             WHERE mailbox_id = $1 AND uid >= $2 AND modseq > $3 \
-             ORDER BY uid LIMIT $4"
+            "WITH changed AS MATERIALIZED (SELECT uid, flags, modseq, expunged_modseq FROM messages \
+                 WHERE mailbox_id = (SELECT $1::int8) AND modseq > (SELECT $3::int8)) \
+             SELECT uid, flags, modseq, expunged_modseq IS NOT NULL FROM changed \
+             WHERE uid >= $2 ORDER BY uid LIMIT $4"
         };
         let rows: Vec<(i64, Vec<String>, i64, bool)> = sqlx::query_as(sql)
             .bind(mailbox.id)
