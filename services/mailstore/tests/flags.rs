@@ -47,6 +47,23 @@ async fn store(
     .map(|r| r.into_inner())
 }
 
+/// Delivers `data` to alice's INBOX.
+async fn deliver_one(ms: &mut MailStore, config: &Config, key: &str, data: &str) {
+    let blob_id = put_blob(config, data.as_bytes()).await;
+    ms.deliver(pb::DeliverRequest {
+        deliveries: vec![pb::Delivery {
+            idempotency_key: key.into(),
+            recipient: "alice@example.test".into(),
+            blob_id,
+            blob_size: data.len() as u64,
+            return_path: "s@example.org".into(),
+            internal_date_ms: 0,
+        }],
+    })
+    .await
+    .unwrap();
+}
+
 async fn expunge(ms: &mut MailStore, set: &[(u32, u32)], only_deleted: bool) -> Vec<u32> {
     ms.expunge(pb::ExpungeRequest {
         account: "alice@example.test".into(),
@@ -362,20 +379,7 @@ async fn concurrent_stores_beyond_the_pool_size() {
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, "alice@example.test", 0, 0).await;
-    let data = "Subject: m\r\n\r\nbody\r\n";
-    let blob_id = put_blob(&config, data.as_bytes()).await;
-    ms.deliver(pb::DeliverRequest {
-        deliveries: vec![pb::Delivery {
-            idempotency_key: "job-1".into(),
-            recipient: "alice@example.test".into(),
-            blob_id,
-            blob_size: data.len() as u64,
-            return_path: "s@example.org".into(),
-            internal_date_ms: 0,
-        }],
-    })
-    .await
-    .unwrap();
+    deliver_one(&mut ms, &config, "job-1", "Subject: m\r\n\r\nbody\r\n").await;
 
     let calls = (0..24).map(|i| {
         let mut ms = ms.clone();
@@ -411,19 +415,7 @@ async fn concurrent_stores_lose_no_update() {
     add_account(&running, "alice@example.test", 0, 0).await;
     for i in 0..3 {
         let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
-        let blob_id = put_blob(&config, data.as_bytes()).await;
-        ms.deliver(pb::DeliverRequest {
-            deliveries: vec![pb::Delivery {
-                idempotency_key: format!("job-{i}"),
-                recipient: "alice@example.test".into(),
-                blob_id,
-                blob_size: data.len() as u64,
-                return_path: "s@example.org".into(),
-                internal_date_ms: 0,
-            }],
-        })
-        .await
-        .unwrap();
+        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
     }
 
     const CALLS: usize = 40;
