@@ -108,9 +108,11 @@ type Row = (
     Option<bool>,
 );
 
+type Listings = Cache<Box<str>, Arc<Listing>, Weight>;
+
 /// Shared by every call of one mailstore process.
 #[derive(Clone)]
-pub struct MailboxCache(Option<Arc<Cache<Box<str>, Arc<Listing>, Weight>>>);
+pub struct MailboxCache(Option<Arc<Listings>>);
 
 impl MailboxCache {
     /// A cache of at most `bytes` (0: none, every listing is read whole).
