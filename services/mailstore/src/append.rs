@@ -26,6 +26,9 @@ pub(crate) fn strip_nul(v: &mut serde_json::Value) {
     }
 }
 
+/// The SQLSTATE `mailfleet_over_quota()` raises.
+const OVER_QUOTA: &str = "MF001";
+
 /// Bodies up to this size are analysed from memory as they stream in;
 /// larger ones are read back from storage once.
 const KEEP_FOR_ANALYSIS: u64 = 1024 * 1024;
@@ -118,13 +121,16 @@ impl Store {
         row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
     }
 
-    /// The transaction of an APPEND, one statement: the body's `blobs` row
+    /// The transaction of an APPEND, one statement and no explicit
+    /// transaction (two round trips fewer): the body's `blobs` row
     /// (when `meta` is given), the next UID and modseq from the mailbox row,
     /// the size onto the account within its quotas (bytes and messages; the
     /// count is read from the statement's snapshot, before this message),
     /// and the message row. With `claim`, the caller also takes the
     /// message's \Recent when every older UID is claimed already.
     /// Rows are locked mailbox first, then account, as every writer does.
+    /// Over quota, the statement fails through `mailfleet_over_quota()`
+    /// (migration 0007), which undoes the mailbox row's update.
     #[allow(clippy::too_many_arguments)]
     async fn insert_into(
         &self,
@@ -141,7 +147,6 @@ impl Store {
             0 => chrono::Utc::now(),
             ms => chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now),
         };
-        let mut tx = self.pool.begin().await?;
         type Inserted = (Option<i64>, Option<i64>, Option<i64>, Option<bool>, i64);
         let (uid, uidvalidity, modseq, recent, found): Inserted = sqlx::query_as(
             "WITH blob AS (INSERT INTO blobs (id, size, meta) \
@@ -161,7 +166,9 @@ impl Store {
              ins AS (INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, return_path, size, blob_id) \
                  SELECT b.id, b.uid, b.highestmodseq, $4, $5, NULL, $3, $6 FROM b, acct RETURNING uid) \
              SELECT (SELECT uid FROM ins), (SELECT uidvalidity FROM b), (SELECT highestmodseq FROM b), \
-                    (SELECT recent FROM b), (SELECT count(*) FROM b)",
+                    (SELECT recent FROM b), \
+                    CASE WHEN EXISTS (SELECT 1 FROM b) AND NOT EXISTS (SELECT 1 FROM acct) \
+                         THEN mailfleet_over_quota() ELSE (SELECT count(*) FROM b) END",
         )
         .bind(mailbox_id)
         .bind(unseen)
@@ -171,17 +178,21 @@ impl Store {
         .bind(blob_id)
         .bind(meta)
         .bind(claim)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            e if e.sqlstate().as_deref() == Some(OVER_QUOTA) => {
+                StoreError::FailedPrecondition("over quota".into())
+            }
+            e => e,
+        })?;
         let (Some(uid), Some(uidvalidity)) = (uid, uidvalidity) else {
-            // Dropping the transaction rolls the mailbox update back.
             return Err(if found == 0 {
                 StoreError::NotFound("mailbox deleted".into())
             } else {
-                StoreError::FailedPrecondition("over quota".into())
+                StoreError::Internal("the message row was not written".into())
             });
         };
-        tx.commit().await?;
         self.events.changed(vec![mailbox_id]);
         Ok(pb::AppendMessageResponse {
             uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
