@@ -74,21 +74,19 @@ impl Store {
             let ids: Vec<&str> = rows.iter().map(|r| r.6.as_str()).collect();
             self.meta_cache.get_many(&self.pool, &ids).await?
         } else {
-            Default::default()
+            vec![None; rows.len()]
         };
         Ok(rows
             .into_iter()
+            .zip(metas)
             .map(
-                |(uid, flags, modseq, date, size, return_path, blob_id)| pb::FetchedMessage {
+                |((uid, flags, modseq, date, size, return_path, _), meta)| pb::FetchedMessage {
                     uid: u32::try_from(uid).unwrap_or(u32::MAX),
                     flags,
                     modseq: u64::try_from(modseq).unwrap_or(0),
                     internal_date_ms: date.timestamp_millis(),
                     size: u64::try_from(size).unwrap_or(0),
-                    meta_json: metas
-                        .get(&blob_id)
-                        .map(|m| m.json.as_bytes().to_vec())
-                        .unwrap_or_default(),
+                    meta_json: meta.map(|m| m.json.as_bytes().to_vec()).unwrap_or_default(),
                     prefix_len: return_path_line(return_path.as_deref()).len() as u32,
                 },
             )

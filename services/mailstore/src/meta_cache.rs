@@ -85,42 +85,47 @@ impl MetaCache {
         MetaCache(Some(Arc::new(Cache::with_weighter(items, bytes, Weight))))
     }
 
-    /// The metadata of each of `ids` that has any; misses are read from
-    /// Postgres in one query and kept.
+    /// The metadata of each of `ids`, in their order (None: the blob has
+    /// no row); misses are read from Postgres in one query and kept. A
+    /// SEARCH asks for every message of a mailbox, so hits cost no
+    /// allocation beyond the result.
     pub(crate) async fn get_many(
         &self,
         pool: &PgPool,
         ids: &[&str],
-    ) -> Result<HashMap<String, Arc<Entry>>> {
-        let mut found = HashMap::with_capacity(ids.len());
-        let mut missing: Vec<&str> = Vec::new();
-        for &id in ids {
-            if found.contains_key(id) {
-                continue;
-            }
-            match self.0.as_ref().and_then(|c| c.get(id)) {
-                Some(e) => {
-                    found.insert(id.to_owned(), e);
-                }
-                None => missing.push(id),
-            }
-        }
-        missing.sort_unstable();
-        missing.dedup();
+    ) -> Result<Vec<Option<Arc<Entry>>>> {
+        let mut found: Vec<Option<Arc<Entry>>> = ids
+            .iter()
+            .map(|id| self.0.as_ref().and_then(|c| c.get(*id)))
+            .collect();
+        let mut missing: Vec<&str> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, e)| e.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         if missing.is_empty() {
             return Ok(found);
         }
+        missing.sort_unstable();
+        missing.dedup();
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, meta::text FROM blobs WHERE id = ANY($1)")
                 .bind(&missing)
                 .fetch_all(pool)
                 .await?;
+        let mut read = HashMap::with_capacity(rows.len());
         for (id, json) in rows {
             let entry = Arc::new(Entry::new(json));
             if let Some(c) = &self.0 {
                 c.insert(id.clone().into_boxed_str(), entry.clone());
             }
-            found.insert(id, entry);
+            read.insert(id, entry);
+        }
+        for (slot, id) in found.iter_mut().zip(ids) {
+            if slot.is_none() {
+                *slot = read.get(*id).cloned();
+            }
         }
         Ok(found)
     }

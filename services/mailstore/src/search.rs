@@ -154,15 +154,12 @@ impl Store {
             let ids: Vec<&str> = listing.messages.iter().map(|m| &*m.blob_id).collect();
             self.meta_cache.get_many(&self.pool, &ids).await?
         } else {
-            Default::default()
+            vec![None; listing.messages.len()]
         };
         let max_uid = listing.messages.last().map_or(0, |m| m.uid);
         let mut out = Vec::new();
-        for msg in &listing.messages {
-            let row = Row {
-                msg,
-                meta: metas.get(&*msg.blob_id).cloned(),
-            };
+        for (msg, meta) in listing.messages.iter().zip(metas) {
+            let row = Row { msg, meta };
             let hit = match cheap(key, &row, max_uid) {
                 Some(hit) => hit,
                 None => Box::pin(self.matches(key, &row, max_uid)).await?,
