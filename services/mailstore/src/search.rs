@@ -242,28 +242,9 @@ fn cheap(key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Option<bool> {
     Some(match key.op() {
         SearchOp::SearchAll => true,
         SearchOp::SearchNone => false,
-        SearchOp::SearchAnd => {
-            let mut unknown = false;
-            for c in &key.children {
-                match cheap(c, row, max_uid) {
-                    Some(false) => return Some(false),
-                    Some(true) => {}
-                    None => unknown = true,
-                }
-            }
-            return (!unknown).then_some(true);
-        }
-        SearchOp::SearchOr => {
-            let mut unknown = false;
-            for c in &key.children {
-                match cheap(c, row, max_uid) {
-                    Some(true) => return Some(true),
-                    Some(false) => {}
-                    None => unknown = true,
-                }
-            }
-            return (!unknown).then_some(false);
-        }
+        // One child decides AND by being false and OR by being true.
+        SearchOp::SearchAnd => return cheap_all(&key.children, row, max_uid, false),
+        SearchOp::SearchOr => return cheap_all(&key.children, row, max_uid, true),
         SearchOp::SearchNot => match key.children.first() {
             Some(c) => !cheap(c, row, max_uid)?,
             None => false,
@@ -308,6 +289,21 @@ fn cheap(key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Option<bool> {
             return None;
         }
     })
+}
+
+/// AND (`decisive` false) or OR (`decisive` true) of `children`: a child
+/// with the decisive value decides; otherwise any unknown child leaves the
+/// whole unknown.
+fn cheap_all(children: &[SearchKey], row: &Row<'_>, max_uid: i64, decisive: bool) -> Option<bool> {
+    let mut unknown = false;
+    for c in children {
+        match cheap(c, row, max_uid) {
+            Some(v) if v == decisive => return Some(decisive),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(!decisive)
 }
 
 /// A HEADER key answered from the cached envelope fields or the

@@ -89,7 +89,7 @@ async fn searches_follow_changes_made_through_another_replica() {
     add_account(&one, ALICE, 0, 0).await;
 
     let bob1 = append(&mut a, "INBOX", "bob@example.org", &[]).await;
-    append(&mut a, "INBOX", "carol@example.org", &[]).await;
+    let carol = append(&mut a, "INBOX", "carol@example.org", &[]).await;
     let bob3 = append(&mut a, "INBOX", "Bob <bob@example.org>", &[]).await;
     assert_eq!(search(&mut a, "", from("bob")).await, [bob1, bob3]);
 
@@ -102,6 +102,15 @@ async fn searches_follow_changes_made_through_another_replica() {
         key(pb::SearchOp::SearchFlag, "", "\\Flagged"),
     ]);
     assert_eq!(search(&mut a, "", flagged.clone()).await, [bob3]);
+    let carol_or_flagged = pb::SearchKey {
+        op: pb::SearchOp::SearchOr as i32,
+        children: vec![
+            from("carol"),
+            key(pb::SearchOp::SearchFlag, "", "\\Flagged"),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(search(&mut a, "", carol_or_flagged).await, [carol, bob3]);
     store(&mut b, bob3, pb::FlagsMode::FlagsRemove, "\\Flagged").await;
     assert!(search(&mut a, "", flagged).await.is_empty());
     store(&mut b, bob1, pb::FlagsMode::FlagsAdd, "\\Deleted").await;
