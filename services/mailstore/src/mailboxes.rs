@@ -266,6 +266,18 @@ impl Store {
         limit: u32,
         claim_recent: bool,
     ) -> Result<pb::SelectMailboxResponse> {
+        let limit = match i64::from(limit) {
+            0 => DEFAULT_SELECT_PAGE,
+            n => n.min(MAX_SELECT_PAGE),
+        };
+        let since = i64::try_from(changed_since).unwrap_or(i64::MAX);
+        if since > 0
+            && let Some(done) = self
+                .select_changes(account, name, since, uid_from, limit)
+                .await?
+        {
+            return Ok(done);
+        }
         let mailbox = self.mailbox_row(account, name).await?;
         let unclaimed_from = mailbox.first_recent_uid;
         let nothing_new = unclaimed_from >= mailbox.uidnext;
@@ -276,11 +288,6 @@ impl Store {
             (true, true) => (mailbox.uidnext, mailbox.uidnext),
             (false, _) => (unclaimed_from, mailbox.uidnext),
         };
-        let limit = match i64::from(limit) {
-            0 => DEFAULT_SELECT_PAGE,
-            n => n.min(MAX_SELECT_PAGE),
-        };
-        let since = i64::try_from(changed_since).unwrap_or(i64::MAX);
         // Two statements, not one with a CASE: a prepared statement's
         // generic plan could not use the modseq index for the changes. The
         // changes are read through that index first (MATERIALIZED): a
@@ -340,6 +347,79 @@ impl Store {
             recent_from: u32_of(recent_from),
             recent_to: u32_of(recent_to.max(recent_from)),
         })
+    }
+
+    /// A resync's SelectMailbox (`since` > 0) in one statement: the
+    /// mailbox row and its messages changed after `since`. `None` when the
+    /// mailbox has messages no session has taken as \Recent yet: claiming
+    /// or counting them comes before the listing (a message claimed must
+    /// be in it), which the general path does.
+    async fn select_changes(
+        &self,
+        account: &str,
+        name: &str,
+        since: i64,
+        uid_from: u32,
+        limit: i64,
+    ) -> Result<Option<pb::SelectMailboxResponse>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            mailbox: MailboxRow,
+            c_uid: Option<i64>,
+            c_flags: Option<Vec<String>>,
+            c_modseq: Option<i64>,
+            c_expunged: bool,
+        }
+        let name = canonical_name(name);
+        // The changes are read through the modseq index (MATERIALIZED), as
+        // in the general path; the mailbox row comes once per change row,
+        // and a resync lists few.
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH mb AS (SELECT {MAILBOX_COLUMNS} FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
+                 WHERE a.address = lower($1) AND m.name = $2), \
+             changed AS MATERIALIZED (SELECT uid, flags, modseq, expunged_modseq FROM messages \
+                 WHERE mailbox_id = (SELECT id FROM mb) AND modseq > (SELECT $3::int8)) \
+             SELECT mb.*, c.uid AS c_uid, c.flags AS c_flags, c.modseq AS c_modseq, \
+                 c.expunged_modseq IS NOT NULL AS c_expunged \
+             FROM mb LEFT JOIN (SELECT * FROM changed WHERE uid >= $4 ORDER BY uid LIMIT $5) c ON true \
+             ORDER BY c.uid"
+        )))
+        .bind(account.trim())
+        .bind(&name)
+        .bind(since)
+        .bind(i64::from(uid_from))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::NotFound(format!("no mailbox {name:?}")));
+        };
+        let mailbox = first.mailbox.clone();
+        if mailbox.first_recent_uid < mailbox.uidnext {
+            return Ok(None);
+        }
+        let more = rows.len() as i64 > limit;
+        let messages = rows
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|r| {
+                Some(pb::MessageState {
+                    uid: u32_of(r.c_uid?),
+                    flags: r.c_flags.unwrap_or_default(),
+                    modseq: u64_of(r.c_modseq.unwrap_or_default()),
+                    expunged: r.c_expunged,
+                })
+            })
+            .collect();
+        let uidnext = mailbox.uidnext;
+        Ok(Some(pb::SelectMailboxResponse {
+            mailbox: Some(mailbox_pb(mailbox)),
+            messages,
+            more,
+            recent_from: u32_of(uidnext),
+            recent_to: u32_of(uidnext),
+        }))
     }
 
     /// Takes every unclaimed UID of a mailbox as \Recent for the caller,
