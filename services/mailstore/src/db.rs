@@ -10,6 +10,9 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle for longer than this is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// The schema, embedded at build time. `Migrator::run` holds a Postgres
 /// advisory lock (keyed by the database name) while it applies migrations,
 /// so replicas starting together apply each one once.
@@ -61,6 +64,20 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(CONNECT_TIMEOUT)
+        // sqlx pings every connection it hands out by default: a round trip
+        // to Postgres before each statement, as costly as the statement for
+        // most of ours. A connection in use moments ago is alive; one idle
+        // longer (Postgres may have restarted) is pinged, and dropped if
+        // the ping fails.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options.clone())
         .await
         .map_err(|e| unreachable(&options, &e))?;
