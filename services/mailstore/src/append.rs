@@ -9,11 +9,15 @@
 //! a stream that ends short of, or runs past, its announced size is aborted
 //! before the body reaches its content key.
 
+use std::time::{Duration, Instant};
+
 use futures::{Stream, StreamExt};
 use mailfleet_proto::v1 as pb;
+use quick_cache::sync::Cache;
 
 use crate::error::{Result, StoreError};
 use crate::flags::{SEEN, canonical_flag};
+use crate::mailbox_cache::Message;
 use crate::store::Store;
 
 /// Removes NUL characters from every string: Postgres JSONB rejects `\u0000`.
@@ -32,6 +36,35 @@ const OVER_QUOTA: &str = "MF001";
 /// Bodies up to this size are analysed from memory as they stream in;
 /// larger ones are read back from storage once.
 const KEEP_FOR_ANALYSIS: u64 = 1024 * 1024;
+
+/// How long an account refused for its quota has every APPEND checked
+/// against the quota before its body is stored.
+const OVER_QUOTA_MEMORY: Duration = Duration::from_secs(60);
+
+/// Accounts an APPEND found over quota lately, by address. Most APPENDs of
+/// small bodies skip the look-up that refuses early (the insert checks the
+/// quota under the account's lock in any case); an account refused lately
+/// is looked up again first, so it cannot fill object storage with bodies
+/// no message will own.
+pub struct OverQuota(Cache<Box<str>, Instant>);
+
+impl Default for OverQuota {
+    fn default() -> Self {
+        OverQuota(Cache::new(10_000))
+    }
+}
+
+impl OverQuota {
+    fn refused(&self, account: &str) {
+        self.0.insert(account.into(), Instant::now());
+    }
+
+    fn lately(&self, account: &str) -> bool {
+        self.0
+            .get(account)
+            .is_some_and(|at| at.elapsed() < OVER_QUOTA_MEMORY)
+    }
+}
 
 /// A body's metadata as the `blobs` row keeps it (analysed once per body,
 /// like delivered ones, see deliver::ensure_blobs).
@@ -93,8 +126,9 @@ impl Store {
         // Fail before storing anything when the mailbox does not exist.
         let (mailbox_id, _, _) = self.append_target(account, &mailbox).await?;
         let (blob_id, size, meta) = self.put_blob(data).await?;
+        let account = crate::store::parse_address(account)?.full();
         self.insert_into(
-            mailbox_id,
+            (&account, &mailbox, mailbox_id),
             &flags,
             internal_date_ms,
             &blob_id,
@@ -131,10 +165,12 @@ impl Store {
     /// Rows are locked mailbox first, then account, as every writer does.
     /// Over quota, the statement fails through `mailfleet_over_quota()`
     /// (migration 0007), which undoes the mailbox row's update.
+    /// `target` is (account address, canonical mailbox name, mailbox id);
+    /// a mailbox renamed since its id was found is not written (NotFound).
     #[allow(clippy::too_many_arguments)]
     async fn insert_into(
         &self,
-        mailbox_id: i64,
+        (account, mailbox, mailbox_id): (&str, &str, i64),
         flags: &[String],
         internal_date_ms: i64,
         blob_id: &str,
@@ -156,7 +192,7 @@ impl Store {
                     total_size = total_size + $3, \
                     first_recent_uid = CASE WHEN $8 AND first_recent_uid = uidnext \
                         THEN uidnext + 1 ELSE first_recent_uid END \
-                 WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id, \
+                 WHERE id = $1 AND name = $9 RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity, account_id, \
                     $8 AND first_recent_uid = uidnext AS recent), \
              acct AS (UPDATE accounts a SET used_bytes = a.used_bytes + $3 FROM b \
                  WHERE a.id = b.account_id AND (a.quota_bytes <= 0 OR a.used_bytes + $3 <= a.quota_bytes) \
@@ -178,6 +214,7 @@ impl Store {
         .bind(blob_id)
         .bind(meta)
         .bind(claim)
+        .bind(mailbox)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match StoreError::from(e) {
@@ -194,6 +231,22 @@ impl Store {
             });
         };
         self.events.changed(vec![mailbox_id]);
+        if let Some(modseq) = modseq {
+            // The statement took highestmodseq from modseq - 1 to modseq.
+            self.mailbox_cache
+                .advance(account, mailbox, mailbox_id, (modseq - 1, modseq), |_| {
+                    let message = Message {
+                        uid,
+                        modseq,
+                        flags: flags.into(),
+                        date_ms: date.timestamp_millis(),
+                        size,
+                        blob_id: blob_id.into(),
+                        return_path: None,
+                    };
+                    vec![(message, false)]
+                });
+        }
         Ok(pb::AppendMessageResponse {
             uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
             uid: u32::try_from(uid).unwrap_or(0),
@@ -229,15 +282,31 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         flags.sort();
         flags.dedup();
-        let (mailbox_id, quota, used) = self.append_target(&start.account, &mailbox).await?;
-        // Refuse early what the quota cannot take; the insert checks again
-        // under the account lock.
-        if quota > 0 && used.saturating_add(announced) > quota {
-            return Err(StoreError::FailedPrecondition("over quota".into()));
-        }
+        let account = crate::store::parse_address(&start.account)?.full();
         // A body up to this size is kept while it streams to storage, so its
         // metadata is read without fetching it back.
         let keep = start.size <= KEEP_FOR_ANALYSIS;
+        // A small body goes to a mailbox this replica keeps a listing of
+        // without a look-up first, unless its account was over quota lately;
+        // the insert finds out the rest.
+        let known = self
+            .mailbox_cache
+            .peek(&account, &mailbox)
+            .map(|l| l.mailbox_id)
+            .filter(|_| keep && !self.over_quota.lately(&account));
+        let mailbox_id = match known {
+            Some(id) => id,
+            None => {
+                let (id, quota, used) = self.append_target(&account, &mailbox).await?;
+                // Refuse early what the quota cannot take; the insert checks
+                // again under the account lock.
+                if quota > 0 && used.saturating_add(announced) > quota {
+                    self.over_quota.refused(&account);
+                    return Err(StoreError::FailedPrecondition("over quota".into()));
+                }
+                id
+            }
+        };
         let mut kept = Vec::new();
 
         let mut writer = self.blobs.writer();
@@ -288,15 +357,38 @@ impl Store {
                 self.record_blob(&blob.id, announced, analysed).await?;
             }
         }
-        self.insert_into(
-            mailbox_id,
-            &flags,
-            start.internal_date_ms,
-            &blob.id,
-            announced,
-            meta,
-            start.claim_recent,
-        )
-        .await
+        let inserted = self
+            .insert_into(
+                (&account, &mailbox, mailbox_id),
+                &flags,
+                start.internal_date_ms,
+                &blob.id,
+                announced,
+                meta.clone(),
+                start.claim_recent,
+            )
+            .await;
+        match inserted {
+            // The kept listing's mailbox is gone; one of that name may
+            // have been created since.
+            Err(StoreError::NotFound(_)) if known.is_some() => {
+                let (id, _, _) = self.append_target(&account, &mailbox).await?;
+                self.insert_into(
+                    (&account, &mailbox, id),
+                    &flags,
+                    start.internal_date_ms,
+                    &blob.id,
+                    announced,
+                    meta,
+                    start.claim_recent,
+                )
+                .await
+            }
+            Err(StoreError::FailedPrecondition(e)) => {
+                self.over_quota.refused(&account);
+                Err(StoreError::FailedPrecondition(e))
+            }
+            other => other,
+        }
     }
 }

@@ -159,7 +159,38 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let unchanged_since = i64::try_from(unchanged_since).unwrap_or(i64::MAX);
         let has_star = uids.is_some_and(|s| s.ranges.iter().any(|r| r.first == 0 || r.last == 0));
+        let addr = crate::store::parse_address(account)?;
+        let (account, mailbox) = (addr.full(), crate::mailboxes::canonical_name(mailbox));
+        let (account, mailbox) = (account.as_str(), mailbox.as_str());
         if !has_star {
+            // First from the listing kept in memory, when there is one: the
+            // write checks that the mailbox is still as that listing has
+            // it. A plan that changes nothing proves nothing about a
+            // listing, so it is made again from Postgres.
+            if let Some(listing) = self.mailbox_cache.peek(account, mailbox) {
+                let rows = cached_rows(&listing, uids);
+                let highest = listing.highestmodseq;
+                let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
+                if !plan.updated.is_empty() {
+                    let mut conn = self.pool.acquire().await?;
+                    if write_flags(
+                        &mut conn,
+                        (listing.mailbox_id, mailbox),
+                        Some(highest),
+                        &plan,
+                    )
+                    .await?
+                    {
+                        return Ok(self.flags_written(
+                            account,
+                            mailbox,
+                            listing.mailbox_id,
+                            highest,
+                            plan,
+                        ));
+                    }
+                }
+            }
             for _ in 0..OPTIMISTIC_ATTEMPTS {
                 let (mailbox_id, highest, rows) = self.flag_rows(account, mailbox, uids).await?;
                 let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
@@ -167,9 +198,8 @@ impl Store {
                     return Ok(plan.response(highest));
                 }
                 let mut conn = self.pool.acquire().await?;
-                if write_flags(&mut conn, mailbox_id, Some(highest), &plan).await? {
-                    self.events.changed(vec![mailbox_id]);
-                    return Ok(plan.response(highest + 1));
+                if write_flags(&mut conn, (mailbox_id, mailbox), Some(highest), &plan).await? {
+                    return Ok(self.flags_written(account, mailbox, mailbox_id, highest, plan));
                 }
             }
         }
@@ -194,10 +224,42 @@ impl Store {
         if plan.updated.is_empty() {
             return Ok(plan.response(highest));
         }
-        write_flags(&mut tx, mailbox_id, None, &plan).await?;
+        write_flags(&mut tx, (mailbox_id, mailbox), None, &plan).await?;
         tx.commit().await?;
+        Ok(self.flags_written(account, mailbox, mailbox_id, highest, plan))
+    }
+
+    /// After a STORE took mailbox `mailbox_id` from `highest` to
+    /// `highest + 1`: tells the other sessions, moves the kept listing
+    /// along, and answers.
+    fn flags_written(
+        &self,
+        account: &str,
+        mailbox: &str,
+        mailbox_id: i64,
+        highest: i64,
+        plan: FlagPlan,
+    ) -> StoreFlagsResponse {
         self.events.changed(vec![mailbox_id]);
-        Ok(plan.response(highest + 1))
+        let after = highest + 1;
+        self.mailbox_cache
+            .advance(account, mailbox, mailbox_id, (highest, after), |listing| {
+                plan.updated
+                    .iter()
+                    .filter_map(|u| {
+                        let uid = i64::from(u.uid);
+                        let i = listing
+                            .messages
+                            .binary_search_by_key(&uid, |m| m.uid)
+                            .ok()?;
+                        let mut m = listing.messages[i].clone();
+                        m.flags = u.flags.clone().into();
+                        m.modseq = after;
+                        Some((m, false))
+                    })
+                    .collect()
+            });
+        plan.response(after)
     }
 
     /// The mailbox (id, highestmodseq) and the live messages of a `*`-free
@@ -241,6 +303,27 @@ impl Store {
             .collect();
         Ok((id, highest, messages))
     }
+}
+
+/// The live messages of a `*`-free UID set as (uid, modseq, flags), from a
+/// kept listing.
+fn cached_rows(
+    listing: &crate::mailbox_cache::Listing,
+    uids: Option<&UidSet>,
+) -> Vec<(i64, i64, Vec<String>)> {
+    let messages = &listing.messages;
+    let mut rows = Vec::new();
+    for r in uids.map(|s| s.ranges.as_slice()).unwrap_or_default() {
+        let (lo, hi) = (r.first.min(r.last), r.first.max(r.last));
+        let start = messages.partition_point(|m| m.uid < i64::from(lo));
+        let end = messages.partition_point(|m| m.uid <= i64::from(hi));
+        for m in messages.get(start..end).unwrap_or_default() {
+            rows.push((m.uid, m.modseq, m.flags.to_vec()));
+        }
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    rows.dedup_by_key(|r| r.0);
+    rows
 }
 
 /// Attempts of an optimistic STORE (read, then write only if the mailbox's
@@ -316,17 +399,19 @@ impl FlagPlan {
 /// it, custom plans look cheaper than the generic one and Postgres plans
 /// the statement anew at every call (0.3 to 0.5 ms each). With
 /// `expected`, only while the mailbox's highestmodseq is still that (every
-/// writer of a message raises it, so nothing changed since the read);
-/// returns whether it wrote.
+/// writer of a message raises it, so nothing changed since the read), and
+/// only while the mailbox still has its (canonical) name: a RENAME keeps
+/// the id and the highestmodseq a kept listing has. Returns whether it
+/// wrote.
 async fn write_flags(
     conn: &mut sqlx::PgConnection,
-    mailbox_id: i64,
+    (mailbox_id, mailbox): (i64, &str),
     expected: Option<i64>,
     plan: &FlagPlan,
 ) -> Result<bool> {
     let (written,): (i64,) = sqlx::query_as(
         "WITH mb AS (UPDATE mailboxes SET highestmodseq = $2, unseen_count = unseen_count + $5 \
-                 WHERE id = $1 AND ($6::int8 IS NULL OR highestmodseq = $6) RETURNING id), \
+                 WHERE id = $1 AND ($6::int8 IS NULL OR highestmodseq = $6) AND name = $7 RETURNING id), \
              u AS (UPDATE messages m SET modseq = $2, \
                  flags = CASE WHEN v.f = '' THEN '{}'::text[] ELSE string_to_array(v.f, ' ') END \
                  FROM mb, UNNEST((SELECT $3::int8[]), (SELECT $4::text[])) AS v(uid, f) \
@@ -339,6 +424,7 @@ async fn write_flags(
     .bind(&plan.flags_col)
     .bind(plan.unseen_delta)
     .bind(expected)
+    .bind(mailbox)
     .fetch_one(conn)
     .await?;
     Ok(written > 0)

@@ -112,6 +112,7 @@ pub async fn run(
         dkim_seal: dkim::Sealer::from_secret(config.dkim_key_secret.expose()),
         meta_cache: meta_cache::MetaCache::new(config.metadata_cache_size),
         mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
+        over_quota: Default::default(),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

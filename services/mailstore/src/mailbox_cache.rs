@@ -124,6 +124,42 @@ impl MailboxCache {
         MailboxCache(Some(Arc::new(Cache::with_weighter(items, bytes, Weight))))
     }
 
+    fn key(account: &str, name: &str) -> Box<str> {
+        format!("{account}\n{name}").into_boxed_str()
+    }
+
+    /// The listing kept for `account`'s mailbox `name`, without asking
+    /// Postgres whether it is current: a writer that checks the mailbox's
+    /// highestmodseq in its own statement may plan from it.
+    pub(crate) fn peek(&self, account: &str, name: &str) -> Option<Arc<Listing>> {
+        self.0.as_ref()?.get(&Self::key(account, name))
+    }
+
+    /// Records a write the caller just made to mailbox `mailbox_id`, which
+    /// took its highestmodseq from `before` to `after`, with `changes` (rows
+    /// and whether each is expunged). Only a listing at exactly `before`
+    /// moves: with nothing else written in between, it plus the changes is
+    /// the mailbox at `after`. Any other listing is left for the next read
+    /// to bring up to date.
+    pub(crate) fn advance(
+        &self,
+        account: &str,
+        name: &str,
+        mailbox_id: i64,
+        (before, after): (i64, i64),
+        changes: impl FnOnce(&Listing) -> Vec<(Message, bool)>,
+    ) {
+        let Some(c) = &self.0 else { return };
+        let key = Self::key(account, name);
+        if let Some(old) = c.get(&key)
+            && old.mailbox_id == mailbox_id
+            && old.highestmodseq == before
+        {
+            let new = old.updated(after, changes(&old));
+            c.insert(key, Arc::new(new));
+        }
+    }
+
     /// The live messages of `account`'s mailbox `name` (canonical), as of
     /// the statement that read them.
     pub(crate) async fn listing(
@@ -132,7 +168,7 @@ impl MailboxCache {
         account: &str,
         name: &str,
     ) -> Result<Arc<Listing>> {
-        let key: Box<str> = format!("{account}\n{name}").into_boxed_str();
+        let key = Self::key(account, name);
         let cached = self.0.as_ref().and_then(|c| c.get(&key));
         let listing = match cached {
             Some(old) => {

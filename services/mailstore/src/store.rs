@@ -41,6 +41,8 @@ pub struct Store {
     pub meta_cache: crate::meta_cache::MetaCache,
     /// Mailbox listings kept in memory (see `crate::mailbox_cache`).
     pub mailbox_cache: crate::mailbox_cache::MailboxCache,
+    /// Accounts an APPEND recently found over quota (see `crate::append`).
+    pub over_quota: Arc<crate::append::OverQuota>,
 }
 
 /// Where an envelope recipient goes.

@@ -903,37 +903,6 @@ async fn message_quota_limits_every_way_in() {
     stop(running).await;
 }
 
-/// AppendMessageStream: `start`, then `chunks`, as one client stream.
-async fn append_stream(
-    ms: &mut MailStore,
-    start: pb::AppendStart,
-    chunks: Vec<Vec<u8>>,
-) -> Result<pb::AppendMessageResponse, tonic::Status> {
-    let first = pb::AppendStreamRequest {
-        start: Some(start),
-        data: Vec::new(),
-        commit: false,
-    };
-    let rest = chunks.into_iter().map(|data| pb::AppendStreamRequest {
-        start: None,
-        data,
-        commit: false,
-    });
-    let commit = pb::AppendStreamRequest {
-        start: None,
-        data: Vec::new(),
-        commit: true,
-    };
-    let requests = futures::stream::iter(
-        std::iter::once(first)
-            .chain(rest)
-            .chain(std::iter::once(commit)),
-    );
-    ms.append_message_stream(requests)
-        .await
-        .map(|r| r.into_inner())
-}
-
 /// AppendMessageStream (IMAP APPEND of large messages): a body larger than
 /// the inline limit streams through a multipart upload and reads back
 /// byte for byte; a stream shorter or longer than announced, a body over

@@ -59,7 +59,12 @@ async fn search(ms: &mut MailStore, mailbox: &str, key: pb::SearchKey) -> Vec<u3
     .uids
 }
 
-async fn store(ms: &mut MailStore, uid: u32, mode: pb::FlagsMode, flag: &str) {
+async fn store(
+    ms: &mut MailStore,
+    uid: u32,
+    mode: pb::FlagsMode,
+    flag: &str,
+) -> pb::StoreFlagsResponse {
     ms.store_flags(pb::StoreFlagsRequest {
         account: ALICE.into(),
         mailbox: String::new(),
@@ -74,7 +79,155 @@ async fn store(ms: &mut MailStore, uid: u32, mode: pb::FlagsMode, flag: &str) {
         unchanged_since: 0,
     })
     .await
+    .unwrap()
+    .into_inner()
+}
+
+fn all() -> pb::SearchKey {
+    key(pb::SearchOp::SearchAll, "", "")
+}
+
+fn flag(name: &str) -> pb::SearchKey {
+    key(pb::SearchOp::SearchFlag, "", name)
+}
+
+/// An IMAP APPEND (AppendMessageStream) through `ms`.
+async fn append_imap(ms: &mut MailStore, mailbox: &str, from: &str) -> Result<u32, tonic::Status> {
+    let body = format!("From: {from}\r\nSubject: hello\r\n\r\nbody\r\n").into_bytes();
+    let start = pb::AppendStart {
+        account: ALICE.into(),
+        mailbox: mailbox.into(),
+        size: body.len() as u64,
+        ..Default::default()
+    };
+    append_stream(ms, start, vec![body]).await.map(|r| r.uid)
+}
+
+/// A replica's listing of a mailbox renamed, or deleted and created again,
+/// through the other: APPEND and STORE by the old name go to the mailbox
+/// that has that name now, or fail as a missing mailbox, never to the
+/// mailbox the listing was of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_by_name_follow_renames_made_through_another_replica() {
+    let db = Database(unique_db_name("searchrename"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let one = start(config.clone()).await;
+    let two = start(config).await;
+    let mut a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
+    let mut b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&one, ALICE, 0, 0).await;
+    a.create_mailbox(pb::CreateMailboxRequest {
+        account: ALICE.into(),
+        name: "Work".into(),
+        special_use: String::new(),
+    })
+    .await
     .unwrap();
+    let w1 = append_imap(&mut a, "Work", "bob@example.org")
+        .await
+        .unwrap();
+    assert_eq!(search(&mut a, "Work", from("bob")).await, [w1]);
+
+    b.rename_mailbox(pb::RenameMailboxRequest {
+        account: ALICE.into(),
+        from: "Work".into(),
+        to: "Play".into(),
+    })
+    .await
+    .unwrap();
+    let gone = append_imap(&mut a, "Work", "carol@example.org").await;
+    assert_eq!(gone.unwrap_err().code(), tonic::Code::NotFound);
+    let store_gone = a
+        .store_flags(pb::StoreFlagsRequest {
+            account: ALICE.into(),
+            mailbox: "Work".into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange {
+                    first: w1,
+                    last: w1,
+                }],
+            }),
+            mode: pb::FlagsMode::FlagsAdd as i32,
+            flags: vec!["\\Flagged".into()],
+            unchanged_since: 0,
+        })
+        .await;
+    assert_eq!(store_gone.unwrap_err().code(), tonic::Code::NotFound);
+    // Play is the renamed mailbox, untouched by either.
+    assert_eq!(search(&mut b, "Play", all()).await, [w1]);
+    assert!(search(&mut b, "Play", flag("\\Flagged")).await.is_empty());
+
+    // Work created again: the APPEND through one lands there.
+    b.create_mailbox(pb::CreateMailboxRequest {
+        account: ALICE.into(),
+        name: "Work".into(),
+        special_use: String::new(),
+    })
+    .await
+    .unwrap();
+    let n1 = append_imap(&mut a, "Work", "dave@example.org")
+        .await
+        .unwrap();
+    assert_eq!(search(&mut b, "Work", all()).await, [n1]);
+    assert_eq!(search(&mut b, "Play", all()).await, [w1]);
+
+    stop(one).await;
+    stop(two).await;
+}
+
+/// STORE plans from the listing a replica keeps and APPEND and STORE move
+/// that listing along; a listing that another replica's writes made stale
+/// must neither lose those writes nor hide them from the next SEARCH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_planned_from_a_stale_listing_lose_nothing() {
+    let db = Database(unique_db_name("searchwrite"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db.0, blob_dir.path());
+    let one = start(config.clone()).await;
+    let two = start(config).await;
+    let mut a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
+    let mut b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&one, ALICE, 0, 0).await;
+    let m1 = append(&mut a, "INBOX", "bob@example.org", &["\\Seen"]).await;
+    let m2 = append(&mut a, "INBOX", "carol@example.org", &[]).await;
+    // Replica one keeps the listing.
+    assert_eq!(search(&mut a, "", flag("\\Seen")).await, [m1]);
+
+    // Replica two takes \Seen off m1; one's listing still has it. A STORE
+    // through one that adds \Seen again must really add it.
+    store(&mut b, m1, pb::FlagsMode::FlagsRemove, "\\Seen").await;
+    let r = store(&mut a, m1, pb::FlagsMode::FlagsAdd, "\\Seen").await;
+    assert_eq!(r.updated.len(), 1, "the stale listing hid a change: {r:?}");
+    assert_eq!(search(&mut a, "", flag("\\Seen")).await, [m1]);
+
+    // Replica two flags m2; a STORE through one on m2 keeps that flag.
+    store(&mut b, m2, pb::FlagsMode::FlagsAdd, "\\Flagged").await;
+    let r = store(&mut a, m2, pb::FlagsMode::FlagsAdd, "\\Answered").await;
+    let mut flags = r.updated[0].flags.clone();
+    flags.sort();
+    assert_eq!(flags, ["\\Answered", "\\Flagged"]);
+    let highest = r.highestmodseq;
+    assert_eq!(r.updated[0].modseq, highest);
+
+    // Writes through one with nothing in between: its listing (current
+    // after this search) moves along with them, so the STOREs plan from it,
+    // and the searches through one see what those through two see.
+    assert_eq!(search(&mut a, "", flag("\\Seen")).await, [m1]);
+    let m3 = append(&mut a, "INBOX", "dave@example.org", &["\\Flagged"]).await;
+    store(&mut a, m1, pb::FlagsMode::FlagsAdd, "\\Flagged").await;
+    store(&mut a, m2, pb::FlagsMode::FlagsRemove, "\\Flagged").await;
+    for ms in [&mut a, &mut b] {
+        assert_eq!(search(ms, "", flag("\\Flagged")).await, [m1, m3]);
+        assert_eq!(search(ms, "", flag("\\Answered")).await, [m2]);
+        assert_eq!(search(ms, "", from("dave")).await, [m3]);
+    }
+    // An APPEND through two after one's own writes: one sees it too.
+    let m4 = append(&mut b, "INBOX", "erin@example.org", &["\\Flagged"]).await;
+    assert_eq!(search(&mut a, "", flag("\\Flagged")).await, [m1, m3, m4]);
+
+    stop(one).await;
+    stop(two).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,3 +166,34 @@ pub async fn add_account(
         .unwrap()
         .into_inner()
 }
+
+/// AppendMessageStream: `start`, then `chunks`, as one client stream.
+pub async fn append_stream(
+    ms: &mut MailStore,
+    start: pb::AppendStart,
+    chunks: Vec<Vec<u8>>,
+) -> Result<pb::AppendMessageResponse, tonic::Status> {
+    let first = pb::AppendStreamRequest {
+        start: Some(start),
+        data: Vec::new(),
+        commit: false,
+    };
+    let rest = chunks.into_iter().map(|data| pb::AppendStreamRequest {
+        start: None,
+        data,
+        commit: false,
+    });
+    let commit = pb::AppendStreamRequest {
+        start: None,
+        data: Vec::new(),
+        commit: true,
+    };
+    let requests = futures::stream::iter(
+        std::iter::once(first)
+            .chain(rest)
+            .chain(std::iter::once(commit)),
+    );
+    ms.append_message_stream(requests)
+        .await
+        .map(|r| r.into_inner())
+}
