@@ -92,7 +92,15 @@ impl BlobStore {
             std::fs::create_dir_all(path).map_err(|e| {
                 BlobError::Config(format!("cannot create blob directory {path}: {e}"))
             })?;
-            Arc::new(LocalFileSystem::new_with_prefix(path)?.with_automatic_cleanup(true))
+            // A body is on disk before the row that names it is committed
+            // (Postgres fsyncs that), as S3 has it before it answers a PUT:
+            // without the fsync, a machine crash could leave a message row
+            // whose body never reached the disk.
+            Arc::new(
+                LocalFileSystem::new_with_prefix(path)?
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true),
+            )
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or_default();
             if bucket.is_empty() {
