@@ -11,6 +11,44 @@ use common::*;
 
 const ALICE: &str = "alice@example.test";
 
+/// Two mailstore replicas on one database, with Alice's account, and a
+/// client of each.
+struct Replicas {
+    one: Running,
+    two: Running,
+    a: MailStore,
+    b: MailStore,
+    _blobs: tempfile::TempDir,
+    // Last: dropped after the replicas, even when a test fails.
+    _db: Database,
+}
+
+impl Replicas {
+    async fn start(name: &str) -> Replicas {
+        let db = Database(unique_db_name(name));
+        let blobs = tempfile::tempdir().unwrap();
+        let config = config(&db.0, blobs.path());
+        let one = start(config.clone()).await;
+        let two = start(config).await;
+        let a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
+        let b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
+        add_account(&one, ALICE, 0, 0).await;
+        Replicas {
+            one,
+            two,
+            a,
+            b,
+            _blobs: blobs,
+            _db: db,
+        }
+    }
+
+    async fn stop(self) {
+        stop(self.one).await;
+        stop(self.two).await;
+    }
+}
+
 async fn append(ms: &mut MailStore, mailbox: &str, from: &str, flags: &[&str]) -> u32 {
     ms.append_message(pb::AppendMessageRequest {
         account: ALICE.into(),
@@ -109,14 +147,8 @@ async fn append_imap(ms: &mut MailStore, mailbox: &str, from: &str) -> Result<u3
 /// mailbox the listing was of.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_name_follow_renames_made_through_another_replica() {
-    let db = Database(unique_db_name("searchrename"));
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
-    let one = start(config.clone()).await;
-    let two = start(config).await;
-    let mut a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
-    let mut b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&one, ALICE, 0, 0).await;
+    let replicas = Replicas::start("searchrename").await;
+    let (mut a, mut b) = (replicas.a.clone(), replicas.b.clone());
     a.create_mailbox(pb::CreateMailboxRequest {
         account: ALICE.into(),
         name: "Work".into(),
@@ -172,8 +204,7 @@ async fn writes_by_name_follow_renames_made_through_another_replica() {
     assert_eq!(search(&mut b, "Work", all()).await, [n1]);
     assert_eq!(search(&mut b, "Play", all()).await, [w1]);
 
-    stop(one).await;
-    stop(two).await;
+    replicas.stop().await;
 }
 
 /// STORE plans from the listing a replica keeps and APPEND and STORE move
@@ -181,14 +212,8 @@ async fn writes_by_name_follow_renames_made_through_another_replica() {
 /// must neither lose those writes nor hide them from the next SEARCH.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_planned_from_a_stale_listing_lose_nothing() {
-    let db = Database(unique_db_name("searchwrite"));
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
-    let one = start(config.clone()).await;
-    let two = start(config).await;
-    let mut a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
-    let mut b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&one, ALICE, 0, 0).await;
+    let replicas = Replicas::start("searchwrite").await;
+    let (mut a, mut b) = (replicas.a.clone(), replicas.b.clone());
     let m1 = append(&mut a, "INBOX", "bob@example.org", &["\\Seen"]).await;
     let m2 = append(&mut a, "INBOX", "carol@example.org", &[]).await;
     // Replica one keeps the listing.
@@ -226,20 +251,13 @@ async fn writes_planned_from_a_stale_listing_lose_nothing() {
     let m4 = append(&mut b, "INBOX", "erin@example.org", &["\\Flagged"]).await;
     assert_eq!(search(&mut a, "", flag("\\Flagged")).await, [m1, m3, m4]);
 
-    stop(one).await;
-    stop(two).await;
+    replicas.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_follow_changes_made_through_another_replica() {
-    let db = Database(unique_db_name("searchcache"));
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
-    let one = start(config.clone()).await;
-    let two = start(config).await;
-    let mut a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
-    let mut b = mailstore_client(&two.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&one, ALICE, 0, 0).await;
+    let replicas = Replicas::start("searchcache").await;
+    let (mut a, mut b) = (replicas.a.clone(), replicas.b.clone());
 
     let bob1 = append(&mut a, "INBOX", "bob@example.org", &[]).await;
     let carol = append(&mut a, "INBOX", "carol@example.org", &[]).await;
@@ -316,6 +334,5 @@ async fn searches_follow_changes_made_through_another_replica() {
     assert!(search(&mut a, "Work", from("bob")).await.is_empty());
     assert_eq!(search(&mut a, "Work", from("dave")).await, [dave]);
 
-    stop(one).await;
-    stop(two).await;
+    replicas.stop().await;
 }
