@@ -1,5 +1,8 @@
 //! StoreFlags: add, remove or replace flags of messages by UID, with RFC 7162
-//! modseqs and UNCHANGEDSINCE, in one transaction holding the mailbox row lock.
+//! modseqs and UNCHANGEDSINCE. The change is planned from the kept mailbox
+//! listing or from a read, and written in one statement only while the
+//! mailbox's highestmodseq is what the plan saw; after two misses, or for a
+//! set with `*`, under the mailbox row lock.
 //!
 //! Every message whose flags change gets the same new modseq (the mailbox's
 //! highestmodseq + 1): RFC 7162 3.1 asks for a new value per operation, and
