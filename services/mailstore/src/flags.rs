@@ -170,27 +170,18 @@ impl Store {
             // write checks that the mailbox is still as that listing has
             // it. A plan that changes nothing proves nothing about a
             // listing, so it is made again from Postgres.
-            if let Some(listing) = self.mailbox_cache.peek(account, mailbox) {
+            // The listing itself is let go before the write, so that the
+            // cache can move it along in place.
+            let kept = self.mailbox_cache.peek(account, mailbox).map(|listing| {
                 let rows = cached_rows(&listing, uids);
-                let highest = listing.highestmodseq;
+                (listing.mailbox_id, listing.highestmodseq, rows)
+            });
+            if let Some((mailbox_id, highest, rows)) = kept {
                 let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
                 if !plan.updated.is_empty() {
                     let mut conn = self.pool.acquire().await?;
-                    if write_flags(
-                        &mut conn,
-                        (listing.mailbox_id, mailbox),
-                        Some(highest),
-                        &plan,
-                    )
-                    .await?
-                    {
-                        return Ok(self.flags_written(
-                            account,
-                            mailbox,
-                            listing.mailbox_id,
-                            highest,
-                            plan,
-                        ));
+                    if write_flags(&mut conn, (mailbox_id, mailbox), Some(highest), &plan).await? {
+                        return Ok(self.flags_written(account, mailbox, mailbox_id, highest, plan));
                     }
                 }
             }

@@ -46,18 +46,17 @@ pub(crate) struct Listing {
     weight: u64,
 }
 
+/// What one message adds to a listing's weight.
+fn message_weight(m: &Message) -> u64 {
+    MESSAGE_OVERHEAD
+        + m.blob_id.len() as u64
+        + m.flags.iter().map(|f| f.len() as u64 + 24).sum::<u64>()
+        + m.return_path.as_ref().map_or(0, |r| r.len() as u64)
+}
+
 impl Listing {
     fn new(mailbox_id: i64, highestmodseq: i64, messages: Vec<Message>) -> Listing {
-        let weight = LISTING_OVERHEAD
-            + messages
-                .iter()
-                .map(|m| {
-                    MESSAGE_OVERHEAD
-                        + m.blob_id.len() as u64
-                        + m.flags.iter().map(|f| f.len() as u64 + 24).sum::<u64>()
-                        + m.return_path.as_ref().map_or(0, |r| r.len() as u64)
-                })
-                .sum::<u64>();
+        let weight = LISTING_OVERHEAD + messages.iter().map(message_weight).sum::<u64>();
         Listing {
             mailbox_id,
             highestmodseq,
@@ -66,21 +65,36 @@ impl Listing {
         }
     }
 
-    /// This listing with `changes` (rows changed after its highestmodseq,
-    /// each with whether it is expunged) applied.
-    fn updated(&self, highestmodseq: i64, changes: Vec<(Message, bool)>) -> Listing {
-        let mut messages = self.messages.clone();
+    /// `this` with `changes` (rows changed after its highestmodseq, each
+    /// with whether it is expunged) applied. A listing nobody else holds
+    /// (taken out of the cache, no SEARCH reading it) changes in place;
+    /// one still shared is copied, since readers keep their snapshot.
+    fn updated(this: Arc<Listing>, highestmodseq: i64, changes: Vec<(Message, bool)>) -> Listing {
+        let mut listing = Arc::try_unwrap(this).unwrap_or_else(|shared| Listing {
+            mailbox_id: shared.mailbox_id,
+            highestmodseq: shared.highestmodseq,
+            messages: shared.messages.clone(),
+            weight: shared.weight,
+        });
+        let messages = &mut listing.messages;
         for (m, expunged) in changes {
             match messages.binary_search_by_key(&m.uid, |x| x.uid) {
                 Ok(i) if expunged => {
-                    messages.remove(i);
+                    listing.weight -= message_weight(&messages.remove(i));
                 }
-                Ok(i) => messages[i] = m,
-                Err(i) if !expunged => messages.insert(i, m),
+                Ok(i) => {
+                    listing.weight += message_weight(&m);
+                    listing.weight -= message_weight(&std::mem::replace(&mut messages[i], m));
+                }
+                Err(i) if !expunged => {
+                    listing.weight += message_weight(&m);
+                    messages.insert(i, m);
+                }
                 Err(_) => {}
             }
         }
-        Listing::new(self.mailbox_id, highestmodseq, messages)
+        listing.highestmodseq = highestmodseq;
+        listing
     }
 }
 
@@ -150,14 +164,18 @@ impl MailboxCache {
         changes: impl FnOnce(&Listing) -> Vec<(Message, bool)>,
     ) {
         let Some(c) = &self.0 else { return };
-        let key = Self::key(account, name);
-        if let Some(old) = c.get(&key)
-            && old.mailbox_id == mailbox_id
-            && old.highestmodseq == before
-        {
-            let new = old.updated(after, changes(&old));
-            c.insert(key, Arc::new(new));
-        }
+        // Taken out while it moves, so that it can change in place; a
+        // reader in between reads the mailbox whole.
+        let Some((key, old)) = c.remove(&Self::key(account, name)) else {
+            return;
+        };
+        let moved = if old.mailbox_id == mailbox_id && old.highestmodseq == before {
+            let changes = changes(&old);
+            Arc::new(Listing::updated(old, after, changes))
+        } else {
+            old
+        };
+        c.insert(key, moved);
     }
 
     /// The live messages of `account`'s mailbox `name` (canonical), as of
@@ -194,7 +212,10 @@ impl MailboxCache {
                     Some(r) => {
                         let highest = r.1;
                         let changes = rows.into_iter().filter_map(message).collect();
-                        old.updated(highest, changes)
+                        if let Some(c) = &self.0 {
+                            c.remove(&key);
+                        }
+                        Listing::updated(old, highest, changes)
                     }
                 }
             }
@@ -272,7 +293,9 @@ mod tests {
     #[test]
     fn changes_update_remove_and_insert_in_uid_order() {
         let base = Listing::new(7, 10, vec![msg(1, 1, "a"), msg(3, 3, "a"), msg(5, 5, "a")]);
-        let next = base.updated(
+        let base = Arc::new(base);
+        let next = Listing::updated(
+            base.clone(),
             14,
             vec![
                 (msg(1, 11, "b"), false),
@@ -285,7 +308,21 @@ mod tests {
         assert_eq!(uids, [1, 5, 6]);
         assert_eq!(&*next.messages[0].flags, ["b"]);
         assert_eq!((next.mailbox_id, next.highestmodseq), (7, 14));
-        assert_eq!(base.messages.len(), 3, "the cached listing is not changed");
+        assert_eq!(base.messages.len(), 3, "the shared listing is not changed");
+        assert_eq!(
+            next.weight,
+            Listing::new(7, 14, next.messages.clone()).weight
+        );
+
+        // Held by nobody else: changed in place, to the same result.
+        let alone = Listing::new(7, 10, vec![msg(1, 1, "a"), msg(3, 3, "a"), msg(5, 5, "a")]);
+        let moved = Listing::updated(Arc::new(alone), 14, vec![(msg(3, 12, "a"), true)]);
+        let uids: Vec<i64> = moved.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, [1, 5]);
+        assert_eq!(
+            moved.weight,
+            Listing::new(7, 14, moved.messages.clone()).weight
+        );
     }
 
     #[test]
