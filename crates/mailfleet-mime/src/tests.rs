@@ -359,3 +359,159 @@ References: <a@x>\r\n <b@x>\r\n\r\nbody\r\n";
     assert_eq!(old.references, None);
     assert_eq!(analyze(b"Subject: y\r\n\r\n").references, None);
 }
+
+/// Lines that MIME structure turns on, to build messages from.
+const LINES: &[&[u8]] = &[
+    b"Content-Type: multipart/mixed; boundary=a",
+    b"Content-Type: multipart/digest; boundary=b",
+    b"Content-Type: message/rfc822",
+    b"Content-Type: text/plain",
+    b"Content-Type: multipart/alternative",
+    b"Content-Transfer-Encoding: base64",
+    b"Subject: x",
+    b"From: a@b.c",
+    b"",
+    b"",
+    b"--a",
+    b"--a--",
+    b"--b",
+    b"--b--",
+    b"--a  \t",
+    b"--ab",
+    b"text",
+    b"\r",
+    b" folded",
+];
+const BREAKS: &[&[u8]] = &[b"\r\n", b"\r\n", b"\r\n", b"\n", b""];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The result does not depend on where the chunks are cut, and its
+    /// ranges nest.
+    #[test]
+    fn chunking_does_not_change_the_result(
+        lines in proptest::collection::vec((0..LINES.len(), 0..BREAKS.len()), 0..40),
+        cuts in proptest::collection::vec(1usize..12, 1..8),
+    ) {
+        let mut raw = Vec::new();
+        for (line, brk) in lines {
+            raw.extend_from_slice(LINES[line]);
+            raw.extend_from_slice(BREAKS[brk]);
+        }
+        let whole = analyze(&raw);
+        check(&whole.body, 0..raw.len() as u64);
+        let mut analyzer = Analyzer::new();
+        let mut rest = &raw[..];
+        for len in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at((*len).min(rest.len()));
+            analyzer.update(chunk);
+            rest = tail;
+        }
+        proptest::prop_assert_eq!(analyzer.finish(), whole);
+    }
+}
+
+/// A message as a sender builds it, `attachment` octets of base64 in one
+/// part and a long line without breaks in another, fed in 64 KiB chunks.
+fn large_message(attachment: usize, long_line: usize) -> (Vec<u8>, Vec<Range<u64>>) {
+    let mut raw = b"From: a@example.test\r\nSubject: big\r\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\n\
+Content-Type: text/plain\r\n\r\nsee attached\r\n--outer\r\n\
+Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    let mut ranges = Vec::new();
+    let start = raw.len();
+    while raw.len() - start < attachment {
+        raw.extend_from_slice(&[b'Q'; 76]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    ranges.push(start as u64..(raw.len() - 2) as u64);
+    raw.extend_from_slice(b"--outer\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\n");
+    let start = raw.len();
+    raw.resize(start + long_line, b'z');
+    ranges.push(start as u64..raw.len() as u64);
+    raw.extend_from_slice(b"\r\n--outer--\r\n");
+    (raw, ranges)
+}
+
+#[test]
+fn large_bodies_are_counted_not_kept() {
+    let (raw, ranges) = large_message(20 << 20, 5 << 20);
+    let mut analyzer = Analyzer::new();
+    let mut most = 0;
+    for chunk in raw.chunks(64 * 1024) {
+        analyzer.update(chunk);
+        most = most.max(analyzer.buffered());
+    }
+    let m = analyzer.finish();
+    // What is held is a line's start and a header block, not a body.
+    assert!(most <= MAX_HEADER + 4096, "held {most} octets");
+    assert_eq!(m.size, raw.len() as u64);
+    assert_eq!(m.lines, count_lines(&raw));
+    let parts = &m.body.parts;
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[1].body_range(), ranges[0]);
+    assert_eq!(parts[1].encoding, "BASE64");
+    let inner = parts[2].message.as_ref().unwrap();
+    assert_eq!(inner.envelope.subject.as_deref(), Some("inner"));
+    assert_eq!(inner.body.body_range(), ranges[1]);
+    assert_eq!(inner.body.lines, Some(1));
+    assert_eq!(parts[2].lines, Some(3));
+    assert_eq!(m, analyze(&raw), "the same as analysing it whole");
+}
+
+#[test]
+fn header_octets_kept_are_bounded() {
+    // A header block longer than MAX_HEADER: its range is exact, the
+    // fields past the limit are not read.
+    let mut raw = b"Subject: first\r\n".to_vec();
+    while raw.len() < MAX_HEADER + 1000 {
+        raw.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+    }
+    raw.extend_from_slice(b"To: late@example.test\r\n\r\nbody\r\n");
+    let m = analyze(&raw);
+    assert_eq!(m.subject.as_deref(), Some("first"));
+    assert!(m.envelope.to.is_empty(), "read past the limit");
+    assert_eq!(m.header_len, raw.len() as u64 - 6);
+    assert_eq!(part_bytes(&raw, m.body.body_range()), b"body\r\n");
+
+    // Many parts with large headers: once MAX_HEADERS is spent, each part
+    // header is read from its start only, which still finds the structure.
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(60_000));
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for i in 0..100 {
+        raw.extend_from_slice(
+            format!("--b\r\nContent-Type: text/plain; name=p{i}\r\n{filler}\r\npart {i}\r\n")
+                .as_bytes(),
+        );
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+    let m = analyze(&raw);
+    assert_eq!(m.body.parts.len(), 100);
+    for (i, part) in m.body.parts.iter().enumerate() {
+        assert_eq!(part.params[0], ("name".into(), format!("p{i}")));
+        assert_eq!(
+            part_bytes(&raw, part.body_range()),
+            format!("part {i}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn part_count_is_bounded() {
+    let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for _ in 0..MAX_PARTS + 50 {
+        raw.extend_from_slice(b"--b\r\n\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+    let m = analyze(&raw);
+    assert_eq!(m.body.parts.len(), MAX_PARTS);
+    // The last part found runs on to the end of the multipart.
+    let last = m.body.parts.last().unwrap();
+    assert_eq!(last.body_end, raw.len() as u64);
+    check(&m.body, 0..raw.len() as u64);
+}
