@@ -504,17 +504,19 @@ async fn bad_input_gets_bad_and_the_session_goes_on() {
 }
 
 /// APPEND streamed to mailstore (tests/e2e/clients/imap_append.py): a
-/// 30 MiB message round-trips byte for byte, a 60 MiB literal over
-/// APPENDLIMIT gets NO [TOOBIG] and the session goes on, LITERAL+ streams,
-/// and a client gone mid-literal stores nothing and leaves no partial body
-/// in object storage.
+/// 30 MiB message round-trips byte for byte, a 20 MiB multipart gets its
+/// exact BODYSTRUCTURE and parts, a 60 MiB literal over APPENDLIMIT gets
+/// NO [TOOBIG] and the session goes on, LITERAL+ streams, and a client
+/// gone mid-literal stores nothing and leaves no partial body in object
+/// storage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_streams_large_messages() {
     let env = start().await;
     run_client("imap_append.py", &[&env.imap.to_string(), USER, PASS]).await;
-    // Stored bodies: the 30 MiB one, the small one (appended twice, one
-    // blob), the LITERAL+ one. The cut and refused bodies left nothing, not
-    // even a temporary upload (aborted once mailstore sees the reset).
+    // Stored bodies: the 30 MiB one, the multipart, the small one
+    // (appended twice, one blob), the LITERAL+ one. The cut and refused
+    // bodies left nothing, not even a temporary upload (aborted once
+    // mailstore sees the reset).
     let blobs = env._dir.path().join("blobs");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -524,12 +526,12 @@ async fn append_streams_large_messages() {
             .filter(|f| !f.contains("/blobs/blobs/"))
             .collect();
         let stored = files.len() - stray.len();
-        if stray.is_empty() && stored == 3 {
+        if stray.is_empty() && stored == 4 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "expected 3 stored bodies and no temporary file: {files:?}"
+            "expected 4 stored bodies and no temporary file: {files:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -5,13 +5,15 @@
 //!
 //! AppendMessageStream takes the body in chunks straight into a
 //! [`mailfleet_blob::BlobWriter`] (inline below the inline limit, multipart
-//! upload above it, as SMTP intake does), so the request is never held whole;
-//! a stream that ends short of, or runs past, its announced size is aborted
+//! upload above it, as SMTP intake does) and through a
+//! [`mailfleet_mime::Analyzer`], so the request is never held whole; a
+//! stream that ends short of, or runs past, its announced size is aborted
 //! before the body reaches its content key.
 
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
+use mailfleet_mime::{Analyzer, MessageMeta};
 use mailfleet_proto::v1 as pb;
 use quick_cache::sync::Cache;
 
@@ -21,7 +23,7 @@ use crate::mailbox_cache::Message;
 use crate::store::Store;
 
 /// Removes NUL characters from every string: Postgres JSONB rejects `\u0000`.
-pub(crate) fn strip_nul(v: &mut serde_json::Value) {
+fn strip_nul(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nul),
@@ -33,9 +35,10 @@ pub(crate) fn strip_nul(v: &mut serde_json::Value) {
 /// The SQLSTATE `mailfleet_over_quota()` raises.
 const OVER_QUOTA: &str = "MF001";
 
-/// Bodies up to this size are analysed from memory as they stream in;
-/// larger ones are read back from storage once.
-const KEEP_FOR_ANALYSIS: u64 = 1024 * 1024;
+/// An APPEND of a body up to this size to a mailbox with a kept listing
+/// skips the look-up that refuses it before its body is stored (see
+/// [`OverQuota`]); a larger one is refused before it costs an upload.
+const UNCHECKED_APPEND: u64 = 1024 * 1024;
 
 /// How long an account refused for its quota has every APPEND checked
 /// against the quota before its body is stored.
@@ -68,15 +71,26 @@ impl OverQuota {
 
 /// A body's metadata as the `blobs` row keeps it (analysed once per body,
 /// like delivered ones, see deliver::ensure_blobs).
+fn meta_json(meta: &MessageMeta) -> String {
+    let mut value = serde_json::to_value(meta).unwrap_or_default();
+    strip_nul(&mut value);
+    value.to_string()
+}
+
+/// The metadata of a body held whole, analysed off the async workers.
 async fn analyze(data: Vec<u8>) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let meta = mailfleet_mime::analyze(&data);
-        let mut value = serde_json::to_value(&meta).unwrap_or_default();
-        strip_nul(&mut value);
-        value.to_string()
-    })
-    .await
-    .map_err(|e| StoreError::Internal(e.to_string()))
+    tokio::task::spawn_blocking(move || meta_json(&mailfleet_mime::analyze(&data)))
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// The metadata of a body an [`Analyzer`] read as it streamed by. Finishing
+/// (building and encoding the structure of a message with many parts) runs
+/// off the async workers.
+pub(crate) async fn finish_analysis(analyzer: Analyzer) -> Result<String> {
+    tokio::task::spawn_blocking(move || meta_json(&analyzer.finish()))
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 impl Store {
@@ -93,19 +107,6 @@ impl Store {
             i64::try_from(blob.size).map_err(|_| StoreError::Internal("too large".into()))?;
         let meta = analyze(data).await?;
         Ok((blob.id, size, meta))
-    }
-
-    /// Records the `blobs` row of a stored body analysed from storage.
-    async fn record_blob(&self, id: &str, size: i64, meta: String) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blobs (id, size, meta) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(size)
-        .bind(meta)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn append_message(
@@ -133,7 +134,7 @@ impl Store {
             internal_date_ms,
             &blob_id,
             size,
-            Some(meta),
+            meta,
             false,
         )
         .await
@@ -175,7 +176,7 @@ impl Store {
         internal_date_ms: i64,
         blob_id: &str,
         size: i64,
-        meta: Option<String>,
+        meta: String,
         claim: bool,
     ) -> Result<pb::AppendMessageResponse> {
         let unseen = i64::from(!flags.iter().any(|f| f == SEEN));
@@ -186,7 +187,7 @@ impl Store {
         type Inserted = (Option<i64>, Option<i64>, Option<i64>, Option<bool>, i64);
         let (uid, uidvalidity, modseq, recent, found): Inserted = sqlx::query_as(
             "WITH blob AS (INSERT INTO blobs (id, size, meta) \
-                    SELECT $6, $3, $7::jsonb WHERE $7 IS NOT NULL ON CONFLICT DO NOTHING), \
+                    SELECT $6, $3, $7::jsonb ON CONFLICT DO NOTHING), \
              b AS (UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, \
                     message_count = message_count + 1, unseen_count = unseen_count + $2, \
                     total_size = total_size + $3, \
@@ -283,9 +284,6 @@ impl Store {
         flags.sort();
         flags.dedup();
         let account = crate::store::parse_address(&start.account)?.full();
-        // A body up to this size is kept while it streams to storage, so its
-        // metadata is read without fetching it back.
-        let keep = start.size <= KEEP_FOR_ANALYSIS;
         // A small body goes to a mailbox this replica keeps a listing of
         // without a look-up first, unless its account was over quota lately;
         // the insert finds out the rest.
@@ -293,7 +291,7 @@ impl Store {
             .mailbox_cache
             .peek(&account, &mailbox)
             .map(|l| l.mailbox_id)
-            .filter(|_| keep && !self.over_quota.lately(&account));
+            .filter(|_| start.size <= UNCHECKED_APPEND && !self.over_quota.lately(&account));
         let mailbox_id = match known {
             Some(id) => id,
             None => {
@@ -307,8 +305,8 @@ impl Store {
                 id
             }
         };
-        let mut kept = Vec::new();
-
+        // The body is analysed as it streams to storage, never held whole.
+        let mut analyzer = Analyzer::new();
         let mut writer = self.blobs.writer();
         let mut received = 0u64;
         let outcome: Result<()> = async {
@@ -322,9 +320,7 @@ impl Store {
                         "more data than the announced size".into(),
                     ));
                 }
-                if keep {
-                    kept.extend_from_slice(&chunk);
-                }
+                analyzer.update(&chunk);
                 writer.write(&chunk).await?;
             }
             if received != start.size {
@@ -341,22 +337,8 @@ impl Store {
             return Err(e);
         }
         let blob = writer.finish().await?;
-        let mut meta = None;
-        if keep {
-            // Analysing a small body costs less than asking whether it is
-            // known; its row is written with the message.
-            meta = Some(analyze(kept).await?);
-        } else {
-            let known: Option<(i64,)> = sqlx::query_as("SELECT size FROM blobs WHERE id = $1")
-                .bind(&blob.id)
-                .fetch_optional(&self.pool)
-                .await?;
-            if known.is_none() {
-                let data = self.blobs.get(&blob.id).await?;
-                let analysed = analyze(data.to_vec()).await?;
-                self.record_blob(&blob.id, announced, analysed).await?;
-            }
-        }
+        // The insert writes the blobs row unless the body is known.
+        let meta = finish_analysis(analyzer).await?;
         let inserted = self
             .insert_into(
                 (&account, &mailbox, mailbox_id),

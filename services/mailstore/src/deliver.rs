@@ -1,9 +1,9 @@
 //! Deliver: a batch of deliveries stored in one Postgres transaction
 //! (DESIGN.md, durability contract step 3).
 //!
-//! Before the transaction: each distinct body not yet known is read from
-//! object storage and analysed once (its metadata is shared by every
-//! recipient), and each distinct recipient is resolved. In the transaction:
+//! Before the transaction: each distinct body not yet known is streamed
+//! from object storage and analysed once as it goes by (its metadata is
+//! shared by every recipient; the body is never held whole), and each distinct recipient is resolved. In the transaction:
 //! idempotency keys are inserted with `ON CONFLICT DO NOTHING RETURNING`
 //! (keys not returned are duplicates), the target inboxes and their accounts
 //! are locked once each in id order, UIDs are allocated per inbox with one
@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
+use mailfleet_mime::Analyzer;
 use mailfleet_proto::v1::{Delivery, DeliveryResult, DeliveryStatus};
 
+use crate::append::finish_analysis;
 use crate::error::{Result, StoreError};
 use crate::metrics::StatusLabel;
 use crate::store::{Resolution, Store};
@@ -53,16 +55,6 @@ fn status_name(s: DeliveryStatus) -> &'static str {
         DeliveryStatus::DeliveryTemporaryFailure => "temporary_failure",
         DeliveryStatus::DeliveryOverQuota => "over_quota",
         DeliveryStatus::Unspecified => "unspecified",
-    }
-}
-
-/// Removes NUL characters from every string: Postgres JSONB rejects `\u0000`.
-fn strip_nul(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nul),
-        serde_json::Value::Object(o) => o.values_mut().for_each(strip_nul),
-        _ => {}
     }
 }
 
@@ -192,22 +184,22 @@ impl Store {
         }
         let fetched: Vec<Result<Option<(String, i64, String)>>> = futures::stream::iter(missing)
             .map(|id| async move {
-                let bytes = match self.blobs.get(&id).await {
+                let mut body = match self.blobs.stream(&id, None).await {
                     Ok(b) => b,
                     Err(e) if e.is_not_found() => return Ok(None),
                     Err(e) => return Err(StoreError::Blob(e)),
                 };
-                let size = i64::try_from(bytes.len())
+                // Read as it streams, never held whole.
+                let mut analyzer = Analyzer::new();
+                let mut size = 0usize;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(StoreError::Blob)?;
+                    size = size.saturating_add(chunk.len());
+                    analyzer.update(&chunk);
+                }
+                let size = i64::try_from(size)
                     .map_err(|_| StoreError::Internal("body too large".into()))?;
-                // Parsing a large message takes a while: keep it off the async workers.
-                let meta = tokio::task::spawn_blocking(move || {
-                    let meta = mailfleet_mime::analyze(&bytes);
-                    let mut value = serde_json::to_value(&meta).unwrap_or_default();
-                    strip_nul(&mut value);
-                    value.to_string()
-                })
-                .await
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
+                let meta = finish_analysis(analyzer).await?;
                 Ok(Some((id, size, meta)))
             })
             .buffer_unordered(BLOB_FETCH_CONCURRENCY)

@@ -1,11 +1,12 @@
 """IMAP APPEND streamed to mailstore (APPENDLIMIT, RFC 7889): a 30 MiB
-message round-trips byte for byte, a literal over the limit gets
-NO [TOOBIG] and the session goes on, LITERAL+ streams too, and a client
-that disconnects mid-literal leaves no message behind.
+message round-trips byte for byte, a 20 MiB multipart gets its exact
+BODYSTRUCTURE and parts (from metadata read as it streamed in), a literal
+over the limit gets NO [TOOBIG] and the session goes on, LITERAL+ streams
+too, and a client that disconnects mid-literal leaves no message behind.
 
 Usage: imap_append.py PORT USER PASS
 """
-import hashlib, imaplib, re, socket, sys
+import base64, hashlib, imaplib, re, socket, sys
 
 import imap_common
 from imap_common import ok, appenduid
@@ -31,6 +32,24 @@ def big_message(size, seed):
     body = b''.join(lines)[:size - 2] + b'\r\n'
     assert len(body) == size
     return body
+
+
+def multipart_message(attachment_size):
+    """A mail with a text part, a base64 attachment of about
+    `attachment_size` octets and a forwarded message; returns the message
+    and the attachment's encoded body as BODY[2] must give it back."""
+    data = b''.join(hashlib.sha256(b'%d' % i).digest()
+                    for i in range(attachment_size * 3 // 4 // 32 + 1))
+    encoded = base64.encodebytes(data).replace(b'\n', b'\r\n')[:-2]
+    msg = (b'From: a@example.org\r\nSubject: multipart big\r\nMIME-Version: 1.0\r\n'
+           b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+           b'--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee attached\r\n'
+           b'--b1\r\nContent-Type: application/octet-stream; name="data.bin"\r\n'
+           b'Content-Transfer-Encoding: base64\r\n\r\n' + encoded + b'\r\n'
+           b'--b1\r\nContent-Type: message/rfc822\r\n\r\n'
+           b'From: b@example.org\r\nSubject: inner\r\n\r\ninner body\r\n'
+           b'--b1--\r\n')
+    return msg, encoded
 
 
 def messages(M, box='INBOX'):
@@ -60,6 +79,27 @@ data = ok(M.uid('FETCH', str(uid), '(FLAGS INTERNALDATE)'))[0]
 assert b'\\Seen' in data and b'$Work' in data, data
 assert b'01-Feb-2021 10:00:00 +0000' in data, data
 del body
+
+# ---- 20 MiB multipart: structure and parts served from its metadata -------
+msg, attachment = multipart_message(20 * MIB)
+uid = appenduid(ok(M.append('INBOX', None, None, msg)))
+ok(M.select('INBOX'))
+data = ok(M.uid('FETCH', str(uid), '(BODYSTRUCTURE)'))[0]
+structure = data.decode()
+assert re.search(r'\("text" "plain" \("charset" "us-ascii"\) NIL NIL "7BIT" 12 1', structure,
+                 re.I), structure
+assert re.search(r'\("application" "octet-stream" \("name" "data.bin"\) NIL NIL "BASE64" %d'
+                 % len(attachment), structure, re.I), structure
+assert re.search(r'"message" "rfc822" NIL NIL NIL "7BIT" %d' % len(
+    b'From: b@example.org\r\nSubject: inner\r\n\r\ninner body'), structure, re.I), structure
+assert '"inner"' in structure and '"mixed"' in structure.lower(), structure
+data = ok(M.uid('FETCH', str(uid), '(BODY.PEEK[2] BODY.PEEK[3.TEXT] BODY.PEEK[3.HEADER])'))
+parts = {re.search(rb'BODY\[([0-9.A-Z]+)\]', item[0]).group(1): item[1]
+         for item in data if isinstance(item, tuple)}
+assert parts[b'2'] == attachment, (len(parts[b'2']), len(attachment))
+assert parts[b'3.TEXT'] == b'inner body', parts[b'3.TEXT']
+assert parts[b'3.HEADER'] == b'From: b@example.org\r\nSubject: inner\r\n\r\n', parts[b'3.HEADER']
+del msg, attachment, parts
 
 # ---- over APPENDLIMIT: NO [TOOBIG] before any data, the session goes on ----
 before = messages(M)

@@ -197,3 +197,60 @@ pub async fn append_stream(
         .await
         .map(|r| r.into_inner())
 }
+
+/// A message of at least `size` octets with the structure mail clients
+/// send: a text part, a large base64 attachment and a forwarded message
+/// with its own multipart body. Its delimiters fall anywhere in a stream
+/// of fixed-size chunks.
+pub fn large_mime_message(subject: &str, size: usize) -> Vec<u8> {
+    let mut raw = format!(
+        "From: a@example.org\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"outer-b\"\r\n\r\n\
+This is a multi-part message in MIME format.\r\n--outer-b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n--outer-b\r\n\
+Content-Type: application/pdf; name=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=big.pdf\r\n\r\n"
+    )
+    .into_bytes();
+    let mut i = 0u64;
+    while raw.len() < size {
+        raw.extend_from_slice(format!("{:076}\r\n", i * 7919).as_bytes());
+        i += 1;
+    }
+    raw.extend_from_slice(
+        b"--outer-b\r\nContent-Type: message/rfc822\r\n\r\n\
+From: b@example.org\r\nSubject: forwarded\r\n\
+Content-Type: multipart/alternative; boundary=inner\r\n\r\n\
+--inner\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+--inner\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--inner--\r\n\
+--outer-b--\r\n",
+    );
+    raw
+}
+
+/// The metadata mailstore keeps for message `uid` of `mailbox`.
+pub async fn meta_of(
+    ms: &mut MailStore,
+    account: &str,
+    mailbox: &str,
+    uid: u32,
+) -> mailfleet_mime::MessageMeta {
+    let fetched = ms
+        .fetch_messages(pb::FetchMessagesRequest {
+            account: account.into(),
+            mailbox: mailbox.into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange {
+                    first: uid,
+                    last: uid,
+                }],
+            }),
+            with_meta: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(fetched.len(), 1, "no message {uid} in {mailbox}");
+    serde_json::from_slice(&fetched[0].meta_json).unwrap()
+}
