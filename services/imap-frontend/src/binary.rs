@@ -421,7 +421,6 @@ struct Plan {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Problem {
-    NotLeaf,
     UnknownCte,
 }
 
@@ -457,10 +456,13 @@ fn plan(
     let Some(node) = crate::fetch::find_part(root, path) else {
         return Ok(None);
     };
-    if node.is_multipart() || node.message.is_some() {
-        return Err(Problem::NotLeaf);
-    }
-    let cte = cte(&node.encoding).ok_or(Problem::UnknownCte)?;
+    // A composite part is served as BODY[part] serves it (its encoding is
+    // an identity one), as the whole message is.
+    let cte = if node.is_multipart() || node.message.is_some() {
+        Cte::Identity
+    } else {
+        cte(&node.encoding).ok_or(Problem::UnknownCte)?
+    };
     Ok(Some(Plan {
         raw: 0..0,
         body: shift(node.body_range()),
@@ -477,7 +479,7 @@ fn meta_of(m: &pb::FetchedMessage) -> MessageMeta {
 }
 
 /// Whether every item can be served for `m`: the reply of the whole FETCH
-/// otherwise (RFC 3516 4.2: UNKNOWN-CTE; a BINARY section must be a leaf).
+/// otherwise (RFC 3516 4.2: UNKNOWN-CTE).
 pub(crate) fn check(items: &[Item], m: &pb::FetchedMessage) -> Result<(), Reply> {
     if items.is_empty() {
         // The common FETCH: no metadata to parse.
@@ -490,11 +492,6 @@ pub(crate) fn check(items: &[Item], m: &pb::FetchedMessage) -> Result<(), Reply>
             Err(Problem::UnknownCte) => {
                 return Err(Reply::No(
                     "[UNKNOWN-CTE] Cannot decode the content-transfer-encoding".into(),
-                ));
-            }
-            Err(Problem::NotLeaf) => {
-                return Err(Reply::Bad(
-                    "BINARY needs a single-part section, not a multipart or message".into(),
                 ));
             }
         }
@@ -816,6 +813,15 @@ mod tests {
         assert_eq!(plan(&meta, 0, size, &[nz(3)]), Err(Problem::UnknownCte));
         assert_eq!(plan(&meta, 0, size, &[]).unwrap().unwrap().raw, 0..size);
         assert_eq!(plan(&meta, 0, size, &[nz(9)]), Ok(None));
+        // A composite part: its body as it is, like BODY[part].
+        let raw = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n--o--\r\n";
+        let meta = mailfleet_mime::analyze(raw);
+        let p = plan(&meta, 0, raw.len() as u64, &[nz(1)]).unwrap().unwrap();
+        assert_eq!(p.cte, Cte::Identity);
+        assert_eq!(
+            &raw[p.body.start as usize..p.body.end as usize],
+            b"--i\r\n\r\nx\r\n--i--"
+        );
     }
 
     proptest! {

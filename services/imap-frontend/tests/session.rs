@@ -1258,9 +1258,9 @@ async fn sort_and_thread_100k_messages() {
 
 /// IMAP4rev2 pieces with imaplib (tests/e2e/clients/imap_rev2.py): BINARY
 /// of base64 and quoted-printable parts equals the original bytes, sizes
-/// and partials, UNKNOWN-CTE, literal8 APPEND with NULs byte for byte, a
-/// 16 MiB UTF8 (~{n}) APPEND, SEARCHRES `$` in FETCH/STORE/UID COPY/SEARCH
-/// and its resets.
+/// and partials, UNKNOWN-CTE, a composite part as BODY gives it, literal8
+/// APPEND with NULs byte for byte, a 16 MiB UTF8 (~{n}) APPEND, SEARCHRES
+/// `$` in FETCH/STORE/UID COPY/SEARCH and its resets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_literal8_and_searchres() {
     let env = start().await;
