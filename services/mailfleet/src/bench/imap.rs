@@ -11,8 +11,12 @@
 //! 4. IDLE (`--idle-sessions N`): N sessions in IDLE on one imap-frontend,
 //!    its RSS per session, and how long one APPEND takes to reach every
 //!    session idling on that mailbox as `* n EXISTS`.
+//! 5. large APPENDs (`--large-appends N`, off by default): N sessions each
+//!    APPEND one message of `--large-size` octets at once; the time taken
+//!    and the peak RSS of mailstore and imap-frontend, which stream bodies
+//!    and so should not grow with the message size.
 //!
-//! Accounts (`imapbench…`, `imapsess…`, `imapidle…`, `imapsync…` at
+//! Accounts (`imapbench…`, `imapsess…`, `imapidle…`, `imapsync…`, `imaplarge…` at
 //! `--domain`, password "bench") are created through mailstore (unless
 //! `--no-provision`) and seeded with APPEND (LITERAL+) on the first run, then
 //! reused. On a loopback target
@@ -78,6 +82,12 @@ pub struct ImapArgs {
     /// Sessions held in IDLE at once (0 skips the phase).
     #[arg(long, default_value_t = 1000)]
     pub idle_sessions: usize,
+    /// Sessions that each APPEND one large message at once (0 skips the phase).
+    #[arg(long, default_value_t = 0)]
+    pub large_appends: usize,
+    /// Size of each large message in octets.
+    #[arg(long, default_value_t = 40 * 1024 * 1024)]
+    pub large_size: usize,
     /// mailstore gRPC endpoint (for creating accounts).
     #[arg(long)]
     pub mailstore: Option<String>,
@@ -343,11 +353,15 @@ async fn run(args: ImapArgs) -> anyhow::Result<()> {
         .map(|i| name("idle", i))
         .collect();
     let sync_user = name("sync", args.first_sync);
+    let large_user = name("large", 1);
     let mut all: Vec<String> = mix_users.clone();
     all.extend(session_users.iter().cloned());
     all.extend(idle_users.iter().cloned());
     if args.first_sync > 0 {
         all.push(sync_user.clone());
+    }
+    if args.large_appends > 0 {
+        all.push(large_user.clone());
     }
     if !args.no_provision {
         let target = Target::resolve(&Connection {
@@ -379,6 +393,9 @@ async fn run(args: ImapArgs) -> anyhow::Result<()> {
     }
     if args.idle_sessions > 0 {
         idle_phase(&args, &idle_users).await?;
+    }
+    if args.large_appends > 0 {
+        large_append_phase(&args, &large_user).await?;
     }
     Ok(())
 }
@@ -587,6 +604,65 @@ async fn first_sync_phase(args: &ImapArgs, user: &str) -> anyhow::Result<()> {
 /// (current, peak) RSS in KiB of the imap-frontend serving `target`.
 fn frontend_rss(target: &str) -> Option<(u64, u64)> {
     rss::serving("imap-frontend", "MAILFLEET_IMAP_LISTEN", target).map(|p| (p.rss_kib, p.hwm_kib))
+}
+
+/// (current, peak) RSS in KiB of the one `name` process, if there is one.
+fn service_rss(name: &str) -> Option<(u64, u64)> {
+    let mut found = rss::service_processes()
+        .into_iter()
+        .filter(|p| p.name == name);
+    match (found.next(), found.next()) {
+        (Some(p), None) => Some((p.rss_kib, p.hwm_kib)),
+        _ => None,
+    }
+}
+
+async fn large_append_phase(args: &ImapArgs, user: &str) -> anyhow::Result<()> {
+    let services = ["mailstore", "imap-frontend"];
+    let before = services.map(service_rss);
+    let messages: Vec<Vec<u8>> = (0..args.large_appends)
+        .map(|i| {
+            super::message::message(
+                "imap-large",
+                i as u64,
+                "bench-sender@example.org",
+                user,
+                args.large_size,
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let results = futures::future::join_all(messages.iter().map(|m| async move {
+        let mut c = Imap::connect(&args.target, None).await?;
+        c.login(user).await?;
+        c.append("INBOX", m).await?;
+        c.logout().await;
+        anyhow::Ok(())
+    }))
+    .await;
+    let elapsed = start.elapsed();
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let octets: usize = messages.iter().map(Vec::len).sum();
+    println!(
+        "  {} concurrent APPENDs of {:.1} MiB: {:.2} s, {:.1} MB/s",
+        args.large_appends,
+        args.large_size as f64 / 1048576.0,
+        elapsed.as_secs_f64(),
+        octets as f64 / 1e6 / elapsed.as_secs_f64()
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for (name, before) in services.iter().zip(before) {
+        match (before, service_rss(name)) {
+            (Some((rss0, hwm0)), Some((_, hwm))) => println!(
+                "    {name:<14} RSS before {:>7.1} MiB, peak before {:>7.1} MiB, peak after {:>7.1} MiB",
+                mib(rss0),
+                mib(hwm0),
+                mib(hwm)
+            ),
+            _ => println!("    {name:<14} RSS: not one such process in /proc"),
+        }
+    }
+    Ok(())
 }
 
 async fn idle_phase(args: &ImapArgs, users: &[String]) -> anyhow::Result<()> {
