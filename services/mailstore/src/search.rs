@@ -2,12 +2,13 @@
 //! messages. Flags, UIDs, dates and sizes come from the message rows; the
 //! envelope headers (Subject, From, To, Cc, Bcc, ...) from the cached
 //! metadata; other header fields read the header block and BODY/TEXT the
-//! body from object storage, only for messages the cheaper keys left in.
-//! Text matching is case-insensitive on the stored bytes (no MIME decoding
-//! of bodies yet).
+//! body, streamed from object storage, only for messages the cheaper keys
+//! left in. Text matching is case-insensitive on the stored bytes (no MIME
+//! decoding of bodies yet).
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use mailfleet_mime::EnvelopeAddress;
 use mailfleet_proto::v1::{SearchKey, SearchOp};
 
@@ -68,6 +69,26 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     }
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Whether `needle` occurs (ASCII case-insensitive) in a stream of which
+/// `chunk` is the next piece. `seam` keeps the stream's last
+/// `needle.len() - 1` octets between calls, for a match across two chunks.
+fn contains_ci_across(seam: &mut Vec<u8>, chunk: &[u8], needle: &[u8]) -> bool {
+    let Some(keep) = needle.len().checked_sub(1) else {
+        return true;
+    };
+    seam.extend_from_slice(&chunk[..chunk.len().min(keep)]);
+    if contains_ci(seam, needle) || contains_ci(chunk, needle) {
+        return true;
+    }
+    if chunk.len() >= keep {
+        seam.clear();
+        seam.extend_from_slice(&chunk[chunk.len() - keep..]);
+    } else {
+        seam.drain(..seam.len().saturating_sub(keep));
+    }
+    false
 }
 
 fn addresses(list: &[EnvelopeAddress]) -> String {
@@ -221,11 +242,19 @@ impl Store {
                 } else {
                     0
                 };
-                let bytes = self
+                // Streamed, so a large message is never held whole.
+                let needle = key.text.as_bytes();
+                let mut body = self
                     .blobs
-                    .get_range(&row.msg.blob_id, start..meta.size)
+                    .stream(&row.msg.blob_id, Some(start..meta.size))
                     .await?;
-                contains_ci(&bytes, key.text.as_bytes())
+                let mut seam = Vec::new();
+                while let Some(chunk) = body.next().await {
+                    if contains_ci_across(&mut seam, &chunk?, needle) {
+                        return Ok(true);
+                    }
+                }
+                false
             }
             _ => false,
         })
@@ -371,5 +400,29 @@ mod tests {
         assert!(contains_ci(&v, b"ONE two"));
         assert!(contains_ci(&v, b"three"));
         assert!(header_values(block, "x-other").is_none());
+    }
+
+    /// A match is found wherever the chunks are cut, and only a real one.
+    #[test]
+    fn matches_across_chunks() {
+        let hay = b"one two Three four";
+        for needle in [&b"three"[..], b"o T", b"four", b"one", b"e", b""] {
+            for size in 1..=hay.len() {
+                let mut seam = Vec::new();
+                let found = hay
+                    .chunks(size)
+                    .any(|c| contains_ci_across(&mut seam, c, needle));
+                assert!(found, "{needle:?} in chunks of {size}");
+            }
+        }
+        for needle in [&b"threef"[..], b"one  two", b"fourx"] {
+            for size in 1..=hay.len() {
+                let mut seam = Vec::new();
+                let found = hay
+                    .chunks(size)
+                    .any(|c| contains_ci_across(&mut seam, c, needle));
+                assert!(!found, "{needle:?} in chunks of {size}");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 """IMAP APPEND streamed to mailstore (APPENDLIMIT, RFC 7889): a 30 MiB
 message round-trips byte for byte, a 20 MiB multipart gets its exact
-BODYSTRUCTURE and parts (from metadata read as it streamed in), a literal
+BODYSTRUCTURE and parts (from metadata read as it streamed in) and SEARCH
+BODY finds the text at its end, a literal
 over the limit gets NO [TOOBIG] and the session goes on, LITERAL+ streams
 too, and a client that disconnects mid-literal leaves no message behind.
 
@@ -99,6 +100,11 @@ parts = {re.search(rb'BODY\[([0-9.A-Z]+)\]', item[0]).group(1): item[1]
 assert parts[b'2'] == attachment, (len(parts[b'2']), len(attachment))
 assert parts[b'3.TEXT'] == b'inner body', parts[b'3.TEXT']
 assert parts[b'3.HEADER'] == b'From: b@example.org\r\nSubject: inner\r\n\r\n', parts[b'3.HEADER']
+# SEARCH BODY streams the 20 MiB body: the text at its very end is found.
+found = ok(M.uid('SEARCH', 'BODY', '"INNER body"'))[0].split()
+assert str(uid).encode() in found, found
+found = ok(M.uid('SEARCH', 'BODY', '"inner body, not"'))[0].split()
+assert str(uid).encode() not in found, found
 del msg, attachment, parts
 
 # ---- over APPENDLIMIT: NO [TOOBIG] before any data, the session goes on ----
