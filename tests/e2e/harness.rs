@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,31 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mailfleet");
 /// time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A loopback port free right now, from below the kernel's ephemeral
+/// range. A port the kernel hands out for port 0 is an ephemeral one, and
+/// an outgoing connection (to Postgres, RabbitMQ, a test client) could take
+/// it before the service meant to listen on it starts (seen in CI: "Address
+/// already in use"). Each test process starts at its own point of the span.
+/// Where the ephemeral range starts lower than the span's end, port 0 it is.
 pub fn free_port() -> u16 {
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok());
+    if ephemeral_low.is_some_and(|low| low >= LOW + SPAN) {
+        let start = std::process::id().wrapping_mul(7919) % SPAN;
+        for _ in 0..SPAN {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW + (start + n) % SPAN;
+            if let Ok(port) = u16::try_from(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
