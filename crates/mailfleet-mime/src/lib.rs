@@ -25,6 +25,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 mod analyzer;
+pub mod decode;
 mod headers;
 
 pub use analyzer::{Analyzer, MAX_BOUNDARY, MAX_HEADER, MAX_HEADERS, MAX_PARTS, MIN_HEADER};

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod password;
 pub mod queue_index;
 pub mod search;
+mod search_text;
 pub mod sort;
 pub mod store;
 pub mod thread;

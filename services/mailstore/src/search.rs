@@ -3,13 +3,13 @@
 //! envelope headers (Subject, From, To, Cc, Bcc, ...) from the cached
 //! metadata; other header fields read the header block and BODY/TEXT the
 //! body, streamed from object storage, only for messages the cheaper keys
-//! left in. Text matching is case-insensitive on the stored bytes (no MIME
-//! decoding of bodies yet).
+//! left in. BODY and TEXT match decoded text (see [`crate::search_text`]);
+//! header keys match the header block as written, case-insensitively.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mailfleet_mime::EnvelopeAddress;
+use mailfleet_mime::{EnvelopeAddress, MessageMeta};
 use mailfleet_proto::v1::{SearchKey, SearchOp};
 
 use crate::deliver::return_path_line;
@@ -30,6 +30,12 @@ struct Row<'a> {
 impl Row<'_> {
     fn meta(&self) -> Option<&SearchMeta> {
         self.meta.as_deref().and_then(Entry::search)
+    }
+
+    /// The whole metadata (the part tree), parsed again for the few
+    /// messages a BODY or TEXT key has to read.
+    fn full_meta(&self) -> Option<MessageMeta> {
+        serde_json::from_str(&self.meta.as_deref()?.json).ok()
     }
 
     /// The Return-Path line mailstore puts before a delivered message.
@@ -234,6 +240,18 @@ impl Store {
                 header_values(&block, &name).is_some_and(|v| contains_ci(&v, key.text.as_bytes()))
             }
             SearchOp::SearchBody | SearchOp::SearchText => {
+                let headers = key.op() == SearchOp::SearchText;
+                if let Some(full) = row.full_meta() {
+                    return crate::search_text::contains(
+                        &self.blobs,
+                        &row.msg.blob_id,
+                        &full,
+                        headers,
+                        &key.text,
+                    )
+                    .await;
+                }
+                // Metadata that does not parse: the stored octets.
                 let Some(meta) = row.meta() else {
                     return Ok(false);
                 };

@@ -128,6 +128,37 @@ assert body == TEXT_QP[:4], body
 data = ok(M.uid('FETCH', str(uid), '(FLAGS)'))
 assert b'\\Seen' in data[0], data
 
+# ---- SEARCH BODY/TEXT match decoded text ----------------------------------
+def search(*criteria, literal=None):
+    M.literal = literal
+    return ok(M.uid('SEARCH', *criteria))[0].split()
+
+
+U = str(uid).encode()
+# Only in the decoded base64 text part, and in the quoted-printable one
+# (its soft line breaks joined, its UTF-8 read).
+assert U in search('BODY', '"JUST TEXT"'), 'base64'
+assert U in search('CHARSET', 'UTF-8', 'BODY', literal='LAIT, CAF\u00c9 AU LAIT'.encode()), 'qp'
+assert U not in search('BODY', '"caf=C3=A9"'), 'matched the encoded form'
+# A latin-1 part, a Shift_JIS part and an encoded Subject.
+intl = ('Subject: =?utf-8?q?Fr=C3=BChling?=\r\nMIME-Version: 1.0\r\n'
+        'Content-Type: multipart/mixed; boundary=I\r\n\r\n'
+        '--I\r\nContent-Type: text/plain; charset=iso-8859-1\r\n'
+        'Content-Transfer-Encoding: quoted-printable\r\n\r\n'
+        'Sch=F6ne Gr=FC=DFe aus K=F6ln\r\n'
+        '--I\r\nContent-Type: text/plain; charset=shift_jis\r\n'
+        'Content-Transfer-Encoding: base64\r\n\r\n').encode()
+intl += base64.encodebytes('日本語のテキスト'.encode('shift_jis')).replace(b'\n', b'\r\n')
+intl += b'--I--\r\n'
+uid_intl = appenduid(ok(M.append('INBOX', None, None, intl)))
+ok(M.noop())
+V = str(uid_intl).encode()
+assert V in search('CHARSET', 'UTF-8', 'BODY', literal='schöne GRÜßE'.encode()), 'latin-1'
+assert V in search('CHARSET', 'UTF-8', 'BODY', literal='のテキスト'.encode()), 'shift_jis'
+assert V in search('CHARSET', 'UTF-8', 'TEXT', literal='FRÜHLING'.encode()), 'encoded subject'
+assert V not in search('CHARSET', 'UTF-8', 'BODY', literal='frühling'.encode()), 'BODY saw the header'
+assert U not in search('CHARSET', 'UTF-8', 'BODY', literal='のテキスト'.encode())
+
 # ---- APPEND with literal8: NUL octets round-trip byte for byte --------------
 NULMSG = (b'From: b@example.org\r\nSubject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\n'
           + bytes(range(256)) * 64 + b'\x00\r\n\x00end\r\n')
