@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use mailfleet_mime::{EnvelopeAddress, MessageMeta};
 use mailfleet_proto::v1::{SearchKey, SearchOp};
 
@@ -75,26 +74,6 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     }
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// Whether `needle` occurs (ASCII case-insensitive) in a stream of which
-/// `chunk` is the next piece. `seam` keeps the stream's last
-/// `needle.len() - 1` octets between calls, for a match across two chunks.
-fn contains_ci_across(seam: &mut Vec<u8>, chunk: &[u8], needle: &[u8]) -> bool {
-    let Some(keep) = needle.len().checked_sub(1) else {
-        return true;
-    };
-    seam.extend_from_slice(&chunk[..chunk.len().min(keep)]);
-    if contains_ci(seam, needle) || contains_ci(chunk, needle) {
-        return true;
-    }
-    if chunk.len() >= keep {
-        seam.clear();
-        seam.extend_from_slice(&chunk[chunk.len() - keep..]);
-    } else {
-        seam.drain(..seam.len().saturating_sub(keep));
-    }
-    false
 }
 
 fn addresses(list: &[EnvelopeAddress]) -> String {
@@ -240,39 +219,19 @@ impl Store {
                 header_values(&block, &name).is_some_and(|v| contains_ci(&v, key.text.as_bytes()))
             }
             SearchOp::SearchBody | SearchOp::SearchText => {
-                let headers = key.op() == SearchOp::SearchText;
-                if let Some(full) = row.full_meta() {
-                    return crate::search_text::contains(
-                        &self.blobs,
-                        &row.msg.blob_id,
-                        &full,
-                        headers,
-                        &key.text,
-                    )
-                    .await;
-                }
-                // Metadata that does not parse: the stored octets.
-                let Some(meta) = row.meta() else {
+                // Metadata that does not parse matches nothing, as none.
+                let Some(full) = row.full_meta() else {
                     return Ok(false);
                 };
-                let start = if key.op() == SearchOp::SearchBody {
-                    meta.header_len
-                } else {
-                    0
-                };
-                // Streamed, so a large message is never held whole.
-                let needle = key.text.as_bytes();
-                let mut body = self
-                    .blobs
-                    .stream(&row.msg.blob_id, Some(start..meta.size))
-                    .await?;
-                let mut seam = Vec::new();
-                while let Some(chunk) = body.next().await {
-                    if contains_ci_across(&mut seam, &chunk?, needle) {
-                        return Ok(true);
-                    }
-                }
-                false
+                let headers = key.op() == SearchOp::SearchText;
+                crate::search_text::contains(
+                    &self.blobs,
+                    &row.msg.blob_id,
+                    &full,
+                    headers,
+                    &key.text,
+                )
+                .await?
             }
             _ => false,
         })
@@ -418,29 +377,5 @@ mod tests {
         assert!(contains_ci(&v, b"ONE two"));
         assert!(contains_ci(&v, b"three"));
         assert!(header_values(block, "x-other").is_none());
-    }
-
-    /// A match is found wherever the chunks are cut, and only a real one.
-    #[test]
-    fn matches_across_chunks() {
-        let hay = b"one two Three four";
-        for needle in [&b"three"[..], b"o T", b"four", b"one", b"e", b""] {
-            for size in 1..=hay.len() {
-                let mut seam = Vec::new();
-                let found = hay
-                    .chunks(size)
-                    .any(|c| contains_ci_across(&mut seam, c, needle));
-                assert!(found, "{needle:?} in chunks of {size}");
-            }
-        }
-        for needle in [&b"threef"[..], b"one  two", b"fourx"] {
-            for size in 1..=hay.len() {
-                let mut seam = Vec::new();
-                let found = hay
-                    .chunks(size)
-                    .any(|c| contains_ci_across(&mut seam, c, needle));
-                assert!(!found, "{needle:?} in chunks of {size}");
-            }
-        }
     }
 }

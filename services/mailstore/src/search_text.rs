@@ -224,6 +224,31 @@ mod tests {
         data.chunks(size).any(|c| lines.feed(c, &mut matcher)) || lines.flush(&mut matcher)
     }
 
+    /// A match is found wherever the text is cut, and only a real one.
+    #[test]
+    fn matches_across_pieces() {
+        let hay = "one two Three four";
+        for (needle, expected) in [
+            ("three", true),
+            ("o T", true),
+            ("four", true),
+            ("one", true),
+            ("e", true),
+            ("threef", false),
+            ("one  two", false),
+            ("fourx", false),
+        ] {
+            for size in 1..=hay.len() {
+                let mut matcher = Matcher::new(needle);
+                let found = hay
+                    .as_bytes()
+                    .chunks(size)
+                    .any(|c| matcher.feed(std::str::from_utf8(c).unwrap()));
+                assert_eq!(found, expected, "{needle:?} in pieces of {size}");
+            }
+        }
+    }
+
     #[test]
     fn text_is_matched_decoded_and_case_folded_wherever_it_is_cut() {
         let latin1 = b"Gr\xfc\xdfe aus K\xf6ln\r\nzweite Zeile\r\n";
