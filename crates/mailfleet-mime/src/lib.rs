@@ -163,14 +163,5 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
     analyzer.finish()
 }
 
-/// Lines in `bytes`: line feeds, plus one for a last line without one.
-pub fn count_lines(bytes: &[u8]) -> u64 {
-    let lf = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-    match bytes.last() {
-        Some(b'\n') | None => lf,
-        Some(_) => lf + 1,
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Lines in `bytes`: line feeds, plus one for a last line without one.
+fn count_lines(bytes: &[u8]) -> u64 {
+    let lf = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    match bytes.last() {
+        Some(b'\n') | None => lf,
+        Some(_) => lf + 1,
+    }
+}
+
 fn part_bytes(raw: &[u8], r: Range<u64>) -> &[u8] {
     &raw[r.start as usize..r.end as usize]
 }
