@@ -1,0 +1,253 @@
+//! What every imap-frontend session test shares: the in-process services
+//! (`start`), the Python clients (`run_client`) and a raw socket client (`Raw`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use mailfleet_proto::v1 as pb;
+use mailfleet_runtime::config::SecretString;
+use mailfleet_runtime::{CancellationToken, Config};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+
+pub(crate) const USER: &str = "alice@example.test";
+pub(crate) const PASS: &str = "secret-pw";
+
+pub(crate) fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("imapfe_{tag}_{}_{nanos}", std::process::id())
+}
+
+pub(crate) fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// Everything one test runs; dropping it stops the services and removes
+/// the database and the vhost.
+pub(crate) struct Env {
+    pub(crate) imap: u16,
+    pub(crate) imaps: u16,
+    pub(crate) cert: std::path::PathBuf,
+    pub(crate) db: String,
+    pub(crate) vhost: String,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let db = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+    }
+}
+
+pub(crate) async fn http_ok(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let _ = s
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out.starts_with("HTTP/1.1 200")
+}
+
+pub(crate) async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = mailfleet_runtime::tls::ensure_self_signed(
+        &dir.path().join("tls"),
+        &["localhost", "127.0.0.1"],
+    )
+    .unwrap();
+    let db = unique("db");
+    let vhost = unique("vh");
+    rabbitmqctl(&["add_vhost", &vhost]);
+    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let mut config = Config::load(Vec::new()).unwrap();
+    config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    config.database_max_connections = 8;
+    config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+    config.blob_url = format!("file://{}", dir.path().join("blobs").display());
+    config.service_token = SecretString::new("svc");
+    config.admin_token = SecretString::new("adm");
+    config.argon2_memory_kib = 1024;
+    config.argon2_iterations = 1;
+    config.mailstore_url = grpc_url.clone();
+    config.tls_cert = cert.display().to_string();
+    config.tls_key = key.display().to_string();
+    config.shutdown_grace = Duration::from_secs(3);
+    let shutdown = CancellationToken::new();
+    let store_addr = store_http.local_addr().unwrap();
+    tokio::spawn(mailstore::run(
+        config.clone(),
+        mailstore::Listeners {
+            grpc,
+            http: store_http,
+        },
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_ok(store_addr).await {
+        assert!(Instant::now() < deadline, "mailstore not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: USER.into(),
+            password: PASS.into(),
+            quota_bytes: 0,
+            quota_messages: 0,
+        })
+        .await
+        .unwrap();
+
+    let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imaps = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (imap_port, imaps_port) = (
+        imap.local_addr().unwrap().port(),
+        imaps.local_addr().unwrap().port(),
+    );
+    let http_addr = http.local_addr().unwrap();
+    tokio::spawn(imap_frontend::run(
+        config,
+        imap_frontend::Listeners {
+            imap,
+            imaps: Some(imaps),
+            http,
+        },
+        shutdown.clone(),
+    ));
+    // Ready means mailstore answers and the event consumer is bound.
+    while !http_ok(http_addr).await {
+        assert!(Instant::now() < deadline, "imap-frontend not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Env {
+        imap: imap_port,
+        imaps: imaps_port,
+        cert,
+        db,
+        vhost,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// Runs a Python client script from `tests/e2e/clients` with `args`; it
+/// must exit 0 and print "ok".
+pub(crate) async fn run_client(script: &str, args: &[&str]) {
+    let path = format!(
+        "{}/../../tests/e2e/clients/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// A blocking raw IMAP connection (run inside `spawn_blocking`).
+pub(crate) struct Raw {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Raw {
+    pub(crate) fn connect(port: u16) -> Raw {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut raw = Raw {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        assert!(raw.line().starts_with("* OK"));
+        raw
+    }
+
+    pub(crate) fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).unwrap();
+        l
+    }
+
+    pub(crate) fn send(&mut self, data: &[u8]) {
+        self.writer.write_all(data).unwrap();
+    }
+
+    pub(crate) fn cmd(&mut self, tag: &str, line: &str) -> Vec<String> {
+        self.send(format!("{tag} {line}\r\n").as_bytes());
+        self.until(tag)
+    }
+
+    pub(crate) fn until(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "connection closed; got {lines:?}");
+            let done = l.starts_with(&format!("{tag} "));
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    pub(crate) fn ok(&mut self, tag: &str, line: &str) -> Vec<String> {
+        let lines = self.cmd(tag, line);
+        let last = lines.last().cloned().unwrap_or_default();
+        assert!(last.starts_with(&format!("{tag} OK")), "{line}: {lines:?}");
+        lines
+    }
+}
