@@ -337,6 +337,22 @@ impl Stack {
         resp.starts_with("HTTP/1.1 200")
     }
 
+    /// The body of a GET of `path` on the service's HTTP port (`/metrics`).
+    pub fn http_get(&self, svc: Svc, path: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_ports[&svc])).expect("HTTP port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("HTTP response");
+        resp.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    }
+
     /// Waits until the service answers /readyz with 200 (generous deadline).
     pub fn wait_ready(&mut self, svc: Svc) {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -14,6 +14,7 @@ mod harness;
 mod imap;
 mod pop3;
 mod relay;
+mod security;
 mod shutdown;
 mod smtp;
 mod verify;

@@ -246,12 +246,14 @@ settings! {
     smtp_preauth_timeout: Duration = "60s";
     /// Longest wait for the broker's publisher confirm before answering 451.
     smtp_publish_timeout: Duration = "15s";
-    /// Failed SMTP AUTH attempts per client IP or per account before further attempts are refused.
-    smtp_auth_max_failures: u32 = "5";
-    /// How long an IP or account stays refused after too many AUTH failures (failures older than this are forgotten).
-    smtp_auth_lockout: Duration = "15m";
-    /// Delay added to each failed SMTP AUTH answer, times the failures so far (slows guessing).
-    smtp_auth_failure_delay: Duration = "1s";
+    /// Failed logins (IMAP, POP3, SMTP AUTH together) for one account from one client address (IPv6: its /64) before that pair is locked out.
+    auth_max_failures: u32 = "5";
+    /// Failed logins from one client address (IPv6: its /64), whatever the account, before that address is locked out.
+    auth_max_failures_per_address: u32 = "30";
+    /// How long a locked pair or address is refused; failures older than this are forgotten.
+    auth_lockout: Duration = "15m";
+    /// Delay before a failed login is answered, doubled with each earlier failure of the account or the pair (at most 15 s).
+    auth_failure_delay: Duration = "1s";
     /// Verify SPF, DKIM and DMARC on the MX listener and record the result in Authentication-Results.
     smtp_verify_inbound: bool = "true";
     /// Refuse mail (550 5.7.1) that fails DMARC when the sender domain publishes p=reject.

@@ -942,9 +942,13 @@ impl Session {
             remote_ip: self.peer.ip().to_string(),
             protocol: "imap".into(),
         }));
+        // mailstore's login guard has already delayed a failed answer.
+        if r.locked {
+            return Ok(Reply::No(
+                "[UNAVAILABLE] Too many failed logins; try again later".into(),
+            ));
+        }
         if !r.ok {
-            // A small delay makes guessing slower without holding a thread.
-            tokio::time::sleep(Duration::from_millis(300)).await;
             return Ok(Reply::No(
                 "[AUTHENTICATIONFAILED] Invalid credentials".into(),
             ));

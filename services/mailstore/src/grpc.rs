@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::body::BodyStream;
 use crate::metrics::StatusLabel;
-use crate::store::{Resolution, Store};
+use crate::store::{AuthResult, Resolution, Store};
 
 /// The accepted credentials.
 #[derive(Clone)]
@@ -65,23 +65,35 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let result = self.store.authenticate(&r.username, &r.password).await?;
-        let label = if result.is_some() { "ok" } else { "failed" };
+        let result = self
+            .store
+            .authenticate(&r.username, &r.password, &r.remote_ip, &r.protocol)
+            .await?;
+        let label = match &result {
+            AuthResult::Ok { .. } => "ok",
+            AuthResult::Failed => "failed",
+            AuthResult::Locked => "locked",
+        };
         self.store
             .metrics
             .auth
             .get_or_create(&StatusLabel { status: label })
             .inc();
-        if result.is_none() {
+        if result == AuthResult::Failed {
             tracing::info!(remote_ip = %r.remote_ip, protocol = %r.protocol, "Authentication failed.");
         }
         Ok(Response::new(match result {
-            Some((account_id, address)) => pb::AuthenticateResponse {
+            AuthResult::Ok { id, address } => pb::AuthenticateResponse {
                 ok: true,
-                account_id,
+                account_id: id,
                 address,
+                locked: false,
             },
-            None => pb::AuthenticateResponse::default(),
+            AuthResult::Failed => pb::AuthenticateResponse::default(),
+            AuthResult::Locked => pb::AuthenticateResponse {
+                locked: true,
+                ..Default::default()
+            },
         }))
     }
 

@@ -13,6 +13,7 @@
 
 pub mod address;
 pub mod append;
+pub mod auth_guard;
 pub mod body;
 pub mod copy;
 pub mod db;
@@ -100,6 +101,13 @@ pub async fn run(
         config.queue_prefix.clone(),
         shutdown.clone(),
     );
+    let auth_guard = auth_guard::AuthGuard::new(
+        config.auth_max_failures,
+        config.auth_max_failures_per_address,
+        config.auth_lockout,
+        config.auth_failure_delay,
+    );
+    metrics.register_lockouts(&mut registry, auth_guard.lockouts.clone());
     let store = Store {
         events,
         pool: pool.clone(),
@@ -114,6 +122,7 @@ pub async fn run(
         meta_cache: meta_cache::MetaCache::new(config.metadata_cache_size),
         mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
         over_quota: Default::default(),
+        auth_guard,
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

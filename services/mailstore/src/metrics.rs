@@ -53,4 +53,24 @@ impl Metrics {
         );
         m
     }
+
+    /// The login guard's lockouts by scope (pair, address), each known
+    /// scope present from start-up so alerts see the first one.
+    pub fn register_lockouts(
+        &self,
+        registry: &mut Registry,
+        lockouts: Family<StatusLabel, Counter>,
+    ) {
+        for status in ["pair", "address"] {
+            let _ = lockouts.get_or_create(&StatusLabel { status });
+        }
+        for status in ["ok", "failed", "locked"] {
+            let _ = self.auth.get_or_create(&StatusLabel { status });
+        }
+        registry.register(
+            "mailfleet_store_auth_lockouts",
+            "Logins locked out by the login guard, by scope (pair: one account from one address; address)",
+            lockouts,
+        );
+    }
 }

@@ -43,6 +43,19 @@ pub struct Store {
     pub mailbox_cache: crate::mailbox_cache::MailboxCache,
     /// Accounts an APPEND recently found over quota (see `crate::append`).
     pub over_quota: Arc<crate::append::OverQuota>,
+    /// The brute-force limits of every login (see `crate::auth_guard`).
+    pub auth_guard: crate::auth_guard::AuthGuard,
+}
+
+/// The outcome of a login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthResult {
+    /// The password is right: the account's id and canonical address.
+    Ok { id: i64, address: String },
+    /// Wrong password or unknown user (counted by the guard).
+    Failed,
+    /// Refused unchecked: the pair or the address is locked out.
+    Locked,
 }
 
 /// Where an envelope recipient goes.
@@ -398,37 +411,70 @@ impl Store {
         Ok(Resolution::Local(accounts))
     }
 
-    /// Verifies a password; `None` for a wrong password or unknown user,
-    /// which cost the same time.
+    /// Verifies a password through the login guard (`crate::auth_guard`):
+    /// a locked pair or address is refused before any check; a wrong
+    /// password or unknown user is counted and answered after the guard's
+    /// delay, and both cost the same time.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Option<(i64, String)>> {
+        remote_ip: &str,
+        protocol: &str,
+    ) -> Result<AuthResult> {
         let username = username.trim().to_lowercase();
-        let row: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT id, address, password_hash FROM accounts WHERE address = $1")
-                .bind(&username)
-                .fetch_optional(&self.pool)
-                .await?;
-        if let Some((id, address, hash)) = &row
-            && self.credentials.check(address, password, hash)
-        {
-            return Ok(Some((*id, address.clone())));
+        let keys = crate::auth_guard::Keys::new(&username, remote_ip);
+        let (key_list, window) = self.auth_guard.standing_params(&keys);
+        // The guard's standing and the account in one statement.
+        let (locked, pair_counted, id, address, hash): (
+            bool,
+            bool,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT g.locked, g.pair_counted, a.id, a.address, a.password_hash \
+             FROM ({}) g LEFT JOIN accounts a ON a.address = $1",
+            crate::auth_guard::AuthGuard::STANDING_SQL
+        )))
+        .bind(&username)
+        .bind(key_list)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await?;
+        if locked {
+            tokio::time::sleep(self.auth_guard.failure_delay).await;
+            return Ok(AuthResult::Locked);
         }
-        let hasher = self.hasher.clone();
-        let pw = password.to_owned();
-        let hash = row.as_ref().map(|r| r.2.clone());
-        let ok = tokio::task::spawn_blocking(move || hasher.verify(&pw, hash.as_deref()))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(match (ok, row) {
-            (true, Some((id, address, hash))) => {
-                self.credentials.insert(&address, password, &hash);
-                Some((id, address))
-            }
+        let row = match (id, address, hash) {
+            (Some(id), Some(address), Some(hash)) => Some((id, address, hash)),
             _ => None,
-        })
+        };
+        let mut ok = matches!(&row, Some((_, address, hash)) if self.credentials.check(address, password, hash));
+        if !ok {
+            let hasher = self.hasher.clone();
+            let pw = password.to_owned();
+            let hash = row.as_ref().map(|r| r.2.clone());
+            ok = tokio::task::spawn_blocking(move || hasher.verify(&pw, hash.as_deref()))
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            if ok && let Some((_, address, hash)) = &row {
+                self.credentials.insert(address, password, hash);
+            }
+        }
+        match row {
+            Some((id, address, _)) if ok => {
+                if pair_counted {
+                    self.auth_guard.succeeded(&self.pool, &keys).await?;
+                }
+                Ok(AuthResult::Ok { id, address })
+            }
+            _ => {
+                let delay = self.auth_guard.failed(&self.pool, &keys, protocol).await?;
+                tokio::time::sleep(delay).await;
+                Ok(AuthResult::Failed)
+            }
+        }
     }
 
     // ---- mailboxes and messages ----

@@ -54,6 +54,18 @@ pub trait BodyWriter: Send + 'static {
     fn abort(self) -> impl Future<Output = ()> + Send;
 }
 
+/// What a login attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The password is right: the canonical account address.
+    Ok(String),
+    /// Wrong password or unknown user.
+    Failed,
+    /// Refused unchecked: too many failures for this account from this
+    /// address, or from this address (mailstore's login guard).
+    Locked,
+}
+
 /// The services behind a session.
 pub trait Backend: Send + Sync + 'static {
     type Writer: BodyWriter;
@@ -65,13 +77,13 @@ pub trait Backend: Send + Sync + 'static {
 
     fn body_writer(&self) -> Self::Writer;
 
-    /// Checks a password; the canonical account address when it is right.
+    /// Checks a password through mailstore's login guard.
     fn authenticate(
         &self,
         username: &str,
         password: &str,
         remote_ip: &str,
-    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<AuthOutcome, BackendError>> + Send;
 
     /// The accounts an address delivers to (own address, aliases,
     /// `user+tag`): the submission role lets an account send as any address
@@ -97,6 +109,9 @@ pub struct Mailfleet {
 
 /// How long one recipient check may take before the client hears 451.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for Authenticate: the login guard's delay (at most 15 s)
+/// plus a password check.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Mailfleet {
     /// Whether mailstore answers a cheap, authenticated call right now.
@@ -151,7 +166,7 @@ impl Backend for Mailfleet {
         username: &str,
         password: &str,
         remote_ip: &str,
-    ) -> Result<Option<String>, BackendError> {
+    ) -> Result<AuthOutcome, BackendError> {
         let mut client = self.mailstore.clone();
         let call = client.authenticate(AuthenticateRequest {
             username: username.to_owned(),
@@ -159,14 +174,21 @@ impl Backend for Mailfleet {
             remote_ip: remote_ip.to_owned(),
             protocol: "smtp".to_owned(),
         });
-        let response = tokio::time::timeout(RESOLVE_TIMEOUT, call)
+        // The guard delays a failed answer by up to 15 s.
+        let response = tokio::time::timeout(AUTH_TIMEOUT, call)
             .await
             .map_err(|_| BackendError::Auth("mailstore did not answer in time".into()))?
             .map_err(|status| {
                 BackendError::Auth(format!("{:?}: {}", status.code(), status.message()))
             })?
             .into_inner();
-        Ok(response.ok.then_some(response.address))
+        Ok(if response.ok {
+            AuthOutcome::Ok(response.address)
+        } else if response.locked {
+            AuthOutcome::Locked
+        } else {
+            AuthOutcome::Failed
+        })
     }
 
     async fn address_owners(&self, address: &str) -> Result<Vec<String>, BackendError> {

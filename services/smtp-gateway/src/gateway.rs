@@ -1,5 +1,5 @@
-//! The gateway shared by all sessions: settings, backend, metrics, TLS, the
-//! AUTH throttle and the inbound verifier; and the listener roles.
+//! The gateway shared by all sessions: settings, backend, metrics, TLS and
+//! the inbound verifier; and the listener roles.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use mailfleet_runtime::tls::Tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::throttle::AuthThrottle;
 use crate::verify::Verifier;
 
 /// What a listener is for (RFC 6409, RFC 8314).
@@ -86,7 +85,6 @@ pub struct Gateway<B> {
     pub backend: B,
     pub metrics: Metrics,
     pub tls: Option<Tls>,
-    pub throttle: AuthThrottle,
     /// SPF/DKIM/DMARC on the MX role; `None` when disabled.
     pub verifier: Option<Verifier>,
     /// Cancelled when the shutdown grace period is about to run out: a
@@ -96,15 +94,14 @@ pub struct Gateway<B> {
 }
 
 impl<B> Gateway<B> {
-    /// A gateway without TLS or inbound verification, with the default AUTH
-    /// limits; see the `with_*` methods.
+    /// A gateway without TLS or inbound verification; see the `with_*`
+    /// methods.
     pub fn new(settings: Settings, backend: B, metrics: Metrics) -> Self {
         Self {
             settings,
             backend,
             metrics,
             tls: None,
-            throttle: AuthThrottle::new(5, Duration::from_secs(900), Duration::from_secs(1)),
             verifier: None,
             drain_expired: CancellationToken::new(),
         }
@@ -115,23 +112,9 @@ impl<B> Gateway<B> {
         self
     }
 
-    pub fn with_throttle(mut self, throttle: AuthThrottle) -> Self {
-        self.throttle = throttle;
-        self
-    }
-
     pub fn with_verifier(mut self, verifier: Option<Verifier>) -> Self {
         self.verifier = verifier;
         self
-    }
-
-    /// The AUTH limits from `config`.
-    pub fn throttle_from_config(config: &Config) -> AuthThrottle {
-        AuthThrottle::new(
-            config.smtp_auth_max_failures,
-            config.smtp_auth_lockout,
-            config.smtp_auth_failure_delay,
-        )
     }
 }
 

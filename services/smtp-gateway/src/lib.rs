@@ -11,8 +11,9 @@
 //! timeouts, shutdown) over [`session`] (the state machine, one module per
 //! command group) over [`codec`] (pure parsing and reply text). The session
 //! reaches the rest of mailfleet only through [`backend::Backend`], so tests
-//! can swap in fakes; [`verify`] does the DNS-based checks and [`throttle`]
-//! the AUTH failure limits. This crate does not touch Postgres.
+//! can swap in fakes; [`verify`] does the DNS-based checks. AUTH failures are
+//! limited by mailstore's login guard, shared with IMAP and POP3. This crate
+//! does not touch Postgres.
 
 #![forbid(unsafe_code)]
 
@@ -22,7 +23,6 @@ mod connection;
 pub mod gateway;
 pub mod metrics;
 pub mod session;
-pub mod throttle;
 pub mod verify;
 
 use std::sync::Arc;
@@ -137,7 +137,6 @@ pub async fn run(
     let gateway = Arc::new(
         Gateway::new(Settings::from_config(&config), backend, metrics)
             .with_tls(tls)
-            .with_throttle(Gateway::<Mailfleet>::throttle_from_config(&config))
             .with_verifier(verifier),
     );
     let limits = Limits {

@@ -5,8 +5,8 @@
 use mailfleet_proto::v1 as pb;
 
 use super::{
-    Action, BAD_LOGIN, MAX_AUTH_FAILURES, NEED_TLS, Session, State, WRONG_STATE, internal,
-    transaction,
+    Action, BAD_LOGIN, LOCKED_LOGIN, MAX_AUTH_FAILURES, NEED_TLS, Session, State, WRONG_STATE,
+    internal, transaction,
 };
 use crate::maildrop::{self, Acquire, Maildrop};
 use crate::proto;
@@ -108,6 +108,12 @@ impl Session {
             .await;
         let account = match auth {
             Ok(r) if r.get_ref().ok => r.into_inner().address,
+            // mailstore's login guard refused it unchecked.
+            Ok(r) if r.get_ref().locked => {
+                shared.metrics.auth_failures.inc();
+                tracing::info!("POP3 login refused: locked out by the login guard.");
+                return self.failed_login(LOCKED_LOGIN);
+            }
             Ok(_) => {
                 shared.metrics.auth_failures.inc();
                 tracing::info!("POP3 login failed.");

@@ -33,6 +33,9 @@ const TEMP: &str = "-ERR [SYS/TEMP] mail storage temporarily unavailable, try ag
 const NEED_TLS: &str =
     "-ERR [AUTH] plaintext authentication is not allowed on this connection; use STLS first\r\n";
 const BAD_LOGIN: &str = "-ERR [AUTH] invalid user name or password\r\n";
+/// The login guard refused the attempt unchecked (RFC 3206: [SYS/TEMP] is a
+/// passing condition not tied to the credentials given).
+const LOCKED_LOGIN: &str = "-ERR [SYS/TEMP] too many failed logins; try again later\r\n";
 
 pub(crate) enum State {
     Authorization { user: Option<String> },

@@ -1,15 +1,17 @@
 //! AUTH PLAIN and LOGIN (RFC 4954, RFC 4616), checked through mailstore's
-//! Authenticate, with the failure throttle of [`crate::throttle`].
+//! Authenticate and its login guard, the brute-force limit IMAP and POP3
+//! share (mailstore's `auth_guard`).
 //!
-//! Credentials never reach a log. A failed attempt is answered only after a
-//! delay that grows with the failures of the IP and the account; past the
-//! limit the attempt is refused before the password is even checked.
+//! Credentials never reach a log. mailstore answers a failed attempt only
+//! after a delay that grows with the failures of the account and the
+//! address; past the limit the attempt is refused before the password is
+//! even checked.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::Session;
-use crate::backend::Backend;
+use crate::backend::{AuthOutcome, Backend};
 use crate::codec::command::Mechanism;
 use crate::codec::reply::{self, Reply};
 use crate::gateway::Gateway;
@@ -36,10 +38,6 @@ pub(super) async fn start<B: Backend>(
 ) -> Reply {
     if session.tls.is_none() && !gw.settings.allow_plaintext_auth {
         return reply::encryption_required();
-    }
-    if gw.throttle.ip_locked(session.peer.ip()) {
-        count(session, gw, "locked");
-        return reply::auth_locked();
     }
     match (mechanism, initial) {
         (Mechanism::Plain, None) => {
@@ -116,7 +114,7 @@ async fn plain<B: Backend>(session: &mut Session, encoded: &[u8], gw: &Gateway<B
     };
     // Acting for another user (authzid) is not offered.
     if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(user) {
-        return fail(session, user, gw).await;
+        return fail(session, gw);
     }
     verify(session, user, password, gw).await
 }
@@ -128,22 +126,22 @@ async fn verify<B: Backend>(
     gw: &Gateway<B>,
 ) -> Reply {
     if user.is_empty() || password.is_empty() {
-        return fail(session, user, gw).await;
-    }
-    if gw.throttle.account_locked(user) {
-        count(session, gw, "locked");
-        return reply::auth_locked();
+        return fail(session, gw);
     }
     let ip = session.peer.ip().to_string();
     match gw.backend.authenticate(user, password, &ip).await {
-        Ok(Some(account)) => {
-            gw.throttle.succeeded(user);
+        Ok(AuthOutcome::Ok(account)) => {
             count(session, gw, "success");
             tracing::info!(%account, "Authenticated.");
             session.account = Some(account);
             reply::auth_ok()
         }
-        Ok(None) => fail(session, user, gw).await,
+        Ok(AuthOutcome::Failed) => fail(session, gw),
+        Ok(AuthOutcome::Locked) => {
+            count(session, gw, "locked");
+            tracing::info!("Authentication refused: locked out by the login guard.");
+            reply::auth_locked()
+        }
         Err(error) => {
             count(session, gw, "error");
             tracing::warn!(%error, "Failed to check credentials.");
@@ -152,11 +150,11 @@ async fn verify<B: Backend>(
     }
 }
 
-async fn fail<B: Backend>(session: &mut Session, user: &str, gw: &Gateway<B>) -> Reply {
+/// A failure mailstore did not see (a malformed exchange, an empty name or
+/// password, a foreign authzid) or one it already delayed.
+fn fail<B: Backend>(session: &mut Session, gw: &Gateway<B>) -> Reply {
     count(session, gw, "failure");
-    let delay = gw.throttle.failed(session.peer.ip(), user);
     tracing::info!("Authentication failed.");
-    tokio::time::sleep(delay).await;
     reply::bad_credentials()
 }
 

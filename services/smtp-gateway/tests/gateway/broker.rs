@@ -8,7 +8,7 @@ use mailfleet_blob::BlobStore;
 use mailfleet_proto::v1::DeliveryJob;
 use mailfleet_queue::Publisher;
 use mailfleet_runtime::{CancellationToken, Config};
-use smtp_gateway::backend::{Backend, BackendError, Resolution};
+use smtp_gateway::backend::{AuthOutcome, Backend, BackendError, Resolution};
 use smtp_gateway::{Listeners, Mailfleet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,8 +103,8 @@ impl Backend for RealStorage {
         _username: &str,
         _password: &str,
         _remote_ip: &str,
-    ) -> Result<Option<String>, BackendError> {
-        Ok(None)
+    ) -> Result<AuthOutcome, BackendError> {
+        Ok(AuthOutcome::Failed)
     }
     async fn address_owners(&self, _address: &str) -> Result<Vec<String>, BackendError> {
         Ok(Vec::new())

@@ -167,21 +167,14 @@ async fn plaintext_auth_is_refused_unless_allowed_and_failures_lock_out() {
     plain_submission.stop().await;
     server.stop().await;
 
-    // Allowed, with a low failure limit.
-    let cfg = config(&[
-        ("allow_plaintext_auth", "true"),
-        ("smtp_auth_max_failures", "2"),
-        ("smtp_auth_failure_delay", "10ms"),
-        ("smtp_auth_lockout", "1m"),
-    ]);
+    // Allowed.
+    let cfg = config(&[("allow_plaintext_auth", "true")]);
+    let backend = FakeBackend::default();
     let gateway = smtp_gateway::Gateway::new(
         smtp_gateway::Settings::from_config(&cfg),
-        FakeBackend::default(),
+        backend.clone(),
         smtp_gateway::Metrics::default(),
-    )
-    .with_throttle(smtp_gateway::Gateway::<FakeBackend>::throttle_from_config(
-        &cfg,
-    ));
+    );
     let server = Server::start_gateway(&cfg, gateway, Role::Submission).await;
     let mut c = Raw::greeted(server.port).await;
     assert!(c.cmd("EHLO c.example").await.contains("AUTH PLAIN LOGIN"));
@@ -199,17 +192,12 @@ async fn plaintext_auth_is_refused_unless_allowed_and_failures_lock_out() {
             .await
             .starts_with("535 5.7.8")
     );
-    // Two failures: this IP is now refused, even with the right password.
+    // mailstore's login guard says locked: a temporary refusal, even with
+    // the right password (the guard itself is tested against mailstore in
+    // tests/e2e's security tests).
+    backend.0.auth_locked.store(true, Ordering::SeqCst);
     assert!(
         c.cmd(&format!("AUTH PLAIN {token}"))
-            .await
-            .starts_with("454 4.7.0")
-    );
-    let mut again = Raw::greeted(server.port).await;
-    assert!(again.cmd("EHLO c.example").await.starts_with("250"));
-    assert!(
-        again
-            .cmd(&format!("AUTH PLAIN {token}"))
             .await
             .starts_with("454 4.7.0")
     );

@@ -9,7 +9,9 @@ use mailfleet_proto::v1::DeliveryJob;
 use mailfleet_runtime::listener::{self, Limits};
 use mailfleet_runtime::tls::{Tls, ensure_self_signed};
 use mailfleet_runtime::{CancellationToken, Config, TaskTracker};
-use smtp_gateway::backend::{Backend, BackendError, BodyWriter, Resolution, StoredBody};
+use smtp_gateway::backend::{
+    AuthOutcome, Backend, BackendError, BodyWriter, Resolution, StoredBody,
+};
 use smtp_gateway::{Endpoint, Gateway, Metrics, Role, Settings};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +25,9 @@ pub struct Recorded {
     pub fail_store: AtomicBool,
     pub fail_publish: AtomicBool,
     pub resolver_down: AtomicBool,
+    /// Authenticate answers as mailstore's login guard does for a locked
+    /// pair or address.
+    pub auth_locked: AtomicBool,
 }
 
 /// The account of the fake backend, and its password.
@@ -79,11 +84,20 @@ impl Backend for FakeBackend {
         username: &str,
         password: &str,
         _remote_ip: &str,
-    ) -> Result<Option<String>, BackendError> {
+    ) -> Result<AuthOutcome, BackendError> {
         if self.0.resolver_down.load(Ordering::SeqCst) {
             return Err(BackendError::Auth("mailstore down".into()));
         }
-        Ok((username.eq_ignore_ascii_case(USER) && password == PASSWORD).then(|| USER.to_owned()))
+        if self.0.auth_locked.load(Ordering::SeqCst) {
+            return Ok(AuthOutcome::Locked);
+        }
+        Ok(
+            if username.eq_ignore_ascii_case(USER) && password == PASSWORD {
+                AuthOutcome::Ok(USER.to_owned())
+            } else {
+                AuthOutcome::Failed
+            },
+        )
     }
 
     async fn address_owners(&self, address: &str) -> Result<Vec<String>, BackendError> {
@@ -160,16 +174,14 @@ pub fn test_tls() -> Tls {
 impl<B: Backend> Server<B> {
     /// The MX role, without TLS.
     pub async fn start(config: &Config, backend: B) -> Self {
-        let gateway = Gateway::new(Settings::from_config(config), backend, Metrics::default())
-            .with_throttle(Gateway::<B>::throttle_from_config(config));
+        let gateway = Gateway::new(Settings::from_config(config), backend, Metrics::default());
         Self::start_gateway(config, gateway, Role::Mx).await
     }
 
     /// One listener of `role` with a self-signed certificate.
     pub async fn start_tls(config: &Config, backend: B, role: Role) -> Self {
         let gateway = Gateway::new(Settings::from_config(config), backend, Metrics::default())
-            .with_tls(Some(test_tls()))
-            .with_throttle(Gateway::<B>::throttle_from_config(config));
+            .with_tls(Some(test_tls()));
         Self::start_gateway(config, gateway, role).await
     }
 
