@@ -7,10 +7,9 @@
 
 mod support;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use mailfleet_proto::v1 as pb;
+use sqlx::Connection;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,8 +198,8 @@ pub(crate) async fn run_client(script: &str, args: &[&str]) {
 
 /// A blocking raw IMAP connection (run inside `spawn_blocking`).
 pub(crate) struct Raw {
-    reader: BufReader<std::net::TcpStream>,
-    writer: std::net::TcpStream,
+    pub(crate) reader: BufReader<std::net::TcpStream>,
+    pub(crate) writer: std::net::TcpStream,
 }
 
 impl Raw {
