@@ -463,9 +463,9 @@ mod tests {
             size,
             envelope: Envelope {
                 from: vec![EnvelopeAddress {
-                    name: None,
                     mailbox: Some(from.into()),
                     host: Some("x".into()),
+                    ..EnvelopeAddress::default()
                 }],
                 ..Default::default()
             },

@@ -120,3 +120,39 @@ async fn sent_dates_are_the_day_as_written() {
     .await
     .unwrap();
 }
+
+/// A source route is the address's adl field (RFC 3501 7.4.2), not part of
+/// its mailbox (imaptest fetch-envelope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_source_route_is_the_adl() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = session(port);
+        append(
+            &mut a,
+            "p1",
+            "Date: Sat, 01 Feb 2007 01:02:03 +0200\r\nFrom: <@route:user@domain>\r\n\r\nbody\r\n",
+        );
+        append(
+            &mut a,
+            "p2",
+            "From: a@b.test\r\nTo: \"name\" <@route1,@route2:user@domain>\r\n\r\nbody\r\n",
+        );
+        let got = a.ok("f", "FETCH 1:2 ENVELOPE");
+        assert_eq!(
+            got[..2],
+            [
+                "* 1 FETCH (ENVELOPE (\"Sat, 01 Feb 2007 01:02:03 +0200\" NIL \
+                 ((NIL \"@route\" \"user\" \"domain\")) ((NIL \"@route\" \"user\" \"domain\")) \
+                 ((NIL \"@route\" \"user\" \"domain\")) NIL NIL NIL NIL NIL))\r\n",
+                "* 2 FETCH (ENVELOPE (NIL NIL ((NIL NIL \"a\" \"b.test\")) \
+                 ((NIL NIL \"a\" \"b.test\")) ((NIL NIL \"a\" \"b.test\")) \
+                 ((\"name\" \"@route1,@route2\" \"user\" \"domain\")) NIL NIL NIL NIL))\r\n",
+            ],
+            "{got:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
