@@ -156,3 +156,133 @@ async fn envelope_source_route_is_the_adl() {
     .await
     .unwrap();
 }
+
+/// The response lines of a command before its tagged OK, joined: literals
+/// included, the exact octets the server sent.
+fn response(raw: &mut Raw, tag: &str, cmd: &str) -> String {
+    let lines = raw.ok(tag, cmd);
+    lines[..lines.len() - 1].concat()
+}
+
+/// BINARY.SIZE and BINARY[part]<partial> count the decoded octets of
+/// base64 exactly, however the base64 is laid out (line breaks, padding,
+/// white space, a last line without CRLF), and an empty part is an empty
+/// string for BODY and BINARY (imaptest fetch-binary-mime-base64,
+/// fetch-binary-mime, fetch-body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_counts_decoded_octets_and_empty_parts_are_empty() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = session(port);
+        let part = |ctype: &str, cte: Option<&str>, body: &str| {
+            let cte = cte.map_or(String::new(), |c| {
+                format!("Content-Transfer-Encoding: {c}\r\n")
+            });
+            format!("--b\r\nContent-Type: {ctype}\r\n{cte}\r\n{body}\r\n")
+        };
+        let multipart = [
+            "From: a@b.test\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                .to_owned(),
+            // 1: padded, one line.
+            part("text/plain", Some("base64"), "aGVsbG8gd29ybGQ="),
+            // 2: broken into short lines.
+            part("text/plain", Some("BASE64"), "aGVs\r\nbG8g\r\nd29y\r\nbGQ="),
+            // 3: white space between and around the groups.
+            part(
+                "text/plain",
+                Some("base64"),
+                " aGVsbG8g dG8g\teW91\r\n  IHRvbw== ",
+            ),
+            // 4: a NUL, a CRLF and a bare LF: decoded as they are, text
+            // or not (no line-end conversion changes the count).
+            part(
+                "text/plain",
+                Some("base64"),
+                "YWJjZGVmZwBoaWprbA0K\r\nbW5vCnBxcnN0dXZxeHl6",
+            ),
+            // 5: unpadded.
+            part("text/plain", Some("base64"), "aGVsbG8gdG8gZXZlcnlvbmUh"),
+            // 6: an empty part: its header's last CRLF is followed by the
+            // boundary's, with no blank line of its own.
+            "--b\r\nContent-Type: text/plain\r\n\r\n".to_owned(),
+            // 7: an empty body after the blank line.
+            part("text/plain", None, ""),
+            "--b--\r\n".to_owned(),
+        ]
+        .concat();
+        append(&mut a, "p1", &multipart);
+        // A single-part message whose base64 ends without CRLF.
+        append(
+            &mut a,
+            "p2",
+            "Subject: x\r\nContent-Type: application/octet-stream\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29y\r\nbGQ",
+        );
+        a.ok("n", "NOOP");
+        let cases: &[(&str, &str)] = &[
+            (
+                "FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2] BINARY.SIZE[3] BINARY.SIZE[4] BINARY.SIZE[5])",
+                "* 1 FETCH (BINARY.SIZE[1] 11 BINARY.SIZE[2] 11 BINARY.SIZE[3] 16 \
+                 BINARY.SIZE[4] 30 BINARY.SIZE[5] 18)\r\n",
+            ),
+            (
+                "FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.PEEK[3] BINARY.PEEK[5])",
+                "* 1 FETCH (BINARY[1] {11}\r\nhello world BINARY[2] {11}\r\nhello world \
+                 BINARY[3] {16}\r\nhello to you too BINARY[5] {18}\r\nhello to everyone!)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]",
+                "* 1 FETCH (BINARY[4] ~{30}\r\nabcdefg\0hijkl\r\nmno\npqrstuvqxyz)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]<0.7>",
+                "* 1 FETCH (BINARY[4]<0> {7}\r\nabcdefg)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]<0.8>",
+                "* 1 FETCH (BINARY[4]<0> ~{8}\r\nabcdefg\0)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]<10.10>",
+                "* 1 FETCH (BINARY[4]<10> {10}\r\njkl\r\nmno\np)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]<5.10>",
+                "* 1 FETCH (BINARY[4]<5> ~{10}\r\nfg\0hijkl\r\n)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[4]<15.100>",
+                "* 1 FETCH (BINARY[4]<15> {15}\r\nmno\npqrstuvqxyz)\r\n",
+            ),
+            (
+                "FETCH 1 BINARY.PEEK[3]<6.4>",
+                "* 1 FETCH (BINARY[3]<6> {4}\r\nto y)\r\n",
+            ),
+            (
+                "FETCH 1 (BODY.PEEK[6] BODY.PEEK[7] BINARY.SIZE[6] BINARY.SIZE[7])",
+                "* 1 FETCH (BODY[6] {0}\r\n BODY[7] {0}\r\n BINARY.SIZE[6] 0 BINARY.SIZE[7] 0)\r\n",
+            ),
+            (
+                "FETCH 1 (BINARY.PEEK[6] BINARY.PEEK[7])",
+                "* 1 FETCH (BINARY[6] {0}\r\n BINARY[7] {0}\r\n)\r\n",
+            ),
+            (
+                "FETCH 2 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.PEEK[1]<9.5>)",
+                "* 2 FETCH (BINARY.SIZE[1] 11 BINARY[1] {11}\r\nhello world \
+                 BINARY[1]<9> {2}\r\nld)\r\n",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (i, (cmd, want)) in cases.iter().enumerate() {
+            let got = response(&mut a, &format!("b{i}"), cmd);
+            if got != *want {
+                wrong.push(format!("{cmd}:\n got {got:?}\nwant {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    })
+    .await
+    .unwrap();
+}
