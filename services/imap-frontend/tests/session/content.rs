@@ -157,6 +157,55 @@ async fn envelope_source_route_is_the_adl() {
     .unwrap();
 }
 
+/// SORT by address (RFC 5256 FROM, TO, CC: the first address's local part;
+/// RFC 5957 DISPLAYFROM, DISPLAYTO: its decoded display name, else its
+/// addr-spec), compared with i;unicode-casemap, ties by sequence number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_by_addresses_and_display_names() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = session(port);
+        let messages = [
+            "From: Fred <zeta@a.test>\r\nTo: carol@x.test\r\nCc: Bob <BOB@x.test>, aaa@x.test\r\n",
+            "From: =?utf-8?q?=C3=89mile?= <Yann@b.test>\r\nTo: \"Zoe\" <alice@x.test>\r\n",
+            "From: edgar@c.test\r\nTo: \"\" <Bob@x.test>\r\nCc: carl@x.test\r\n",
+            "From: xavier@d.test\r\nTo: =?utf-8?q?=C3=A9va?= <eva@x.test>\r\nCc: BOB@y.test\r\n",
+            "From: ALPHA@e.test\r\nTo: carol@y.test\r\nCc: bob@z.test\r\n",
+        ];
+        for (i, h) in messages.iter().enumerate() {
+            append(
+                &mut a,
+                &format!("p{i}"),
+                &format!("{h}Subject: {i}\r\n\r\nbody\r\n"),
+            );
+        }
+        a.ok("n", "NOOP");
+        let cases: &[(&str, &[u32])] = &[
+            ("FROM", &[5, 3, 4, 2, 1]),
+            ("TO", &[2, 3, 1, 5, 4]),
+            ("CC", &[2, 1, 4, 5, 3]),
+            ("REVERSE CC", &[3, 1, 4, 5, 2]),
+            // "Émile" sorts with the Es, before "Fred"; without a display
+            // name the addr-spec counts; an empty name is no name.
+            ("DISPLAYFROM", &[5, 3, 2, 1, 4]),
+            ("REVERSE DISPLAYFROM", &[4, 1, 2, 3, 5]),
+            ("DISPLAYTO", &[3, 1, 5, 4, 2]),
+            ("REVERSE DISPLAYTO", &[2, 4, 5, 1, 3]),
+        ];
+        let mut wrong = Vec::new();
+        for (i, (key, want)) in cases.iter().enumerate() {
+            let got = numbers(&mut a, &format!("o{i}"), &format!("SORT ({key}) UTF-8 ALL"));
+            if got != *want {
+                wrong.push(format!("{key}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    })
+    .await
+    .unwrap();
+}
+
 /// The response lines of a command before its tagged OK, joined: literals
 /// included, the exact octets the server sent.
 fn response(raw: &mut Raw, tag: &str, cmd: &str) -> String {
