@@ -291,7 +291,8 @@ fn pop3() {
          p.quit()\n",
     );
 
-    // [IN-USE]: a second session cannot log in while the first holds the lock.
+    // [IN-USE]: a second session cannot log in while the first holds the
+    // lock (after waiting a few seconds for it).
     let (mut first, reply) = Raw::login(s.pop3);
     assert!(reply.starts_with("+OK"), "{reply}");
     let (mut second, reply) = Raw::login(s.pop3);
@@ -394,7 +395,9 @@ fn pop3() {
 
     fetchmail(&s);
 
-    // A killed frontend strands no lock: the lease runs out (5 s here).
+    // A killed frontend strands no lock: the lease runs out (5 s here, no
+    // later than 5 s after the kill), and a login meanwhile waits for it
+    // (up to 5 s from its start, which is after the kill).
     let (_held, reply) = login_when_free(s.pop3);
     assert!(reply.starts_with("+OK"), "{reply}");
     let mut stack = s.stack;
@@ -402,14 +405,7 @@ fn pop3() {
     let killed = Instant::now();
     stack.spawn(Svc::Pop3Frontend);
     stack.wait_ready(Svc::Pop3Frontend);
-    let (_raw, reply) = Raw::login(s.pop3);
-    if killed.elapsed() < Duration::from_secs(4) {
-        assert!(
-            reply.starts_with("-ERR [IN-USE]"),
-            "the lease outlives the crash until it runs out: {reply}"
-        );
-    }
-    let (mut again, reply) = login_when_free(s.pop3);
+    let (mut again, reply) = Raw::login(s.pop3);
     assert!(reply.starts_with("+OK"), "{reply}");
     assert!(killed.elapsed() < Duration::from_secs(15));
     assert!(again.cmd("QUIT").starts_with("+OK"));

@@ -37,32 +37,28 @@ pub fn cte(encoding: &str) -> Option<Cte> {
 
 /// Undoes a content-transfer-encoding chunk by chunk. What it keeps
 /// between chunks is bounded: three base64 characters, or one
-/// quoted-printable line of at most [`MAX_QP_LINE`] octets.
+/// quoted-printable line of at most [`MAX_QP_LINE`] octets. The output is
+/// exactly the decoded octets: line ends inside base64 data stay as they
+/// were encoded, whatever the media type, so BINARY.SIZE and partial
+/// offsets count what a client decoding the part itself would get.
 pub struct Decoder {
     cte: Cte,
     carry: Vec<u8>,
     /// Base64 padding was seen: the data has ended (RFC 2045 6.8).
     ended: bool,
-    /// Turn bare LFs into CRLF (decoded text; RFC 3516 4.3).
-    crlf: bool,
-    last_cr: bool,
 }
 
 impl Decoder {
-    pub fn new(cte: Cte, text: bool) -> Self {
+    pub fn new(cte: Cte) -> Self {
         Decoder {
             cte,
             carry: Vec::new(),
             ended: false,
-            // Quoted-printable line breaks already decode to CRLF.
-            crlf: text && cte == Cte::Base64,
-            last_cr: false,
         }
     }
 
     /// Decodes `input`, appending to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
         match self.cte {
             Cte::Identity => out.extend_from_slice(input),
             Cte::Base64 => {
@@ -97,12 +93,10 @@ impl Decoder {
                 }
             }
         }
-        self.normalise(out, start);
     }
 
     /// Decodes what is left at the end of the data.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let start = out.len();
         match self.cte {
             Cte::Identity => {}
             // One lone character carries no whole octet: dropped.
@@ -114,24 +108,6 @@ impl Decoder {
             Cte::QuotedPrintable => qp(&self.carry, out),
         }
         self.carry.clear();
-        self.normalise(out, start);
-    }
-
-    fn normalise(&mut self, out: &mut Vec<u8>, start: usize) {
-        if !self.crlf || !out.get(start..).unwrap_or_default().contains(&b'\n') {
-            if let Some(&b) = out.get(start..).and_then(|o| o.last()) {
-                self.last_cr = b == b'\r';
-            }
-            return;
-        }
-        let decoded = out.split_off(start);
-        for b in decoded {
-            if b == b'\n' && !self.last_cr {
-                out.push(b'\r');
-            }
-            out.push(b);
-            self.last_cr = b == b'\r';
-        }
     }
 }
 
@@ -203,8 +179,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn decode_all(cte: Cte, text: bool, data: &[u8], chunk: usize) -> Vec<u8> {
-        let mut d = Decoder::new(cte, text);
+    fn decode_all(cte: Cte, data: &[u8], chunk: usize) -> Vec<u8> {
+        let mut d = Decoder::new(cte);
         let mut out = Vec::new();
         for c in data.chunks(chunk.max(1)) {
             d.feed(c, &mut out);
@@ -224,28 +200,25 @@ mod tests {
             .collect();
         for chunk in [1, 3, 5, 76, 4096] {
             assert_eq!(
-                decode_all(Cte::Base64, false, &wrapped, chunk),
+                decode_all(Cte::Base64, &wrapped, chunk),
                 original,
                 "chunk {chunk}"
             );
         }
         // Unpadded tail, and data after the padding is ignored.
-        assert_eq!(decode_all(Cte::Base64, false, b"QUJD\r\nRA", 3), b"ABCD");
-        assert_eq!(decode_all(Cte::Base64, false, b"QQ==QUJD", 2), b"A");
+        assert_eq!(decode_all(Cte::Base64, b"QUJD\r\nRA", 3), b"ABCD");
+        assert_eq!(decode_all(Cte::Base64, b"QQ==QUJD", 2), b"A");
     }
 
+    /// Decoded octets are exact: a bare LF stays one octet (imaptest
+    /// fetch-binary-mime-base64 counts 30 octets for this data).
     #[test]
-    fn decoded_text_gets_crlf() {
-        let encoded = BASE64.encode(b"one\ntwo\r\nthree\n");
-        assert_eq!(
-            decode_all(Cte::Base64, true, encoded.as_bytes(), 2),
-            b"one\r\ntwo\r\nthree\r\n"
-        );
-        // Not for other media types.
-        assert_eq!(
-            decode_all(Cte::Base64, false, encoded.as_bytes(), 2),
-            b"one\ntwo\r\nthree\n"
-        );
+    fn line_ends_stay_as_encoded() {
+        let data = b"abcdefg\0hijkl\r\nmno\npqrstuvqxyz";
+        let encoded = "YWJjZGVmZwBoaWprbA0K\r\n bW5vCnBx\tcnN0dXZxeHl6\r\n";
+        for chunk in [1, 3, 64] {
+            assert_eq!(decode_all(Cte::Base64, encoded.as_bytes(), chunk), data);
+        }
     }
 
     #[test]
@@ -254,20 +227,19 @@ mod tests {
         let expected = b"caf\xc3\xa9 au lait continues\r\nnext line\r\n\x00end";
         for chunk in [1, 2, 7, 1000] {
             assert_eq!(
-                decode_all(Cte::QuotedPrintable, true, data, chunk),
+                decode_all(Cte::QuotedPrintable, data, chunk),
                 expected,
                 "chunk {chunk}"
             );
         }
         // A line longer than the bound is decoded in pieces, escapes whole.
         let long: Vec<u8> = b"=41".repeat(MAX_QP_LINE);
-        let out = decode_all(Cte::QuotedPrintable, false, &long, 10_000);
+        let out = decode_all(Cte::QuotedPrintable, &long, 10_000);
         assert_eq!(out, vec![b'A'; MAX_QP_LINE]);
         // Raw 8-bit octets and stray `=` pass; lower-case hex is read.
         assert_eq!(
             decode_all(
                 Cte::QuotedPrintable,
-                true,
                 "\u{fc}ber =c3=a9 a=ZZ b= \nx".as_bytes(),
                 3
             ),
@@ -293,12 +265,11 @@ mod tests {
             data in prop::collection::vec(any::<u8>(), 0..600),
             chunk in 1usize..64,
             which in 0u8..3,
-            text in any::<bool>(),
         ) {
             let cte = [Cte::Identity, Cte::Base64, Cte::QuotedPrintable][which as usize];
             prop_assert_eq!(
-                decode_all(cte, text, &data, chunk),
-                decode_all(cte, text, &data, data.len() + 1)
+                decode_all(cte, &data, chunk),
+                decode_all(cte, &data, data.len() + 1)
             );
         }
     }

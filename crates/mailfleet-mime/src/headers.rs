@@ -66,9 +66,34 @@ pub(crate) fn envelope(headers: &[Header<'_>], block: &[u8]) -> Envelope {
     }
 }
 
+/// An angle-addr's obsolete source route (RFC 5322 4.4 obs-route,
+/// `<@a,@b:user@host>`) split from its addr-spec: mail-parser keeps the
+/// route in the address text. The route is returned without its colon and
+/// whitespace, as IMAP's adl field carries it.
+fn split_route(addr: &str) -> (Option<String>, &str) {
+    match addr
+        .trim_start()
+        .strip_prefix('@')
+        .and(addr.split_once(':'))
+    {
+        Some((route, spec)) if !spec.is_empty() => (
+            Some(route.chars().filter(|c| !c.is_whitespace()).collect()),
+            spec.trim(),
+        ),
+        _ => (None, addr),
+    }
+}
+
 fn envelope_addresses(address: &Address<'_>) -> Vec<EnvelopeAddress> {
     let one = |a: &mail_parser::Addr<'_>| {
-        let (mailbox, host) = match a.address.as_deref() {
+        let (route, addr) = match a.address.as_deref() {
+            Some(addr) => {
+                let (route, spec) = split_route(addr);
+                (route, Some(spec))
+            }
+            None => (None, None),
+        };
+        let (mailbox, host) = match addr {
             Some(addr) => match addr.rsplit_once('@') {
                 Some((m, h)) => (Some(m.to_owned()), Some(h.to_owned())),
                 None => (Some(addr.to_owned()), None),
@@ -81,6 +106,7 @@ fn envelope_addresses(address: &Address<'_>) -> Vec<EnvelopeAddress> {
                 .as_deref()
                 .filter(|n| !n.is_empty())
                 .map(str::to_owned),
+            route,
             mailbox,
             // An address without a host would read as a group start: IMAP
             // servers use a placeholder host in that case.
@@ -99,9 +125,8 @@ fn envelope_addresses(address: &Address<'_>) -> Vec<EnvelopeAddress> {
                 match g.name.as_deref() {
                     Some(name) => {
                         out.push(EnvelopeAddress {
-                            name: None,
                             mailbox: Some(name.to_owned()),
-                            host: None,
+                            ..EnvelopeAddress::default()
                         });
                         out.extend(g.addresses.iter().filter(|a| a.address.is_some()).map(one));
                         out.push(EnvelopeAddress::default());
@@ -195,7 +220,7 @@ impl TopFields {
             .and_then(|h| h.value.as_address())
             .and_then(|a| a.first())
             .and_then(|a| {
-                let addr = a.address.as_deref()?;
+                let (_, addr) = split_route(a.address.as_deref()?);
                 Some(match a.name.as_deref() {
                     Some(name) if !name.is_empty() => format!("{name} <{addr}>"),
                     _ => addr.to_owned(),
@@ -206,6 +231,7 @@ impl TopFields {
             .map(|a| {
                 a.iter()
                     .filter_map(|a| a.address.as_deref())
+                    .map(|a| split_route(a).1)
                     .collect::<Vec<_>>()
                     .join(", ")
             })

@@ -87,6 +87,11 @@ pub struct Envelope {
 pub struct EnvelopeAddress {
     /// Display name, decoded to UTF-8 (the frontend re-encodes if needed).
     pub name: Option<String>,
+    /// The source route as written without its colon (`@a,@b`), IMAP's
+    /// adl field; absent in most addresses and in metadata cached before
+    /// it was kept, hence the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     pub mailbox: Option<String>,
     pub host: Option<String>,
 }

@@ -369,6 +369,41 @@ References: <a@x>\r\n <b@x>\r\n\r\nbody\r\n";
     assert_eq!(analyze(b"Subject: y\r\n\r\n").references, None);
 }
 
+/// A source route (obs-route) goes to the address's route (IMAP's adl),
+/// out of its mailbox (RFC 3501 7.4.2, imaptest fetch-envelope).
+#[test]
+fn source_routes_are_the_adl() {
+    let raw = b"From: <@route:user@domain>\r\n\
+To: Name <@route1, @route2:user@domain>, plain@host.test\r\n\r\nbody\r\n";
+    let m = analyze(raw);
+    let addr =
+        |route: Option<&str>, name: Option<&str>, mailbox: &str, host: &str| EnvelopeAddress {
+            name: name.map(Into::into),
+            route: route.map(Into::into),
+            mailbox: Some(mailbox.into()),
+            host: Some(host.into()),
+        };
+    assert_eq!(
+        m.envelope.from,
+        [addr(Some("@route"), None, "user", "domain")]
+    );
+    assert_eq!(
+        m.envelope.to,
+        [
+            addr(Some("@route1,@route2"), Some("Name"), "user", "domain"),
+            addr(None, None, "plain", "host.test"),
+        ]
+    );
+    assert_eq!(m.from.as_deref(), Some("user@domain"));
+    assert_eq!(m.to.as_deref(), Some("user@domain, plain@host.test"));
+    // Metadata cached before routes were kept has no "route" keys.
+    let json = serde_json::to_string(&m.envelope)
+        .unwrap()
+        .replace(r#""route":"@route","#, "");
+    let old: Envelope = serde_json::from_str(&json).unwrap();
+    assert_eq!(old.from[0].route, None);
+}
+
 /// Lines that MIME structure turns on, to build messages from.
 const LINES: &[&[u8]] = &[
     b"Content-Type: multipart/mixed; boundary=a",

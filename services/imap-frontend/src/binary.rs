@@ -217,13 +217,13 @@ pub(crate) fn cut(buf: &[u8]) -> Option<Result<Cut, &'static str>> {
 }
 
 /// Where the served octets of one item come from: `raw` is sent as it is,
-/// then `body` decoded with `cte`.
+/// then `body` decoded with `cte` (exactly the decoded octets, line ends
+/// as encoded, so sizes and partial offsets count them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
     raw: Range<u64>,
     body: Range<u64>,
     cte: Cte,
-    text: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +249,6 @@ fn plan(
                 raw: 0..size,
                 body: 0..0,
                 cte: Cte::Identity,
-                text: false,
             }));
         }
         let cte = cte(&root.encoding).ok_or(Problem::UnknownCte)?;
@@ -257,7 +256,6 @@ fn plan(
             raw: 0..(root.body_offset + prefix).min(size),
             body: shift(root.body_range()),
             cte,
-            text: root.media_type == "text",
         }));
     }
     let Some(node) = crate::fetch::find_part(root, path) else {
@@ -274,7 +272,6 @@ fn plan(
         raw: 0..0,
         body: shift(node.body_range()),
         cte,
-        text: node.media_type == "text",
     }))
 }
 
@@ -388,11 +385,11 @@ async fn pump(
     let mut count = 0u64;
     let mut nul = false;
     let segments = [
-        (plan.raw.clone(), Cte::Identity, false),
-        (plan.body.clone(), plan.cte, plan.text),
+        (plan.raw.clone(), Cte::Identity),
+        (plan.body.clone(), plan.cte),
     ];
     let mut out = Vec::new();
-    for (range, cte, text) in segments {
+    for (range, cte) in segments {
         if range.is_empty() {
             continue;
         }
@@ -417,7 +414,7 @@ async fn pump(
                 return Ok((count, nul));
             }
         };
-        let mut decoder = Decoder::new(cte, text);
+        let mut decoder = Decoder::new(cte);
         let mut finished = false;
         while !finished && pos < window.end {
             out.clear();

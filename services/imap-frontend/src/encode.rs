@@ -66,7 +66,9 @@ fn addresses(out: &mut Vec<u8>, list: &[EnvelopeAddress]) {
     for a in list {
         out.push(b'(');
         nstring(out, a.name.as_deref());
-        out.extend_from_slice(b" NIL ");
+        out.push(b' ');
+        nstring(out, a.route.as_deref());
+        out.push(b' ');
         nstring(out, a.mailbox.as_deref());
         out.push(b' ');
         nstring(out, a.host.as_deref());

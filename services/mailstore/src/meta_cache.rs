@@ -34,8 +34,24 @@ pub(crate) struct SearchMeta {
     pub envelope: Envelope,
     #[serde(default)]
     pub subject: Option<String>,
-    #[serde(default)]
-    pub date_ms: Option<i64>,
+}
+
+impl SearchMeta {
+    /// The day of the Date header as written, its time and zone ignored
+    /// (RFC 3501 6.4.4 SENTBEFORE/SENTON/SENTSINCE), as the Unix
+    /// milliseconds of that day's midnight UTC, the form of a SEARCH key's
+    /// date. Read from the envelope's Date text, so metadata cached before
+    /// this was needed answers too.
+    pub fn sent_day_ms(&self) -> Option<i64> {
+        const DAY_S: i64 = 86_400;
+        let date = mail_parser::DateTime::parse_rfc822(self.envelope.date.as_deref()?)?;
+        // to_timestamp_local reads the fields as written, without the zone.
+        date.is_valid().then(|| {
+            date.to_timestamp_local()
+                .div_euclid(DAY_S)
+                .saturating_mul(DAY_S * 1000)
+        })
+    }
 }
 
 /// One blob's metadata: the JSON as stored, and its search fields parsed
@@ -142,9 +158,47 @@ mod tests {
                 .to_owned(),
         );
         let s = e.search().unwrap();
-        assert_eq!((s.size, s.header_len, s.date_ms), (10, 4, Some(5)));
+        assert_eq!((s.size, s.header_len, s.sent_day_ms()), (10, 4, None));
         assert_eq!(s.envelope.subject.as_deref(), Some("hi"));
         assert!(Entry::new("not json".into()).search().is_none());
+    }
+
+    /// SENT* keys compare the day as written: its time and zone do not
+    /// move it to another UTC day (RFC 3501 6.4.4).
+    #[test]
+    fn sent_day_is_the_date_as_written() {
+        let day = |date: &str| {
+            let meta = SearchMeta {
+                envelope: Envelope {
+                    date: Some(date.into()),
+                    ..Envelope::default()
+                },
+                ..SearchMeta::default()
+            };
+            meta.sent_day_ms()
+        };
+        let midnight = |y, m, d| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+        };
+        // 04:30 UTC on 2 January, but 1 January as written.
+        assert_eq!(day("Mon, 1 Jan 2024 23:30:00 -0500"), midnight(2024, 1, 1));
+        // 22:00 UTC on 23 March, but 24 March as written.
+        assert_eq!(
+            day("Sun, 25 Mar 2007 00:00:00 +0200"),
+            midnight(2007, 3, 25)
+        );
+        assert_eq!(
+            day("Sat, 24 Mar 2007 23:00:00 +0200 (EET)"),
+            midnight(2007, 3, 24)
+        );
+        assert_eq!(
+            day("Sun, 28 Oct 2007 23:00:00 +0200"),
+            midnight(2007, 10, 28)
+        );
+        assert_eq!(day("1 Jan 1969 01:00:00 +0300"), midnight(1969, 1, 1));
+        assert_eq!(day("not a date"), None);
     }
 
     #[test]

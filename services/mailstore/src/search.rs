@@ -244,7 +244,7 @@ impl Store {
 /// are answered here, without a future per key and message.
 fn cheap(key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Option<bool> {
     let msg = row.msg;
-    let sent_ms = || row.meta().and_then(|m| m.date_ms);
+    let sent_day = || row.meta().and_then(SearchMeta::sent_day_ms);
     Some(match key.op() {
         SearchOp::SearchAll => true,
         SearchOp::SearchNone => false,
@@ -268,10 +268,11 @@ fn cheap(key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Option<bool> {
             (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&msg.date_ms)
         }
         SearchOp::SearchSince => msg.date_ms >= key.date_ms,
-        SearchOp::SearchSentBefore => sent_ms().is_some_and(|d| d < key.date_ms),
-        SearchOp::SearchSentOn => sent_ms()
+        // The key's date is a day's midnight UTC; so is sent_day.
+        SearchOp::SearchSentBefore => sent_day().is_some_and(|d| d < key.date_ms),
+        SearchOp::SearchSentOn => sent_day()
             .is_some_and(|d| (key.date_ms..key.date_ms.saturating_add(DAY_MS)).contains(&d)),
-        SearchOp::SearchSentSince => sent_ms().is_some_and(|d| d >= key.date_ms),
+        SearchOp::SearchSentSince => sent_day().is_some_and(|d| d >= key.date_ms),
         SearchOp::SearchModseq => u64::try_from(msg.modseq).unwrap_or(0) >= key.modseq,
         SearchOp::SearchLarger => u64::try_from(msg.size).unwrap_or(0) > key.size,
         SearchOp::SearchSmaller => u64::try_from(msg.size).unwrap_or(0) < key.size,

@@ -99,7 +99,7 @@ pub(crate) async fn contains(
             continue;
         }
         let mut body = blobs.stream(blob_id, Some(segment.range.clone())).await?;
-        let mut decoder = segment.cte.map(|c| Decoder::new(c, false));
+        let mut decoder = segment.cte.map(Decoder::new);
         let mut lines = Lines::new(segment.charset);
         let mut decoded = Vec::new();
         matcher.seam.clear();

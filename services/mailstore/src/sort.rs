@@ -96,27 +96,63 @@ fn first_address(list: &[EnvelopeAddress]) -> Option<&EnvelopeAddress> {
     list.iter().find(|a| a.host.is_some())
 }
 
-/// RFC 5256: the addr-mailbox of the first address, case-folded.
-fn mailbox_key(list: &[EnvelopeAddress]) -> String {
-    first_address(list)
-        .and_then(|a| a.mailbox.as_deref())
-        .unwrap_or_default()
-        .to_uppercase()
+/// The i;unicode-casemap form of `s` (RFC 5051): each character mapped
+/// to its simple titlecase, then the whole decomposed (NFKD). Keys in this
+/// form compare by their UTF-8 octets, which is `String`'s order, so "é"
+/// sorts with "e" and case never matters.
+fn casemap(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.chars()
+        .map(titlecase)
+        .collect::<String>()
+        .nfkd()
+        .collect()
 }
 
-/// RFC 5957: the display name of the first address, else its addr-spec.
+/// A character's simple titlecase mapping. Rust has upper case only: it
+/// is the same mapping but for the four Latin digraphs, whose titlecase
+/// is their middle form; a character whose upper case is several (German
+/// sharp s) has no simple mapping and stays.
+fn titlecase(c: char) -> char {
+    match c {
+        '\u{1C4}'..='\u{1C6}' => '\u{1C5}',
+        '\u{1C7}'..='\u{1C9}' => '\u{1C8}',
+        '\u{1CA}'..='\u{1CC}' => '\u{1CB}',
+        '\u{1F1}'..='\u{1F3}' => '\u{1F2}',
+        _ => {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        }
+    }
+}
+
+/// RFC 5256 FROM, TO, CC: the addr-mailbox (local part) of the first
+/// address, case-insensitively; empty when there is none.
+fn mailbox_key(list: &[EnvelopeAddress]) -> String {
+    casemap(
+        first_address(list)
+            .and_then(|a| a.mailbox.as_deref())
+            .unwrap_or_default(),
+    )
+}
+
+/// RFC 5957 DISPLAYFROM, DISPLAYTO: the (decoded) display name of the
+/// first address when it has one, else its addr-spec; empty when there is
+/// no address.
 fn display_key(list: &[EnvelopeAddress]) -> String {
     let Some(a) = first_address(list) else {
         return String::new();
     };
     match a.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        Some(name) => name.to_uppercase(),
-        None => format!(
+        Some(name) => casemap(name),
+        None => casemap(&format!(
             "{}@{}",
             a.mailbox.as_deref().unwrap_or_default(),
             a.host.as_deref().unwrap_or_default()
-        )
-        .to_uppercase(),
+        )),
     }
 }
 
@@ -463,9 +499,9 @@ mod tests {
             size,
             envelope: Envelope {
                 from: vec![EnvelopeAddress {
-                    name: None,
                     mailbox: Some(from.into()),
                     host: Some("x".into()),
+                    ..EnvelopeAddress::default()
                 }],
                 ..Default::default()
             },
@@ -473,6 +509,37 @@ mod tests {
             date_ms: date,
             references: None,
         }
+    }
+
+    fn address(name: Option<&str>, mailbox: &str, host: &str) -> EnvelopeAddress {
+        EnvelopeAddress {
+            name: name.map(Into::into),
+            mailbox: Some(mailbox.into()),
+            host: Some(host.into()),
+            ..EnvelopeAddress::default()
+        }
+    }
+
+    /// i;unicode-casemap: case never matters and accented letters sort
+    /// with their base letter (RFC 5051); RFC 5957 display keys.
+    #[test]
+    fn address_keys_use_unicode_casemap() {
+        assert_eq!(casemap("émile"), casemap("\u{c9}MILE"));
+        assert!(casemap("Émile") < casemap("Fred"));
+        assert!(casemap("edgar") < casemap("Émile"));
+        assert_eq!(casemap("ǆemal"), casemap("ǅEMAL"));
+        assert_eq!(casemap("straße"), "STRAßE");
+        let group = EnvelopeAddress {
+            mailbox: Some("group".into()),
+            ..EnvelopeAddress::default()
+        };
+        let list = [group, address(Some(" Zoe "), "alice", "x.test")];
+        assert_eq!(display_key(&list), "ZOE");
+        assert_eq!(mailbox_key(&list), "ALICE");
+        let list = [address(Some(""), "Bob", "x.test")];
+        assert_eq!(display_key(&list), "BOB@X.TEST");
+        assert_eq!(display_key(&[]), "");
+        assert_eq!(mailbox_key(&[]), "");
     }
 
     fn crit(key: pb::SortKey, reverse: bool) -> pb::SortCriterion {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mailfleet_proto::v1 as pb;
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::grpc::MailStore;
+use prometheus_client::metrics::counter::Counter;
 use tonic::Status;
 
 /// The lease resource name shared by every pop3-frontend replica.
@@ -18,6 +19,15 @@ pub(crate) const RESOURCE: &str = "pop3-maildrop";
 const PAGE: u32 = 1000;
 /// How long a release may take when the session ends.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a login waits for a maildrop another session holds before
+/// `-ERR [IN-USE]`: a client that QUITs and reconnects at once, or two
+/// fetchmail runs back to back, find the lock being released (Dovecot too
+/// waits a few seconds).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// First pause between lease attempts while waiting; it doubles up to
+/// [`LOCK_RETRY_MAX`].
+const LOCK_RETRY_FIRST: Duration = Duration::from_millis(25);
+const LOCK_RETRY_MAX: Duration = Duration::from_millis(400);
 
 /// One message of the snapshot.
 #[derive(Debug, Clone)]
@@ -59,27 +69,46 @@ pub(crate) enum Acquire {
     InUse,
 }
 
-/// Takes the maildrop lease and starts renewing it every third of its TTL.
+/// Takes the maildrop lease, waiting up to [`LOCK_WAIT`] while another
+/// session holds it (counted in `waits` once per login that waits), and
+/// starts renewing it every third of its TTL.
 pub(crate) async fn lock(
     client: &MailStore,
     account: &str,
     holder: &str,
     ttl: Duration,
+    waits: &Counter,
 ) -> Result<Acquire, Status> {
     let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).max(1);
-    let r = client
-        .clone()
-        .acquire_lease(pb::AcquireLeaseRequest {
-            account: account.to_owned(),
-            resource: RESOURCE.into(),
-            holder: holder.to_owned(),
-            ttl_seconds,
-        })
-        .await?
-        .into_inner();
-    if !r.acquired {
-        return Ok(Acquire::InUse);
-    }
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    let mut pause = LOCK_RETRY_FIRST;
+    let mut waited = false;
+    let r = loop {
+        let r = client
+            .clone()
+            .acquire_lease(pb::AcquireLeaseRequest {
+                account: account.to_owned(),
+                resource: RESOURCE.into(),
+                holder: holder.to_owned(),
+                ttl_seconds,
+            })
+            .await?
+            .into_inner();
+        if r.acquired {
+            break r;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Acquire::InUse);
+        }
+        if !waited {
+            waits.inc();
+            waited = true;
+        }
+        // The last pause ends at the deadline, for one final attempt.
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(LOCK_RETRY_MAX);
+    };
     let lost = Arc::new(AtomicBool::new(false));
     let renewer = CancellationToken::new();
     tokio::spawn(renew(

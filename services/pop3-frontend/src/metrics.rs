@@ -21,6 +21,7 @@ pub(crate) struct Metrics {
     pub deleted: Counter,
     pub auth_failures: Counter,
     pub lock_conflicts: Counter,
+    pub lock_waits: Counter,
     /// The served TLS certificate's expiry (Unix seconds), when TLS is on.
     pub tls_cert_expiry: Gauge,
 }
@@ -66,6 +67,11 @@ impl Metrics {
             "mailfleet_pop3_lock_conflicts",
             "Logins refused because another session holds the maildrop",
             self.lock_conflicts.clone(),
+        );
+        registry.register(
+            "mailfleet_pop3_lock_waits",
+            "Logins that found the maildrop locked and waited for it",
+            self.lock_waits.clone(),
         );
     }
 

@@ -102,3 +102,241 @@ async fn greets_answers_and_says_goodbye() {
         .unwrap()
         .unwrap();
 }
+
+/// pop3-frontend and mailstore in-process against a fresh database, a
+/// temp-dir blob store and a RabbitMQ vhost of their own; dropping it
+/// stops both and removes the database and the vhost.
+struct Maildrop {
+    pop3: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    db: String,
+    vhost: String,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+const USER: &str = "alice@example.test";
+const PASS: &str = "secret-pw";
+
+fn rabbitmqctl(args: &[&str]) -> bool {
+    std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl Drop for Maildrop {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        self.shutdown.cancel();
+        let db = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+        rabbitmqctl(&["delete_vhost", &self.vhost]);
+    }
+}
+
+async fn http_ok(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let _ = s
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out.starts_with("HTTP/1.1 200")
+}
+
+async fn start_with_mailstore() -> Maildrop {
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = |tag: &str| format!("pop3fe_{tag}_{}_{nanos}", std::process::id());
+    let (db, vhost) = (name("db"), name("vh"));
+    assert!(rabbitmqctl(&["add_vhost", &vhost]));
+    assert!(rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        &vhost,
+        "guest",
+        ".*",
+        ".*",
+        ".*"
+    ]));
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let mut config = Config::load(Vec::new()).unwrap();
+    config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    config.database_max_connections = 8;
+    config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+    config.blob_url = format!("file://{}", dir.path().join("blobs").display());
+    config.service_token = mailfleet_runtime::config::SecretString::new("svc");
+    config.admin_token = mailfleet_runtime::config::SecretString::new("adm");
+    config.argon2_memory_kib = 1024;
+    config.argon2_iterations = 1;
+    config.mailstore_url = grpc_url.clone();
+    let shutdown = CancellationToken::new();
+    let store_addr = store_http.local_addr().unwrap();
+    tokio::spawn(mailstore::run(
+        config.clone(),
+        mailstore::Listeners {
+            grpc,
+            http: store_http,
+        },
+        shutdown.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !http_ok(store_addr).await {
+        assert!(std::time::Instant::now() < deadline, "mailstore not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    admin
+        .add_domain(mailfleet_proto::v1::AddDomainRequest {
+            name: "example.test".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .add_account(mailfleet_proto::v1::AddAccountRequest {
+            address: USER.into(),
+            password: PASS.into(),
+            quota_bytes: 0,
+            quota_messages: 0,
+        })
+        .await
+        .unwrap();
+    let pop3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (pop3_addr, http_addr) = (pop3.local_addr().unwrap(), http.local_addr().unwrap());
+    tokio::spawn(pop3_frontend::run(
+        config,
+        pop3_frontend::Listeners {
+            pop3,
+            pop3s: None,
+            http,
+        },
+        shutdown.clone(),
+    ));
+    while !http_ok(http_addr).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pop3-frontend not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Maildrop {
+        pop3: pop3_addr,
+        http: http_addr,
+        db,
+        vhost,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A connection that has sent USER and is ready for PASS.
+async fn before_pass(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert!(line(&mut c).await.starts_with("+OK"));
+    c.get_mut()
+        .write_all(format!("USER {USER}\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(line(&mut c).await.starts_with("+OK"));
+    c
+}
+
+/// Waits until pop3-frontend's metrics show `sample` (a login waiting
+/// for the lock is not visible to its client).
+async fn wait_for_metric(http: std::net::SocketAddr, sample: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut h = TcpStream::connect(http).await.unwrap();
+        h.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut metrics = String::new();
+        h.read_to_string(&mut metrics).await.unwrap();
+        if metrics.lines().any(|l| l == sample) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {sample:?} in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn send(c: &mut BufReader<TcpStream>, cmd: &str) {
+    c.get_mut()
+        .write_all(format!("{cmd}\r\n").as_bytes())
+        .await
+        .unwrap();
+}
+
+/// A login while another session holds the maildrop waits a moment for
+/// the lock: a client that QUITs and logs in again at once (two fetchmail
+/// runs back to back) is not refused with IN-USE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_waits_for_a_lock_being_released() {
+    let env = start_with_mailstore().await;
+    let mut first = before_pass(env.pop3).await;
+    send(&mut first, &format!("PASS {PASS}")).await;
+    assert!(line(&mut first).await.starts_with("+OK"));
+    let mut second = before_pass(env.pop3).await;
+    // The second PASS goes out while the first session holds the lock,
+    // and the first QUITs once the server has the second waiting.
+    send(&mut second, &format!("PASS {PASS}")).await;
+    wait_for_metric(env.http, "mailfleet_pop3_lock_waits_total 1").await;
+    send(&mut first, "QUIT").await;
+    assert!(line(&mut first).await.starts_with("+OK"));
+    let reply = line(&mut second).await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    send(&mut second, "STAT").await;
+    assert_eq!(line(&mut second).await, "+OK 0 0\r\n");
+    send(&mut second, "QUIT").await;
+    assert!(line(&mut second).await.starts_with("+OK"));
+}
+
+/// The wait is bounded: a session that keeps the maildrop still makes a
+/// second login fail with IN-USE, and keeps its own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_the_wait_is_in_use() {
+    let env = start_with_mailstore().await;
+    let mut first = before_pass(env.pop3).await;
+    send(&mut first, &format!("PASS {PASS}")).await;
+    assert!(line(&mut first).await.starts_with("+OK"));
+    let mut second = before_pass(env.pop3).await;
+    send(&mut second, &format!("PASS {PASS}")).await;
+    let reply = line(&mut second).await;
+    assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
+    // The refused session stays in AUTHORIZATION; the holder goes on.
+    send(&mut second, "STAT").await;
+    assert!(line(&mut second).await.starts_with("-ERR"));
+    send(&mut first, "STAT").await;
+    assert_eq!(line(&mut first).await, "+OK 0 0\r\n");
+    send(&mut first, "QUIT").await;
+    assert!(line(&mut first).await.starts_with("+OK"));
+}

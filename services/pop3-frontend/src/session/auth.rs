@@ -122,7 +122,15 @@ impl Session {
             Err(status) => return Action::Reply(internal(&status)),
         };
         let holder = format!("{} pop3 {}", shared.hostname, self.peer);
-        let lock = match maildrop::lock(&shared.client, &account, &holder, shared.lease_ttl).await {
+        let lock = match maildrop::lock(
+            &shared.client,
+            &account,
+            &holder,
+            shared.lease_ttl,
+            &shared.metrics.lock_waits,
+        )
+        .await
+        {
             Ok(Acquire::Locked(lock)) => lock,
             Ok(Acquire::InUse) => {
                 shared.metrics.lock_conflicts.inc();
