@@ -213,7 +213,38 @@ impl Metrics {
             "Time from the SMTP 250 to the copy stored in the mailbox",
             m.end_to_end_seconds.clone(),
         );
+        m.init_known_labels();
         m
+    }
+
+    /// Creates every labelled counter whose label values are known in
+    /// advance at 0, so it is in /metrics from start-up and `rate()` or
+    /// `increase()` sees its first event. (The relay families are labelled
+    /// by destination host, known only once a message goes there.)
+    fn init_known_labels(&self) {
+        for reason in [
+            "bad_address",
+            "body_missing",
+            "no_mail_host",
+            "not_local",
+            "rejected",
+            "unknown_recipient",
+            "unknown_user",
+        ] {
+            let _ = self.failures.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in ["undecodable", "missing_job_id", "missing_blob_id"] {
+            let _ = self.dead_lettered.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in ["cancelled", "superseded", "stale", "finished"] {
+            let _ = self.stale_copies.get_or_create(&ReasonLabels { reason });
+        }
+        for outcome in ["first", "retry"] {
+            let _ = self.attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        for tls in ["yes", "no"] {
+            let _ = self.relay_tls.get_or_create(&TlsLabels { tls });
+        }
     }
 
     /// Observes the end-to-end latency of a copy stored now, for a job
@@ -267,6 +298,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_the_alerts_use_exist_from_start_up() {
+        let mut registry = Registry::default();
+        let _metrics = Metrics::new(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for series in [
+            "mailfleet_delivery_attempts_total{outcome=\"first\"} 0",
+            "mailfleet_delivery_dead_lettered_total{reason=\"undecodable\"} 0",
+            "mailfleet_delivery_permanent_failures_total{reason=\"unknown_user\"} 0",
+            "mailfleet_delivery_relay_tls_total{tls=\"yes\"} 0",
+            "mailfleet_delivery_stale_copies_total{reason=\"cancelled\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing in:\n{text}");
+        }
+    }
 
     #[test]
     fn stored_copies_observe_the_end_to_end_latency() {

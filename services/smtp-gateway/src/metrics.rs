@@ -78,8 +78,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `mailfleet_smtp` prefix.
+    /// Registers every metric under the `mailfleet_smtp` prefix. The AUTH
+    /// counters of the submission listeners start at 0 for every result, so
+    /// `rate()` and `increase()` see the first failure.
     pub fn register(&self, registry: &mut Registry) {
+        for listener in ["submission", "submissions"] {
+            for outcome in ["success", "failure", "locked", "error"] {
+                let _ = self.auth.get_or_create(&OutcomeLabel { listener, outcome });
+            }
+        }
         let r = registry.sub_registry_with_prefix("mailfleet_smtp");
         r.register(
             "connections",
@@ -160,6 +167,25 @@ impl Metrics {
     pub fn listener(&self, role: crate::gateway::Role) -> ListenerLabel {
         ListenerLabel {
             listener: role.name(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_attempts_exist_from_start_up() {
+        let mut registry = Registry::default();
+        Metrics::default().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for outcome in ["success", "failure", "locked", "error"] {
+            let series = format!(
+                "mailfleet_smtp_auth_attempts_total{{listener=\"submission\",outcome=\"{outcome}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} missing in:\n{text}");
         }
     }
 }
