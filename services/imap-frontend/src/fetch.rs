@@ -468,6 +468,15 @@ pub(crate) async fn fetch(
 /// One FETCH response of UID, FLAGS and MODSEQ items from the session's
 /// own state.
 fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
+    if items.iter().any(|i| matches!(i, Item::Flags)) {
+        let unknown: Option<Vec<String>> = s.selected.as_ref().and_then(|sel| {
+            let keywords = sel.state_of(uid)?.flags.keywords();
+            (!sel.knows_keywords(keywords.clone())).then(|| keywords.map(str::to_owned).collect())
+        });
+        if let Some(keywords) = unknown {
+            s.announce_keywords(&keywords);
+        }
+    }
     let Some(sel) = s.selected.as_ref() else {
         return;
     };
@@ -510,6 +519,9 @@ async fn write_message(
     };
     let meta = meta.unwrap_or_default();
     let prefix = u64::from(m.prefix_len);
+    if add_flags || items.iter().any(|i| matches!(i, Item::Flags)) {
+        s.announce_keywords(&m.flags);
+    }
     s.out
         .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     let mut first = true;

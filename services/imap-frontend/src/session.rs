@@ -92,9 +92,20 @@ pub(crate) struct Selected {
     /// The event feed's connection this state is current for (None: it
     /// was down); any other value means events may have been missed.
     pub feed_epoch: Option<u64>,
+    /// The keywords the client was told of in FLAGS, in that order. FLAGS
+    /// lists the flags of the mailbox (RFC 3501 7.2.6, RFC 9051 7.3.5), so
+    /// no response may show a keyword before it is listed here.
+    pub keywords: Vec<String>,
 }
 
 impl Selected {
+    /// Whether every keyword of `flags` was announced in FLAGS.
+    pub(crate) fn knows_keywords<'a>(&self, flags: impl IntoIterator<Item = &'a str>) -> bool {
+        flags
+            .into_iter()
+            .all(|f| f.starts_with('\\') || self.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)))
+    }
+
     pub(crate) fn seq_of(&self, uid: u32) -> Option<usize> {
         self.uids.binary_search(&uid).ok().map(|i| i + 1)
     }
@@ -162,6 +173,23 @@ impl Selected {
         out.dedup();
         out
     }
+}
+
+/// The system flags every mailbox has, as FLAGS and PERMANENTFLAGS list them.
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// The FLAGS and PERMANENTFLAGS responses of a mailbox with `keywords`
+/// (any keyword may be created: `\*`).
+fn flags_responses(keywords: &[String]) -> [String; 2] {
+    let mut list = String::from(SYSTEM_FLAGS);
+    for k in keywords {
+        list.push(' ');
+        list.push_str(k);
+    }
+    [
+        format!("FLAGS ({list})"),
+        format!("OK [PERMANENTFLAGS ({list} \\*)] Flags permitted"),
+    ]
 }
 
 /// Compresses ascending UIDs into ranges.
@@ -408,6 +436,28 @@ impl Session {
             self.out.clear();
         }
         self.io.get_mut().flush().await
+    }
+
+    /// Announces the keywords among `flags` the client has not been told
+    /// of, with new FLAGS and PERMANENTFLAGS responses: called before any
+    /// response that shows a message's flags.
+    pub(crate) fn announce_keywords<S: AsRef<str>>(&mut self, flags: &[S]) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let mut new = false;
+        for f in flags {
+            let f = f.as_ref();
+            if !sel.knows_keywords([f]) {
+                sel.keywords.push(f.to_owned());
+                new = true;
+            }
+        }
+        if new {
+            for line in flags_responses(&sel.keywords) {
+                self.untagged(&line);
+            }
+        }
     }
 
     pub(crate) fn untagged(&mut self, line: &str) {
@@ -1023,10 +1073,18 @@ impl Session {
         let Some(mb) = status else {
             return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
         };
-        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-        self.untagged(
-            "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
-        );
+        // The keywords in use, each once (compared without case).
+        let mut keywords: Vec<String> = Vec::new();
+        for state in &states {
+            for k in state.flags.keywords() {
+                if !keywords.iter().any(|known| known.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.to_owned());
+                }
+            }
+        }
+        for line in flags_responses(&keywords) {
+            self.untagged(&line);
+        }
         self.untagged(&format!("{} EXISTS", uids.len()));
         let mut recent = Vec::new();
         if !self.rev2 {
@@ -1059,6 +1117,7 @@ impl Session {
             expunge_floor: None,
             recent,
             feed_epoch: feed_epoch_before,
+            keywords,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
@@ -1139,6 +1198,9 @@ impl Session {
                 for u in &r.updated {
                     sel.learn(u.uid, &u.flags, u.modseq);
                 }
+            }
+            for u in &r.updated {
+                self.announce_keywords(&u.flags);
             }
             // With CONDSTORE on, even .SILENT reports the new MODSEQ (RFC
             // 7162 3.1.3), with the UID.
@@ -1427,6 +1489,10 @@ impl Session {
             Vec::new()
         };
         let sent_modseqs = condstore && !lines.is_empty();
+        // Keywords new to the client, on changed or new messages, first.
+        for m in listing.messages.iter().filter(|m| !m.expunged) {
+            self.announce_keywords(&m.flags);
+        }
         for l in lines {
             self.out.extend_from_slice(&l);
         }

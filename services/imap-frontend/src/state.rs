@@ -47,6 +47,11 @@ impl Flags {
         }
     }
 
+    /// The keywords (flags that are not system flags), as given.
+    pub(crate) fn keywords(&self) -> impl Iterator<Item = &str> + Clone {
+        self.keywords.iter().flat_map(|k| k.iter()).map(|k| &**k)
+    }
+
     /// The flags as a parenthesised list, \Recent added when `recent`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>, recent: bool) {
         out.push(b'(');
