@@ -273,6 +273,20 @@ pub(crate) async fn list_mailbox(
     }
 }
 
+/// Whether untagged EXPUNGE may be sent while the command `line` runs: not
+/// during FETCH, STORE or SEARCH (RFC 3501 7.4.1), nor SORT and THREAD,
+/// which are searches (RFC 5256); their UID forms allow it.
+fn expunge_allowed(line: &[u8]) -> bool {
+    let word = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .nth(1)
+        .unwrap_or_default();
+    ![b"FETCH".as_slice(), b"STORE", b"SEARCH", b"SORT", b"THREAD"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+}
+
 /// Whether two mailbox names are the same mailbox (INBOX in any case).
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
@@ -370,6 +384,11 @@ pub(crate) struct Session {
     pub tag: String,
     /// The saved SEARCH result, `$` (RFC 5182).
     pub searchres: crate::searchres::Saved,
+    /// The command being run has read the selected mailbox's changes from
+    /// mailstore (a resync or SELECT); if not, it does at its end.
+    pub resynced: bool,
+    /// The command being run may announce expunges (RFC 3501 7.4.1).
+    pub expunge_allowed: bool,
 }
 
 /// What reading the next command produced.
@@ -398,6 +417,8 @@ impl Session {
             rev2: false,
             tag: String::new(),
             searchres: crate::searchres::Saved::default(),
+            resynced: false,
+            expunge_allowed: true,
         }
     }
 
@@ -505,6 +526,8 @@ impl Session {
                 Input::Append(pending) => Err(pending),
             };
             let started = std::time::Instant::now();
+            self.resynced = false;
+            self.expunge_allowed = buf.as_ref().map_or(true, |b| expunge_allowed(b));
             let span = tracing::debug_span!("command", name = tracing::field::Empty);
             let (tag, name, reply) = match buf {
                 Ok(buf) => {
@@ -519,6 +542,12 @@ impl Session {
                 }
             };
             span.record("name", name.as_str());
+            if !matches!(reply, Reply::Logout | Reply::Sent) && !self.resynced {
+                // Every command ends with what other sessions did so far.
+                self.sync_inner(self.expunge_allowed, true)
+                    .instrument(span.clone())
+                    .await?;
+            }
             let result = match &reply {
                 Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
                 Reply::No(_) => "no",
@@ -725,7 +754,7 @@ impl Session {
                 Reply::Ok("CAPABILITY completed".into())
             }
             CommandBody::Noop | CommandBody::Check => {
-                self.sync(true).await?;
+                self.sync_inner(true, true).await?;
                 Reply::Ok("NOOP completed".into())
             }
             CommandBody::Logout => {
@@ -1121,6 +1150,7 @@ impl Session {
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
+        self.resynced = true;
         Ok(if read_only {
             Reply::Ok("[READ-ONLY] EXAMINE completed".into())
         } else {
@@ -1369,9 +1399,11 @@ impl Session {
         }
     }
 
-    /// Brings the selected mailbox up to date when events say it changed
-    /// (or `force`), sending EXISTS, FETCH FLAGS and, when `allow_expunge`,
-    /// EXPUNGE responses.
+    /// Brings the selected mailbox up to date when events say it changed,
+    /// sending EXISTS, FETCH FLAGS and, when `allow_expunge`, EXPUNGE
+    /// responses. Commands call it first, so that new messages are
+    /// addressable; the end of every command looks for changes whatever
+    /// the events said (`sync_inner` with `force`).
     pub(crate) async fn sync(&mut self, allow_expunge: bool) -> std::io::Result<()> {
         self.sync_inner(allow_expunge, false).await
     }
@@ -1422,6 +1454,7 @@ impl Session {
                 return Ok(());
             }
         };
+        self.resynced = true;
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
@@ -1520,11 +1553,13 @@ impl Session {
     async fn idle(&mut self, tag: &str, shutdown: &CancellationToken) -> std::io::Result<Reply> {
         let _ = tag;
         self.out.extend_from_slice(b"+ idling\r\n");
-        self.sync(true).await?;
+        self.sync_inner(true, true).await?;
         self.flush().await?;
         self.shared.metrics.idle.inc();
         let result = self.idle_loop(shutdown).await;
         self.shared.metrics.idle.dec();
+        // What changed after the last push is reported before the tagged OK.
+        self.resynced = false;
         result
     }
 
@@ -1624,6 +1659,32 @@ pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
                 Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &s[6..]),
                 _ => s,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expunges_wait_during_fetch_store_and_searches() {
+        for line in [
+            "a FETCH 1 FLAGS\r\n",
+            "a store 1 +FLAGS (x)\r\n",
+            "a SEARCH ALL\r\n",
+            "a SORT (DATE) UTF-8 ALL\r\n",
+            "a THREAD REFERENCES UTF-8 ALL\r\n",
+        ] {
+            assert!(!expunge_allowed(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "a UID FETCH 1 FLAGS\r\n",
+            "a NOOP\r\n",
+            "a COPY 1 x\r\n",
+            "",
+        ] {
+            assert!(expunge_allowed(line.as_bytes()), "{line}");
         }
     }
 }

@@ -3,8 +3,8 @@
 //! [`crate::session::Selected`]. SELECT fills it from the same listing that
 //! builds the map, and every resync, STORE and implicit \Seen updates it,
 //! so FETCH of FLAGS/UID/MODSEQ and SEARCH over flags are answered without
-//! a round trip to mailstore (the change events keep it current; see
-//! `Session::sync`).
+//! a round trip to mailstore (the resync that ends every command keeps it
+//! current; see `Session::sync`).
 
 /// System flags as bits, in the order they are written.
 const SYSTEM: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];

@@ -84,6 +84,12 @@ pub(crate) async fn http_ok(addr: std::net::SocketAddr) -> bool {
 }
 
 pub(crate) async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+/// `start`, with imap-frontend's configuration changed by `frontend`
+/// (mailstore keeps the common one).
+pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = mailfleet_runtime::tls::ensure_self_signed(
         &dir.path().join("tls"),
@@ -150,6 +156,7 @@ pub(crate) async fn start() -> Env {
         imaps.local_addr().unwrap().port(),
     );
     let http_addr = http.local_addr().unwrap();
+    frontend(&mut config);
     tokio::spawn(imap_frontend::run(
         config,
         imap_frontend::Listeners {

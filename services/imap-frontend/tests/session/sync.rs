@@ -1,5 +1,6 @@
 //! What a session learns of other sessions and of its own changes: keywords
-//! announced in FLAGS before any FETCH shows them.
+//! announced in FLAGS before any FETCH shows them, changes reported at the
+//! end of each command without waiting for change events.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,74 @@ async fn new_keywords_are_announced_before_a_fetch_shows_them() {
         seen.extend(a.ok("a7", "FETCH 3 (FLAGS INTERNALDATE)"));
         announced_first(&seen, 3, "$Label10");
         a.ok("a8", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
+/// NOOP, CHECK and the end of any command report what other sessions did
+/// as soon as their commands completed, with no change event: this
+/// frontend listens on an exchange mailstore never publishes to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sessions_changes_show_at_once_without_events() {
+    let env = start_with(|config| config.queue_prefix = "elsewhere".into()).await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        a.ok("a2", "APPEND INBOX {14+}\r\nSubject: 1\r\n\r\n");
+        a.ok("a3", "SELECT INBOX");
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+
+        b.ok("b3", "APPEND INBOX {14+}\r\nSubject: 2\r\n\r\n");
+        let n = a.ok("a4", "NOOP");
+        assert!(n.iter().any(|l| l == "* 2 EXISTS\r\n"), "{n:?}");
+
+        b.ok("b4", "STORE 1 +FLAGS (\\Flagged)");
+        let n = a.ok("a5", "NOOP");
+        assert!(
+            n.iter()
+                .any(|l| l.starts_with("* 1 FETCH (") && lists(l, "\\Flagged")),
+            "{n:?}"
+        );
+
+        b.ok("b5", "STORE 2 +FLAGS (\\Deleted)");
+        b.ok("b6", "EXPUNGE");
+        let n = a.ok("a6", "NOOP");
+        assert!(n.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{n:?}");
+
+        b.ok("b7", "APPEND INBOX {14+}\r\nSubject: 3\r\n\r\n");
+        let n = a.ok("a7", "CHECK");
+        assert!(n.iter().any(|l| l == "* 2 EXISTS\r\n"), "{n:?}");
+
+        // Any command, not only NOOP: here one that does not touch the mailbox.
+        b.ok("b8", "STORE 2 +FLAGS (\\Seen)");
+        let n = a.ok("a8", "CAPABILITY");
+        assert!(
+            n.iter()
+                .any(|l| l.starts_with("* 2 FETCH (") && lists(l, "\\Seen")),
+            "{n:?}"
+        );
+
+        // FETCH reports the flag change but keeps the expunge for later
+        // (RFC 3501 7.4.1); the next command that may announce it does.
+        b.ok("b9", "STORE 1 +FLAGS (\\Deleted)");
+        b.ok("b10", "STORE 2 +FLAGS (\\Answered)");
+        b.ok("b11", "EXPUNGE");
+        let f = a.ok("a9", "FETCH 2 (FLAGS)");
+        assert!(!f.iter().any(|l| l.contains("EXPUNGE")), "{f:?}");
+        assert!(
+            f.iter()
+                .any(|l| l.starts_with("* 2 FETCH (") && lists(l, "\\Answered")),
+            "{f:?}"
+        );
+        let n = a.ok("a10", "NOOP");
+        assert!(n.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{n:?}");
+        let u = a.ok("a11", "FETCH 1:* (UID)");
+        assert_eq!(u.iter().filter(|l| l.starts_with("* ")).count(), 1, "{u:?}");
+        a.ok("a12", "LOGOUT");
     })
     .await
     .unwrap();
