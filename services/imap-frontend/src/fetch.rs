@@ -656,13 +656,25 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
             uid,
             offset: r.start,
             length: r.end - r.start,
+            // The session still holds the message: another session's
+            // expunge since FetchMessages must not turn it into nothing.
+            include_expunged: true,
         })
         .await;
-    if let Ok(stream) = stream {
-        let mut stream = stream.into_inner();
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.extend_from_slice(&chunk.data);
+    match stream {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => out.extend_from_slice(&chunk.data),
+                    Err(status) => {
+                        tracing::warn!(%status, uid, "Body stream failed mid-way.");
+                        break;
+                    }
+                }
+            }
         }
+        Err(status) => tracing::warn!(%status, uid, "Cannot read a message header."),
     }
     Ok(out)
 }
@@ -687,6 +699,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
             uid,
             offset: r.start,
             length: n,
+            include_expunged: true,
         })
         .await
     {

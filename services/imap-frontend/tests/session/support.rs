@@ -229,6 +229,14 @@ impl Raw {
         l
     }
 
+    /// Exactly `n` bytes (a literal's data).
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut data = vec![0; n];
+        self.reader.read_exact(&mut data).unwrap();
+        data
+    }
+
     pub(crate) fn send(&mut self, data: &[u8]) {
         self.writer.write_all(data).unwrap();
     }

@@ -181,3 +181,128 @@ async fn other_sessions_changes_show_at_once_without_events() {
     .await
     .unwrap();
 }
+
+/// The header fields an outside stress run fetched.
+const HEADER_FIELDS: &str = "BODY.PEEK[HEADER.FIELDS (Message-ID From To In-Reply-To References)]";
+
+fn threaded_message(i: usize) -> String {
+    format!(
+        "Message-ID: <m{i}@example.test>\r\nFrom: a{i}@example.test\r\nTo: b@example.test\r\n\
+         In-Reply-To: <p{i}@example.test>\r\nReferences: <r{i}@example.test> <p{i}@example.test>\r\n\
+         Subject: s{i}\r\n\r\nbody {i}\r\n"
+    )
+}
+
+fn append_threaded(c: &mut Raw, tag: &str, i: usize) {
+    let m = threaded_message(i);
+    c.ok(tag, &format!("APPEND INBOX {{{}+}}\r\n{m}", m.len()));
+}
+
+/// FETCH `set` (HEADER_FIELDS): the data of each FETCH response, and the
+/// tagged reply.
+fn fetch_fields(c: &mut Raw, tag: &str, set: &str) -> (Vec<(String, Vec<u8>)>, String) {
+    c.send(format!("{tag} FETCH {set} ({HEADER_FIELDS})\r\n").as_bytes());
+    let mut found = Vec::new();
+    loop {
+        let line = c.line();
+        assert!(!line.is_empty(), "connection closed");
+        if line.starts_with(&format!("{tag} ")) {
+            return (found, line);
+        }
+        if !line.contains(" FETCH ") {
+            continue;
+        }
+        let data = match line
+            .trim_end()
+            .strip_suffix('}')
+            .and_then(|l| l.rsplit_once('{'))
+        {
+            Some((_, n)) => {
+                let data = c.bytes(n.parse().unwrap());
+                let rest = c.line();
+                assert!(rest.ends_with(")\r\n"), "{rest:?}");
+                data
+            }
+            // A quoted string or NIL instead of a literal.
+            None => Vec::new(),
+        };
+        found.push((line, data));
+    }
+}
+
+/// Sessions fetching header fields by sequence number while another
+/// appends and expunges: every FETCH response carries the fields the
+/// message has; one expunged meanwhile is never answered with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_fields_fetched_during_expunges_are_never_empty() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut w = Raw::connect(port);
+        w.ok("w1", &format!("LOGIN {USER} {PASS}"));
+        for i in 0..120 {
+            append_threaded(&mut w, &format!("p{i}"), i);
+        }
+        w.ok("w2", "SELECT INBOX");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // Each round adds five messages and expunges the five
+                // newest: the ones a FETCH 1:* reads last.
+                let mut i = 1000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..5 {
+                        i += 1;
+                        append_threaded(&mut w, &format!("a{i}"), i);
+                    }
+                    let n = w.ok(&format!("n{i}"), "NOOP");
+                    let exists = n
+                        .iter()
+                        .chain(std::iter::once(&"* 125 EXISTS\r\n".to_owned()))
+                        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS\r\n"))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .unwrap();
+                    let low = exists.saturating_sub(4).max(1);
+                    w.ok(
+                        &format!("s{i}"),
+                        &format!("STORE {low}:{exists} +FLAGS.SILENT (\\Deleted)"),
+                    );
+                    w.ok(&format!("e{i}"), "EXPUNGE");
+                }
+            })
+        };
+        let readers: Vec<_> = (0..3)
+            .map(|r| {
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(port);
+                    c.ok("r1", &format!("LOGIN {USER} {PASS}"));
+                    c.ok("r2", "SELECT INBOX");
+                    let mut fetched = 0;
+                    for round in 0..6 {
+                        c.ok(&format!("n{round}"), "NOOP");
+                        let (found, tagged) = fetch_fields(&mut c, &format!("f{round}"), "1:*");
+                        for (line, data) in &found {
+                            let text = String::from_utf8_lossy(data);
+                            assert!(
+                                text.contains("Message-ID: <m") && text.contains("References: <r"),
+                                "reader {r}: {line:?} gave {text:?} ({tagged:?})"
+                            );
+                        }
+                        fetched += found.len();
+                    }
+                    c.ok("r3", "LOGOUT");
+                    fetched
+                })
+            })
+            .collect();
+        let outcome: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        for fetched in outcome {
+            assert!(fetched.unwrap() > 0);
+        }
+    })
+    .await
+    .unwrap();
+}
