@@ -306,3 +306,70 @@ async fn header_fields_fetched_during_expunges_are_never_empty() {
     .await
     .unwrap();
 }
+
+/// RFC 7162 3.1.5: the MODSEQ of an ESEARCH answer is the highest of the
+/// messages it returns: with RETURN (MIN) or (MAX) alone, that message's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esearch_min_max_report_the_modseq_of_the_returned_message() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 1..=3 {
+            a.ok(
+                &format!("a1{i}"),
+                "APPEND INBOX {14+}\r\nSubject: m\r\n\r\n",
+            );
+        }
+        a.ok("a2", "ENABLE CONDSTORE");
+        a.ok("a3", "SELECT INBOX");
+        // Message 2 changes last: its modseq is the mailbox's highest.
+        a.ok("a4", "STORE 2 +FLAGS (\\Flagged)");
+        let f = a.ok("a5", "FETCH 1:3 (MODSEQ)");
+        let modseq_of = |seq: usize| -> u64 {
+            let prefix = format!("* {seq} FETCH (MODSEQ (");
+            let l = f
+                .iter()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("{f:?}"));
+            l[prefix.len()..]
+                .trim_end_matches([')', '\r', '\n'])
+                .parse()
+                .unwrap()
+        };
+        let (m1, m2, m3) = (modseq_of(1), modseq_of(2), modseq_of(3));
+        assert!(m2 > m1 && m2 > m3, "{f:?}");
+        let reported = |lines: &[String]| -> u64 {
+            let l = lines
+                .iter()
+                .find(|l| l.starts_with("* ESEARCH "))
+                .unwrap_or_else(|| panic!("{lines:?}"));
+            let (_, n) = l
+                .trim_end()
+                .rsplit_once(" MODSEQ ")
+                .unwrap_or_else(|| panic!("{lines:?}"));
+            n.parse().unwrap()
+        };
+        // Answered from the session's state (MODSEQ only) and by mailstore
+        // (a header key).
+        for (i, keys) in ["MODSEQ 1", "SUBJECT m MODSEQ 1"].iter().enumerate() {
+            let min = a.ok(&format!("m{i}"), &format!("SEARCH RETURN (MIN) {keys}"));
+            assert!(min[0].contains(" MIN 1 "), "{min:?}");
+            assert_eq!(reported(&min), m1, "{min:?}");
+            let max = a.ok(&format!("x{i}"), &format!("SEARCH RETURN (MAX) {keys}"));
+            assert!(max[0].contains(" MAX 3 "), "{max:?}");
+            assert_eq!(reported(&max), m3, "{max:?}");
+            let both = a.ok(
+                &format!("b{i}"),
+                &format!("UID SEARCH RETURN (MIN MAX) {keys}"),
+            );
+            assert_eq!(reported(&both), m1.max(m3), "{both:?}");
+            let count = a.ok(&format!("c{i}"), &format!("SEARCH RETURN (COUNT) {keys}"));
+            assert_eq!(reported(&count), m2, "{count:?}");
+        }
+        a.ok("a6", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
