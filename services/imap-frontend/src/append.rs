@@ -249,6 +249,10 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     }
     sel.uids.push(r.uid);
     sel.states.push(MessageState::new(flags, r.modseq));
+    s.announce_keywords(flags);
+    let Some(sel) = s.selected.as_mut() else {
+        return;
+    };
     sel.modseq = r.modseq;
     if r.recent {
         sel.recent.push(r.uid);

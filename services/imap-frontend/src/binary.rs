@@ -405,6 +405,8 @@ async fn pump(
                 uid,
                 offset: range.start,
                 length: range_len(&range),
+                // Not yet expunged for this session (see fetch.rs).
+                include_expunged: true,
             })
             .await
         {

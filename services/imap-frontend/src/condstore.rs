@@ -237,6 +237,12 @@ async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
     for line in vanished_lines(&gone, true) {
         s.untagged(&line);
     }
+    if !fetches.is_empty() {
+        // Keywords set since the client's modseq come before FETCHes show them.
+        for m in listing.messages.iter().filter(|m| !m.expunged) {
+            s.announce_keywords(&m.flags);
+        }
+    }
     for line in fetches.split_inclusive(|&b| b == b'\n') {
         s.out.extend_from_slice(line);
         if s.out.len() > FLUSH_AT {

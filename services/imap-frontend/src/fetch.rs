@@ -468,6 +468,15 @@ pub(crate) async fn fetch(
 /// One FETCH response of UID, FLAGS and MODSEQ items from the session's
 /// own state.
 fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
+    if items.iter().any(|i| matches!(i, Item::Flags)) {
+        let unknown: Option<Vec<String>> = s.selected.as_ref().and_then(|sel| {
+            let keywords = sel.state_of(uid)?.flags.keywords();
+            (!sel.knows_keywords(keywords.clone())).then(|| keywords.map(str::to_owned).collect())
+        });
+        if let Some(keywords) = unknown {
+            s.announce_keywords(&keywords);
+        }
+    }
     let Some(sel) = s.selected.as_ref() else {
         return;
     };
@@ -510,6 +519,9 @@ async fn write_message(
     };
     let meta = meta.unwrap_or_default();
     let prefix = u64::from(m.prefix_len);
+    if add_flags || items.iter().any(|i| matches!(i, Item::Flags)) {
+        s.announce_keywords(&m.flags);
+    }
     s.out
         .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     let mut first = true;
@@ -644,13 +656,25 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
             uid,
             offset: r.start,
             length: r.end - r.start,
+            // The session still holds the message: another session's
+            // expunge since FetchMessages must not turn it into nothing.
+            include_expunged: true,
         })
         .await;
-    if let Ok(stream) = stream {
-        let mut stream = stream.into_inner();
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.extend_from_slice(&chunk.data);
+    match stream {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => out.extend_from_slice(&chunk.data),
+                    Err(status) => {
+                        tracing::warn!(%status, uid, "Body stream failed mid-way.");
+                        break;
+                    }
+                }
+            }
         }
+        Err(status) => tracing::warn!(%status, uid, "Cannot read a message header."),
     }
     Ok(out)
 }
@@ -675,6 +699,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
             uid,
             offset: r.start,
             length: n,
+            include_expunged: true,
         })
         .await
     {

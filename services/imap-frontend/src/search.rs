@@ -160,10 +160,11 @@ pub(crate) async fn search(
     uid: bool,
     mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Reply> {
-    let (hits, highest) = match matching(s, criteria, uid, mods).await? {
+    let (hits, modseqs) = match matching(s, criteria, uid, mods).await? {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
+    let highest = modseqs.map(|m| m.into_iter().max().unwrap_or(0));
     let mut line = crate::rev2::search_line(s, &hits, uid);
     // RFC 7162 3.1.5: the highest modseq of the messages found, if any
     // (RFC 4731 form in an ESEARCH answer).
@@ -181,14 +182,15 @@ pub(crate) async fn search(
 }
 
 /// The matching messages, ascending: UIDs (`uid`) or sequence numbers, and
-/// with MODSEQ keys in `mods` the highest modseq among them. Also used by
-/// ESEARCH (`crate::ext`). The inner error is the reply.
+/// with MODSEQ keys in `mods` the modseq of each. Also used by ESEARCH
+/// (`crate::ext`), which reports the modseq of the messages it returns.
+/// The inner error is the reply.
 pub(crate) async fn matching(
     s: &mut Session,
     criteria: &SearchKey<'_>,
     uid: bool,
     mods: &crate::rfc7162::Mods,
-) -> std::io::Result<Result<(Vec<u32>, Option<u64>), Reply>> {
+) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
@@ -204,12 +206,11 @@ pub(crate) async fn matching(
         crate::condstore::enable_condstore(s);
     }
     if let Some(found) = s.selected.as_ref().and_then(|sel| local(&key, sel)) {
-        let highest = found.iter().map(|&(_, _, m)| m).max().unwrap_or(0);
-        let hits = found
+        let (hits, modseqs) = found
             .iter()
-            .map(|&(u, seq, _)| if uid { u } else { seq })
-            .collect();
-        return Ok(Ok((hits, with_modseqs.then_some(highest))));
+            .map(|&(u, seq, m)| (if uid { u } else { seq }, m))
+            .unzip();
+        return Ok(Ok((hits, with_modseqs.then_some(modseqs))));
     }
     let (account, mailbox) = s.target();
     let r = match s
@@ -225,18 +226,18 @@ pub(crate) async fn matching(
         Ok(r) => r.into_inner(),
         Err(status) => return Ok(Err(crate::session::status_reply(status))),
     };
-    let mut hits = Vec::with_capacity(r.uids.len());
-    let mut highest = 0;
+    let mut found = Vec::with_capacity(r.uids.len());
     if let Some(sel) = s.selected.as_ref() {
         for (i, &u) in r.uids.iter().enumerate() {
             // Messages the session does not know yet are left out.
             let Some(seq) = sel.seq_of(u) else { continue };
-            hits.push(if uid { u } else { seq as u32 });
-            highest = highest.max(r.modseqs.get(i).copied().unwrap_or(0));
+            let modseq = r.modseqs.get(i).copied().unwrap_or(0);
+            found.push((if uid { u } else { seq as u32 }, modseq));
         }
     }
-    hits.sort_unstable();
-    Ok(Ok((hits, with_modseqs.then_some(highest))))
+    found.sort_unstable();
+    let (hits, modseqs) = found.into_iter().unzip();
+    Ok(Ok((hits, with_modseqs.then_some(modseqs))))
 }
 
 /// Whether `key` needs nothing but flags, modseqs, UIDs and sequence

@@ -92,9 +92,20 @@ pub(crate) struct Selected {
     /// The event feed's connection this state is current for (None: it
     /// was down); any other value means events may have been missed.
     pub feed_epoch: Option<u64>,
+    /// The keywords the client was told of in FLAGS, in that order. FLAGS
+    /// lists the flags of the mailbox (RFC 3501 7.2.6, RFC 9051 7.3.5), so
+    /// no response may show a keyword before it is listed here.
+    pub keywords: Vec<String>,
 }
 
 impl Selected {
+    /// Whether every keyword of `flags` was announced in FLAGS.
+    pub(crate) fn knows_keywords<'a>(&self, flags: impl IntoIterator<Item = &'a str>) -> bool {
+        flags
+            .into_iter()
+            .all(|f| f.starts_with('\\') || self.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)))
+    }
+
     pub(crate) fn seq_of(&self, uid: u32) -> Option<usize> {
         self.uids.binary_search(&uid).ok().map(|i| i + 1)
     }
@@ -162,6 +173,23 @@ impl Selected {
         out.dedup();
         out
     }
+}
+
+/// The system flags every mailbox has, as FLAGS and PERMANENTFLAGS list them.
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// The FLAGS and PERMANENTFLAGS responses of a mailbox with `keywords`
+/// (any keyword may be created: `\*`).
+fn flags_responses(keywords: &[String]) -> [String; 2] {
+    let mut list = String::from(SYSTEM_FLAGS);
+    for k in keywords {
+        list.push(' ');
+        list.push_str(k);
+    }
+    [
+        format!("FLAGS ({list})"),
+        format!("OK [PERMANENTFLAGS ({list} \\*)] Flags permitted"),
+    ]
 }
 
 /// Compresses ascending UIDs into ranges.
@@ -243,6 +271,20 @@ pub(crate) async fn list_mailbox(
             _ => return Ok(listing),
         }
     }
+}
+
+/// Whether untagged EXPUNGE may be sent while the command `line` runs: not
+/// during FETCH, STORE or SEARCH (RFC 3501 7.4.1), nor SORT and THREAD,
+/// which are searches (RFC 5256); their UID forms allow it.
+fn expunge_allowed(line: &[u8]) -> bool {
+    let word = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .nth(1)
+        .unwrap_or_default();
+    ![b"FETCH".as_slice(), b"STORE", b"SEARCH", b"SORT", b"THREAD"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// Whether two mailbox names are the same mailbox (INBOX in any case).
@@ -342,6 +384,11 @@ pub(crate) struct Session {
     pub tag: String,
     /// The saved SEARCH result, `$` (RFC 5182).
     pub searchres: crate::searchres::Saved,
+    /// The command being run has read the selected mailbox's changes from
+    /// mailstore (a resync or SELECT); if not, it does at its end.
+    pub resynced: bool,
+    /// The command being run may announce expunges (RFC 3501 7.4.1).
+    pub expunge_allowed: bool,
 }
 
 /// What reading the next command produced.
@@ -370,6 +417,8 @@ impl Session {
             rev2: false,
             tag: String::new(),
             searchres: crate::searchres::Saved::default(),
+            resynced: false,
+            expunge_allowed: true,
         }
     }
 
@@ -408,6 +457,28 @@ impl Session {
             self.out.clear();
         }
         self.io.get_mut().flush().await
+    }
+
+    /// Announces the keywords among `flags` the client has not been told
+    /// of, with new FLAGS and PERMANENTFLAGS responses: called before any
+    /// response that shows a message's flags.
+    pub(crate) fn announce_keywords<S: AsRef<str>>(&mut self, flags: &[S]) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let mut new = false;
+        for f in flags {
+            let f = f.as_ref();
+            if !sel.knows_keywords([f]) {
+                sel.keywords.push(f.to_owned());
+                new = true;
+            }
+        }
+        if new {
+            for line in flags_responses(&sel.keywords) {
+                self.untagged(&line);
+            }
+        }
     }
 
     pub(crate) fn untagged(&mut self, line: &str) {
@@ -455,6 +526,8 @@ impl Session {
                 Input::Append(pending) => Err(pending),
             };
             let started = std::time::Instant::now();
+            self.resynced = false;
+            self.expunge_allowed = buf.as_ref().map_or(true, |b| expunge_allowed(b));
             let span = tracing::debug_span!("command", name = tracing::field::Empty);
             let (tag, name, reply) = match buf {
                 Ok(buf) => {
@@ -469,6 +542,12 @@ impl Session {
                 }
             };
             span.record("name", name.as_str());
+            if !matches!(reply, Reply::Logout | Reply::Sent) && !self.resynced {
+                // Every command ends with what other sessions did so far.
+                self.sync_inner(self.expunge_allowed, true)
+                    .instrument(span.clone())
+                    .await?;
+            }
             let result = match &reply {
                 Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
                 Reply::No(_) => "no",
@@ -675,7 +754,7 @@ impl Session {
                 Reply::Ok("CAPABILITY completed".into())
             }
             CommandBody::Noop | CommandBody::Check => {
-                self.sync(true).await?;
+                self.sync_inner(true, true).await?;
                 Reply::Ok("NOOP completed".into())
             }
             CommandBody::Logout => {
@@ -1027,10 +1106,18 @@ impl Session {
         let Some(mb) = status else {
             return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
         };
-        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-        self.untagged(
-            "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
-        );
+        // The keywords in use, each once (compared without case).
+        let mut keywords: Vec<String> = Vec::new();
+        for state in &states {
+            for k in state.flags.keywords() {
+                if !keywords.iter().any(|known| known.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.to_owned());
+                }
+            }
+        }
+        for line in flags_responses(&keywords) {
+            self.untagged(&line);
+        }
         self.untagged(&format!("{} EXISTS", uids.len()));
         let mut recent = Vec::new();
         if !self.rev2 {
@@ -1063,9 +1150,11 @@ impl Session {
             expunge_floor: None,
             recent,
             feed_epoch: feed_epoch_before,
+            keywords,
         });
         // Drop events from before the snapshot.
         while self.events.try_recv().is_ok() {}
+        self.resynced = true;
         Ok(if read_only {
             Reply::Ok("[READ-ONLY] EXAMINE completed".into())
         } else {
@@ -1143,6 +1232,9 @@ impl Session {
                 for u in &r.updated {
                     sel.learn(u.uid, &u.flags, u.modseq);
                 }
+            }
+            for u in &r.updated {
+                self.announce_keywords(&u.flags);
             }
             // With CONDSTORE on, even .SILENT reports the new MODSEQ (RFC
             // 7162 3.1.3), with the UID.
@@ -1311,9 +1403,11 @@ impl Session {
         }
     }
 
-    /// Brings the selected mailbox up to date when events say it changed
-    /// (or `force`), sending EXISTS, FETCH FLAGS and, when `allow_expunge`,
-    /// EXPUNGE responses.
+    /// Brings the selected mailbox up to date when events say it changed,
+    /// sending EXISTS, FETCH FLAGS and, when `allow_expunge`, EXPUNGE
+    /// responses. Commands call it first, so that new messages are
+    /// addressable; the end of every command looks for changes whatever
+    /// the events said (`sync_inner` with `force`).
     pub(crate) async fn sync(&mut self, allow_expunge: bool) -> std::io::Result<()> {
         self.sync_inner(allow_expunge, false).await
     }
@@ -1364,6 +1458,7 @@ impl Session {
                 return Ok(());
             }
         };
+        self.resynced = true;
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
@@ -1431,6 +1526,10 @@ impl Session {
             Vec::new()
         };
         let sent_modseqs = condstore && !lines.is_empty();
+        // Keywords new to the client, on changed or new messages, first.
+        for m in listing.messages.iter().filter(|m| !m.expunged) {
+            self.announce_keywords(&m.flags);
+        }
         for l in lines {
             self.out.extend_from_slice(&l);
         }
@@ -1458,11 +1557,13 @@ impl Session {
     async fn idle(&mut self, tag: &str, shutdown: &CancellationToken) -> std::io::Result<Reply> {
         let _ = tag;
         self.out.extend_from_slice(b"+ idling\r\n");
-        self.sync(true).await?;
+        self.sync_inner(true, true).await?;
         self.flush().await?;
         self.shared.metrics.idle.inc();
         let result = self.idle_loop(shutdown).await;
         self.shared.metrics.idle.dec();
+        // What changed after the last push is reported before the tagged OK.
+        self.resynced = false;
         result
     }
 
@@ -1562,6 +1663,32 @@ pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
                 Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &s[6..]),
                 _ => s,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expunges_wait_during_fetch_store_and_searches() {
+        for line in [
+            "a FETCH 1 FLAGS\r\n",
+            "a store 1 +FLAGS (x)\r\n",
+            "a SEARCH ALL\r\n",
+            "a SORT (DATE) UTF-8 ALL\r\n",
+            "a THREAD REFERENCES UTF-8 ALL\r\n",
+        ] {
+            assert!(!expunge_allowed(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "a UID FETCH 1 FLAGS\r\n",
+            "a NOOP\r\n",
+            "a COPY 1 x\r\n",
+            "",
+        ] {
+            assert!(expunge_allowed(line.as_bytes()), "{line}");
         }
     }
 }

@@ -3,8 +3,8 @@
 //! [`crate::session::Selected`]. SELECT fills it from the same listing that
 //! builds the map, and every resync, STORE and implicit \Seen updates it,
 //! so FETCH of FLAGS/UID/MODSEQ and SEARCH over flags are answered without
-//! a round trip to mailstore (the change events keep it current; see
-//! `Session::sync`).
+//! a round trip to mailstore (the resync that ends every command keeps it
+//! current; see `Session::sync`).
 
 /// System flags as bits, in the order they are written.
 const SYSTEM: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
@@ -45,6 +45,11 @@ impl Flags {
                 .flat_map(|k| k.iter())
                 .any(|k| k.eq_ignore_ascii_case(flag)),
         }
+    }
+
+    /// The keywords (flags that are not system flags), as given.
+    pub(crate) fn keywords(&self) -> impl Iterator<Item = &str> + Clone {
+        self.keywords.iter().flat_map(|k| k.iter()).map(|k| &**k)
     }
 
     /// The flags as a parenthesised list, \Recent added when `recent`.

@@ -313,6 +313,7 @@ async fn message_inner(connection: &Connection, command: MessageCommand) -> anyh
                     uid,
                     offset: 0,
                     length: 0,
+                    include_expunged: false,
                 })
                 .await
                 .map_err(|s| target.explain(&s))?

@@ -32,22 +32,27 @@ fn split(data: Bytes) -> Vec<Bytes> {
 
 impl Store {
     /// Streams bytes `offset .. offset + length` (length 0: to the end) of
-    /// the message as served: the first chunk carries the total size.
+    /// the message as served: the first chunk carries the total size. With
+    /// `include_expunged`, also of a message expunged since: its row and
+    /// body stay, and an IMAP session that has not announced the expunge
+    /// yet still shows the message (a FETCH racing another session's
+    /// EXPUNGE got nothing otherwise).
     pub async fn body(
         &self,
         account: &str,
         mailbox: &str,
         uid: u32,
-        offset: u64,
-        length: u64,
+        (offset, length): (u64, u64),
+        include_expunged: bool,
     ) -> Result<BodyStream> {
         let (mailbox_id, _) = self.find_mailbox(account, mailbox).await?;
         let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
             "SELECT blob_id, return_path, size FROM messages \
-             WHERE mailbox_id = $1 AND uid = $2 AND expunged_modseq IS NULL",
+             WHERE mailbox_id = $1 AND uid = $2 AND ($3 OR expunged_modseq IS NULL)",
         )
         .bind(mailbox_id)
         .bind(i64::from(uid))
+        .bind(include_expunged)
         .fetch_optional(&self.pool)
         .await?;
         let Some((blob_id, return_path, size)) = row else {

@@ -192,7 +192,13 @@ impl MailStore for MailStoreService {
         let r = request.into_inner();
         let stream = self
             .store
-            .body(&r.account, &r.mailbox, r.uid, r.offset, r.length)
+            .body(
+                &r.account,
+                &r.mailbox,
+                r.uid,
+                (r.offset, r.length),
+                r.include_expunged,
+            )
             .await?;
         Ok(Response::new(stream))
     }

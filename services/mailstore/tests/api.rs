@@ -22,6 +22,7 @@ async fn body(
             uid,
             offset,
             length,
+            include_expunged: false,
         })
         .await
         .unwrap()

@@ -296,6 +296,7 @@ async fn flags_expunge_and_leases() {
             uid: 1,
             offset: 0,
             length: 0,
+            include_expunged: false,
         })
         .await;
     if let Ok(stream) = &mut gone {
@@ -305,6 +306,21 @@ async fn flags_expunge_and_leases() {
     } else {
         assert_eq!(gone.unwrap_err().code(), tonic::Code::NotFound);
     }
+    // Unless asked for: an IMAP session may not have announced the expunge.
+    let mut kept = ms
+        .get_body(pb::GetBodyRequest {
+            account: "alice@example.test".into(),
+            mailbox: String::new(),
+            uid: 1,
+            offset: 0,
+            length: 0,
+            include_expunged: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = kept.message().await.unwrap().unwrap();
+    assert!(!first.data.is_empty(), "an expunged message keeps its body");
     // Flags of expunged messages cannot be changed; expunging again is a no-op.
     let r = store(&mut ms, &[(1, 2)], pb::FlagsMode::FlagsAdd, &["\\Seen"], 0)
         .await

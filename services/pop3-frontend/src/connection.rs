@@ -257,6 +257,7 @@ async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
         uid,
         offset: 0,
         length: 0,
+        include_expunged: false,
     };
     let mut stream = match client.get_body(request).await {
         Ok(r) => r.into_inner(),

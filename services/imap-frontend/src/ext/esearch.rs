@@ -23,6 +23,19 @@ impl ReturnOpts {
     }
 }
 
+/// The MODSEQ an ESEARCH response reports (RFC 7162 3.1.5): the highest
+/// modseq of the messages it returns, so with only MIN and/or MAX that of
+/// the lowest and/or highest match; with ALL or COUNT, of all matches.
+/// `modseqs` is that of each match, in the order of the matches.
+pub(crate) fn returned_modseq(opts: ReturnOpts, modseqs: &[u64]) -> u64 {
+    if opts.all || opts.count {
+        return modseqs.iter().copied().max().unwrap_or(0);
+    }
+    let first = modseqs.first().copied().filter(|_| opts.min);
+    let last = modseqs.last().copied().filter(|_| opts.max);
+    first.max(last).unwrap_or(0)
+}
+
 /// A `SEARCH`/`UID SEARCH` with a RETURN clause.
 #[derive(Debug)]
 pub(crate) struct SearchReturn {
@@ -167,6 +180,26 @@ impl Esearch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modseq_of_the_returned_messages() {
+        let only = |min, max| ReturnOpts {
+            min,
+            max,
+            ..ReturnOpts::default()
+        };
+        let modseqs = [7, 30, 12];
+        assert_eq!(returned_modseq(only(true, false), &modseqs), 7);
+        assert_eq!(returned_modseq(only(false, true), &modseqs), 12);
+        assert_eq!(returned_modseq(only(true, true), &modseqs), 12);
+        let count = ReturnOpts {
+            count: true,
+            min: true,
+            ..ReturnOpts::default()
+        };
+        assert_eq!(returned_modseq(count, &modseqs), 30);
+        assert_eq!(returned_modseq(only(true, false), &[]), 0);
+    }
 
     #[test]
     fn return_clause_is_cut_out() {

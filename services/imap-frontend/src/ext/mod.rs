@@ -179,7 +179,7 @@ async fn search_inner(s: &mut Session, r: esearch::SearchReturn) -> std::io::Res
             "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into(),
         ));
     }
-    let (hits, highest) = match crate::search::matching(s, &criteria, r.uid, &mods).await? {
+    let (hits, modseqs) = match crate::search::matching(s, &criteria, r.uid, &mods).await? {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
@@ -188,8 +188,11 @@ async fn search_inner(s: &mut Session, r: esearch::SearchReturn) -> std::io::Res
     }
     if r.opts.answers() {
         let mut response = esearch::Esearch::new(&r.tag, r.uid, r.opts, &hits);
-        // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something matched.
-        response.modseq = highest.filter(|&h| h > 0 && !hits.is_empty());
+        // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something
+        // matched, the highest of the messages the response returns.
+        response.modseq = modseqs
+            .map(|m| esearch::returned_modseq(r.opts, &m))
+            .filter(|&h| h > 0 && !hits.is_empty());
         let line = response.line();
         s.untagged(&line);
     }

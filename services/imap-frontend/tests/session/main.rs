@@ -7,6 +7,7 @@
 
 mod content;
 mod support;
+mod sync;
 
 use std::time::{Duration, Instant};
 
@@ -904,7 +905,8 @@ async fn qresync_raw_socket() {
             let tail = l.split("MODSEQ (").nth(1).unwrap();
             tail.split(')').next().unwrap().parse().unwrap()
         };
-        let x_modseq = modseq_of(&flagged[0]);
+        // $X is new: FLAGS announces it before the FETCH shows it.
+        let x_modseq = modseq_of(flagged.iter().find(|l| l.contains(" FETCH (")).unwrap());
         let deadline = Instant::now() + Duration::from_secs(10);
         let floor = loop {
             let r = b.ok("c7", "FETCH 1 (FLAGS)");

@@ -84,6 +84,12 @@ pub(crate) async fn http_ok(addr: std::net::SocketAddr) -> bool {
 }
 
 pub(crate) async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+/// `start`, with imap-frontend's configuration changed by `frontend`
+/// (mailstore keeps the common one).
+pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = mailfleet_runtime::tls::ensure_self_signed(
         &dir.path().join("tls"),
@@ -150,6 +156,7 @@ pub(crate) async fn start() -> Env {
         imaps.local_addr().unwrap().port(),
     );
     let http_addr = http.local_addr().unwrap();
+    frontend(&mut config);
     tokio::spawn(imap_frontend::run(
         config,
         imap_frontend::Listeners {
@@ -220,6 +227,14 @@ impl Raw {
         let mut l = String::new();
         self.reader.read_line(&mut l).unwrap();
         l
+    }
+
+    /// Exactly `n` bytes (a literal's data).
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut data = vec![0; n];
+        self.reader.read_exact(&mut data).unwrap();
+        data
     }
 
     pub(crate) fn send(&mut self, data: &[u8]) {
