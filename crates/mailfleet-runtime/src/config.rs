@@ -220,8 +220,8 @@ settings! {
     tls_reload_interval: Duration = "30s";
     /// Allow password logins over unencrypted connections from any address (off: only TLS, or loopback in dev).
     allow_plaintext_auth: bool = "false";
-    /// Longest IMAP command line, CRLF included.
-    imap_max_line_length: usize = "8192";
+    /// Longest IMAP command line, CRLF included (Dovecot's default is 64k too; an RFC 2971 ID of 30 pairs takes about 32 KiB). Whole commands, literals included, are bounded as well: 64 KiB before login, 15 MiB after (APPEND's message excepted).
+    imap_max_line_length: usize = "65536";
     /// How long an IMAP client may stay silent (RFC 3501 5.4: at least 30 minutes).
     imap_timeout: Duration = "30m";
     /// Longest POP3 command line, CRLF included (RFC 2449: 255 octets).

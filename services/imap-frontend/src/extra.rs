@@ -91,7 +91,16 @@ pub(crate) fn parse(line: &[u8]) -> Option<Extra> {
     let tag = tag_of(line)?;
     let cmd = w.get(1)?;
     let command = if cmd.eq_ignore_ascii_case(b"ID") {
-        ExtraCommand::Id
+        // What follows "tag ID ".
+        let args = line
+            .get(tag.len()..)
+            .and_then(|r| r.strip_prefix(b" "))
+            .and_then(|r| r.get(3..))
+            .unwrap_or_default();
+        match id_params(args) {
+            Ok(()) => ExtraCommand::Id,
+            Err(why) => ExtraCommand::Invalid(why.into()),
+        }
     } else if cmd.eq_ignore_ascii_case(b"NAMESPACE") {
         if w.len() == 2 {
             ExtraCommand::Namespace
@@ -109,6 +118,66 @@ pub(crate) fn parse(line: &[u8]) -> Option<Extra> {
         }
     };
     Some(Extra { tag, command })
+}
+
+/// RFC 2971 `id_params_list` (after "ID "): NIL, or a parenthesised list
+/// of fields, each a string followed by a string or NIL. The client's
+/// values are not used; only the syntax is checked.
+fn id_params(args: &[u8]) -> Result<(), &'static str> {
+    const BAD_LIST: &str = "ID takes NIL or a list of field and value strings";
+    let args = args
+        .strip_suffix(b"\r\n")
+        .or_else(|| args.strip_suffix(b"\n"))
+        .unwrap_or(args);
+    if args.eq_ignore_ascii_case(b"NIL") {
+        return Ok(());
+    }
+    let mut rest = args.strip_prefix(b"(").ok_or(BAD_LIST)?;
+    if rest == b")" {
+        return Ok(());
+    }
+    loop {
+        rest = skip_string(rest).ok_or("ID field names must be strings")?;
+        rest = rest.strip_prefix(b" ").ok_or(BAD_LIST)?;
+        rest = match rest.get(..3) {
+            Some(nil)
+                if nil.eq_ignore_ascii_case(b"NIL") && matches!(rest.get(3), Some(b' ' | b')')) =>
+            {
+                rest.get(3..).unwrap_or_default()
+            }
+            _ => skip_string(rest).ok_or("ID values must be strings or NIL")?,
+        };
+        if let Some(more) = rest.strip_prefix(b" ") {
+            rest = more;
+            continue;
+        }
+        return match rest {
+            b")" => Ok(()),
+            _ => Err(BAD_LIST),
+        };
+    }
+}
+
+/// What follows a quoted string or a literal at the start of `b`.
+fn skip_string(b: &[u8]) -> Option<&[u8]> {
+    match b.first()? {
+        b'"' => {
+            let mut i = 1;
+            loop {
+                match b.get(i)? {
+                    b'"' => return b.get(i + 1..),
+                    b'\\' if matches!(b.get(i + 1), Some(b'"' | b'\\')) => i += 2,
+                    b'\\' | b'\r' | b'\n' => return None,
+                    _ => i += 1,
+                }
+            }
+        }
+        b'{' => {
+            let (n, header) = crate::ext::args::literal_header(b)?;
+            b.get(header.checked_add(n)?..)
+        }
+        _ => None,
+    }
 }
 
 /// Parses a sequence set with imap-codec (through a FETCH it understands).
@@ -190,6 +259,19 @@ mod tests {
             parse(b"a UID EXPUNGE x\r\n").map(|e| e.command),
             Some(ExtraCommand::Invalid(_))
         ));
+        let id = |l: &[u8]| parse(l).map(|e| matches!(e.command, ExtraCommand::Id));
+        assert_eq!(id(b"a ID NIL\r\n"), Some(true));
+        assert_eq!(id(b"a ID ()\r\n"), Some(true));
+        assert_eq!(
+            id(b"a ID (\"n\" \"a \\\"q\\\" b\" \"v\" NIL)\r\n"),
+            Some(true)
+        );
+        assert_eq!(id(b"a ID (\"n\" {3}\r\nx y)\r\n"), Some(true));
+        assert_eq!(id(b"a ID (\"n\" \"x\"\r\n"), Some(false));
+        assert_eq!(id(b"a ID (\"n\")\r\n"), Some(false));
+        assert_eq!(id(b"a ID (n \"x\")\r\n"), Some(false));
+        assert_eq!(id(b"a ID (\"n\" NILS)\r\n"), Some(false));
+        assert_eq!(id(b"a ID\r\n"), Some(false));
         assert_eq!(tag_of(b"t1 FOO\r\n").as_deref(), Some("t1"));
         assert_eq!(tag_of(b"+ FOO\r\n"), None);
     }

@@ -336,22 +336,8 @@ pub(crate) async fn fetch(
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
-    if !uid && !sel.uids.is_empty() {
-        // A sequence number beyond EXISTS is a client error (RFC 3501 6.4.5).
-        let n = sel.uids.len() as u32;
-        let bad = set.0.as_ref().iter().any(|seq| {
-            let check = |x: &imap_codec::imap_types::sequence::SeqOrUid| match x {
-                imap_codec::imap_types::sequence::SeqOrUid::Value(v) => v.get() > n,
-                _ => false,
-            };
-            match seq {
-                imap_codec::imap_types::sequence::Sequence::Single(a) => check(a),
-                imap_codec::imap_types::sequence::Sequence::Range(a, b) => check(a) && check(b),
-            }
-        });
-        if bad {
-            return Ok(Reply::Bad("Invalid message sequence number".into()));
-        }
+    if !uid && sel.names_missing_message(set) {
+        return Ok(Reply::Bad("Invalid message sequence number".into()));
     }
     let mut uids = sel.resolve(set, uid);
     if let Some(since) = mods.changed_since {

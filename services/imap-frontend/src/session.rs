@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::decode::Decoder;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::{Charset, LiteralMode};
@@ -42,8 +42,8 @@ const IDLE_POLL: Duration = Duration::from_secs(60);
 const IDLE_POLL_WITHOUT_EVENTS: Duration = Duration::from_secs(10);
 /// UIDs per FetchMessages/StoreFlags call.
 pub(crate) const UID_CHUNK: usize = 1000;
-/// Largest literal accepted before login.
-const PRE_AUTH_LITERAL: usize = 64 * 1024;
+/// Largest command (lines and literals together) accepted before login.
+const PRE_AUTH_COMMAND: usize = 64 * 1024;
 /// Before login, a client may stay silent this long at most.
 const PRE_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -133,6 +133,20 @@ impl Selected {
             self.states.remove(seq - 1);
         }
         self.uids.remove(seq - 1)
+    }
+
+    /// A sequence number beyond EXISTS is a client error (RFC 3501 6.4.5:
+    /// the command is BAD, not partly run). A range is accepted when one of
+    /// its ends names a message, and anything when the mailbox is empty
+    /// (`1:*` there is common and harmless).
+    pub(crate) fn names_missing_message(&self, set: &SequenceSet) -> bool {
+        let n = self.uids.len() as u32;
+        let beyond = |x: &SeqOrUid| matches!(x, SeqOrUid::Value(v) if v.get() > n);
+        n > 0
+            && set.0.as_ref().iter().any(|seq| match seq {
+                Sequence::Single(a) => beyond(a),
+                Sequence::Range(a, b) => beyond(a) && beyond(b),
+            })
     }
 
     /// UIDs of a sequence set, ascending, only those that exist.
@@ -620,61 +634,81 @@ impl Session {
         Ok(Input::Handled)
     }
 
-    /// Reads a whole command: lines and the literals between them.
+    /// A command grew past its bound: BAD, then BYE, because literal data
+    /// may still be coming and the next command cannot be found.
+    async fn command_too_long(&mut self, tag: Option<&str>) -> std::io::Result<Input> {
+        let tag = tag.unwrap_or("*");
+        self.out
+            .extend_from_slice(format!("{tag} BAD Command too long\r\n").as_bytes());
+        self.out
+            .extend_from_slice(b"* BYE Command too long, closing the connection\r\n");
+        self.flush().await?;
+        Ok(Input::Eof)
+    }
+
+    /// Reads a whole command: lines and the literals between them. The
+    /// command as a whole (lines and literals together) is bounded, so
+    /// neither many lines nor empty literals can grow it without limit;
+    /// only each newly read line is looked at for a literal announcement,
+    /// so reading stays linear in the command's size.
     async fn read_command(&mut self) -> std::io::Result<Input> {
+        let authed = self.user.is_some();
+        let bound = if authed {
+            crate::MEMORY_LITERAL_LIMIT
+        } else {
+            PRE_AUTH_COMMAND
+        };
         let mut buf = Vec::new();
-        let mut total_literal = 0usize;
+        let mut tag: Option<String> = None;
+        let mut literals = 0usize;
         loop {
+            let line_start = buf.len();
             match self.read_line(&mut buf).await? {
                 Some(true) => {}
                 Some(false) => return Ok(Input::Eof),
-                None => {
+                // The first line was drained whole: the next command
+                // starts after it.
+                None if line_start == 0 => {
                     self.out
                         .extend_from_slice(b"* BAD Command line too long\r\n");
                     return Ok(Input::Handled);
                 }
+                None => return self.command_too_long(tag.as_deref()).await,
             }
-            // Hand-parsed commands never carry literals.
-            if total_literal == 0 && crate::extra::is_extra(&buf) {
+            if line_start == 0 {
+                tag = crate::extra::tag_of(&buf);
+            }
+            if buf.len() > bound {
+                return self.command_too_long(tag.as_deref()).await;
+            }
+            let line = buf.get(line_start..).unwrap_or_default();
+            let Some((length, mode)) = crate::ext::names::trailing_literal(line) else {
                 return Ok(Input::Command(buf));
-            }
-            // SORT/THREAD keys are SEARCH keys: ask imap-codec about literals
-            // in their SEARCH form.
-            let sort_form = crate::sort::is_sort(&buf)
-                .then(|| crate::sort::search_form(&buf))
-                .flatten();
-            let found = match CommandCodec::default().decode(sort_form.as_deref().unwrap_or(&buf)) {
-                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                    Some((tag.as_ref().to_owned(), length as usize, mode))
+            };
+            let Some(tag) = tag.clone() else {
+                if mode == LiteralMode::Sync {
+                    // The client waits for "+": nothing more is coming.
+                    self.out.extend_from_slice(b"* BAD Missing tag\r\n");
+                    return Ok(Input::Handled);
                 }
-                // Stopped early (at hand-parsed syntax: RFC 7162, UTF-8
-                // names, LIST-EXTENDED...): a literal announced at the end
-                // of the line is read all the same.
-                Err(_) => crate::ext::names::trailing_literal(&buf),
-                Ok(_) => None,
+                // The literal is on its way and could pass for commands.
+                return self.command_too_long(None).await;
             };
-            let Some((tag, length, mode)) = found else {
-                return Ok(Input::Command(buf));
-            };
-            // Before login only small literals (a password) are accepted.
-            let limit = if self.user.is_some() {
-                self.shared.append_limit
-            } else {
-                PRE_AUTH_LITERAL
-            };
-            if length > limit || total_literal + length > limit {
-                return self.too_big(&tag, mode).await;
-            }
-            // An APPEND's message is streamed to mailstore, not read here.
-            if self.user.is_some()
+            literals += 1;
+            // An APPEND's message (its first or, after a literal mailbox
+            // name, second literal) is streamed to mailstore, not read
+            // here; it has its own limit (APPENDLIMIT).
+            if authed
+                && literals <= 2
                 && let Some(p) = crate::append::message_literal(&buf, length, mode, self.ext.utf8)
             {
+                if length > self.shared.append_limit {
+                    return self.too_big(&tag, mode).await;
+                }
                 return Ok(Input::Append(Box::new(p)));
             }
-            // Other literals are held in memory: bounded tighter.
-            if length > crate::MEMORY_LITERAL_LIMIT
-                || total_literal + length > crate::MEMORY_LITERAL_LIMIT
-            {
+            // Other literals are held in memory, within the command's bound.
+            if buf.len().saturating_add(length) > bound {
                 return self.too_big(&tag, mode).await;
             }
             if mode == LiteralMode::Sync {
@@ -686,7 +720,6 @@ impl Session {
             if let Some(dest) = buf.get_mut(start..) {
                 self.io.read_exact(dest).await?;
             }
-            total_literal += length;
         }
     }
 
@@ -774,9 +807,11 @@ impl Session {
                 if !matches!(mechanism, AuthMechanism::Plain) {
                     Reply::No("[CANNOT] Only AUTHENTICATE PLAIN is supported".into())
                 } else {
+                    // An empty initial response (`=`, RFC 4959) carries
+                    // no PLAIN message, which cannot be empty: ask for it.
                     let data = match initial_response {
-                        Some(d) => Some(d.declassify().to_vec()),
-                        None => self.auth_continuation().await?,
+                        Some(d) if !d.declassify().is_empty() => Some(d.declassify().to_vec()),
+                        _ => self.auth_continuation().await?,
                     };
                     match data {
                         None => Reply::Bad("AUTHENTICATE cancelled".into()),
@@ -903,8 +938,10 @@ impl Session {
                 let writable = self.selected.as_ref().is_some_and(|s| !s.read_only);
                 if writable {
                     let (account, mailbox) = self.target();
-                    // Silent: CLOSE sends no EXPUNGE responses.
-                    let _ = self
+                    // Silent: CLOSE sends no EXPUNGE responses. If the
+                    // expunge fails, CLOSE did not happen: the messages
+                    // marked \Deleted remain and the mailbox stays selected.
+                    if let Err(status) = self
                         .client
                         .expunge(pb::ExpungeRequest {
                             account,
@@ -914,7 +951,10 @@ impl Session {
                             }),
                             only_deleted: true,
                         })
-                        .await;
+                        .await
+                    {
+                        return Ok(status_reply(status));
+                    }
                 }
                 self.selected = None;
                 Reply::Ok("CLOSE completed".into())
@@ -1196,6 +1236,14 @@ impl Session {
         }
         // New messages become addressable first (EXPUNGE only for UID STORE).
         self.sync(uid).await?;
+        if !uid
+            && self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.names_missing_message(set))
+        {
+            return Ok(Reply::Bad("Invalid message sequence number".into()));
+        }
         let mut uids = match &self.selected {
             Some(s) => s.resolve(set, uid),
             None => Vec::new(),
@@ -1290,6 +1338,14 @@ impl Session {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
         self.sync(uid).await?;
+        if !uid
+            && self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.names_missing_message(set))
+        {
+            return Ok(Reply::Bad("Invalid message sequence number".into()));
+        }
         let uids = match &self.selected {
             Some(s) => s.resolve(set, uid),
             None => Vec::new(),

@@ -134,7 +134,9 @@ impl MailStore for MailStoreService {
         self.authorize(&request)?;
         let r = request.into_inner();
         let rows = self.store.list_mailboxes(&r.account).await?;
+        let subscribed_only = self.store.subscriptions_without_mailbox(&r.account).await?;
         Ok(Response::new(pb::ListMailboxesResponse {
+            subscribed_only,
             mailboxes: rows
                 .into_iter()
                 .map(|m| pb::Mailbox {

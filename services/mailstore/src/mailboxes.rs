@@ -83,7 +83,9 @@ pub fn mailbox_pb(m: MailboxRow) -> pb::Mailbox {
     }
 }
 
-const MAILBOX_COLUMNS: &str = "m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
+const MAILBOX_COLUMNS: &str = "m.id, m.name, m.special_use, \
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed, \
+     m.uidvalidity, m.uidnext, m.highestmodseq, \
      m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size, m.first_recent_uid";
 
 impl Store {
@@ -234,25 +236,64 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        // Subscriptions follow the renamed mailboxes, as they did when
+        // they were a column of the mailbox.
+        sqlx::query(
+            "WITH a AS (SELECT id FROM accounts WHERE address = lower($1)), \
+             moved AS (DELETE FROM subscriptions s USING a WHERE s.account_id = a.id \
+                AND (s.name = $2 OR left(s.name, length($2) + 1) = $2 || '/') RETURNING s.account_id, s.name) \
+             INSERT INTO subscriptions (account_id, name) \
+                SELECT account_id, $3 || substr(name, length($2) + 1) FROM moved ON CONFLICT DO NOTHING",
+        )
+        .bind(account.trim())
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
+    /// Subscribes to or unsubscribes from a name, whether or not a mailbox
+    /// has it (RFC 3501 6.3.6: subscriptions outlive their mailboxes).
     pub async fn subscribe_mailbox(&self, account: &str, name: &str, on: bool) -> Result<()> {
         let name = canonical_name(name);
-        let done = sqlx::query(
-            "UPDATE mailboxes m SET subscribed = $3 FROM accounts a \
-             WHERE a.id = m.account_id AND a.address = lower($1) AND m.name = $2",
+        if on {
+            validate_name(&name)?;
+        }
+        let account_id: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM accounts WHERE address = lower($1)")
+                .bind(account.trim())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((account_id,)) = account_id else {
+            return Err(StoreError::NotFound(format!("no account {account:?}")));
+        };
+        let sql = if on {
+            "INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM subscriptions WHERE account_id = $1 AND name = $2"
+        };
+        sqlx::query(sql)
+            .bind(account_id)
+            .bind(&name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribed names that no mailbox has, in name order.
+    pub async fn subscriptions_without_mailbox(&self, account: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.address = lower($1) AND NOT EXISTS \
+               (SELECT 1 FROM mailboxes m WHERE m.account_id = s.account_id AND m.name = s.name) \
+             ORDER BY s.name",
         )
         .bind(account.trim())
-        .bind(&name)
-        .bind(on)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no mailbox {name:?}")));
-        }
-        Ok(())
+        Ok(rows.into_iter().map(|(n,)| n).collect())
     }
 
     /// The mailbox status, then one page of message states (read after the

@@ -198,8 +198,9 @@ impl Store {
         let names: Vec<&str> = DEFAULT_MAILBOXES.iter().map(|m| m.0).collect();
         let uses: Vec<Option<&str>> = DEFAULT_MAILBOXES.iter().map(|m| m.1).collect();
         sqlx::query(
-            "INSERT INTO mailboxes (account_id, name, special_use, subscribed, uidvalidity) \
-             SELECT $1, n, u, true, $4 FROM UNNEST($2::text[], $3::text[]) AS v(n, u)",
+            "WITH boxes AS (INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+                SELECT $1, n, u, $4 FROM UNNEST($2::text[], $3::text[]) AS v(n, u) RETURNING name) \
+             INSERT INTO subscriptions (account_id, name) SELECT $1, name FROM boxes",
         )
         .bind(id)
         .bind(&names)
@@ -482,7 +483,9 @@ impl Store {
     pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxRow>> {
         let addr = parse_address(account)?;
         let rows: Vec<MailboxRow> = sqlx::query_as(
-            "SELECT m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq, \
+            "SELECT m.id, m.name, m.special_use, \
+                    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed, \
+                    m.uidvalidity, m.uidnext, m.highestmodseq, \
                     m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size, \
                     m.first_recent_uid \
              FROM mailboxes m JOIN accounts a ON a.id = m.account_id \

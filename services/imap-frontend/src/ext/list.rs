@@ -114,29 +114,64 @@ pub(crate) struct Entry {
     pub mailbox: Option<usize>,
 }
 
-/// The responses for `cmd` given the account's mailboxes and the patterns
-/// already joined to the reference and decoded to UTF-8.
-pub(crate) fn plan(cmd: &ListCommand, mbs: &[pb::Mailbox], patterns: &[String]) -> Vec<Entry> {
-    // Every existing name, plus the missing superiors of deeper names.
-    let mut nodes: BTreeMap<&str, Option<usize>> = BTreeMap::new();
+/// What a name in the hierarchy is.
+#[derive(Clone, Copy)]
+enum Node {
+    /// A mailbox (index into the list).
+    Mailbox(usize),
+    /// Subscribed, but no mailbox has the name.
+    Subscription,
+    /// Only a superior of deeper names.
+    Parent,
+}
+
+/// The responses for `cmd` given the account's mailboxes, the subscribed
+/// names no mailbox has (`subscribed_only`), and the patterns already
+/// joined to the reference and decoded to UTF-8.
+pub(crate) fn plan(
+    cmd: &ListCommand,
+    mbs: &[pb::Mailbox],
+    subscribed_only: &[String],
+    patterns: &[String],
+) -> Vec<Entry> {
+    let selecting = cmd.select_subscribed || cmd.select_special || cmd.lsub;
+    let by_subscription = cmd.select_subscribed || cmd.lsub;
+    // Every existing name, the subscribed names when subscriptions select
+    // (RFC 5258 3: they are listed even without a mailbox), plus the
+    // missing superiors of deeper names.
+    let mut nodes: BTreeMap<&str, Node> = BTreeMap::new();
     for (i, m) in mbs.iter().enumerate() {
-        nodes.insert(m.name.as_str(), Some(i));
+        nodes.insert(m.name.as_str(), Node::Mailbox(i));
     }
-    for m in mbs {
-        for (i, c) in m.name.char_indices() {
+    if by_subscription {
+        for name in subscribed_only {
+            nodes.entry(name.as_str()).or_insert(Node::Subscription);
+        }
+    }
+    let names: Vec<&str> = nodes.keys().copied().collect();
+    for name in names {
+        for (i, c) in name.char_indices() {
             if c == '/' {
                 nodes
-                    .entry(m.name.get(..i).unwrap_or_default())
-                    .or_insert(None);
+                    .entry(name.get(..i).unwrap_or_default())
+                    .or_insert(Node::Parent);
             }
         }
     }
-    let matches = |name: &str| patterns.iter().any(|p| wildcard_match(p, name));
-    let criteria = |m: &pb::Mailbox| {
-        (!(cmd.select_subscribed || cmd.lsub) || m.subscribed)
-            && (!cmd.select_special || !m.special_use.is_empty())
+    let mailbox = |n: Node| match n {
+        Node::Mailbox(i) => mbs.get(i),
+        _ => None,
     };
-    let selecting = cmd.select_subscribed || cmd.select_special || cmd.lsub;
+    let subscribed = |n: Node| match n {
+        Node::Mailbox(i) => mbs.get(i).is_some_and(|m| m.subscribed),
+        Node::Subscription => true,
+        Node::Parent => false,
+    };
+    let matches = |name: &str| patterns.iter().any(|p| wildcard_match(p, name));
+    let criteria = |n: Node| {
+        (!by_subscription || subscribed(n))
+            && (!cmd.select_special || mailbox(n).is_some_and(|m| !m.special_use.is_empty()))
+    };
     let childinfo_names: Vec<&'static str> = [
         (cmd.select_subscribed, "SUBSCRIBED"),
         (cmd.select_special, "SPECIAL-USE"),
@@ -146,40 +181,47 @@ pub(crate) fn plan(cmd: &ListCommand, mbs: &[pb::Mailbox], patterns: &[String]) 
     .collect();
 
     // INBOX first, then the others in name order.
-    let mut order: Vec<(&str, Option<usize>)> = nodes.iter().map(|(n, i)| (*n, *i)).collect();
+    let mut order: Vec<(&str, Node)> = nodes.iter().map(|(n, i)| (*n, *i)).collect();
     order.sort_by_key(|(n, _)| *n != "INBOX");
     let mut out = Vec::new();
-    for (name, idx) in order {
+    for (name, node) in order {
         if !matches(name) {
             continue;
         }
-        let mb = idx.and_then(|i| mbs.get(i));
         // Descendants: names starting with "name/" ("0" follows "/").
         let (lo, hi) = (format!("{name}/"), format!("{name}0"));
-        let mut descendants = nodes
-            .range(lo.as_str()..hi.as_str())
-            .filter_map(|(_, i)| i.and_then(|i| mbs.get(i)));
-        let has_children = nodes.range(lo.as_str()..hi.as_str()).next().is_some();
-        let selected = mb.is_some_and(criteria);
+        let descendants = || nodes.range(lo.as_str()..hi.as_str());
+        // Children are mailboxes; a subscription alone is not one.
+        let has_children = descendants().any(|(_, d)| matches!(d, Node::Mailbox(_)));
+        let selected = criteria(node);
+        // RFC 5258 3 (RECURSIVEMATCH), RFC 3501 6.3.9 (LSUB and `%`): a
+        // name whose descendant meets the criteria without matching the
+        // pattern itself is listed too.
         let below =
-            (cmd.recursive || cmd.lsub) && descendants.any(|d| criteria(d) && !matches(&d.name));
+            (cmd.recursive || cmd.lsub) && descendants().any(|(d, n)| criteria(*n) && !matches(d));
         if selecting && !selected && !below {
             continue;
         }
         let mut attrs = Vec::new();
         let mut status_of = None;
-        match mb {
-            Some(_) if cmd.lsub && !selected => attrs.push("\\Noselect".to_owned()),
-            Some(m) => {
-                status_of = idx;
-                attrs.push(
-                    if has_children {
-                        "\\HasChildren"
-                    } else {
-                        "\\HasNoChildren"
-                    }
-                    .to_owned(),
-                );
+        let children = if has_children {
+            "\\HasChildren"
+        } else {
+            "\\HasNoChildren"
+        };
+        match (node, mailbox(node)) {
+            // LSUB (RFC 3501 6.3.9) names subscriptions: \Noselect marks a
+            // name listed only for its subscribed descendants; no other
+            // attribute is computed (as Dovecot, and imaptest's
+            // `subscribe` script, expect).
+            _ if cmd.lsub => {
+                if !selected {
+                    attrs.push("\\Noselect".to_owned());
+                }
+            }
+            (Node::Mailbox(i), Some(m)) => {
+                status_of = Some(i);
+                attrs.push(children.to_owned());
                 if !m.special_use.is_empty()
                     && (!cmd.extended || cmd.return_special || cmd.select_special)
                 {
@@ -189,7 +231,11 @@ pub(crate) fn plan(cmd: &ListCommand, mbs: &[pb::Mailbox], patterns: &[String]) 
                     attrs.push("\\Subscribed".into());
                 }
             }
-            None => {
+            (Node::Subscription, _) => {
+                attrs.push("\\NonExistent".into());
+                attrs.push("\\Subscribed".into());
+            }
+            _ => {
                 attrs.push(
                     if cmd.extended {
                         "\\NonExistent"
@@ -198,7 +244,7 @@ pub(crate) fn plan(cmd: &ListCommand, mbs: &[pb::Mailbox], patterns: &[String]) 
                     }
                     .to_owned(),
                 );
-                if !cmd.lsub {
+                if has_children {
                     attrs.push("\\HasChildren".into());
                 }
             }
@@ -221,18 +267,13 @@ pub(crate) fn plan(cmd: &ListCommand, mbs: &[pb::Mailbox], patterns: &[String]) 
 pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Reply> {
     let verb = if cmd.lsub { "LSUB" } else { "LIST" };
     let utf8 = s.ext.utf8;
-    let decode = |raw: &[u8]| super::names::from_client(raw, utf8);
-    let reference = match decode(&cmd.reference) {
-        Ok(r) => r,
-        Err(e) => return Ok(Reply::No(e.into())),
-    };
-    let mut patterns = Vec::new();
-    for p in &cmd.patterns {
-        match decode(p) {
-            Ok(p) => patterns.push(format!("{reference}{p}")),
-            Err(e) => return Ok(Reply::No(e.into())),
-        }
-    }
+    let decode = |raw: &[u8]| super::names::pattern_from_client(raw, utf8);
+    let reference = decode(&cmd.reference);
+    let patterns: Vec<String> = cmd
+        .patterns
+        .iter()
+        .map(|p| format!("{reference}{}", decode(p)))
+        .collect();
     if cmd.patterns.len() == 1 && cmd.patterns.iter().all(Vec::is_empty) {
         // The hierarchy delimiter query.
         s.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
@@ -243,7 +284,7 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
         s.client
             .list_mailboxes(pb::ListMailboxesRequest { account })
     );
-    for entry in plan(&cmd, &r.mailboxes, &patterns) {
+    for entry in plan(&cmd, &r.mailboxes, &r.subscribed_only, &patterns) {
         let mut line = format!("* {verb} ({}) \"/\" ", entry.attrs.join(" ")).into_bytes();
         super::names::to_client(&mut line, &entry.name, utf8);
         if !entry.childinfo.is_empty() {
@@ -307,7 +348,7 @@ mod tests {
                 )
             })
             .collect();
-        plan(&c, mbs, &pats)
+        plan(&c, mbs, &["Gone".to_owned(), "Work/Old".to_owned()], &pats)
             .into_iter()
             .map(|e| {
                 let mut s = format!("({}) {}", e.attrs.join(" "), e.name);
@@ -382,7 +423,9 @@ mod tests {
             vec![
                 "(\\HasNoChildren \\Subscribed) INBOX",
                 "(\\HasNoChildren \\Subscribed) Archive/2024",
+                "(\\NonExistent \\Subscribed) Gone",
                 "(\\HasNoChildren \\Subscribed) Sent",
+                "(\\NonExistent \\Subscribed) Work/Old",
                 "(\\HasNoChildren \\Subscribed) Work/Projects",
             ]
         );
@@ -391,6 +434,7 @@ mod tests {
             vec![
                 "(\\HasNoChildren \\Subscribed) INBOX",
                 "(\\NonExistent \\HasChildren) Archive CHILDINFO [\"SUBSCRIBED\"]",
+                "(\\NonExistent \\Subscribed) Gone",
                 "(\\HasNoChildren \\Subscribed) Sent",
                 "(\\HasChildren) Work CHILDINFO [\"SUBSCRIBED\"]",
             ]
@@ -405,9 +449,10 @@ mod tests {
         assert_eq!(
             lines("LSUB \"\" %", &boxes()),
             vec![
-                "(\\HasNoChildren) INBOX",
+                "() INBOX",
                 "(\\Noselect) Archive",
-                "(\\HasNoChildren \\Sent) Sent",
+                "() Gone",
+                "() Sent",
                 "(\\Noselect) Work",
             ]
         );

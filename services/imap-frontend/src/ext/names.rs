@@ -23,6 +23,13 @@ pub(crate) fn from_client(raw: &[u8], utf8: bool) -> Result<String, &'static str
     mutf7::decode(raw).ok_or(BAD_MUTF7)
 }
 
+/// A LIST reference or pattern as the client sent it, to UTF-8. Unlike a
+/// mailbox name it is never refused: text that is not valid mUTF-7 (a bare
+/// `&`) is matched as it stands, as Dovecot does.
+pub(crate) fn pattern_from_client(raw: &[u8], utf8: bool) -> String {
+    from_client(raw, utf8).unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned())
+}
+
 /// "INBOX" in any case, alone or as the first level, is spelled "INBOX".
 pub(crate) fn canonical(name: String) -> String {
     match name.get(..6) {
@@ -208,16 +215,19 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// A literal announced at the end of the command read so far, for lines
-/// imap-codec could not parse (hand-parsed commands, UTF-8 names,
-/// `~{n}`): (tag, length, mode).
-pub(crate) fn trailing_literal(buf: &[u8]) -> Option<(String, usize, LiteralMode)> {
-    let line = buf
+/// A literal announced at the end of a line (`{n}`, `{n+}`, `~{n}`):
+/// (length, mode). Only the line just read is looked at: a `{n}` CRLF
+/// ending a line can be nothing else in IMAP syntax (quoted strings and
+/// atoms cannot hold it there).
+pub(crate) fn trailing_literal(line: &[u8]) -> Option<(usize, LiteralMode)> {
+    let line = line
         .strip_suffix(b"\r\n")
-        .or_else(|| buf.strip_suffix(b"\n"))?;
+        .or_else(|| line.strip_suffix(b"\n"))?;
     let line = line.strip_suffix(b"}")?;
-    let open = line.iter().rposition(|&b| b == b'{')?;
-    let digits = line.get(open + 1..)?;
+    // The digits are at most 10 (and a `+`) after the brace.
+    let tail = line.get(line.len().saturating_sub(12)..)?;
+    let open = tail.iter().rposition(|&b| b == b'{')?;
+    let digits = tail.get(open + 1..)?;
     let (digits, mode) = match digits.strip_suffix(b"+") {
         Some(d) => (d, LiteralMode::NonSync),
         None => (digits, LiteralMode::Sync),
@@ -226,8 +236,7 @@ pub(crate) fn trailing_literal(buf: &[u8]) -> Option<(String, usize, LiteralMode
         return None;
     }
     let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    let tag = crate::extra::tag_of(buf)?;
-    Some((tag, n, mode))
+    Some((n, mode))
 }
 
 #[cfg(test)]
@@ -264,12 +273,17 @@ mod tests {
 
     #[test]
     fn trailing_literals() {
-        let (tag, n, mode) = trailing_literal(b"a1 LIST () \"\" {5}\r\n").unwrap();
-        assert_eq!((tag.as_str(), n, mode), ("a1", 5, LiteralMode::Sync));
-        let (_, n, mode) = trailing_literal(b"a APPEND x UTF8 (~{7+}\r\n").unwrap();
+        let (n, mode) = trailing_literal(b"a1 LIST () \"\" {5}\r\n").unwrap();
+        assert_eq!((n, mode), (5, LiteralMode::Sync));
+        let (n, mode) = trailing_literal(b"a APPEND x UTF8 (~{7+}\r\n").unwrap();
         assert_eq!((n, mode), (7, LiteralMode::NonSync));
         assert!(trailing_literal(b"a NOOP\r\n").is_none());
         assert!(trailing_literal(b"a X {x}\r\n").is_none());
+        assert_eq!(
+            trailing_literal(b" a {0+}\r\n"),
+            Some((0, LiteralMode::NonSync))
+        );
+        assert!(trailing_literal(b"a X {12345678901}\r\n").is_none());
     }
 
     #[test]
@@ -281,6 +295,8 @@ mod tests {
         assert_eq!(from_client(b"&Jjo", false), Err(BAD_MUTF7));
         assert_eq!(from_client("\u{fc}".as_bytes(), false), Err(BAD_MUTF7));
         assert_eq!(from_client("\u{fc}".as_bytes(), true).unwrap(), "\u{fc}");
+        assert_eq!(pattern_from_client(b"a&*", false), "a&*");
+        assert_eq!(pattern_from_client(b"a&-*", false), "a&*");
         let mut out = Vec::new();
         to_client(&mut out, "Entw\u{fc}rfe", false);
         assert_eq!(out, b"\"Entw&APw-rfe\"");

@@ -1,0 +1,121 @@
+//! Input a client can send before or after login that must not cost the
+//! server more than a bound: commands as a whole, not only their lines.
+
+use std::io::{BufRead, Write};
+
+use crate::support::*;
+
+/// Reads lines until the server closes the connection (EOF or reset).
+fn lines_until_closed(raw: &mut Raw) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut l = String::new();
+        match raw.reader.read_line(&mut l) {
+            Ok(0) | Err(_) => return lines,
+            Ok(_) => lines.push(l),
+        }
+    }
+}
+
+/// Issue 15: many lines joined by empty literals (`{0+}`) once made one
+/// command grow without limit before login. The whole command is bounded
+/// (64 KiB before login): the server answers BAD and BYE and closes long
+/// before the client has sent much more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_login_command_of_empty_literals_is_bounded() {
+    let env = start().await;
+    // A small, fixed send buffer: what the client manages to send is then
+    // close to what the server took in, not what loopback buffers absorb.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    let stream = socket
+        .connect(([127, 0, 0, 1], env.imap).into())
+        .await
+        .unwrap()
+        .into_std()
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Raw {
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        assert!(raw.line().starts_with("* OK"));
+        let mut writer = raw.writer.try_clone().unwrap();
+        const CAP: usize = 2 * 1024 * 1024;
+        let sender = std::thread::spawn(move || {
+            let line = format!("{} {{0+}}\r\n", " a".repeat(3990)).into_bytes();
+            let mut accepted = 0usize;
+            let mut data = b"a X {0+}\r\n".to_vec();
+            while accepted < CAP {
+                let mut rest = data.as_slice();
+                while !rest.is_empty() {
+                    match writer.write(rest) {
+                        Ok(0) | Err(_) => return accepted,
+                        Ok(n) => {
+                            accepted += n;
+                            rest = &rest[n..];
+                        }
+                    }
+                }
+                data = line.clone();
+            }
+            // A server that took it all gets the command's end and a
+            // LOGOUT: their answers are the marker that it did.
+            let _ = writer.write_all(b"\r\nz LOGOUT\r\n");
+            accepted
+        });
+        let lines = lines_until_closed(&mut raw);
+        let accepted = sender.join().unwrap();
+        assert!(lines.iter().any(|l| l.starts_with("a BAD ")), "{lines:?}");
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with("* BYE ")),
+            "{lines:?}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("z ")), "{lines:?}");
+        // The bound, one line and what the sockets buffer.
+        assert!(accepted < 1024 * 1024, "server accepted {accepted} octets");
+    })
+    .await
+    .unwrap();
+}
+
+/// Small literals before login (LOGIN with a literal user and password,
+/// synchronising and not) still work within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_login_literals_still_work() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Raw::connect(port);
+        // A literal announced without a tag: nothing to wait for.
+        raw.send(b"{5}\r\n");
+        assert!(raw.line().starts_with("* BAD"));
+        raw.send(format!("a1 LOGIN {{{}}}\r\n", USER.len()).as_bytes());
+        assert!(raw.line().starts_with("+ "));
+        raw.send(format!("{USER} {{{}}}\r\n", PASS.len()).as_bytes());
+        assert!(raw.line().starts_with("+ "));
+        raw.send(format!("{PASS}\r\n").as_bytes());
+        let lines = raw.until("a1");
+        assert!(lines.last().unwrap().starts_with("a1 OK "), "{lines:?}");
+        raw.ok("a2", "LOGOUT");
+
+        let mut raw = Raw::connect(port);
+        raw.send(
+            format!(
+                "b1 LOGIN {{{}+}}\r\n{USER} {{{}+}}\r\n{PASS}\r\n",
+                USER.len(),
+                PASS.len()
+            )
+            .as_bytes(),
+        );
+        let lines = raw.until("b1");
+        assert!(lines.last().unwrap().starts_with("b1 OK "), "{lines:?}");
+        raw.ok("b2", "NOOP");
+    })
+    .await
+    .unwrap();
+}
