@@ -20,8 +20,28 @@ use crate::ext::esearch::ReturnOpts;
 use crate::rfc7162::{Tok, lex, matching, search_args, text};
 use crate::session::{Reply, Selected, Session, uid_set};
 
-/// The KEYWORD a SEARCH `$` key is replaced with.
+/// The stem of the KEYWORD a SEARCH `$` key is replaced with.
 const PLACEHOLDER: &str = "$MailfleetSaved";
+
+/// The KEYWORD that stands for `$` in the command `line`: the stem, with a
+/// number after it when the client's own text holds that word, so a client
+/// that searches `KEYWORD $MailfleetSaved` gets that keyword, not the saved
+/// result. [`cut`] and [`rewrite_search`] (through the session) derive it
+/// from the same line.
+pub(crate) fn placeholder_for(line: &[u8]) -> String {
+    let lower = line.to_ascii_lowercase();
+    let taken = |p: &str| {
+        let p = p.to_ascii_lowercase();
+        lower.windows(p.len()).any(|w| w == p.as_bytes())
+    };
+    let mut candidate = PLACEHOLDER.to_owned();
+    let mut n = 0u32;
+    while taken(&candidate) {
+        n += 1;
+        candidate = format!("{PLACEHOLDER}{n}");
+    }
+    candidate
+}
 
 /// The saved search result of a session: UIDs, ascending. Empty both when
 /// nothing was saved and when an empty result was (RFC 5182 2.1: `$` is
@@ -93,6 +113,7 @@ pub(crate) fn cut(buf: &[u8]) -> Option<Cut> {
 
 /// Replaces the search keys `$` and `UID $` with the placeholder.
 fn search(b: &[u8], toks: &[Tok], first: usize) -> Option<Cut> {
+    let placeholder = placeholder_for(b);
     let mut plain = Vec::with_capacity(b.len() + 32);
     let mut copied = 0;
     let mut k = first;
@@ -118,7 +139,7 @@ fn search(b: &[u8], toks: &[Tok], first: usize) -> Option<Cut> {
         };
         plain.extend_from_slice(b.get(copied..t.start())?);
         plain.extend_from_slice(b"KEYWORD ");
-        plain.extend_from_slice(PLACEHOLDER.as_bytes());
+        plain.extend_from_slice(placeholder.as_bytes());
         copied = end;
         k += if word == b"$" { 1 } else { 2 };
     }
@@ -222,21 +243,26 @@ fn sequence_set(numbers: &[u32]) -> Option<SequenceSet> {
     SequenceSet::try_from(seqs).ok()
 }
 
-/// Replaces the placeholder keys with the saved messages.
+/// Replaces the placeholder keys with the saved messages; the placeholder
+/// is the one [`placeholder_for`] chose for the command being run.
 pub(crate) fn rewrite_search(key: &mut pb::SearchKey, s: &Session) {
-    if !uses_placeholder(key) {
+    let placeholder = s.searchres_placeholder.as_str();
+    if !uses_placeholder(key, placeholder) {
         return;
     }
-    replace(key, &uid_set(&saved(s)));
+    replace(key, &uid_set(&saved(s)), placeholder);
 }
 
-fn uses_placeholder(key: &pb::SearchKey) -> bool {
-    (key.op() == pb::SearchOp::SearchFlag && key.text == PLACEHOLDER)
-        || key.children.iter().any(uses_placeholder)
+fn uses_placeholder(key: &pb::SearchKey, placeholder: &str) -> bool {
+    (key.op() == pb::SearchOp::SearchFlag && key.text == placeholder)
+        || key
+            .children
+            .iter()
+            .any(|c| uses_placeholder(c, placeholder))
 }
 
-fn replace(key: &mut pb::SearchKey, saved: &pb::UidSet) {
-    if key.op() == pb::SearchOp::SearchFlag && key.text == PLACEHOLDER {
+fn replace(key: &mut pb::SearchKey, saved: &pb::UidSet, placeholder: &str) {
+    if key.op() == pb::SearchOp::SearchFlag && key.text == placeholder {
         *key = pb::SearchKey {
             op: pb::SearchOp::SearchUid as i32,
             uids: Some(saved.clone()),
@@ -246,7 +272,7 @@ fn replace(key: &mut pb::SearchKey, saved: &pb::UidSet) {
     }
     // Depth is bounded by the conversion from imap-codec's tree.
     for c in &mut key.children {
-        replace(c, saved);
+        replace(c, saved, placeholder);
     }
 }
 
@@ -290,6 +316,19 @@ pub(crate) fn reset(s: &mut Session) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn placeholder_is_never_the_clients_own_text() {
+        assert_eq!(placeholder_for(b"a SEARCH $ UNSEEN\r\n"), PLACEHOLDER);
+        let line = b"a SEARCH OR $ KEYWORD $mailfleetSAVED\r\n";
+        let p = placeholder_for(line);
+        assert_eq!(p, format!("{PLACEHOLDER}1"));
+        let cut = cut(line).unwrap();
+        assert_eq!(
+            String::from_utf8(cut.plain).unwrap(),
+            format!("a SEARCH OR KEYWORD {p} KEYWORD $mailfleetSAVED\r\n")
+        );
+    }
     use imap_codec::CommandCodec;
     use imap_codec::decode::Decoder;
     use proptest::prelude::*;

@@ -398,6 +398,9 @@ pub(crate) struct Session {
     pub tag: String,
     /// The saved SEARCH result, `$` (RFC 5182).
     pub searchres: crate::searchres::Saved,
+    /// The KEYWORD standing for `$` in the command being run (see
+    /// `searchres::placeholder_for`).
+    pub searchres_placeholder: String,
     /// The command being run has read the selected mailbox's changes from
     /// mailstore (a resync or SELECT); if not, it does at its end.
     pub resynced: bool,
@@ -431,6 +434,7 @@ impl Session {
             rev2: false,
             tag: String::new(),
             searchres: crate::searchres::Saved::default(),
+            searchres_placeholder: String::new(),
             resynced: false,
             expunge_allowed: true,
         }
@@ -730,6 +734,7 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
         self.tag = crate::extra::tag_of(buf).unwrap_or_default();
+        self.searchres_placeholder = crate::searchres::placeholder_for(buf);
         let (line, mods) = match crate::parse::prepare(buf) {
             Prepared::Sort(Ok(cmd)) => {
                 let (tag, name) = (cmd.tag.clone(), cmd.name());

@@ -326,3 +326,44 @@ async fn list_extended_on_rfc5258_examples() {
     .await
     .unwrap();
 }
+
+/// Issue 15: `$` (SEARCHRES) is not an in-band keyword. A client that
+/// searches for the keyword mailfleet once used to stand for `$` gets the
+/// messages that have that keyword, while `$` still means the saved result,
+/// also in one command together with that keyword.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_result_is_not_a_keyword_a_client_can_search() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut raw = login(port);
+        for t in ["a1", "a2", "a3"] {
+            raw.send(format!("{t} APPEND INBOX {{14+}}\r\nSubject: x\r\n\r\n\r\n").as_bytes());
+            let lines = raw.until(t);
+            assert!(tagged(&lines).starts_with(&format!("{t} OK")), "{lines:?}");
+        }
+        raw.ok("b1", "SELECT INBOX");
+        raw.ok("b2", "STORE 1 +FLAGS.SILENT ($MailfleetSaved)");
+        raw.ok("b3", "SEARCH RETURN (SAVE) 3");
+        let found = |lines: &[String]| -> String {
+            lines
+                .iter()
+                .find(|l| l.starts_with("* SEARCH"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let lines = raw.ok("c1", "SEARCH KEYWORD $MailfleetSaved");
+        assert_eq!(found(&lines), "* SEARCH 1\r\n", "{lines:?}");
+        let lines = raw.ok("c2", "SEARCH $");
+        assert_eq!(found(&lines), "* SEARCH 3\r\n", "{lines:?}");
+        let lines = raw.ok("c3", "SEARCH OR $ KEYWORD $mailfleetsaved");
+        assert_eq!(found(&lines), "* SEARCH 1 3\r\n", "{lines:?}");
+        let lines = raw.ok("c4", "UID SORT (ARRIVAL) UTF-8 KEYWORD $MailfleetSaved");
+        assert!(
+            lines.iter().any(|l| l == "* SORT 1\r\n"),
+            "SORT takes the keyword as a keyword too: {lines:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
