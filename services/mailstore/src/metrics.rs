@@ -19,8 +19,11 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Seconds per Deliver call.
     pub batch_seconds: Histogram,
-    /// Authenticate results (ok, failed).
+    /// Authenticate results (ok, failed, locked).
     pub auth: Family<StatusLabel, Counter>,
+    /// Message bodies SEARCH read from object storage (BODY, TEXT and
+    /// header fields the cache does not hold): one per message and search.
+    pub search_reads: Counter,
 }
 
 impl Metrics {
@@ -30,6 +33,7 @@ impl Metrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             auth: Family::default(),
+            search_reads: Counter::default(),
         };
         registry.register(
             "mailfleet_store_deliveries",
@@ -50,6 +54,11 @@ impl Metrics {
             "mailfleet_store_auth",
             "Authentication attempts by result",
             m.auth.clone(),
+        );
+        registry.register(
+            "mailfleet_store_search_reads",
+            "Messages SEARCH read from object storage (once per message and search, whatever the number of body keys)",
+            m.search_reads.clone(),
         );
         m
     }

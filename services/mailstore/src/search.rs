@@ -4,9 +4,15 @@
 //! metadata; other header fields read the header block and BODY/TEXT the
 //! body, streamed from object storage, only for messages the cheaper keys
 //! left in. BODY and TEXT match decoded text (see [`crate::search_text`]);
-//! header keys match the header block as written, case-insensitively.
+//! header keys match the header block as written, case-insensitively. A
+//! message's body is read once per SEARCH whatever the number of BODY and
+//! TEXT keys, several messages at a time; when the caller goes away (the
+//! IMAP client disconnected and imap-frontend dropped the call), tonic
+//! drops this future and the reads stop.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use mailfleet_mime::{EnvelopeAddress, MessageMeta};
 use mailfleet_proto::v1::{SearchKey, SearchOp};
@@ -15,6 +21,7 @@ use crate::deliver::return_path_line;
 use crate::error::{Result, StoreError};
 use crate::mailbox_cache::Message;
 use crate::meta_cache::{Entry, SearchMeta};
+use crate::search_text::TextKey;
 use crate::store::Store;
 
 const DAY_MS: i64 = 86_400_000;
@@ -163,78 +170,148 @@ impl Store {
             vec![None; listing.messages.len()]
         };
         let max_uid = listing.messages.last().map_or(0, |m| m.uid);
-        let mut out = Vec::new();
-        for (msg, meta) in listing.messages.iter().zip(metas) {
-            let row = Row { msg, meta };
-            let hit = match cheap(key, &row, max_uid) {
-                Some(hit) => hit,
-                None => Box::pin(self.matches(key, &row, max_uid)).await?,
-            };
-            if hit {
-                out.push((
-                    u32::try_from(msg.uid).unwrap_or(u32::MAX),
-                    u64::try_from(msg.modseq).unwrap_or(0),
-                ));
+        let rows: Vec<Row<'_>> = listing
+            .messages
+            .iter()
+            .zip(metas)
+            .map(|(msg, meta)| Row { msg, meta })
+            .collect();
+        // Most messages are decided by the cheap keys; the others read
+        // object storage, a bounded number at a time, each once for all of
+        // its slow keys.
+        let cheap_hits: Vec<Option<bool>> = rows.iter().map(|r| cheap(key, r, max_uid)).collect();
+        let slow: Vec<usize> = cheap_hits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.is_none().then_some(i))
+            .collect();
+        let rows_ref = &rows;
+        let mut slow = futures::stream::iter(slow)
+            .map(move |i| async move {
+                let Some(row) = rows_ref.get(i) else {
+                    return Ok((i, false));
+                };
+                let read = self.read_for(key, row).await?;
+                Ok::<_, StoreError>((i, eval(key, row, max_uid, &read)))
+            })
+            .buffer_unordered(CONCURRENT_READS);
+        let mut hits: Vec<bool> = cheap_hits.iter().map(|c| c.unwrap_or(false)).collect();
+        while let Some(done) = slow.next().await {
+            let (i, hit) = done?;
+            if let Some(h) = hits.get_mut(i) {
+                *h = hit;
             }
         }
-        Ok(out)
+        Ok(rows
+            .iter()
+            .zip(hits)
+            .filter(|(_, hit)| *hit)
+            .map(|(row, _)| {
+                (
+                    u32::try_from(row.msg.uid).unwrap_or(u32::MAX),
+                    u64::try_from(row.msg.modseq).unwrap_or(0),
+                )
+            })
+            .collect())
     }
 
-    /// Whether `row` matches `key`, reading object storage for the keys
-    /// [`cheap`] cannot answer.
-    async fn matches(&self, key: &SearchKey, row: &Row<'_>, max_uid: i64) -> Result<bool> {
-        if let Some(hit) = cheap(key, row, max_uid) {
-            return Ok(hit);
+    /// Reads what `key`'s slow keys need of one message: the header block
+    /// for header fields the cache does not hold, and the decoded text for
+    /// every BODY and TEXT key at once.
+    async fn read_for(&self, key: &SearchKey, row: &Row<'_>) -> Result<Read> {
+        let mut wanted = Wanted::default();
+        wanted.gather(key, row);
+        let mut read = Read::default();
+        if wanted.header_block || !wanted.texts.is_empty() {
+            self.metrics.search_reads.inc();
         }
-        Ok(match key.op() {
-            SearchOp::SearchAnd => {
-                for c in &key.children {
-                    if !Box::pin(self.matches(c, row, max_uid)).await? {
-                        return Ok(false);
-                    }
-                }
-                true
-            }
-            SearchOp::SearchOr => {
-                for c in &key.children {
-                    if Box::pin(self.matches(c, row, max_uid)).await? {
-                        return Ok(true);
-                    }
-                }
-                false
-            }
-            SearchOp::SearchNot => match key.children.first() {
-                Some(c) => !Box::pin(self.matches(c, row, max_uid)).await?,
-                None => false,
-            },
-            SearchOp::SearchHeader => {
-                let Some(meta) = row.meta() else {
-                    return Ok(false);
-                };
-                let block = self
-                    .blobs
-                    .get_range(&row.msg.blob_id, 0..meta.header_len)
-                    .await?;
-                let name = key.header.to_ascii_lowercase();
-                header_values(&block, &name).is_some_and(|v| contains_ci(&v, key.text.as_bytes()))
+        if wanted.header_block
+            && let Some(meta) = row.meta()
+        {
+            read.header_block = self
+                .blobs
+                .get_range(&row.msg.blob_id, 0..meta.header_len)
+                .await?
+                .to_vec();
+        }
+        // Metadata that does not parse matches nothing, as none.
+        if !wanted.texts.is_empty()
+            && let Some(full) = row.full_meta()
+        {
+            let found = crate::search_text::contains_each(
+                &self.blobs,
+                &row.msg.blob_id,
+                &full,
+                &wanted.texts,
+            )
+            .await?;
+            read.texts = wanted.texts.into_iter().zip(found).collect();
+        }
+        Ok(read)
+    }
+}
+
+/// Object-storage reads one SEARCH keeps in flight at once.
+const CONCURRENT_READS: usize = 8;
+
+/// What a message's slow keys need read.
+#[derive(Default)]
+struct Wanted {
+    header_block: bool,
+    texts: Vec<TextKey>,
+}
+
+impl Wanted {
+    fn gather(&mut self, key: &SearchKey, row: &Row<'_>) {
+        match key.op() {
+            SearchOp::SearchHeader if cached_header(key, row).is_none() => {
+                self.header_block = true;
             }
             SearchOp::SearchBody | SearchOp::SearchText => {
-                // Metadata that does not parse matches nothing, as none.
-                let Some(full) = row.full_meta() else {
-                    return Ok(false);
+                let k = TextKey {
+                    needle: key.text.clone(),
+                    headers: key.op() == SearchOp::SearchText,
                 };
-                let headers = key.op() == SearchOp::SearchText;
-                crate::search_text::contains(
-                    &self.blobs,
-                    &row.msg.blob_id,
-                    &full,
-                    headers,
-                    &key.text,
-                )
-                .await?
+                if !self.texts.contains(&k) {
+                    self.texts.push(k);
+                }
             }
-            _ => false,
-        })
+            _ => key.children.iter().for_each(|c| self.gather(c, row)),
+        }
+    }
+}
+
+/// What was read of one message for its slow keys.
+#[derive(Default)]
+struct Read {
+    header_block: Vec<u8>,
+    texts: Vec<(TextKey, bool)>,
+}
+
+/// Whether `row` matches `key`, with what [`Store::read_for`] read.
+fn eval(key: &SearchKey, row: &Row<'_>, max_uid: i64, read: &Read) -> bool {
+    if let Some(hit) = cheap(key, row, max_uid) {
+        return hit;
+    }
+    match key.op() {
+        SearchOp::SearchAnd => key.children.iter().all(|c| eval(c, row, max_uid, read)),
+        SearchOp::SearchOr => key.children.iter().any(|c| eval(c, row, max_uid, read)),
+        SearchOp::SearchNot => key
+            .children
+            .first()
+            .is_some_and(|c| !eval(c, row, max_uid, read)),
+        SearchOp::SearchHeader => {
+            let name = key.header.to_ascii_lowercase();
+            header_values(&read.header_block, &name)
+                .is_some_and(|v| contains_ci(&v, key.text.as_bytes()))
+        }
+        SearchOp::SearchBody | SearchOp::SearchText => {
+            let headers = key.op() == SearchOp::SearchText;
+            read.texts
+                .iter()
+                .any(|(k, hit)| *hit && k.headers == headers && k.needle == key.text)
+        }
+        _ => false,
     }
 }
 

@@ -72,37 +72,59 @@ fn segments<'a>(meta: &'a MessageMeta, headers: bool) -> Vec<Segment<'a>> {
     out
 }
 
-/// Whether the decoded text of blob `blob_id` (whose metadata is `meta`)
-/// contains `needle`, case-insensitively: its body, or with `headers` its
-/// header too.
-pub(crate) async fn contains(
+/// One BODY or TEXT key: its needle, and whether the header counts (TEXT).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TextKey {
+    pub needle: String,
+    pub headers: bool,
+}
+
+/// Which of `keys` the decoded text of blob `blob_id` (whose metadata is
+/// `meta`) contains, case-insensitively: its body, and for TEXT keys its
+/// header too. The body is read once for all of them (a SEARCH `OR` of N
+/// BODY keys must not read it N times), and only until every key matched.
+pub(crate) async fn contains_each(
     blobs: &BlobStore,
     blob_id: &str,
     meta: &MessageMeta,
-    headers: bool,
-    needle: &str,
-) -> Result<bool> {
-    let mut matcher = Matcher::new(needle);
-    if matcher.needle.is_empty() {
-        return Ok(true);
+    keys: &[TextKey],
+) -> Result<Vec<bool>> {
+    let mut matchers: Vec<Matcher> = keys.iter().map(|k| Matcher::new(&k.needle)).collect();
+    let mut found: Vec<bool> = matchers.iter().map(|m| m.needle.is_empty()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        if k.headers
+            && [&meta.subject, &meta.from, &meta.to]
+                .into_iter()
+                .flatten()
+                .any(|v| matchers[i].alone(v))
+        {
+            found[i] = true;
+        }
     }
-    if headers
-        && [&meta.subject, &meta.from, &meta.to]
-            .into_iter()
-            .flatten()
-            .any(|v| matcher.alone(v))
-    {
-        return Ok(true);
-    }
-    for segment in segments(meta, headers) {
+    let any_headers = keys.iter().any(|k| k.headers);
+    for (n, segment) in segments(meta, any_headers).into_iter().enumerate() {
+        if found.iter().all(|&f| f) {
+            break;
+        }
         if segment.range.start >= segment.range.end {
             continue;
+        }
+        // The first segment of a TEXT search is the top header block,
+        // which BODY keys do not look at.
+        let header_only = any_headers && n == 0;
+        let mut open: Vec<usize> = (0..keys.len())
+            .filter(|&i| !found[i] && (!header_only || keys[i].headers))
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        for &i in &open {
+            matchers[i].seam.clear();
         }
         let mut body = blobs.stream(blob_id, Some(segment.range.clone())).await?;
         let mut decoder = segment.cte.map(Decoder::new);
         let mut lines = Lines::new(segment.charset);
         let mut decoded = Vec::new();
-        matcher.seam.clear();
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             let data = match decoder.as_mut() {
@@ -113,19 +135,22 @@ pub(crate) async fn contains(
                 }
                 None => &chunk[..],
             };
-            if lines.feed(data, &mut matcher) {
-                return Ok(true);
+            lines.feed(data, &mut matchers, &mut open, &mut found);
+            if open.is_empty() {
+                break;
             }
+        }
+        if open.is_empty() {
+            continue;
         }
         decoded.clear();
         if let Some(d) = decoder.as_mut() {
             d.finish(&mut decoded);
         }
-        if lines.feed(&decoded, &mut matcher) || lines.flush(&mut matcher) {
-            return Ok(true);
-        }
+        lines.feed(&decoded, &mut matchers, &mut open, &mut found);
+        lines.flush(&mut matchers, &mut open, &mut found);
     }
-    Ok(false)
+    Ok(found)
 }
 
 /// Lower-cased text matched as it comes, across the pieces of one segment.
@@ -148,9 +173,9 @@ impl Matcher {
         find(text.to_lowercase().as_bytes(), &self.needle)
     }
 
-    /// Takes the next piece of text; whether the needle has been seen.
-    fn feed(&mut self, text: &str) -> bool {
-        let text = text.to_lowercase();
+    /// Takes the next piece of text, already lower-cased; whether the
+    /// needle has been seen.
+    fn feed_lower(&mut self, text: &str) -> bool {
         let text = text.as_bytes();
         let keep = self.needle.len().saturating_sub(1);
         self.seam.extend_from_slice(&text[..text.len().min(keep)]);
@@ -189,26 +214,43 @@ impl Lines {
         }
     }
 
-    fn feed(&mut self, data: &[u8], matcher: &mut Matcher) -> bool {
+    /// Feeds the matchers listed in `open`; one that matches is marked in
+    /// `found` and leaves `open`.
+    fn feed(
+        &mut self,
+        data: &[u8],
+        matchers: &mut [Matcher],
+        open: &mut Vec<usize>,
+        found: &mut [bool],
+    ) {
         for piece in data.split_inclusive(|&b| b == b'\n') {
             self.line.extend_from_slice(piece);
-            if (piece.ends_with(b"\n") || self.line.len() >= MAX_LINE) && self.flush(matcher) {
-                return true;
+            if piece.ends_with(b"\n") || self.line.len() >= MAX_LINE {
+                self.flush(matchers, open, found);
+                if open.is_empty() {
+                    return;
+                }
             }
         }
-        false
     }
 
-    fn flush(&mut self, matcher: &mut Matcher) -> bool {
+    fn flush(&mut self, matchers: &mut [Matcher], open: &mut Vec<usize>, found: &mut [bool]) {
         if self.line.is_empty() {
-            return false;
+            return;
         }
         let text = match self.charset {
             Some(decode) => decode(&self.line),
             None => String::from_utf8_lossy(&self.line).into_owned(),
         };
         self.line.clear();
-        matcher.feed(&text)
+        let lower = text.to_lowercase();
+        open.retain(|&i| {
+            let hit = matchers.get_mut(i).is_some_and(|m| m.feed_lower(&lower));
+            if hit && let Some(f) = found.get_mut(i) {
+                *f = true;
+            }
+            !hit
+        });
     }
 }
 
@@ -219,9 +261,14 @@ mod tests {
 
     /// Runs the matching of one decoded segment, cut into `size` pieces.
     fn found(data: &[u8], charset: Option<&str>, needle: &str, size: usize) -> bool {
-        let mut matcher = Matcher::new(needle);
+        let mut matchers = [Matcher::new(needle)];
+        let (mut open, mut found) = (vec![0], [false]);
         let mut lines = Lines::new(charset);
-        data.chunks(size).any(|c| lines.feed(c, &mut matcher)) || lines.flush(&mut matcher)
+        for c in data.chunks(size) {
+            lines.feed(c, &mut matchers, &mut open, &mut found);
+        }
+        lines.flush(&mut matchers, &mut open, &mut found);
+        found[0]
     }
 
     /// A match is found wherever the text is cut, and only a real one.
@@ -243,7 +290,7 @@ mod tests {
                 let found = hay
                     .as_bytes()
                     .chunks(size)
-                    .any(|c| matcher.feed(std::str::from_utf8(c).unwrap()));
+                    .any(|c| matcher.feed_lower(&std::str::from_utf8(c).unwrap().to_lowercase()));
                 assert_eq!(found, expected, "{needle:?} in pieces of {size}");
             }
         }

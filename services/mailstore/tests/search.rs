@@ -336,3 +336,77 @@ async fn searches_follow_changes_made_through_another_replica() {
 
     replicas.stop().await;
 }
+
+fn or(children: Vec<pb::SearchKey>) -> pb::SearchKey {
+    pb::SearchKey {
+        op: pb::SearchOp::SearchOr as i32,
+        children,
+        ..Default::default()
+    }
+}
+
+async fn search_reads(r: &Running) -> u64 {
+    let text = http_get(r.http, "/metrics").await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mailfleet_store_search_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no search reads counter in:\n{text}"))
+}
+
+/// Issue 16: an OR of several BODY and TEXT keys reads each message once,
+/// not once per key, and still matches exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_keys_read_each_message_once() {
+    let mut r = Replicas::start("search_once").await;
+    let mut uids = Vec::new();
+    for word in ["alpha", "beta", "gamma", "delta", "epsilon"] {
+        let uid =
+            r.a.append_message(pb::AppendMessageRequest {
+                account: ALICE.into(),
+                mailbox: "INBOX".into(),
+                flags: Vec::new(),
+                internal_date_ms: 0,
+                data: format!("From: a@example.test\r\nSubject: s\r\n\r\nsome {word} text\r\n")
+                    .into_bytes(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .uid;
+        uids.push(uid);
+    }
+    let body = |t: &str| key(pb::SearchOp::SearchBody, "", t);
+    let text = |t: &str| key(pb::SearchOp::SearchText, "", t);
+    let before = search_reads(&r.one).await;
+    let found = search(
+        &mut r.a,
+        "INBOX",
+        or(vec![
+            body("alpha"),
+            or(vec![body("GAMMA"), or(vec![text("epsilon"), body("zeta")])]),
+        ]),
+    )
+    .await;
+    assert_eq!(found, vec![uids[0], uids[2], uids[4]]);
+    assert_eq!(
+        search_reads(&r.one).await - before,
+        5,
+        "each of the five messages is read once for its four body keys"
+    );
+    // AND with a body key that matches nothing, and NOT.
+    let found = search(
+        &mut r.a,
+        "INBOX",
+        and(vec![
+            body("text"),
+            pb::SearchKey {
+                op: pb::SearchOp::SearchNot as i32,
+                children: vec![or(vec![body("beta"), body("delta")])],
+                ..Default::default()
+            },
+        ]),
+    )
+    .await;
+    assert_eq!(found, vec![uids[0], uids[2], uids[4]]);
+    r.stop().await;
+}
