@@ -210,7 +210,8 @@ fn imap_bad_input_gets_bad_and_the_session_goes_on() {
             .unwrap()
             .starts_with("t3 BAD")
     );
-    let long = "x".repeat(20_000);
+    // Over the 64 KiB command bound (MAILFLEET_IMAP_MAX_LINE_LENGTH).
+    let long = "x".repeat(100_000);
     c.send(format!("t4 NOOP {long}\r\n").as_bytes());
     assert!(c.line().starts_with("* BAD"));
     c.send(b"t5 APPEND INBOX {999999999}\r\n");
