@@ -130,3 +130,113 @@ for name, step in steps:
         "a log line says so"
     );
 }
+
+/// Waits until `addr`'s INBOX holds `n` messages.
+fn wait_for_messages(stack: &Stack, addr: &str, n: usize) -> Vec<(u32, u64, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = stack.messages(addr);
+        if list.len() >= n {
+            return list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never got {n} messages: {list:?}\nworker log:\n{}",
+            stack.log(Svc::DeliveryWorker)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Backscatter (issue 16). A full mailbox is refused at RCPT on port 25
+/// (`452 4.2.2`), by its message quota and by its byte quota for the SIZE
+/// announced, instead of being accepted and bounced to a sender that may
+/// be forged. And `NOTIFY=SUCCESS RET=FULL` from anyone on port 25 gets a
+/// success report with the headers only, never a copy of the whole message.
+#[test]
+fn mx_refuses_full_mailboxes_at_rcpt_and_success_reports_carry_headers_only() {
+    let mut stack = Stack::start(Blobs::Local, &[ALICE, "bob@example.test"], &[]);
+    stack.cli_ok(&[
+        "account",
+        "add",
+        "full@example.test",
+        "--password",
+        PASSWORD,
+        "--quota-messages",
+        "1",
+    ]);
+    stack.cli_ok(&[
+        "account",
+        "add",
+        "tiny@example.test",
+        "--password",
+        PASSWORD,
+        "--quota",
+        "2000",
+    ]);
+    let script = |body: &str| {
+        format!(
+            "import smtplib\ns = smtplib.SMTP('127.0.0.1', {port})\ns.ehlo('client.example')\n{body}\ns.quit()\n",
+            port = stack.smtp_port
+        )
+    };
+    let python = |code: &str| {
+        let out = run(Command::new("python3").arg("-c").arg(code));
+        assert!(
+            out.status.success(),
+            "client failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The one message full@ may hold.
+    python(&script(
+        "s.sendmail('x@remote.example', ['full@example.test'], 'Subject: one\\r\\n\\r\\nfirst\\r\\n')",
+    ));
+    wait_for_messages(&stack, "full@example.test", 1);
+
+    let answers = python(&script(
+        r#"
+s.mail('x@remote.example')
+print('full', *s.rcpt('full@example.test'))
+print('bob', s.rcpt('bob@example.test')[0])
+s.rset()
+s.mail('x@remote.example', ['SIZE=5000'])
+print('tiny-5000', *s.rcpt('tiny@example.test'))
+s.rset()
+s.mail('x@remote.example', ['SIZE=500'])
+print('tiny-500', s.rcpt('tiny@example.test')[0])
+s.rset()
+s.mail('x@remote.example')
+print('tiny-unknown', s.rcpt('tiny@example.test')[0])
+s.rset()
+"#,
+    ));
+    let lines: Vec<&str> = answers.lines().collect();
+    assert!(lines[0].starts_with("full 452 b'4.2.2"), "{answers}");
+    assert_eq!(lines[1], "bob 250", "{answers}");
+    assert!(lines[2].starts_with("tiny-5000 452 b'4.2.2"), "{answers}");
+    assert_eq!(lines[3], "tiny-500 250", "{answers}");
+    assert_eq!(lines[4], "tiny-unknown 250", "{answers}");
+
+    // A success report asked for from port 25, without authentication.
+    python(&script(
+        r#"s.sendmail('alice@example.test', ['bob@example.test'],
+    'From: someone@remote.example\r\nSubject: the plans\r\n\r\nTOP-SECRET-BODY\r\n',
+    mail_options=['RET=FULL', 'ENVID=e1'], rcpt_options=['NOTIFY=SUCCESS'])"#,
+    ));
+    wait_for_messages(&stack, "bob@example.test", 1);
+    let reports = wait_for_messages(&stack, ALICE, 1);
+    let dsn = stack.cli_ok(&["message", "get", ALICE, &reports[0].0.to_string()]);
+    let dsn = String::from_utf8_lossy(&dsn);
+    assert!(dsn.contains("Action: delivered"), "{dsn}");
+    assert!(
+        dsn.contains("Subject: the plans"),
+        "the headers come back: {dsn}"
+    );
+    assert!(
+        !dsn.contains("TOP-SECRET-BODY"),
+        "a success report never returns the body: {dsn}"
+    );
+}

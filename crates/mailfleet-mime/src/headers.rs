@@ -250,3 +250,48 @@ impl TopFields {
         }
     }
 }
+
+/// The fields RFC 5322 3.6 allows at most once in a message header, as
+/// they are spelt in replies.
+const SINGLETONS: [(HeaderName<'static>, &str); 6] = [
+    (HeaderName::From, "From"),
+    (HeaderName::Sender, "Sender"),
+    (HeaderName::Date, "Date"),
+    (HeaderName::To, "To"),
+    (HeaderName::Subject, "Subject"),
+    (HeaderName::MessageId, "Message-ID"),
+];
+
+/// The addresses (`local@domain`) of the first From field of a header
+/// block: the one reading of From that the submission sender check, the
+/// IMAP ENVELOPE and DKIM signing share, so none of them can be shown one
+/// From while another acts on a second. `Some(empty)` when there is no
+/// From field; `None` when a From mailbox has no usable address (such a
+/// field cannot be vouched for).
+pub fn first_from(block: &[u8]) -> Option<Vec<String>> {
+    let parser = MessageParser::new();
+    let headers = parse_header_block(&parser, block);
+    let Some(from) = find(&headers, &HeaderName::From) else {
+        return Some(Vec::new());
+    };
+    let address = from.value.as_address()?;
+    let mut out = Vec::new();
+    for addr in address.iter() {
+        let (_, spec) = split_route(addr.address.as_deref()?);
+        if spec.is_empty() {
+            return None;
+        }
+        out.push(spec.to_owned());
+    }
+    Some(out)
+}
+
+/// The first field of From, Sender, Date, To, Subject and Message-ID that
+/// occurs more than once in a header block (RFC 5322 3.6 allows one each).
+pub fn repeated_singleton(block: &[u8]) -> Option<&'static str> {
+    let parser = MessageParser::new();
+    let headers = parse_header_block(&parser, block);
+    SINGLETONS.iter().find_map(|(name, label)| {
+        (headers.iter().filter(|h| &h.name == name).count() > 1).then_some(*label)
+    })
+}

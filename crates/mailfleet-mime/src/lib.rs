@@ -29,6 +29,7 @@ pub mod decode;
 mod headers;
 
 pub use analyzer::{Analyzer, MAX_BOUNDARY, MAX_HEADER, MAX_HEADERS, MAX_PARTS, MIN_HEADER};
+pub use headers::{first_from, repeated_singleton};
 
 /// Deeper MIME nesting is treated as an opaque leaf part.
 pub const MAX_DEPTH: usize = 32;

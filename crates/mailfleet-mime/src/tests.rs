@@ -559,3 +559,24 @@ fn part_count_is_bounded() {
     assert_eq!(last.body_end, raw.len() as u64);
     check(&m.body, 0..raw.len() as u64);
 }
+
+/// Two From fields: the envelope, the shared `first_from` reading and the
+/// singleton check all see the first one (issue 16).
+#[test]
+fn the_first_from_is_the_one_every_reader_sees() {
+    let raw =
+        b"From: ceo@example.test\r\nFrom: Demo <demo@example.test>\r\nTo: a@b.test\r\n\r\nhi\r\n";
+    let m = analyze(raw);
+    assert_eq!(m.envelope.from.len(), 1);
+    assert_eq!(m.envelope.from[0].mailbox.as_deref(), Some("ceo"));
+    assert_eq!(m.from.as_deref(), Some("ceo@example.test"));
+    assert_eq!(first_from(raw), Some(vec!["ceo@example.test".to_owned()]));
+    assert_eq!(repeated_singleton(raw), Some("From"));
+    let subject_twice = b"Subject: a\r\nFrom: x@y.test\r\nsubject: b\r\n\r\n";
+    assert_eq!(repeated_singleton(subject_twice), Some("Subject"));
+    let fine =
+        b"From: x@y.test\r\nCc: a@b.test\r\nCc: c@d.test\r\nReceived: 1\r\nReceived: 2\r\n\r\n";
+    assert_eq!(repeated_singleton(fine), None);
+    assert_eq!(first_from(b"Subject: x\r\n\r\n"), Some(Vec::new()));
+    assert_eq!(first_from(b"From: nobody\r\n\r\n"), None);
+}

@@ -152,11 +152,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The lower-cased domain of the first From address.
+/// The lower-cased domain of the first address of the first From field
+/// (`mailfleet_mime::first_from`, the reading the submission sender check
+/// and the IMAP ENVELOPE share).
 pub fn from_domain(headers: &[u8]) -> Option<String> {
-    let message = mail_parser::MessageParser::default().parse_headers(headers)?;
-    let address = message.from()?.first()?.address()?;
-    let (_, domain) = address.rsplit_once('@')?;
+    let addresses = mailfleet_mime::first_from(headers)?;
+    let (_, domain) = addresses.first()?.rsplit_once('@')?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     (!domain.is_empty()).then_some(domain)
 }
@@ -172,5 +173,10 @@ mod tests {
             Some("a.test")
         );
         assert_eq!(from_domain(b"Subject: x\r\n\r\n"), None);
+        // Two From fields: the first one signs, as ENVELOPE shows it.
+        assert_eq!(
+            from_domain(b"From: a@first.test\r\nFrom: b@second.test\r\n\r\n").as_deref(),
+            Some("first.test")
+        );
     }
 }

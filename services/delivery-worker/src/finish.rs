@@ -93,6 +93,18 @@ fn wants_success(r: &JobRecipient) -> bool {
     r.notify & NOTIFY_NEVER == 0 && r.notify & NOTIFY_SUCCESS != 0
 }
 
+/// Whether a DSN carries the whole original message. RET=FULL is honoured
+/// for a failure report only: a success or delay report carries the headers
+/// whatever RET says (as Postfix's success and delay notices do), because
+/// anyone on port 25 can give NOTIFY=SUCCESS RET=FULL with a forged MAIL
+/// FROM and have us mail a copy of the message to that address. Large
+/// messages come back as headers in every case.
+pub fn returns_full(ret: i32, blob_size: u64, reports: &[RecipientReport]) -> bool {
+    ret != DsnRet::Hdrs as i32
+        && reports.iter().any(|r| r.action == "failed")
+        && usize::try_from(blob_size).unwrap_or(usize::MAX) <= dsn::MAX_RETURNED_BODY
+}
+
 impl Finisher {
     /// Whether a retry copy that surfaced is still the live one. Errors let
     /// it through: delivery is idempotent locally, and dropping a live copy
@@ -319,8 +331,7 @@ impl Finisher {
     /// job that local delivery deduplicates.
     async fn send_dsn(&self, job: &DeliveryJob, reports: &[RecipientReport]) -> Finished {
         let action = reports.first().map_or("failed", |r| r.action);
-        let full = job.ret != DsnRet::Hdrs as i32
-            && usize::try_from(job.blob_size).unwrap_or(usize::MAX) <= dsn::MAX_RETURNED_BODY;
+        let full = returns_full(job.ret, job.blob_size, reports);
         let content = if full {
             self.blobs.get(&job.blob_id).await.map(|b| b.to_vec())
         } else {
@@ -515,5 +526,42 @@ pub async fn poll_retries(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(action: &'static str) -> RecipientReport {
+        RecipientReport {
+            address: "r@remote.example".into(),
+            orcpt: String::new(),
+            action,
+            status: "2.0.0".into(),
+            diagnostic: String::new(),
+        }
+    }
+
+    /// Issue 16: NOTIFY=SUCCESS RET=FULL must not make us mail a whole
+    /// message to whatever MAIL FROM said; failures still honour RET.
+    #[test]
+    fn only_failure_reports_return_the_full_message() {
+        let full = DsnRet::Full as i32;
+        let unspecified = DsnRet::Unspecified as i32;
+        let hdrs = DsnRet::Hdrs as i32;
+        for action in ["delivered", "relayed", "delayed"] {
+            assert!(!returns_full(full, 100, &[report(action)]), "{action}");
+        }
+        assert!(returns_full(full, 100, &[report("failed")]));
+        assert!(returns_full(unspecified, 100, &[report("failed")]));
+        assert!(returns_full(
+            full,
+            100,
+            &[report("delivered"), report("failed")]
+        ));
+        assert!(!returns_full(hdrs, 100, &[report("failed")]));
+        let huge = dsn::MAX_RETURNED_BODY as u64 + 1;
+        assert!(!returns_full(full, huge, &[report("failed")]));
     }
 }

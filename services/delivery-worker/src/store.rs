@@ -48,6 +48,7 @@ impl Store for GrpcStore {
         let response = client
             .resolve_recipient(ResolveRecipientRequest {
                 address: address.to_owned(),
+                size: 0,
             })
             .await?;
         Ok(response.into_inner().status())

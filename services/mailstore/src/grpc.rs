@@ -103,17 +103,25 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let (status, accounts) = match self.store.resolve(&r.address).await? {
-            Resolution::Local(a) => (
-                pb::RecipientStatus::RecipientLocal,
-                a.into_iter().map(|a| a.1).collect(),
-            ),
-            Resolution::UnknownUser => (pb::RecipientStatus::RecipientUnknownUser, Vec::new()),
-            Resolution::NotLocal => (pb::RecipientStatus::RecipientNotLocal, Vec::new()),
+        let (status, accounts, over_quota) = match self.store.resolve(&r.address).await? {
+            Resolution::Local(a) => {
+                let ids: Vec<i64> = a.iter().map(|a| a.0).collect();
+                let over_quota = self.store.over_quota(&ids, r.size).await?;
+                (
+                    pb::RecipientStatus::RecipientLocal,
+                    a.into_iter().map(|a| a.1).collect(),
+                    over_quota,
+                )
+            }
+            Resolution::UnknownUser => {
+                (pb::RecipientStatus::RecipientUnknownUser, Vec::new(), false)
+            }
+            Resolution::NotLocal => (pb::RecipientStatus::RecipientNotLocal, Vec::new(), false),
         };
         Ok(Response::new(pb::ResolveRecipientResponse {
             status: status as i32,
             accounts,
+            over_quota,
         }))
     }
 

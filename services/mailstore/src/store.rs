@@ -412,6 +412,29 @@ impl Store {
         Ok(Resolution::Local(accounts))
     }
 
+    /// Whether any of `accounts` (ids) could not take a message of `size`
+    /// octets now: over its byte quota (at least one octet is needed, so a
+    /// full account counts whatever the size) or at its message quota. The
+    /// same limits Deliver applies, read without a lock: an answer for RCPT,
+    /// not a reservation.
+    pub async fn over_quota(&self, accounts: &[i64], size: u64) -> Result<bool> {
+        if accounts.is_empty() {
+            return Ok(false);
+        }
+        let size = i64::try_from(size.max(1)).unwrap_or(i64::MAX);
+        let (full,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM accounts a WHERE a.id = ANY($1) AND ( \
+               (a.quota_bytes > 0 AND a.used_bytes > a.quota_bytes - $2) \
+               OR (a.quota_messages > 0 AND a.quota_messages <= \
+                   (SELECT COALESCE(sum(m.message_count), 0) FROM mailboxes m WHERE m.account_id = a.id))))",
+        )
+        .bind(accounts)
+        .bind(size)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(full)
+    }
+
     /// Verifies a password through the login guard (`crate::auth_guard`):
     /// a locked pair or address is refused before any check; a wrong
     /// password or unknown user is counted and answered after the guard's

@@ -43,6 +43,7 @@ async fn resolve(ms: &mut MailStore, address: &str) -> (pb::RecipientStatus, Vec
     let r = ms
         .resolve_recipient(pb::ResolveRecipientRequest {
             address: address.into(),
+            size: 0,
         })
         .await
         .unwrap()
@@ -230,6 +231,7 @@ async fn api() {
     let e = anon
         .resolve_recipient(pb::ResolveRecipientRequest {
             address: "a@b.c".into(),
+            size: 0,
         })
         .await
         .unwrap_err();

@@ -22,6 +22,9 @@ pub enum Resolution {
     UnknownUser,
     /// Not one of our domains.
     NotLocal,
+    /// Local, but an account it delivers to has no room for the message
+    /// (its quota in bytes or messages): refused at RCPT, never bounced.
+    OverQuota,
 }
 
 /// Why a backend call failed. Every variant is temporary from the client's
@@ -70,9 +73,11 @@ pub enum AuthOutcome {
 pub trait Backend: Send + Sync + 'static {
     type Writer: BodyWriter;
 
+    /// `size`: what the client announced with SIZE, 0 when it did not.
     fn resolve_recipient(
         &self,
         address: &str,
+        size: u64,
     ) -> impl Future<Output = Result<Resolution, BackendError>> + Send;
 
     fn body_writer(&self) -> Self::Writer;
@@ -118,17 +123,22 @@ impl Mailfleet {
     pub async fn mailstore_ready(&self) -> bool {
         // A domain that can never be ours: the answer is NOT_LOCAL when
         // mailstore, its database and our credential all work.
-        self.resolve_recipient("readiness-probe@mailfleet.invalid")
+        self.resolve_recipient("readiness-probe@mailfleet.invalid", 0)
             .await
             .is_ok()
     }
 }
 
 impl Mailfleet {
-    async fn resolve(&self, address: &str) -> Result<(Resolution, Vec<String>), BackendError> {
+    async fn resolve(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<(Resolution, Vec<String>), BackendError> {
         let mut client = self.mailstore.clone();
         let call = client.resolve_recipient(ResolveRecipientRequest {
             address: address.to_owned(),
+            size,
         });
         let response = tokio::time::timeout(RESOLVE_TIMEOUT, call)
             .await
@@ -138,6 +148,7 @@ impl Mailfleet {
             })?
             .into_inner();
         let resolution = match RecipientStatus::try_from(response.status) {
+            Ok(RecipientStatus::RecipientLocal) if response.over_quota => Resolution::OverQuota,
             Ok(RecipientStatus::RecipientLocal) => Resolution::Local,
             Ok(RecipientStatus::RecipientUnknownUser) => Resolution::UnknownUser,
             Ok(RecipientStatus::RecipientNotLocal) => Resolution::NotLocal,
@@ -155,8 +166,12 @@ impl Mailfleet {
 impl Backend for Mailfleet {
     type Writer = BlobWriter;
 
-    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
-        self.resolve(address)
+    async fn resolve_recipient(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<Resolution, BackendError> {
+        self.resolve(address, size)
             .await
             .map(|(resolution, _)| resolution)
     }
@@ -192,7 +207,7 @@ impl Backend for Mailfleet {
     }
 
     async fn address_owners(&self, address: &str) -> Result<Vec<String>, BackendError> {
-        self.resolve(address).await.map(|(_, accounts)| accounts)
+        self.resolve(address, 0).await.map(|(_, accounts)| accounts)
     }
 
     fn body_writer(&self) -> BlobWriter {

@@ -18,8 +18,8 @@ use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use crate::backend::Backend;
-use crate::codec::command;
-use crate::codec::data::{DataDecoder, Progress};
+use crate::codec::command::{self, BodyType};
+use crate::codec::data::{DataDecoder, LineEndingCheck, Progress};
 use crate::codec::line::{LineEvent, LineReader};
 use crate::codec::reply::{self, Reply};
 use crate::gateway::{Endpoint, Gateway, Role};
@@ -230,6 +230,9 @@ struct Chunked<W> {
     intake: Intake<W>,
     size: u64,
     too_big: bool,
+    /// The DATA rule on line endings (bare CR or LF refused at the end);
+    /// `None` for BODY=BINARYMIME, whose octets are binary (RFC 3030 3).
+    line_endings: Option<LineEndingCheck>,
 }
 
 struct Connection<B: Backend> {
@@ -573,9 +576,11 @@ impl<B: Backend> Connection<B> {
     }
 
     /// Reads the `size` octets of one BDAT chunk (RFC 3030) and answers it.
-    /// The octets are taken verbatim: no dot-stuffing, no line-ending rules,
-    /// so binary bodies are stored byte for byte. Returns false when the
-    /// connection is over.
+    /// The octets are taken verbatim (no dot-stuffing). A 7BIT or 8BITMIME
+    /// body follows DATA's rule on line endings: a bare CR or LF anywhere
+    /// gets `550 5.6.11` after the last chunk, so no `\r.\r` is ever
+    /// queued whichever command carried it; BINARYMIME bodies are stored
+    /// byte for byte. Returns false when the connection is over.
     async fn receive_chunk(&mut self, size: u64, last: bool, step: ChunkStep) -> io::Result<bool> {
         let gw = self.gw.clone();
         let max = gw.settings.max_message_size;
@@ -592,11 +597,14 @@ impl<B: Backend> Connection<B> {
         let refusal = match step {
             ChunkStep::Start(tx) => {
                 let intake = Intake::open(&tx, &gw).await;
+                let line_endings =
+                    (tx.envelope.body != BodyType::BinaryMime).then(LineEndingCheck::default);
                 self.chunked = Some(Chunked {
                     tx: *tx,
                     intake,
                     size: 0,
                     too_big: false,
+                    line_endings,
                 });
                 None
             }
@@ -636,7 +644,15 @@ impl<B: Backend> Connection<B> {
             if let Some(chunked) = &mut self.chunked {
                 chunked.size += take as u64;
                 chunked.too_big |= chunked.size > max;
-                if !chunked.too_big {
+                let bare = match &mut chunked.line_endings {
+                    Some(check) => {
+                        check.push(&data);
+                        check.saw_bare(false)
+                    }
+                    None => false,
+                };
+                // A refused body is still read to its end, not stored.
+                if !chunked.too_big && !bare {
                     chunked.intake.push(&data, &chunked.tx, &gw).await;
                 }
             }
@@ -668,6 +684,12 @@ impl<B: Backend> Connection<B> {
         };
         let outcome = if chunked.too_big {
             DataOutcome::TooBig
+        } else if chunked
+            .line_endings
+            .as_ref()
+            .is_some_and(|check| check.saw_bare(true))
+        {
+            DataOutcome::BareLineEnding
         } else if let Some(error) = chunked.intake.take_error() {
             DataOutcome::StoreFailed(error)
         } else {

@@ -195,30 +195,121 @@ impl Verifier {
 /// (RFC 8601 5): only our own, freshly added field may speak for us.
 /// Returns `None` when there was nothing to remove.
 pub fn strip_forged_results(message: &[u8], hostname: &str) -> Option<Vec<u8>> {
-    let head_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |i| i + 2);
-    let head = &message[..head_end];
-    // Split the header block into fields (a field's continuation lines start
-    // with a space or a tab).
-    let mut fields: Vec<&[u8]> = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < head.len() {
-        if head[i] == b'\n' {
-            let next = head.get(i + 1).copied();
-            if !matches!(next, Some(b' ' | b'\t')) {
-                fields.push(&head[start..=i]);
-                start = i + 1;
+    let mut filter = ResultsFilter::new(hostname);
+    let mut out = Vec::with_capacity(message.len());
+    filter.push(message, &mut out);
+    filter.finish(&mut out);
+    filter.removed().then_some(out)
+}
+
+/// Longest header field kept whole while deciding whether it is ours; a
+/// longer one is judged on its start (where the authserv-id is) and then
+/// streamed or dropped as judged.
+const FIELD_LIMIT: usize = 64 * 1024;
+
+/// Streams a message and drops, from its header block only, every
+/// `Authentication-Results` field whose authserv-id is `hostname` (any
+/// case of the field name, folded or not, after any comments). Memory is
+/// one header field at most ([`FIELD_LIMIT`]); input may be split anywhere.
+#[derive(Debug)]
+pub struct ResultsFilter {
+    hostname: String,
+    /// The blank line after the header block went by: pass everything.
+    body: bool,
+    /// The field being read (while its end is not known).
+    field: Vec<u8>,
+    /// A field is open (`field` may be empty once judged).
+    in_field: bool,
+    /// The last byte ended a line: the next one says whether the field goes on.
+    line_end: bool,
+    /// The open field outgrew the limit: whether it is being dropped.
+    judged: Option<bool>,
+    removed: bool,
+}
+
+impl ResultsFilter {
+    pub fn new(hostname: &str) -> Self {
+        Self {
+            hostname: hostname.to_owned(),
+            body: false,
+            field: Vec::new(),
+            in_field: false,
+            line_end: true,
+            judged: None,
+            removed: false,
+        }
+    }
+
+    /// True once a field was dropped.
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i < data.len() {
+            if self.body {
+                out.extend_from_slice(&data[i..]);
+                return;
+            }
+            let b = data[i];
+            i += 1;
+            if self.line_end {
+                self.line_end = false;
+                if self.in_field && (b == b' ' || b == b'\t') {
+                    // A continuation line of the open field.
+                } else {
+                    self.end_field(out);
+                    self.in_field = true;
+                }
+            }
+            match self.judged {
+                Some(true) => {}
+                Some(false) => out.push(b),
+                None => self.field.push(b),
+            }
+            if b == b'\n' {
+                self.line_end = true;
+                if self.judged.is_none() && matches!(self.field.as_slice(), b"\r\n" | b"\n") {
+                    // The blank line: the header block is over.
+                    out.extend_from_slice(&self.field);
+                    self.field.clear();
+                    self.in_field = false;
+                    self.body = true;
+                }
+            }
+            if self.judged.is_none() && self.field.len() > FIELD_LIMIT {
+                let ours = self.is_ours(&self.field);
+                self.removed |= ours;
+                if !ours {
+                    out.extend_from_slice(&self.field);
+                }
+                self.field.clear();
+                self.judged = Some(ours);
             }
         }
-        i += 1;
     }
-    if start < head.len() {
-        fields.push(&head[start..]);
+
+    /// Writes what is still held (a last field without a blank line after).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.end_field(out);
     }
-    let ours = |field: &[u8]| {
+
+    fn end_field(&mut self, out: &mut Vec<u8>) {
+        if self.in_field && self.judged.is_none() {
+            if self.is_ours(&self.field) {
+                self.removed = true;
+            } else {
+                out.extend_from_slice(&self.field);
+            }
+        }
+        self.field.clear();
+        self.in_field = false;
+        self.judged = None;
+    }
+
+    /// An `Authentication-Results` field whose authserv-id is our name.
+    fn is_ours(&self, field: &[u8]) -> bool {
         let Some(colon) = field.iter().position(|&b| b == b':') else {
             return false;
         };
@@ -228,23 +319,41 @@ pub fn strip_forged_results(message: &[u8], hostname: &str) -> Option<Vec<u8>> {
         {
             return false;
         }
-        let value = String::from_utf8_lossy(&field[colon + 1..]);
-        let id = value
-            .trim_start()
-            .split(|c: char| c == ';' || c.is_whitespace())
-            .next()
-            .unwrap_or("");
-        id.eq_ignore_ascii_case(hostname)
-    };
-    if !fields.iter().any(|f| ours(f)) {
-        return None;
+        let id = authserv_id(&field[colon + 1..]);
+        let id = id.strip_suffix(b".").unwrap_or(id);
+        let host = self.hostname.trim_end_matches('.');
+        !id.is_empty() && id.eq_ignore_ascii_case(host.as_bytes())
     }
-    let mut out = Vec::with_capacity(message.len());
-    for field in fields.into_iter().filter(|f| !ours(f)) {
-        out.extend_from_slice(field);
+}
+
+/// The authserv-id at the start of an Authentication-Results value: the
+/// first token after folding white space and comments (RFC 5322 CFWS,
+/// nested, with quoted-pairs), up to `;`, white space or a comment.
+fn authserv_id(value: &[u8]) -> &[u8] {
+    let mut i = 0;
+    let mut depth = 0usize;
+    while i < value.len() {
+        let b = value[i];
+        if depth > 0 {
+            match b {
+                b'\\' => i += 1,
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ => {}
+            }
+        } else if b == b'(' {
+            depth = 1;
+        } else if !b.is_ascii_whitespace() {
+            break;
+        }
+        i += 1;
     }
-    out.extend_from_slice(&message[head_end..]);
-    Some(out)
+    let rest = value.get(i..).unwrap_or_default();
+    let end = rest
+        .iter()
+        .position(|&b| b == b';' || b == b'(' || b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// The header as mail-auth writes it, folded and CRLF-terminated.
@@ -278,5 +387,43 @@ Authentication-Results: mx.local.test; in the body stays\r\n"
                 .to_vec()
         );
         assert!(strip_forged_results(b"Subject: y\r\n\r\nbody", "mx.local.test").is_none());
+    }
+
+    /// Comments before the authserv-id, folding, any case of the name,
+    /// input split at every byte, a field over the limit.
+    #[test]
+    fn forged_results_with_comments_folding_and_splits_are_removed() {
+        let message: &[u8] = b"Received: x\r\n\
+authentication-RESULTS: (forged (nested \\) comment)) MX.Local.Test.; spf=pass\r\n\
+Authentication-Results:\r\n\t(c)\r\n mx.local.test;\r\n dkim=pass\r\n\
+Authentication-Results: mx.local.test.example; spf=pass\r\n\
+Authentication-Results: (mx.local.test) other.example; spf=fail\r\n\
+Subject: s\r\n\
+\r\n\
+Authentication-Results: mx.local.test; body\r\n";
+        let expected: &[u8] = b"Received: x\r\n\
+Authentication-Results: mx.local.test.example; spf=pass\r\n\
+Authentication-Results: (mx.local.test) other.example; spf=fail\r\n\
+Subject: s\r\n\
+\r\n\
+Authentication-Results: mx.local.test; body\r\n";
+        assert_eq!(
+            strip_forged_results(message, "mx.local.test").unwrap_or_default(),
+            expected
+        );
+        let mut filter = super::ResultsFilter::new("mx.local.test");
+        let mut out = Vec::new();
+        for b in message {
+            filter.push(std::slice::from_ref(b), &mut out);
+        }
+        filter.finish(&mut out);
+        assert_eq!(out, expected);
+
+        let long = format!(
+            "Authentication-Results: mx.local.test; x={}\r\nSubject: s\r\n\r\nb",
+            "a".repeat(200_000)
+        );
+        let out = strip_forged_results(long.as_bytes(), "mx.local.test").unwrap_or_default();
+        assert_eq!(out, b"Subject: s\r\n\r\nb");
     }
 }

@@ -481,40 +481,56 @@ pub fn xtext(value: &str) -> String {
 }
 
 /// Dot-stuffing (RFC 5321 4.5.2) and line-end repair across chunk borders,
-/// then the terminating `.CRLF`.
+/// then the terminating `.CRLF`. Every bare CR and bare LF becomes CRLF, so
+/// what leaves has CRLF line ends only and each line that starts with a dot
+/// gets its extra dot: no `\r.\r` or `\n.\n` ever reaches the next server,
+/// whichever way a receiver reads line ends (SMTP smuggling).
 #[derive(Default)]
 pub struct DotStuffer {
-    /// The last byte written was LF (or nothing was written yet).
+    /// Something was written on the current line (a dot here is not at a
+    /// line start).
     mid_line: bool,
-    last_cr: bool,
+    /// The last byte was a CR whose LF (or its absence) decides what it is.
+    pending_cr: bool,
 }
 
 impl DotStuffer {
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
         for &b in data {
-            if !self.mid_line && b == b'.' {
-                out.push(b'.');
+            if self.pending_cr {
+                self.pending_cr = false;
+                // CRLF, or a bare CR made one: the line ends either way.
+                out.extend_from_slice(b"\r\n");
+                self.mid_line = false;
+                if b == b'\n' {
+                    continue;
+                }
             }
-            if b == b'\n' && !self.last_cr {
-                // A bare LF becomes CRLF: SMTP lines end in CRLF.
-                out.push(b'\r');
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    // A bare LF becomes CRLF.
+                    out.extend_from_slice(b"\r\n");
+                    self.mid_line = false;
+                }
+                _ => {
+                    if !self.mid_line && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.mid_line = true;
+                }
             }
-            out.push(b);
-            self.last_cr = b == b'\r';
-            self.mid_line = b != b'\n';
         }
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.mid_line {
-            if !self.last_cr {
-                out.push(b'\r');
-            }
-            out.push(b'\n');
+        if self.pending_cr || self.mid_line {
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
         self.mid_line = false;
-        self.last_cr = false;
+        self.pending_cr = false;
     }
 }
 
@@ -538,6 +554,43 @@ mod tests {
         assert_eq!(stuff(&[b"x\r", b"\n.y\r\n"]), b"x\r\n..y\r\n.\r\n");
         assert_eq!(stuff(&[b"bare\nlf"]), b"bare\r\nlf\r\n.\r\n");
         assert_eq!(stuff(&[]), b".\r\n");
+    }
+
+    /// Bare CR and bare LF, alone or next to dots, anywhere and across
+    /// chunk borders: only CRLF line ends leave, every dot line is stuffed,
+    /// and the one `CRLF.CRLF` is the real end (issue 16, SMTP smuggling).
+    #[test]
+    fn bare_cr_and_lf_leave_as_crlf_and_never_smuggle_an_end() {
+        let attacks: [&[&[u8]]; 6] = [
+            &[b"a\r.\rMAIL FROM:<x@y>\r\n"],
+            &[b"a\n.\nMAIL FROM:<x@y>\r\n"],
+            &[b"a\r", b".", b"\r", b"b"],
+            &[b"a\r\n.\r", b"b\r\n"],
+            &[b"\r\r\n\n.\r"],
+            &[b"x\r.\r\n"],
+        ];
+        for chunks in attacks {
+            let out = stuff(chunks);
+            // Every CR is followed by LF and every LF follows a CR.
+            for (i, &b) in out.iter().enumerate() {
+                if b == b'\r' {
+                    assert_eq!(out.get(i + 1), Some(&b'\n'), "{chunks:?} -> {out:?}");
+                }
+                if b == b'\n' {
+                    assert!(i > 0 && out[i - 1] == b'\r', "{chunks:?} -> {out:?}");
+                }
+            }
+            // The end of data appears once, at the end.
+            let ends = out.windows(5).filter(|w| w == b"\r\n.\r\n").count();
+            assert_eq!(ends, 1, "{chunks:?} -> {:?}", String::from_utf8_lossy(&out));
+            assert!(out.ends_with(b"\r\n.\r\n"));
+        }
+        assert_eq!(
+            stuff(&[b"a\r.\rb\n.\nc"]),
+            b"a\r\n..\r\nb\r\n..\r\nc\r\n.\r\n"
+        );
+        assert_eq!(stuff(&[b"a\r", b"\n.b\r"]), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(stuff(&[b".\r"]), b"..\r\n.\r\n");
     }
 
     #[test]

@@ -189,3 +189,46 @@ impl DataDecoder {
         }
     }
 }
+
+/// Finds a bare CR or bare LF in a body that arrives in pieces (BDAT
+/// chunks), by the same rule as [`DataDecoder`]: every CR must be followed
+/// by LF and every LF preceded by CR, across piece borders. A CR ending the
+/// last piece is bare.
+#[derive(Debug, Clone, Default)]
+pub struct LineEndingCheck {
+    /// The previous piece ended with CR.
+    pending_cr: bool,
+    bare: bool,
+}
+
+impl LineEndingCheck {
+    pub fn push(&mut self, data: &[u8]) {
+        if self.bare {
+            return;
+        }
+        for &b in data {
+            if self.pending_cr {
+                if b != b'\n' {
+                    self.bare = true;
+                    return;
+                }
+                self.pending_cr = false;
+                continue;
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    self.bare = true;
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// True once a bare CR or LF was seen; `at_end` counts a CR left at
+    /// the end as bare.
+    pub fn saw_bare(&self, at_end: bool) -> bool {
+        self.bare || (at_end && self.pending_cr)
+    }
+}

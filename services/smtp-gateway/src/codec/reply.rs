@@ -207,6 +207,10 @@ pub fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "Too many recipients")
 }
 
+pub fn mailbox_full() -> Reply {
+    Reply::new(452, "4.2.2", "Mailbox full, try again later")
+}
+
 pub fn unrecognized() -> Reply {
     Reply::new(500, "5.5.1", "Command unrecognized")
 }
@@ -264,6 +268,13 @@ pub fn text_line_too_long() -> Reply {
         550,
         "5.6.0",
         "Message has a text line over the length limit",
+    )
+}
+pub fn repeated_header(field: &'static str) -> Reply {
+    Reply::new(
+        550,
+        "5.6.0",
+        format!("Message has more than one {field}: header field (RFC 5322 3.6 allows one)"),
     )
 }
 pub fn message_too_big() -> Reply {

@@ -182,6 +182,12 @@ pub async fn complete<B: Backend>(
         }
     }
     if let Some(account) = &tx.account {
+        // Two From fields let the sender check read one and a reader or a
+        // signer another: refuse every repeated singleton field outright.
+        if let Some(field) = intake.repeated_field() {
+            intake.abort().await;
+            return reply::repeated_header(field);
+        }
         match intake.header_from() {
             Some(froms) => {
                 for from in froms {

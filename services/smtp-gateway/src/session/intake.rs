@@ -8,15 +8,15 @@
 //! start (SPF-only DMARC). On submission the header block (up to
 //! [`HEAD_LIMIT`]) is kept to check the From: addresses. Memory stays
 //! bounded in every case. Incoming `Authentication-Results` fields that
-//! claim this server's name are removed from a held body (RFC 8601 5).
-
-use mail_parser::MessageParser;
+//! claim this server's name are removed from the client's header block on
+//! every role, held or streamed, verification on or off (RFC 8601 5): only
+//! the field this server writes may speak for it.
 
 use super::data::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
 use crate::codec::reply::{self, Reply};
 use crate::gateway::{Gateway, Role};
-use crate::verify::Verdict;
+use crate::verify::{ResultsFilter, Verdict};
 
 /// Largest header block kept for the From: check.
 pub const HEAD_LIMIT: usize = 64 * 1024;
@@ -34,6 +34,10 @@ pub struct Intake<W> {
     head: Option<Vec<u8>>,
     head_complete: bool,
     head_overflow: bool,
+    /// Drops forged `Authentication-Results` from the client's bytes.
+    results: ResultsFilter,
+    /// The filter's output, reused between writes.
+    filtered: Vec<u8>,
     error: Option<BackendError>,
 }
 
@@ -51,6 +55,8 @@ impl<W: BodyWriter> Intake<W> {
             head: tx.account.is_some().then(Vec::new),
             head_complete: false,
             head_overflow: false,
+            results: ResultsFilter::new(&gw.settings.hostname),
+            filtered: Vec::new(),
             error: None,
         };
         if !hold {
@@ -78,13 +84,12 @@ impl<W: BodyWriter> Intake<W> {
             // Over the limit: decide on what we have, then stream.
             let held = self.held.take().unwrap_or_default();
             let verdict = verdict(tx, gw, &held, false).await;
-            let held = without_forged_results(held, &gw.settings.hostname);
             self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
                 .await;
             self.verdict = verdict;
-            self.write(&held).await;
+            self.write_client(&held).await;
         }
-        self.write(data).await;
+        self.write_client(data).await;
     }
 
     /// A storage error seen so far (the caller answers 451 at the end).
@@ -92,8 +97,10 @@ impl<W: BodyWriter> Intake<W> {
         self.error.take()
     }
 
-    /// The addresses of the From: header(s); `None` when they cannot be
-    /// vouched for (header block too large, a From: without an address).
+    /// The addresses of the first From: field (the reading ENVELOPE and
+    /// DKIM signing share, `mailfleet_mime::first_from`); `None` when they
+    /// cannot be vouched for (header block too large, a From: without an
+    /// address).
     pub fn header_from(&self) -> Option<Vec<String>> {
         let Some(head) = &self.head else {
             return Some(Vec::new());
@@ -101,20 +108,15 @@ impl<W: BodyWriter> Intake<W> {
         if self.head_overflow {
             return None;
         }
-        let Some(message) = MessageParser::new().parse_headers(head.as_slice()) else {
-            return Some(Vec::new());
-        };
-        let mut out = Vec::new();
-        if let Some(from) = message.from() {
-            for addr in from.iter() {
-                match addr.address() {
-                    Some(a) => out.push(a.to_owned()),
-                    // A From: without a usable address cannot be vouched for.
-                    None => return None,
-                }
-            }
-        }
-        Some(out)
+        mailfleet_mime::first_from(head)
+    }
+
+    /// A field RFC 5322 3.6 allows once that the kept header block has
+    /// more than once (submission only: the block is kept there).
+    pub fn repeated_field(&self) -> Option<&'static str> {
+        self.head
+            .as_deref()
+            .and_then(mailfleet_mime::repeated_singleton)
     }
 
     /// Runs the checks that need the whole message, writes what is still
@@ -127,12 +129,15 @@ impl<W: BodyWriter> Intake<W> {
     ) -> Result<W, Reply> {
         if let Some(held) = self.held.take() {
             let verdict = verdict(tx, gw, &held, true).await;
-            let held = without_forged_results(held, &gw.settings.hostname);
             self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
                 .await;
             self.verdict = verdict;
-            self.write(&held).await;
+            self.write_client(&held).await;
         }
+        let mut rest = std::mem::take(&mut self.filtered);
+        rest.clear();
+        self.results.finish(&mut rest);
+        self.write(&rest).await;
         if let Some(verdict) = &self.verdict {
             tracing::info!(dmarc = verdict.dmarc, job_id = %tx.job_id, "Inbound authentication checked.");
             if let Some(domain) = &verdict.reject {
@@ -166,6 +171,15 @@ impl<W: BodyWriter> Intake<W> {
         }
     }
 
+    /// Writes the client's bytes, less forged `Authentication-Results`.
+    async fn write_client(&mut self, data: &[u8]) {
+        let mut out = std::mem::take(&mut self.filtered);
+        out.clear();
+        self.results.push(data, &mut out);
+        self.write(&out).await;
+        self.filtered = out;
+    }
+
     async fn write(&mut self, data: &[u8]) {
         if self.error.is_none()
             && !data.is_empty()
@@ -190,11 +204,6 @@ impl<W: BodyWriter> Intake<W> {
             self.head_overflow = true;
         }
     }
-}
-
-/// Drops `Authentication-Results` fields that claim our name (RFC 8601 5).
-fn without_forged_results(held: Vec<u8>, hostname: &str) -> Vec<u8> {
-    crate::verify::strip_forged_results(&held, hostname).unwrap_or(held)
 }
 
 async fn verdict<B: Backend>(

@@ -50,6 +50,7 @@ pub(super) async fn mail<B: Backend>(
         envelope: Envelope {
             return_path: from.address,
             recipients: Vec::new(),
+            size: from.size,
             body: from.body,
             smtputf8: from.smtputf8,
             ret: from.ret,

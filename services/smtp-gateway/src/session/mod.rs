@@ -57,6 +57,8 @@ pub struct Envelope {
     /// Empty for the null sender.
     pub return_path: String,
     pub recipients: Vec<Recipient>,
+    /// The SIZE given on MAIL (RFC 1870), for the quota check at RCPT.
+    pub size: Option<u64>,
     pub body: BodyType,
     /// SMTPUTF8 given on MAIL (RFC 6531).
     pub smtputf8: bool,

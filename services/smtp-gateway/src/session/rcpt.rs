@@ -1,7 +1,9 @@
 //! RCPT TO (RFC 5321 4.1.1.3), checked through mailstore's ResolveRecipient.
 //! The MX role has no AUTH, so a domain that is not ours is refused; an
 //! authenticated submission may relay anywhere (delivery-worker relays the
-//! non-local recipients). NOTIFY and ORCPT (RFC 3461) ride along.
+//! non-local recipients). NOTIFY and ORCPT (RFC 3461) ride along. A local
+//! recipient whose account is over quota (for the SIZE announced, or for
+//! any message) gets `452 4.2.2` here instead of a bounce later.
 
 use super::{Envelope, Recipient};
 use crate::backend::{Backend, Resolution};
@@ -31,8 +33,12 @@ pub(super) async fn rcpt<B: Backend>(
         // Same recipient twice: one copy is enough.
         return reply::recipient_ok();
     }
-    let accept = match gw.backend.resolve_recipient(&address).await {
+    let size = envelope.size.unwrap_or(0);
+    let accept = match gw.backend.resolve_recipient(&address, size).await {
         Ok(Resolution::Local) => true,
+        // Refused now rather than accepted and bounced to a sender that
+        // may be forged (backscatter); 4xx, as the mailbox may drain.
+        Ok(Resolution::OverQuota) => return reply::mailbox_full(),
         Ok(Resolution::UnknownUser) => return reply::unknown_user(),
         Ok(Resolution::NotLocal) if relay => true,
         Ok(Resolution::NotLocal) => return reply::relay_denied(),

@@ -88,7 +88,11 @@ struct RealStorage(Mailfleet);
 impl Backend for RealStorage {
     type Writer = mailfleet_blob::BlobWriter;
 
-    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+    async fn resolve_recipient(
+        &self,
+        address: &str,
+        _size: u64,
+    ) -> Result<Resolution, BackendError> {
         Ok(if address.ends_with("@local.test") {
             Resolution::Local
         } else {

@@ -15,6 +15,7 @@ mod broker;
 mod codec;
 mod fuzz;
 mod mailstore;
+mod security;
 mod session;
 mod submission;
 mod support;

@@ -34,8 +34,12 @@ pub struct Recorded {
 pub const USER: &str = "user@local.test";
 pub const PASSWORD: &str = "secret";
 
+/// Room left in the account of `small@local.test`.
+pub const SMALL_ROOM: u64 = 1000;
+
 /// Recipients in `local.test` exist except `unknown@local.test`; every other
-/// domain is foreign. `USER` has the aliases `alias@local.test` and
+/// domain is foreign. `full@local.test` is over quota, `small@local.test`
+/// has room for [`SMALL_ROOM`] octets. `USER` has the aliases `alias@local.test` and
 /// `user+tag@local.test`.
 #[derive(Clone, Default)]
 pub struct FakeBackend(pub Arc<Recorded>);
@@ -68,12 +72,18 @@ impl BodyWriter for FakeWriter {
 impl Backend for FakeBackend {
     type Writer = FakeWriter;
 
-    async fn resolve_recipient(&self, address: &str) -> Result<Resolution, BackendError> {
+    async fn resolve_recipient(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<Resolution, BackendError> {
         if self.0.resolver_down.load(Ordering::SeqCst) {
             return Err(BackendError::Resolve("mailstore down".into()));
         }
         Ok(match address.rsplit_once('@') {
             Some(("unknown", "local.test")) => Resolution::UnknownUser,
+            Some(("full", "local.test")) => Resolution::OverQuota,
+            Some(("small", "local.test")) if size > SMALL_ROOM => Resolution::OverQuota,
             Some((_, "local.test")) => Resolution::Local,
             _ => Resolution::NotLocal,
         })
