@@ -294,7 +294,7 @@ settings! {
     allow_plaintext_auth: bool = "false";
     /// Longest IMAP command line, CRLF included (Dovecot's default is 64k too; an RFC 2971 ID of 30 pairs takes about 32 KiB). Whole commands, literals included, are bounded as well: 64 KiB before login, 15 MiB after (APPEND's message excepted).
     imap_max_line_length: usize = "65536";
-    /// How long an IMAP client may stay silent (RFC 3501 5.4: at least 30 minutes).
+    /// How long an IMAP client may take to send a command, stay in IDLE or leave a response unread before `* BYE` (RFC 9051 5.4: at least 30 minutes; before login at most 60 s).
     imap_timeout: Duration = "30m";
     /// Longest POP3 command line, CRLF included (RFC 2449: 255 octets).
     pop3_max_line_length: usize = "1024";
@@ -310,9 +310,9 @@ settings! {
     smtp_max_line_length: usize = "2048";
     /// Most commands in one SMTP session.
     smtp_max_commands: usize = "10000";
-    /// How long an SMTP client may take to send its next command (RFC 5321 4.5.3.2.7: at least 5 minutes).
+    /// How long an SMTP client may take to send its whole next command line, or to read a reply (RFC 5321 4.5.3.2.7: at least 5 minutes).
     smtp_timeout: Duration = "5m";
-    /// How long an SMTP client may pause inside DATA or BDAT before the session is closed (RFC 5321 4.5.3.2.5: 3 minutes per data block).
+    /// How long an SMTP client may take to send each 16 KiB data block inside DATA or BDAT before the session is closed (RFC 5321 4.5.3.2.5: 3 minutes per data block).
     smtp_data_timeout: Duration = "3m";
     /// Command timeout on the submission listeners until the client has authenticated (an unauthenticated session holds a slot for nothing).
     smtp_preauth_timeout: Duration = "60s";

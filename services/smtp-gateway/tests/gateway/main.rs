@@ -18,4 +18,5 @@ mod mailstore;
 mod session;
 mod submission;
 mod support;
+mod timeouts;
 mod verify;
