@@ -352,6 +352,8 @@ settings! {
     delivery_batch_wait: Duration = "5ms";
     /// Static relay routes of delivery-worker: `domain=host:port,...`, `*=host:port` for a smart host.
     relay_routes: String = "";
+    /// Let delivery-worker relay to mail hosts found in DNS (MX, or the domain's own A/AAAA) at loopback, private, link-local or shared addresses; off, such a host is skipped and a domain with only such hosts fails with `5.4.4 no public mail host`. Static routes are always used as given.
+    relay_allow_private: bool = "false";
     /// DNS resolver (`ip` or `ip:port`) for MX lookups; empty uses the system configuration.
     dns_resolver: String = "";
     /// Secret (at least 32 random bytes) that seals DKIM private keys at rest in Postgres (mailstore); empty stores them unsealed.
