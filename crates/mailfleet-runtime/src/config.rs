@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,6 +112,78 @@ impl fmt::Debug for SecretString {
 impl Setting for SecretString {
     fn parse_setting(raw: &str) -> Result<Self, String> {
         Ok(Self(raw.to_owned()))
+    }
+}
+
+/// One CIDR block (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this block. An IPv4-mapped IPv6 address (a dual-stack
+    /// socket's view of an IPv4 peer) counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let (addr, prefix) = raw.split_once('/').unwrap_or((raw, ""));
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{raw:?} is not an address or CIDR block"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{raw:?} has a prefix length outside 0..={max}"))?
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+/// A comma-separated list of CIDR blocks; empty matches nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CidrList(pub Vec<Cidr>);
+
+impl CidrList {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+}
+
+impl Setting for CidrList {
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        raw.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 
@@ -222,7 +294,7 @@ settings! {
     allow_plaintext_auth: bool = "false";
     /// Longest IMAP command line, CRLF included (Dovecot's default is 64k too; an RFC 2971 ID of 30 pairs takes about 32 KiB). Whole commands, literals included, are bounded as well: 64 KiB before login, 15 MiB after (APPEND's message excepted).
     imap_max_line_length: usize = "65536";
-    /// How long an IMAP client may stay silent (RFC 3501 5.4: at least 30 minutes).
+    /// How long an IMAP client may take to send a command, stay in IDLE or leave a response unread before `* BYE` (RFC 9051 5.4: at least 30 minutes; before login at most 60 s).
     imap_timeout: Duration = "30m";
     /// Longest POP3 command line, CRLF included (RFC 2449: 255 octets).
     pop3_max_line_length: usize = "1024";
@@ -238,9 +310,9 @@ settings! {
     smtp_max_line_length: usize = "2048";
     /// Most commands in one SMTP session.
     smtp_max_commands: usize = "10000";
-    /// How long an SMTP client may take to send its next command (RFC 5321 4.5.3.2.7: at least 5 minutes).
+    /// How long an SMTP client may take to send its whole next command line, or to read a reply (RFC 5321 4.5.3.2.7: at least 5 minutes).
     smtp_timeout: Duration = "5m";
-    /// How long an SMTP client may pause inside DATA or BDAT before the session is closed (RFC 5321 4.5.3.2.5: 3 minutes per data block).
+    /// How long an SMTP client may take to send each 16 KiB data block inside DATA or BDAT before the session is closed (RFC 5321 4.5.3.2.5: 3 minutes per data block).
     smtp_data_timeout: Duration = "3m";
     /// Command timeout on the submission listeners until the client has authenticated (an unauthenticated session holds a slot for nothing).
     smtp_preauth_timeout: Duration = "60s";
@@ -266,6 +338,8 @@ settings! {
     proxy_protocol: bool = "false";
     /// How long a connection may take to send its PROXY protocol header.
     proxy_protocol_timeout: Duration = "5s";
+    /// Peers allowed to send a PROXY protocol header (comma-separated CIDR blocks, e.g. the load balancers' subnet); empty trusts nobody, so with MAILFLEET_PROXY_PROTOCOL on every connection is closed until this lists the balancers.
+    proxy_trusted: CidrList = "";
     /// Most concurrent connections per listener.
     max_connections: usize = "10000";
     /// Most concurrent connections from one IP address per listener.
@@ -278,6 +352,8 @@ settings! {
     delivery_batch_wait: Duration = "5ms";
     /// Static relay routes of delivery-worker: `domain=host:port,...`, `*=host:port` for a smart host.
     relay_routes: String = "";
+    /// Let delivery-worker relay to mail hosts found in DNS (MX, or the domain's own A/AAAA) at loopback, private, link-local or shared addresses; off, such a host is skipped and a domain with only such hosts fails with `5.4.4 no public mail host`. Static routes are always used as given.
+    relay_allow_private: bool = "false";
     /// DNS resolver (`ip` or `ip:port`) for MX lookups; empty uses the system configuration.
     dns_resolver: String = "";
     /// Secret (at least 32 random bytes) that seals DKIM private keys at rest in Postgres (mailstore); empty stores them unsealed.
@@ -492,6 +568,29 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn cidr_lists() {
+        let l = CidrList::parse_setting("10.0.0.0/8, 192.0.2.7,2001:db8::/32").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.contains(ip("10.200.1.1")));
+        assert!(l.contains(ip("192.0.2.7")));
+        assert!(!l.contains(ip("192.0.2.8")));
+        assert!(l.contains(ip("2001:db8:1::1")));
+        assert!(
+            l.contains(ip("::ffff:10.1.2.3")),
+            "IPv4-mapped counts as IPv4"
+        );
+        assert!(!l.contains(ip("11.0.0.1")));
+        assert!(CidrList::parse_setting("").unwrap().0.is_empty());
+        assert!(
+            CidrList::parse_setting("0.0.0.0/0")
+                .unwrap()
+                .contains(ip("203.0.113.1"))
+        );
+        assert!(CidrList::parse_setting("10.0.0.0/33").is_err());
+        assert!(CidrList::parse_setting("example.org").is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Config;
+use crate::config::CidrList;
 use crate::proxy_protocol::{self, Proxied};
 
 /// A protocol session handler.
@@ -67,23 +68,30 @@ impl Drop for Slot {
 
 /// Whether a listener expects a PROXY protocol header (v1 or v2) from a load
 /// balancer before the client's first byte.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ProxyProtocol {
     /// Connections come straight from clients.
     #[default]
     Off,
-    /// Every connection must start with a header, within `timeout`; the
-    /// client it names is the peer the handler sees and the limits count.
-    /// Connections without one are closed: the spec forbids guessing.
-    Required { timeout: Duration },
+    /// Every connection must come from a `trusted` peer (the balancers) and
+    /// start with a header, within `timeout`; the client it names is the peer
+    /// the handler sees and the limits count. Other connections are closed:
+    /// the spec forbids guessing, and a header from anyone else would let any
+    /// host claim any address (SPF, per-IP limits, loopback privileges).
+    Required {
+        timeout: Duration,
+        trusted: Arc<CidrList>,
+    },
 }
 
 impl ProxyProtocol {
-    /// From the `proxy_protocol` and `proxy_protocol_timeout` settings.
+    /// From the `proxy_protocol`, `proxy_protocol_timeout` and
+    /// `proxy_trusted` settings.
     pub fn from_config(config: &Config) -> Self {
         if config.proxy_protocol {
             Self::Required {
                 timeout: config.proxy_protocol_timeout,
+                trusted: Arc::new(config.proxy_trusted.clone()),
             }
         } else {
             Self::Off
@@ -139,19 +147,31 @@ pub async fn serve_with<H: Handler>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let ProxyProtocol::Required { timeout } = proxy else {
+        let ProxyProtocol::Required { timeout, trusted } = &proxy else {
             start(
                 &counts, limits, stream, peer, &handler, protocol, &shutdown, &tracker,
             );
             continue;
         };
+        if !trusted.contains(peer.ip()) {
+            tracing::info!(%peer, protocol, "Connection closed: not from a trusted PROXY protocol peer.");
+            continue;
+        }
+        // Until its header arrives the connection holds a slot of the
+        // balancer's address, so silent connections are bounded by the limits.
+        let Some(waiting) = admit(&counts, limits, peer.ip()) else {
+            tracing::info!(%peer, protocol, "Connection refused by limit.");
+            tracker.spawn(handler.clone().refuse(stream));
+            continue;
+        };
         // The header is read off the accept loop so a slow or silent
         // balancer connection cannot stall other clients.
-        let (counts, handler, shutdown_task, tracker_task) = (
+        let (counts, handler, shutdown_task, tracker_task, timeout) = (
             counts.clone(),
             handler.clone(),
             shutdown.clone(),
             tracker.clone(),
+            *timeout,
         );
         tracker.spawn(async move {
             let mut stream = stream;
@@ -159,6 +179,9 @@ pub async fn serve_with<H: Handler>(
                 _ = shutdown_task.cancelled() => return,
                 h = tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream)) => h,
             };
+            // The slot is freed before the socket closes, so a client that
+            // sees the close can reconnect within the limits.
+            drop(waiting);
             let client = match header {
                 Ok(Ok(Proxied::Tcp { source, .. })) => source,
                 Ok(Ok(Proxied::Local)) => peer,
@@ -176,6 +199,21 @@ pub async fn serve_with<H: Handler>(
     }
 }
 
+/// Takes a connection slot for `ip`, or `None` when a limit is reached.
+fn admit(counts: &Arc<Mutex<Counts>>, limits: Limits, ip: IpAddr) -> Option<Slot> {
+    let mut c = counts.lock().ok()?;
+    let per_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+    if c.total >= limits.max_connections || per_ip >= limits.max_connections_per_ip {
+        return None;
+    }
+    c.total += 1;
+    *c.per_ip.entry(ip).or_default() += 1;
+    Some(Slot {
+        counts: counts.clone(),
+        ip,
+    })
+}
+
 /// Admits a connection from `peer` within the limits and runs its session,
 /// or has the handler refuse it.
 #[allow(clippy::too_many_arguments)]
@@ -189,20 +227,7 @@ fn start<H: Handler>(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let slot = {
-        let Ok(mut c) = counts.lock() else { return };
-        let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        if c.total >= limits.max_connections || per_ip >= limits.max_connections_per_ip {
-            None
-        } else {
-            c.total += 1;
-            *c.per_ip.entry(peer.ip()).or_default() += 1;
-            Some(Slot {
-                counts: counts.clone(),
-                ip: peer.ip(),
-            })
-        }
-    };
+    let slot = admit(counts, limits, peer.ip());
     let handler = handler.clone();
     match slot {
         Some(slot) => {
@@ -252,6 +277,14 @@ mod tests {
         }
     }
 
+    fn proxied(timeout: Duration, trusted: &str) -> ProxyProtocol {
+        use crate::config::Setting;
+        ProxyProtocol::Required {
+            timeout,
+            trusted: Arc::new(CidrList::parse_setting(trusted).unwrap()),
+        }
+    }
+
     async fn start_listener(
         proxy: ProxyProtocol,
         per_ip: usize,
@@ -295,9 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn proxied_peer_reaches_the_handler_and_the_limits() {
-        let required = ProxyProtocol::Required {
-            timeout: Duration::from_secs(5),
-        };
+        let required = proxied(Duration::from_secs(5), "127.0.0.0/8");
         let (addr, mut peers, shutdown) = start_listener(required, 1).await;
 
         // v2 header and the first protocol bytes in one segment: nothing past
@@ -346,23 +377,71 @@ mod tests {
 
     #[tokio::test]
     async fn connection_without_header_is_closed_unanswered() {
-        let required = ProxyProtocol::Required {
-            timeout: Duration::from_secs(5),
-        };
+        let required = proxied(Duration::from_secs(5), "127.0.0.0/8");
         let (addr, mut peers, shutdown) = start_listener(required, 10).await;
         let mut c = TcpStream::connect(addr).await.unwrap();
         c.write_all(b"EHLO client.example\r\n").await.unwrap();
         assert_eq!(read_line(&mut c).await, "", "closed without a greeting");
         assert!(peers.try_recv().is_err());
 
-        let quick = ProxyProtocol::Required {
-            timeout: Duration::from_millis(100),
-        };
+        let quick = proxied(Duration::from_millis(100), "127.0.0.0/8");
         let (addr, _peers, shutdown2) = start_listener(quick, 10).await;
         let mut silent = TcpStream::connect(addr).await.unwrap();
         assert_eq!(read_line(&mut silent).await, "", "closed after the timeout");
         shutdown.cancel();
         shutdown2.cancel();
+    }
+
+    /// A PROXY header is believed only from a listed balancer: anyone else
+    /// claiming to relay for 127.0.0.1 is closed unanswered.
+    #[tokio::test]
+    async fn header_from_an_untrusted_peer_is_refused() {
+        let (addr, mut peers, shutdown) =
+            start_listener(proxied(Duration::from_secs(5), "192.0.2.0/24"), 10).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        // The peer may be closed before the header is written.
+        let _ = c
+            .write_all(b"PROXY TCP4 127.0.0.1 127.0.0.1 4000 25\r\nPING\r\n")
+            .await;
+        assert_eq!(read_line(&mut c).await, "", "closed without a greeting");
+        assert!(peers.try_recv().is_err());
+        shutdown.cancel();
+
+        // Nobody is trusted by default.
+        let (addr, mut peers, shutdown) =
+            start_listener(proxied(Duration::from_secs(5), ""), 10).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let _ = c
+            .write_all(b"PROXY TCP4 127.0.0.1 127.0.0.1 4000 25\r\n")
+            .await;
+        assert_eq!(read_line(&mut c).await, "");
+        assert!(peers.try_recv().is_err());
+        shutdown.cancel();
+    }
+
+    /// A connection that never sends its header holds a slot of the
+    /// balancer's address until the header timeout closes it.
+    #[tokio::test]
+    async fn waiting_for_the_header_holds_a_slot_until_the_timeout() {
+        let (addr, mut peers, shutdown) =
+            start_listener(proxied(Duration::from_millis(300), "127.0.0.1/32"), 1).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        // Connections are accepted in order, so the second one is counted
+        // after the first.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(read_line(&mut second).await, "busy\r\n");
+        assert_eq!(read_line(&mut silent).await, "", "closed by the timeout");
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"PROXY TCP4 198.51.100.4 127.0.0.1 4000 25\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut third).await, "hello\r\n");
+        assert_eq!(
+            peers.recv().await.unwrap(),
+            "198.51.100.4:4000".parse().unwrap()
+        );
+        shutdown.cancel();
     }
 
     #[tokio::test]

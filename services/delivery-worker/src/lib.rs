@@ -146,8 +146,9 @@ fn outbound_pipeline(
 ) -> anyhow::Result<Arc<Finisher>> {
     let routes = relay::routes::Routes::parse(&config.relay_routes)
         .map_err(|e| anyhow!("invalid MAILFLEET_RELAY_ROUTES: {e}"))?;
-    let router =
-        relay::routes::Router::new(routes, &config.dns_resolver).map_err(|e| anyhow!(e))?;
+    let router = relay::routes::Router::new(routes, &config.dns_resolver)
+        .map_err(|e| anyhow!(e))?
+        .allow_private(config.relay_allow_private);
     let schedule = retry::Schedule::parse(&config.retry_schedule, config.delivery_lifetime)
         .map_err(|e| anyhow!("invalid MAILFLEET_RETRY_SCHEDULE: {e}"))?;
     let blobs = mailfleet_blob::BlobStore::from_config(config)

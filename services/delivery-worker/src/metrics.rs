@@ -226,6 +226,7 @@ impl Metrics {
             "bad_address",
             "body_missing",
             "no_mail_host",
+            "no_public_mail_host",
             "not_local",
             "rejected",
             "unknown_recipient",

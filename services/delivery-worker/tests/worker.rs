@@ -1160,6 +1160,9 @@ async fn dns_server() -> std::net::SocketAddr {
                         reply.add_answer(mx("pref.test.", 20, "b.mx.test."));
                         reply.add_answer(mx("pref.test.", 10, "a.mx.test."));
                     }
+                    ("private.test.", RecordType::MX) => {
+                        reply.add_answer(mx("private.test.", 10, "a.mx.test."));
+                    }
                     ("null.test.", RecordType::MX) => {
                         reply.add_answer(mx("null.test.", 0, "."));
                     }
@@ -1170,7 +1173,10 @@ async fn dns_server() -> std::net::SocketAddr {
                             RData::A(A::new(127, 0, 0, 2)),
                         ));
                     }
-                    ("nomx.test.", _) | ("a.mx.test.", _) | ("pref.test.", _) => {}
+                    ("nomx.test.", _)
+                    | ("a.mx.test.", _)
+                    | ("pref.test.", _)
+                    | ("private.test.", _) => {}
                     _ => reply.metadata.response_code = ResponseCode::NXDomain,
                 }
             }
@@ -1207,8 +1213,57 @@ async fn mx_lookup_orders_by_preference_and_honours_null_and_implicit_mx() {
         Err(RouteError::NoMail(_))
     ));
     let a = router.targets("pref.test").await.unwrap().remove(0);
+    let router = router.allow_private(true);
     assert_eq!(
         router.addresses(&a).await.unwrap(),
         ["127.0.0.2:25".parse::<std::net::SocketAddr>().unwrap()]
     );
+}
+
+/// An MX pointing at loopback is refused by default (a domain's owner must
+/// not steer the relay into our network) and used with
+/// `relay_allow_private`; a static route to loopback is always used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_at_a_private_address_is_refused_unless_allowed() {
+    use delivery_worker::relay::routes::{AddressError, Router, Routes};
+    let dns = dns_server().await;
+    let router = Router::new(Routes::parse("").unwrap(), &dns.to_string()).unwrap();
+    let a = router.targets("pref.test").await.unwrap().remove(0);
+    assert_eq!(a.host, "a.mx.test");
+    assert_eq!(
+        router.addresses(&a).await,
+        Err(AddressError::NotPublic("a.mx.test".into()))
+    );
+    let allowed = router.allow_private(true);
+    assert_eq!(
+        allowed.addresses(&a).await.unwrap(),
+        ["127.0.0.2:25".parse::<std::net::SocketAddr>().unwrap()]
+    );
+
+    let routed = Router::new(Routes::parse("*=127.0.0.1:2525").unwrap(), &dns.to_string()).unwrap();
+    let sink = routed.targets("anywhere.test").await.unwrap().remove(0);
+    assert_eq!(
+        routed.addresses(&sink).await.unwrap(),
+        ["127.0.0.1:2525".parse::<std::net::SocketAddr>().unwrap()]
+    );
+
+    // A domain whose only MX is private fails at once, with the reason.
+    let stack = Stack::start_with(&[
+        ("RELAY_ROUTES", String::new()),
+        ("DNS_RESOLVER", dns.to_string()),
+    ])
+    .await;
+    let publisher = Publisher::new(&stack.vhost.url(), &stack.prefix);
+    let jobs = stack.jobs(1, "private", &["bob@private.test"]).await;
+    publish_all(&publisher, &jobs).await;
+    let failed = r#"mailfleet_delivery_permanent_failures_total{reason="no_public_mail_host"}"#;
+    for _ in 0..1500 {
+        if stack.metric(failed).await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stack.metric(failed).await, 1.0);
+    assert_eq!(stack.metric("mailfleet_delivery_deferred_total").await, 0.0);
+    stack.stop().await;
 }

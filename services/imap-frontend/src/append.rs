@@ -165,7 +165,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
     // The command line goes on after the literal: only CRLF may follow
     // (MULTIAPPEND is not offered), after the `)` of the UTF8 form.
     let mut rest = Vec::new();
-    let complete = match s.read_line(&mut rest).await {
+    let complete = match s.read_line_timed(&mut rest).await {
         Err(e) => {
             call.abort();
             return Err(e);

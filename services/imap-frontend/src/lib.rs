@@ -50,7 +50,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, MaybeTls};
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
 
@@ -92,8 +92,9 @@ impl Handler for Imap {
             .inc();
         let conn = if self.implicit_tls {
             let Some(tls) = &self.shared.tls else { return };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-                Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+            let timeout = HANDSHAKE_TIMEOUT.min(self.shared.idle_timeout);
+            match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                Ok(Ok(s)) => Conn::new(MaybeTls::Tls(Box::new(s)), self.shared.idle_timeout),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "TLS handshake failed.");
                     return;
@@ -101,7 +102,7 @@ impl Handler for Imap {
                 Err(_) => return,
             }
         } else {
-            Conn::Plain(stream)
+            Conn::new(MaybeTls::Plain(stream), self.shared.idle_timeout)
         };
         metrics.sessions.inc();
         let mut session = Session::new(self.shared.clone(), conn, peer);
@@ -113,7 +114,8 @@ impl Handler for Imap {
 
     async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
         if !self.implicit_tls {
-            let _ = stream.write_all(b"* BYE Too many connections\r\n").await;
+            let bye = stream.write_all(b"* BYE Too many connections\r\n");
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, bye).await;
         }
         let _ = stream.shutdown().await;
     }
@@ -196,7 +198,7 @@ pub async fn run(
             implicit_tls: false,
         }),
         limits,
-        proxy,
+        proxy.clone(),
         "imap",
         shutdown.clone(),
         tracker.clone(),
@@ -213,7 +215,7 @@ pub async fn run(
                     implicit_tls: true,
                 }),
                 limits,
-                proxy,
+                proxy.clone(),
                 "imaps",
                 shutdown.clone(),
                 tracker.clone(),

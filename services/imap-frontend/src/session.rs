@@ -28,7 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 use tracing::Instrument;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, MaybeTls};
 use crate::encode;
 use crate::metrics::Metrics;
 use crate::parse::Prepared;
@@ -442,7 +442,9 @@ impl Session {
 
     /// Whether passwords may be sent on this connection now.
     fn login_allowed(&self) -> bool {
-        self.io.get_ref().is_tls() || self.shared.allow_plaintext || self.peer.ip().is_loopback()
+        self.io.get_ref().get_ref().is_tls()
+            || self.shared.allow_plaintext
+            || self.peer.ip().is_loopback()
     }
 
     pub(crate) fn capabilities(&self) -> String {
@@ -455,7 +457,7 @@ impl Session {
         caps.push_str(" IMAP4rev2 BINARY SEARCHRES");
         caps.push_str(" SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
         if self.user.is_none() {
-            if !self.io.get_ref().is_tls() && self.shared.tls.is_some() {
+            if !self.io.get_ref().get_ref().is_tls() && self.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
             }
             if self.login_allowed() {
@@ -514,11 +516,7 @@ impl Session {
         self.untagged(&greeting);
         self.flush().await?;
         loop {
-            let timeout = if self.user.is_some() {
-                self.shared.idle_timeout
-            } else {
-                PRE_AUTH_TIMEOUT.min(self.shared.idle_timeout)
-            };
+            let timeout = self.read_timeout();
             let input = tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.untagged("BYE mailfleet IMAP shutting down");
@@ -591,6 +589,40 @@ impl Session {
         }
         let _ = self.io.get_mut().shutdown().await;
         Ok(())
+    }
+
+    /// How long the client may take to send a command (or a line the
+    /// running command waits for): shorter before login.
+    pub(crate) fn read_timeout(&self) -> Duration {
+        if self.user.is_some() {
+            self.shared.idle_timeout
+        } else {
+            self.pre_auth_timeout()
+        }
+    }
+
+    fn pre_auth_timeout(&self) -> Duration {
+        PRE_AUTH_TIMEOUT.min(self.shared.idle_timeout)
+    }
+
+    /// [`Self::read_line`] within [`Self::read_timeout`]: a line a command
+    /// waits for (a SASL response, the end of an APPEND) cannot hold the
+    /// session forever, one byte at a time or not at all.
+    pub(crate) async fn read_line_timed(
+        &mut self,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<Option<bool>> {
+        match tokio::time::timeout(self.read_timeout(), self.read_line(buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.untagged("BYE Autologout; idle for too long");
+                self.flush().await?;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client line timed out",
+                ))
+            }
+        }
     }
 
     /// Reads one line (bounded) and appends it to `buf`; false at EOF, Err
@@ -1035,7 +1067,7 @@ impl Session {
         let Some(tls) = self.shared.tls.clone() else {
             return Ok(Reply::Bad("STARTTLS not available".into()));
         };
-        if self.io.get_ref().is_tls() {
+        if self.io.get_ref().get_ref().is_tls() {
             return Ok(Reply::Bad("TLS already active".into()));
         }
         if self.user.is_some() {
@@ -1045,11 +1077,18 @@ impl Session {
             .extend_from_slice(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes());
         self.flush().await?;
         // Anything the client pipelined after STARTTLS is discarded (RFC 3501 6.2.1).
-        let Some(tcp) = self.io.get_mut().take_plain() else {
+        let Some(tcp) = self.io.get_mut().get_mut().take_plain() else {
             return Err(std::io::Error::other("STARTTLS on a non-plain stream"));
         };
-        let tls_stream = tls.acceptor().accept(tcp).await?;
-        self.io = BufReader::new(Conn::Tls(Box::new(tls_stream)));
+        // A client that never starts (or never finishes) the handshake is
+        // dropped like a silent one before login.
+        let tls_stream = tokio::time::timeout(self.pre_auth_timeout(), tls.acceptor().accept(tcp))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
+        let timeout = self.shared.idle_timeout;
+        self.io = BufReader::new(Conn::new(MaybeTls::Tls(Box::new(tls_stream)), timeout));
         self.shared.metrics.tls_upgrades.inc();
         Ok(Reply::Sent)
     }
@@ -1090,7 +1129,7 @@ impl Session {
         self.out.extend_from_slice(b"+ \r\n");
         self.flush().await?;
         let mut line = Vec::new();
-        match self.read_line(&mut line).await? {
+        match self.read_line_timed(&mut line).await? {
             Some(true) => {}
             _ => return Ok(None),
         }
@@ -1652,7 +1691,13 @@ impl Session {
                 e = self.events.recv() => Some(e),
                 r = self.io.fill_buf() => {
                     let _ = r?;
-                    match self.read_line(&mut line).await? {
+                    // The rest of the line (DONE) is due by the same deadline.
+                    let Ok(read) = tokio::time::timeout_at(deadline, self.read_line(&mut line)).await else {
+                        self.untagged("BYE Autologout; idle for too long");
+                        self.flush().await?;
+                        return Err(std::io::Error::other("idle timeout"));
+                    };
+                    match read? {
                         Some(true) => {
                             let trimmed = line.trim_ascii();
                             if trimmed.eq_ignore_ascii_case(b"DONE") {

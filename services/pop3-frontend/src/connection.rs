@@ -78,7 +78,8 @@ impl Handler for Pop3Listener {
     }
 
     async fn refuse(self: Arc<Self>, mut stream: TcpStream) {
-        let _ = stream.write_all(session::TOO_MANY.as_bytes()).await;
+        let refusal = stream.write_all(session::TOO_MANY.as_bytes());
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, refusal).await;
         let _ = stream.shutdown().await;
     }
 }

@@ -133,7 +133,7 @@ pub async fn run(
             listener,
             handler,
             limits,
-            proxy,
+            proxy.clone(),
             if implicit_tls { "pop3s" } else { "pop3" },
             shutdown.clone(),
             tracker.clone(),

@@ -34,6 +34,9 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Longest TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A data block (RFC 5321 4.5.3.2.5): this many body octets must arrive
+/// within the DATA timeout, so a body cannot trickle in a byte at a time.
+const DATA_BLOCK: usize = READ_CHUNK;
 
 impl<B: Backend> Handler for Endpoint<B> {
     async fn handle(
@@ -246,6 +249,11 @@ struct Connection<B: Backend> {
     lines: LineReader,
     session: Session,
     chunked: Option<Chunked<B::Writer>>,
+    /// When the command line being read is due: set when the session starts
+    /// waiting for it, so the timeout bounds the whole line, not each byte.
+    line_deadline: Option<tokio::time::Instant>,
+    /// When the current data block is due, and its octets so far.
+    block: Option<(tokio::time::Instant, usize)>,
 }
 
 impl<B: Backend> Connection<B> {
@@ -267,6 +275,8 @@ impl<B: Backend> Connection<B> {
             lines,
             session: Session::with_role(peer, role, tls),
             chunked: None,
+            line_deadline: None,
+            block: None,
         }
     }
 
@@ -436,12 +446,16 @@ impl<B: Backend> Connection<B> {
         let settings = &self.gw.settings;
         // RFC 5321 4.5.3.2: one timer per step. Only the command loop is
         // interruptible, so that is where the session waits for a command.
-        let timeout = if !interruptible {
-            settings.data_timeout
-        } else if self.session.role.is_submission() && self.session.account.is_none() {
-            settings.preauth_timeout
+        let now = tokio::time::Instant::now();
+        let deadline = if !interruptible {
+            self.block.get_or_insert((now + settings.data_timeout, 0)).0
         } else {
-            settings.timeout
+            let timeout = if self.session.role.is_submission() && self.session.account.is_none() {
+                settings.preauth_timeout
+            } else {
+                settings.timeout
+            };
+            *self.line_deadline.get_or_insert(now + timeout)
         };
         let drain_expired = self.gw.drain_expired.clone();
         let Self {
@@ -452,7 +466,7 @@ impl<B: Backend> Connection<B> {
         } = self;
         input.reserve(READ_CHUNK);
         let mut limited = input.limit(READ_CHUNK);
-        let read = tokio::time::timeout(timeout, stream.read_buf(&mut limited));
+        let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut limited));
         let result = if interruptible {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(Read::ShuttingDown),
@@ -467,7 +481,16 @@ impl<B: Backend> Connection<B> {
         match result {
             Err(_) => Ok(Read::TimedOut),
             Ok(Ok(0)) => Ok(Read::Closed),
-            Ok(Ok(_)) => Ok(Read::Data),
+            Ok(Ok(n)) => {
+                if !interruptible && let Some((_, got)) = &mut self.block {
+                    *got += n;
+                    if *got >= DATA_BLOCK {
+                        // A whole block arrived in time: the next one starts.
+                        self.block = None;
+                    }
+                }
+                Ok(Read::Data)
+            }
             Ok(Err(error)) => Err(error),
         }
     }
@@ -481,6 +504,8 @@ impl<B: Backend> Connection<B> {
             });
             self.input.advance(consumed);
             if let Some(event) = event {
+                // The next line gets its own deadline.
+                self.line_deadline = None;
                 return Ok(event);
             }
             match self.fill(true).await? {
@@ -520,6 +545,7 @@ impl<B: Backend> Connection<B> {
         let label = gw.metrics.listener(tx.role);
         let mut intake = Intake::open(&tx, &gw).await;
         self.push(reply::start_data());
+        self.block = None;
 
         let max = gw.settings.max_message_size;
         let mut too_big = false;
@@ -612,6 +638,7 @@ impl<B: Backend> Connection<B> {
             ChunkStep::Discard(reply) => Some(reply),
         };
         let label = gw.metrics.listener(self.session.role);
+        self.block = None;
         let mut remaining = size;
         while remaining > 0 {
             if self.input.is_empty() {

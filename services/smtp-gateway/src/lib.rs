@@ -153,7 +153,7 @@ pub async fn run(
             listener,
             Endpoint::new(gateway.clone(), role),
             limits,
-            proxy,
+            proxy.clone(),
             role.name(),
             shutdown.clone(),
             tracker.clone(),

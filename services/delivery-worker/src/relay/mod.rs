@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use client::{ClientError, ClientSettings, Envelope, Recipient};
 use pool::Pool;
-use routes::{RouteError, Router};
+use routes::{AddressError, RouteError, Router};
 
 /// Everything relaying needs; shared by all jobs.
 pub struct Relay {
@@ -167,6 +167,10 @@ impl Relay {
             envid: job.envid.clone(),
         };
         let mut last_error = String::from("no destination answered");
+        // Hosts refused for having no public address: a temporary failure
+        // for that host (the next one is tried), permanent when it was all
+        // the domain offered.
+        let mut not_public = 0usize;
         for target in &targets {
             let addresses = match self.router.addresses(target).await {
                 Ok(a) if !a.is_empty() => a,
@@ -174,7 +178,13 @@ impl Relay {
                     last_error = format!("{} has no address", target.host);
                     continue;
                 }
-                Err(e) => {
+                Err(e @ AddressError::NotPublic(_)) => {
+                    warn!(job_id = %job.job_id, host = %target.host, "Not relaying to a mail host without a public address.");
+                    not_public += 1;
+                    last_error = e.to_string();
+                    continue;
+                }
+                Err(AddressError::Lookup(e)) => {
                     last_error = e;
                     continue;
                 }
@@ -271,6 +281,12 @@ impl Relay {
                     break;
                 }
             }
+        }
+        if not_public > 0 && not_public == targets.len() {
+            return all(Outcome::PermFail {
+                reason: "no_public_mail_host",
+                detail: format!("5.4.4 no public mail host for {domain} ({last_error})"),
+            });
         }
         all(Outcome::temp(last_error))
     }

@@ -3,6 +3,12 @@
 //! host), otherwise the domain's MX records by preference (RFC 5321 5.1),
 //! the domain itself when it has no MX (implicit MX, A/AAAA), and nowhere
 //! when it publishes a null MX (RFC 7505).
+//!
+//! Hosts found in DNS are used only at public addresses unless
+//! `relay_allow_private` is set: an MX record is written by whoever controls
+//! the recipient's domain, and must not make the relay connect to loopback,
+//! the cluster network or a cloud metadata service. Static routes are exempt:
+//! the operator named that host on purpose (as Postfix's relayhost).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -74,6 +80,14 @@ impl Routes {
         Ok(routes)
     }
 
+    /// Whether `target` is one the operator configured.
+    fn is_routed(&self, target: &Target) -> bool {
+        self.domains
+            .values()
+            .chain(self.smart_host.as_ref())
+            .any(|t| t == target)
+    }
+
     /// The static route of a domain, if any.
     pub fn route(&self, domain: &str) -> Option<&Target> {
         self.domains
@@ -91,10 +105,50 @@ pub enum RouteError {
     Temporary(String),
 }
 
+/// Why a target gave no address to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Its addresses are all loopback, private, link-local or otherwise not
+    /// on the public internet (see [`is_public`]).
+    #[error("{0} has no public address")]
+    NotPublic(String),
+    /// The lookup failed or found nothing.
+    #[error("{0}")]
+    Lookup(String),
+}
+
+/// Whether `ip` is a public unicast address: not loopback, RFC 1918
+/// private, link-local, shared (100.64/10), unique-local (fc00::/7),
+/// unspecified, multicast, broadcast or reserved. An IPv4-mapped IPv6
+/// address is judged as its IPv4 address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(a == 0
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && b & 0xc0 == 64)
+                || v4.is_multicast()
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
+                || v6.is_multicast())
+        }
+    }
+}
+
 /// Static routes plus DNS.
 pub struct Router {
     routes: Routes,
     resolver: TokioResolver,
+    allow_private: bool,
 }
 
 impl Router {
@@ -124,7 +178,18 @@ impl Router {
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build()
         }
         .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-        Ok(Self { routes, resolver })
+        Ok(Self {
+            routes,
+            resolver,
+            allow_private: false,
+        })
+    }
+
+    /// Lets hosts found in DNS be used at non-public addresses too
+    /// (`relay_allow_private`: tests, an internal mail network).
+    pub fn allow_private(mut self, allow: bool) -> Self {
+        self.allow_private = allow;
+        self
     }
 
     /// The hosts to try for `domain`, best first.
@@ -168,8 +233,23 @@ impl Router {
         order_mx(domain, &mut mx)
     }
 
-    /// The addresses of one target (IPv6 and IPv4, as DNS returns them).
-    pub async fn addresses(&self, target: &Target) -> Result<Vec<SocketAddr>, String> {
+    /// The addresses of one target (IPv6 and IPv4, as DNS returns them),
+    /// without the non-public ones unless the target is a static route or
+    /// private addresses are allowed.
+    pub async fn addresses(&self, target: &Target) -> Result<Vec<SocketAddr>, AddressError> {
+        let mut all = self.lookup(target).await.map_err(AddressError::Lookup)?;
+        if self.allow_private || self.routes.is_routed(target) {
+            return Ok(all);
+        }
+        let found = all.len();
+        all.retain(|a| is_public(a.ip()));
+        if all.is_empty() && found > 0 {
+            return Err(AddressError::NotPublic(target.host.clone()));
+        }
+        Ok(all)
+    }
+
+    async fn lookup(&self, target: &Target) -> Result<Vec<SocketAddr>, String> {
         if let Ok(ip) = target.host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, target.port)]);
         }
@@ -256,5 +336,43 @@ mod tests {
             Err(RouteError::NoMail(_))
         ));
         assert_eq!(order_mx("D.test", &mut vec![]).unwrap()[0].host, "d.test");
+    }
+
+    #[test]
+    fn public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.2.1",
+            "2001:db8::1",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
     }
 }

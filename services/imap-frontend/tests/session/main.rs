@@ -10,6 +10,7 @@ mod content;
 mod security;
 mod support;
 mod sync;
+mod timeouts;
 
 use std::time::{Duration, Instant};
 

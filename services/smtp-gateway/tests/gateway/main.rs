@@ -19,4 +19,5 @@ mod security;
 mod session;
 mod submission;
 mod support;
+mod timeouts;
 mod verify;

@@ -282,6 +282,11 @@ impl Raw {
         self.reply().await
     }
 
+    /// The socket, for a test that drives it by hand from here on.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner()
+    }
+
     /// True when the server closed the connection.
     pub async fn closed(&mut self) -> bool {
         self.reply().await.is_empty()
