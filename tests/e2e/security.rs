@@ -155,7 +155,7 @@ fn wait_for_messages(stack: &Stack, addr: &str, n: usize) -> Vec<(u32, u64, Stri
 /// success report with the headers only, never a copy of the whole message.
 #[test]
 fn mx_refuses_full_mailboxes_at_rcpt_and_success_reports_carry_headers_only() {
-    let mut stack = Stack::start(Blobs::Local, &[ALICE, "bob@example.test"], &[]);
+    let stack = Stack::start(Blobs::Local, &[ALICE, "bob@example.test"], &[]);
     stack.cli_ok(&[
         "account",
         "add",
