@@ -208,7 +208,9 @@ async fn closed_connections_mid_stream_lose_and_double_nothing() {
 async fn a_lost_connection_is_noticed_while_batches_are_stuck_in_mailstore() {
     let vhost = Vhost::new().await;
     let prefix = unique("t");
-    let store = MemStore::with_delay(Duration::from_secs(3));
+    // Deliver calls return only when the test releases them: the loss must
+    // be noticed while they are stuck, whatever the timing.
+    let store = MemStore::held();
     let opts = WorkerOptions {
         batch_size: 4,
         // Two batches in flight and a full one waiting: the consumer stream
@@ -229,13 +231,20 @@ async fn a_lost_connection_is_noticed_while_batches_are_stuck_in_mailstore() {
     )
     .await;
     vhost.close_connections().await;
-    // Well before the stuck Deliver calls return.
+    // The deadline only fails a hang: no Deliver call has returned, so the
+    // restart cannot have waited for one.
     wait_until(
         "the lost connection is noticed",
-        Duration::from_millis(1500),
+        Duration::from_secs(30),
         || worker.metrics.consumer_restarts.get() >= 1,
     )
     .await;
+    assert_eq!(
+        store.stored_count(),
+        0,
+        "noticed while every batch is still stuck in mailstore"
+    );
+    store.release();
     wait_until("every job is stored", Duration::from_secs(60), || {
         store.stored_count() == 20
     })
