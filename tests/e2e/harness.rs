@@ -527,12 +527,22 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// A 4xx after the data was sent means the message may have been stored
-    /// already; RFC 5321 6.1 then allows a duplicate of the retry.
-    pub fn may_be_duplicated(&self) -> bool {
+    /// DATA attempts whose outcome the client could not know: a 4xx after
+    /// the data was sent, or a connection lost before the reply (a string).
+    /// RFC 5321 6.1: the message may have been stored anyway, so each such
+    /// attempt may leave one copy besides the retry's.
+    pub fn ambiguous_attempts(&self) -> usize {
         self.data_codes
             .iter()
-            .any(|c| c.as_u64().is_some_and(|c| (400..500).contains(&c)) || c.is_string())
+            .filter(|c| c.as_u64().is_some_and(|c| (400..500).contains(&c)) || c.is_string())
+            .count()
+    }
+
+    /// At most this many copies may be stored: one for the 250 the client
+    /// saw (none without it), plus one per ambiguous attempt. A message
+    /// that only ever saw 250 is stored exactly once.
+    pub fn allowed_copies(&self) -> usize {
+        usize::from(self.accepted) + self.ambiguous_attempts()
     }
 }
 
