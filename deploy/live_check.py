@@ -150,12 +150,14 @@ def rabbitmqctl(*args):
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
 
 
-def optional(step):
-    """A step using a port or extension the stack may not serve yet."""
+def tls_step(results, what, step):
+    """A TLS step the stack must serve (IMAP STARTTLS, IMAPS, POP3 STLS):
+    its failure is a failure of the check, never a skip."""
     try:
         step()
-    except (ConnectionRefusedError, poplib.error_proto, imaplib.IMAP4.error) as e:
-        print(f"note  optional traffic step skipped: {e}")
+        results.append((what, None))
+    except Exception as e:  # noqa: BLE001 (any error fails the step)
+        results.append((what, f"{type(e).__name__}: {e}"))
 
 
 def imaps_login(port):
@@ -166,7 +168,9 @@ def imaps_login(port):
 
 
 def traffic(port):
-    """Mail in, rejections, logins good and bad, reads and deletes."""
+    """Mail in, rejections, logins good and bad, reads and deletes. Returns
+    the TLS steps as (what, error or None)."""
+    tls = []
     msg = ("From: live@example.org\r\nTo: demo@example.test\r\nSubject: live check {n}\r\n"
            "Message-ID: <live-{n}@example.org>\r\n\r\nHello {n}.\r\n")
     with smtplib.SMTP("127.0.0.1", port(2525), timeout=30) as s:
@@ -196,12 +200,12 @@ def traffic(port):
         except imaplib.IMAP4.error:
             pass
     with imaplib.IMAP4("127.0.0.1", port(1143), timeout=30) as m:
-        optional(lambda: m.starttls(ssl._create_unverified_context()))
+        tls_step(tls, "IMAP STARTTLS", lambda: m.starttls(ssl._create_unverified_context()))
         m.login("demo@example.test", "demo")
         m.select("INBOX")
         m.fetch("1:*", "(FLAGS BODY.PEEK[])")
         m.logout()
-    optional(lambda: imaps_login(port))
+    tls_step(tls, "IMAPS login", lambda: imaps_login(port))
     p = poplib.POP3("127.0.0.1", port(1110), timeout=30)
     try:
         p.user("demo@example.test")
@@ -210,12 +214,13 @@ def traffic(port):
         pass
     p.quit()
     p = poplib.POP3("127.0.0.1", port(1110), timeout=30)
-    optional(lambda: p.stls(ssl._create_unverified_context()))
+    tls_step(tls, "POP3 STLS", lambda: p.stls(ssl._create_unverified_context()))
     p.user("demo@example.test")
     p.pass_("demo")
     p.retr(1)
     p.dele(1)
     p.quit()
+    return tls
 
 
 def queries(root):
@@ -280,7 +285,13 @@ def main():
                 failed += 1
                 print(f"FAIL  mailfleet health --addr :{port(p)} ({name}): {rc.stderr.strip()}")
 
-        traffic(port)
+        for what, error in traffic(port):
+            if error is None:
+                passed += 1
+                print(f"ok    {what}")
+            else:
+                failed += 1
+                print(f"FAIL  {what}: {error}")
         # A few scrapes after the traffic, so rates over 1m see the increase.
         def all_up():
             with urllib.request.urlopen(f"{api}/query?query=" + urllib.parse.quote("count(up == 1)")) as r:

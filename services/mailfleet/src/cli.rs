@@ -22,6 +22,11 @@ pub enum Command {
     Serve {
         #[arg(value_enum)]
         service: Service,
+        /// Stop when standard input reaches end of file: `mailfleet dev`
+        /// holds the other end of a pipe, which the kernel closes when dev
+        /// dies in any way, SIGKILL included.
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
     },
     /// Run the whole stack on loopback, one child process per service.
     Dev(DevArgs),
@@ -231,7 +236,10 @@ pub fn parse() -> Cli {
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve { service } => crate::serve::command(service).await,
+        Command::Serve {
+            service,
+            exit_with_stdin,
+        } => crate::serve::command(service, exit_with_stdin).await,
         Command::Dev(args) => crate::dev::command(args).await,
         Command::Health { addr, path } => crate::probe::health_command(addr, &path).await,
         Command::Domain {
@@ -284,7 +292,13 @@ mod tests {
     fn serve_names() {
         for s in Service::ALL {
             match parse(&["serve", s.name()]).unwrap().command {
-                Command::Serve { service } => assert_eq!(service, s),
+                Command::Serve {
+                    service,
+                    exit_with_stdin,
+                } => {
+                    assert_eq!(service, s);
+                    assert!(!exit_with_stdin);
+                }
                 other => panic!("{other:?}"),
             }
         }

@@ -422,12 +422,16 @@ impl Stack {
     ) -> anyhow::Result<()> {
         // The children stay in dev's process group: a Ctrl-C in the terminal
         // reaches all of them, and `kill -- -PGID` stops the whole stack.
+        // Standard input is a pipe dev never writes to: when dev dies, even
+        // by SIGKILL, the kernel closes it and the child stops
+        // (`--exit-with-stdin`, see serve.rs for why not PR_SET_PDEATHSIG).
         let mut child = Command::new(exe)
             .arg("serve")
             .arg(service.name())
+            .arg("--exit-with-stdin")
             .envs(vars)
             .env("MAILFLEET_HTTP_LISTEN", http.to_string())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Only a safety net for early returns; normal stops use SIGTERM.

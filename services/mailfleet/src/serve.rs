@@ -1,8 +1,10 @@
 //! `mailfleet serve <service>`: validate the configuration, bind the
 //! service's addresses, run it until SIGTERM/SIGINT.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use mailfleet_runtime::{CancellationToken, Config};
@@ -11,8 +13,9 @@ use tokio::net::TcpListener;
 use crate::cli::Service;
 
 /// The whole `serve` command: exit 64 on invalid configuration, 1 on a
-/// start-up error, 0 after a clean shutdown.
-pub async fn command(service: Service) -> ExitCode {
+/// start-up error, 0 after a clean shutdown. With `exit_with_stdin`, the end
+/// of standard input is a shutdown request too (see [`watch_stdin`]).
+pub async fn command(service: Service, exit_with_stdin: bool) -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -22,6 +25,9 @@ pub async fn command(service: Service) -> ExitCode {
     };
     mailfleet_runtime::telemetry::init(&config);
     let shutdown = mailfleet_runtime::shutdown::on_signal();
+    if exit_with_stdin {
+        watch_stdin(service, shutdown.clone(), config.shutdown_grace);
+    }
     let result = run(service, config, shutdown).await;
     // Export the last batch of spans before the process exits.
     mailfleet_runtime::telemetry::shutdown().await;
@@ -31,6 +37,51 @@ pub async fn command(service: Service) -> ExitCode {
             eprintln!("mailfleet serve {}: {e:#}", service.name());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Shuts down when standard input ends, and exits after `grace` (plus a
+/// margin) if the graceful shutdown has not finished by then.
+///
+/// `mailfleet dev` gives each child a pipe as standard input and never
+/// writes to it: the kernel closes it when dev exits, however it exits, so
+/// the children of a SIGKILLed dev stop instead of running on as orphans.
+/// Linux's PR_SET_PDEATHSIG would need `unsafe` (`pre_exec`) or a race-prone
+/// call after exec, and fires when the *thread* that spawned the child ends,
+/// not the process; the pipe needs neither and works on every Unix.
+///
+/// A plain thread, not tokio's `stdin()`: a blocking read on the runtime's
+/// blocking pool would hold up the runtime's shutdown while dev still lives.
+fn watch_stdin(service: Service, shutdown: CancellationToken, grace: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(move || {
+            let mut sink = [0u8; 256];
+            let mut stdin = std::io::stdin().lock();
+            // Anything written is ignored; only the end (or an error) counts.
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            // Not eprintln!: with the parent gone, stderr may be a broken
+            // pipe, and eprintln! panics when it cannot write.
+            let _ = writeln!(
+                std::io::stderr(),
+                "mailfleet serve {}: standard input closed (the parent is gone); shutting down.",
+                service.name()
+            );
+            shutdown.cancel();
+            std::thread::sleep(grace + Duration::from_secs(5));
+            let _ = writeln!(
+                std::io::stderr(),
+                "mailfleet serve {}: did not stop within the shutdown grace; exiting.",
+                service.name()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        eprintln!(
+            "mailfleet serve {}: cannot watch standard input ({e}); stopping.",
+            service.name()
+        );
+        std::process::exit(1);
     }
 }
 

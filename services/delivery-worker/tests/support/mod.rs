@@ -104,6 +104,8 @@ struct MemInner {
 pub struct MemStore {
     inner: Arc<Mutex<MemInner>>,
     delay: Duration,
+    /// While true, every Deliver call waits (see [`MemStore::held`]).
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl MemStore {
@@ -112,6 +114,19 @@ impl MemStore {
             delay,
             ..Self::default()
         }
+    }
+
+    /// A store whose Deliver calls do not return until [`MemStore::release`]:
+    /// a test sees what the worker does while batches are stuck in it,
+    /// ordered by the release instead of by a delay.
+    pub fn held() -> Self {
+        let store = Self::default();
+        store.held.send_replace(true);
+        store
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn set_down(&self, down: bool) {
@@ -144,6 +159,7 @@ impl Store for MemStore {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        let _ = self.held.subscribe().wait_for(|held| !*held).await;
         let mut inner = self.inner.lock().unwrap();
         inner.calls += 1;
         if inner.down {

@@ -221,10 +221,9 @@ async fn no_broker_confirm_means_451_never_250() {
     assert!(c.cmd("DATA").await.starts_with("354"));
     // The broker loses the vhost (and every connection to it) mid-transaction.
     vhost.delete().await;
-    let started = Instant::now();
+    // Answered (the client's read would fail a hang), and never 250.
     let reply = c.cmd("Subject: lost\r\n\r\nx\r\n.").await;
     assert!(reply.starts_with("451 4.3.0"), "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert!(c.cmd("NOOP").await.starts_with("250"));
     server.stop().await;
 }

@@ -1,7 +1,6 @@
 //! The SMTP dialogue end to end on a socket, with the fake backend.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use smtp_gateway::Role;
 
@@ -328,6 +327,9 @@ async fn data_pause_times_out_on_its_own_timer() {
         backend.clone(),
     )
     .await;
+    // The waiting session's last command comes before any of the stalled
+    // one's: when the stalled session is cut off, the waiting one has been
+    // idle longer, so a data timer applied to it would have fired first.
     let mut waiting = Raw::greeted(server.port).await;
     assert!(waiting.cmd("EHLO c.example").await.starts_with("250"));
 
@@ -349,9 +351,10 @@ async fn data_pause_times_out_on_its_own_timer() {
         "a cut-off message is never queued"
     );
 
-    // Well past the data timeout, the session between commands lives on.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(waiting.cmd("NOOP").await.starts_with("250"));
+    // Idle for longer than the data timeout, the session between commands
+    // lives on: a 421 would already be waiting for this NOOP.
+    let reply = waiting.cmd("NOOP").await;
+    assert!(reply.starts_with("250"), "{reply}");
     server.stop().await;
 }
 
@@ -363,6 +366,8 @@ async fn submission_before_auth_has_the_shorter_timeout() {
     let submission =
         Server::start_tls(&config(&settings), FakeBackend::default(), Role::Submission).await;
     let mx = Server::start(&config(&settings), FakeBackend::default()).await;
+    // The MX peer goes idle before the submission user does: when the user
+    // is cut off, the peer has been idle longer.
     let mut peer = Raw::greeted(mx.port).await;
     assert!(peer.cmd("EHLO c.example").await.starts_with("250"));
 
@@ -372,8 +377,10 @@ async fn submission_before_auth_has_the_shorter_timeout() {
     assert!(reply.starts_with("421 4.4.2"), "{reply}");
     assert!(user.closed().await);
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(peer.cmd("NOOP").await.starts_with("250"));
+    // A 421 would already be waiting for this NOOP had the peer the
+    // shorter timer.
+    let reply = peer.cmd("NOOP").await;
+    assert!(reply.starts_with("250"), "{reply}");
     submission.stop().await;
     mx.stop().await;
 }
