@@ -133,10 +133,11 @@ impl Checker {
                 if string_length(value).is_none_or(|l| l <= 2) {
                     problems.push(Problem::EmptyHeaderFields);
                 }
-            } else if name == "BODY[]" && size.is_some_and(|s| s > 0) {
-                if string_length(value).is_none_or(|l| l == 0) {
-                    problems.push(Problem::EmptyBody);
-                }
+            } else if name == "BODY[]"
+                && size.is_some_and(|s| s > 0)
+                && string_length(value).is_none_or(|l| l == 0)
+            {
+                problems.push(Problem::EmptyBody);
             }
         }
         problems
