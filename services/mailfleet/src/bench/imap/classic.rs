@@ -42,7 +42,7 @@ const EXAMPLES: usize = 3;
 pub enum Problem {
     /// FETCH FLAGS holds a keyword the last untagged FLAGS did not list.
     UndeclaredKeyword,
-    /// BODY[HEADER.FIELDS (...)] came back empty.
+    /// BODY[HEADER.FIELDS (...)] came back empty, RFC822.SIZE not 0.
     EmptyHeaderFields,
     /// BODY[] came back empty though RFC822.SIZE is not zero.
     EmptyBody,
@@ -129,8 +129,10 @@ impl Checker {
                     problems.push(Problem::UndeclaredKeyword);
                 }
             } else if name.starts_with("BODY[HEADER.FIELDS") {
-                // A header block always ends with its blank line.
-                if string_length(value).is_none_or(|l| l <= 2) {
+                // A header block always ends with its blank line. A message
+                // another session expunged may come back empty with
+                // RFC822.SIZE 0 (RFC 2180 4.1.3, Dovecot does): not an error.
+                if size != Some(0) && string_length(value).is_none_or(|l| l <= 2) {
                     problems.push(Problem::EmptyHeaderFields);
                 }
             } else if name == "BODY[]"
@@ -648,6 +650,13 @@ mod tests {
         assert_eq!(
             check(&mut c, "* 1 FETCH (BODY[HEADER.FIELDS (FROM)] \"\")"),
             vec![Problem::EmptyHeaderFields]
+        );
+        assert!(
+            check(
+                &mut c,
+                "* 1 FETCH (RFC822.SIZE 0 BODY[HEADER.FIELDS (FROM)] {0}\r\n)"
+            )
+            .is_empty()
         );
         // Empty body with a size; the size may come after the body.
         assert_eq!(
