@@ -11,6 +11,7 @@
 //! cost smtp-gateway in memory (`idle`).
 
 mod client;
+mod cpu;
 mod e2e;
 mod idle;
 mod imap;
@@ -189,6 +190,11 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let recipients = Arc::new(recipients);
     let args = Arc::new(args);
+    // "Peak" must mean this run's peak, not since each process started.
+    let mut peaks_reset = true;
+    for p in rss::service_processes() {
+        peaks_reset &= rss::reset_peak(p.pid);
+    }
     let start = Instant::now();
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
@@ -214,7 +220,15 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
     };
 
     let tally = tally.lock().await;
-    report(&args, &tally, sending, start, &ledger, poll.as_ref());
+    report(
+        &args,
+        &tally,
+        sending,
+        start,
+        &ledger,
+        poll.as_ref(),
+        peaks_reset,
+    );
     Ok(if tally.accepted == 0 {
         ExitCode::FAILURE
     } else {
@@ -373,6 +387,7 @@ fn report(
     start: Instant,
     ledger: &Ledger,
     poll: Option<&e2e::PollResult>,
+    peaks_reset: bool,
 ) {
     let secs = sending.as_secs_f64().max(1e-9);
     println!("mailfleet bench smtp: {} -> {}", args.messages, args.target);
@@ -437,7 +452,14 @@ fn report(
     if processes.is_empty() {
         println!("  peak RSS: no service processes found in /proc");
     } else {
-        println!("  peak RSS (VmHWM) of service processes:");
+        println!(
+            "  peak RSS (VmHWM) of service processes, {}:",
+            if peaks_reset {
+                "during the run"
+            } else {
+                "since each process started (could not reset it)"
+            }
+        );
         for p in processes {
             println!(
                 "    {:<16} pid {:<8} peak {:>8.1} MiB  now {:>8.1} MiB",

@@ -68,6 +68,13 @@ pub fn serving(name: &str, listen_var: &str, target: &str) -> Option<ServiceProc
     }
 }
 
+/// Resets the process's VmHWM to its current RSS (Linux: writing 5 to
+/// clear_refs), so a later VmHWM is the peak since now rather than since
+/// the process started. False when not allowed or not supported.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
+}
+
 /// The service a command line runs, if it is one.
 pub fn service_name(cmdline: &[u8]) -> Option<String> {
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
