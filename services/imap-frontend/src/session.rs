@@ -501,6 +501,17 @@ impl Session {
         }
     }
 
+    /// BAD for a sequence set (not a UID set) that names a message beyond
+    /// EXISTS (RFC 9051 6.4.5: an invalid sequence number).
+    fn bad_sequence(&self, set: &SequenceSet, uid: bool) -> Option<Reply> {
+        let missing = !uid
+            && self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.names_missing_message(set));
+        missing.then(|| Reply::Bad("Invalid message sequence number".into()))
+    }
+
     pub(crate) fn untagged(&mut self, line: &str) {
         self.out.extend_from_slice(b"* ");
         self.out.extend_from_slice(line.as_bytes());
@@ -1280,13 +1291,8 @@ impl Session {
         }
         // New messages become addressable first (EXPUNGE only for UID STORE).
         self.sync(uid).await?;
-        if !uid
-            && self
-                .selected
-                .as_ref()
-                .is_some_and(|s| s.names_missing_message(set))
-        {
-            return Ok(Reply::Bad("Invalid message sequence number".into()));
+        if let Some(bad) = self.bad_sequence(set, uid) {
+            return Ok(bad);
         }
         let mut uids = match &self.selected {
             Some(s) => s.resolve(set, uid),
@@ -1382,13 +1388,8 @@ impl Session {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
         self.sync(uid).await?;
-        if !uid
-            && self
-                .selected
-                .as_ref()
-                .is_some_and(|s| s.names_missing_message(set))
-        {
-            return Ok(Reply::Bad("Invalid message sequence number".into()));
+        if let Some(bad) = self.bad_sequence(set, uid) {
+            return Ok(bad);
         }
         let uids = match &self.selected {
             Some(s) => s.resolve(set, uid),
