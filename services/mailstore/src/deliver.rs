@@ -134,7 +134,7 @@ impl Store {
                 Some(Resolution::Local(accounts)) if !accounts.is_empty() => candidates.push((
                     i,
                     blob_size,
-                    accounts.iter().map(|a| a.0).collect::<Vec<_>>(),
+                    accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
                 )),
                 _ => {
                     status[i] = Some((

@@ -105,11 +105,12 @@ impl MailStore for MailStoreService {
         let r = request.into_inner();
         let (status, accounts, over_quota) = match self.store.resolve(&r.address).await? {
             Resolution::Local(a) => {
-                let ids: Vec<i64> = a.iter().map(|a| a.0).collect();
-                let over_quota = self.store.over_quota(&ids, r.size).await?;
+                // Only accounts with a quota need their usage read.
+                let limited: Vec<i64> = a.iter().filter(|a| a.limited).map(|a| a.id).collect();
+                let over_quota = self.store.over_quota(&limited, r.size).await?;
                 (
                     pb::RecipientStatus::RecipientLocal,
-                    a.into_iter().map(|a| a.1).collect(),
+                    a.into_iter().map(|a| a.address).collect(),
                     over_quota,
                 )
             }

@@ -58,11 +58,21 @@ pub enum AuthResult {
     Locked,
 }
 
+/// An account an envelope recipient goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAccount {
+    pub id: i64,
+    /// The canonical address.
+    pub address: String,
+    /// It has a byte or message quota (so RCPT must check it).
+    pub limited: bool,
+}
+
 /// Where an envelope recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
-    /// (account id, canonical address) of every target account.
-    Local(Vec<(i64, String)>),
+    /// Every target account.
+    Local(Vec<LocalAccount>),
     UnknownUser,
     NotLocal,
 }
@@ -382,13 +392,15 @@ impl Store {
         let exact = addr.full();
         let untagged = addr.without_tag().map(|a| a.full()).unwrap_or_default();
         let catch_all = format!("@{}", addr.domain);
-        let rows: Vec<(i32, i64, String)> = sqlx::query_as(
-            "SELECT 0, 0::int8, name FROM domains WHERE name = $4 \
-             UNION ALL SELECT 1, id, address FROM accounts WHERE address = $1 \
-             UNION ALL SELECT 2, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $1 \
-             UNION ALL SELECT 3, id, address FROM accounts WHERE address = $2 \
-             UNION ALL SELECT 4, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $2 \
-             UNION ALL SELECT 5, a.id, a.address FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $3",
+        // Each account row says whether it has a quota at all, so RCPT's
+        // over-quota check reads nothing more for the usual unlimited one.
+        let rows: Vec<(i32, i64, String, bool)> = sqlx::query_as(
+            "SELECT 0, 0::int8, name, false FROM domains WHERE name = $4 \
+             UNION ALL SELECT 1, id, address, quota_bytes > 0 OR quota_messages > 0 FROM accounts WHERE address = $1 \
+             UNION ALL SELECT 2, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $1 \
+             UNION ALL SELECT 3, id, address, quota_bytes > 0 OR quota_messages > 0 FROM accounts WHERE address = $2 \
+             UNION ALL SELECT 4, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $2 \
+             UNION ALL SELECT 5, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $3",
         )
         .bind(&exact)
         .bind(&untagged)
@@ -402,13 +414,17 @@ impl Store {
         let Some(best) = rows.iter().filter(|r| r.0 > 0).map(|r| r.0).min() else {
             return Ok(Resolution::UnknownUser);
         };
-        let mut accounts: Vec<(i64, String)> = rows
+        let mut accounts: Vec<LocalAccount> = rows
             .into_iter()
             .filter(|r| r.0 == best)
-            .map(|r| (r.1, r.2))
+            .map(|r| LocalAccount {
+                id: r.1,
+                address: r.2,
+                limited: r.3,
+            })
             .collect();
-        accounts.sort();
-        accounts.dedup();
+        accounts.sort_by(|a, b| (a.id, &a.address).cmp(&(b.id, &b.address)));
+        accounts.dedup_by(|a, b| a.id == b.id);
         Ok(Resolution::Local(accounts))
     }
 
