@@ -18,4 +18,5 @@ mod relay;
 mod security;
 mod shutdown;
 mod smtp;
+mod startup;
 mod verify;

@@ -24,6 +24,7 @@ pub mod http;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod readiness;
+pub mod service;
 pub mod shutdown;
 pub mod stream;
 pub mod telemetry;

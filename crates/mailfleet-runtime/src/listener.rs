@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,6 +19,14 @@ use tracing::Instrument;
 use crate::Config;
 use crate::config::CidrList;
 use crate::proxy_protocol::{self, Proxied};
+
+/// Binds one listener; the error names the protocol and the address, which
+/// is what an operator needs to find the clashing setting.
+pub async fn bind(addr: SocketAddr, protocol: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {protocol} on {addr}"))
+}
 
 /// A protocol session handler.
 pub trait Handler: Send + Sync + 'static {

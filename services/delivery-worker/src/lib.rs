@@ -58,6 +58,15 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+impl Listeners {
+    /// Binds the addresses `config` gives the worker.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: mailfleet_runtime::listener::bind(config.http_listen, "HTTP").await?,
+        })
+    }
+}
+
 /// Runs the worker until `shutdown` is cancelled and the batches in flight
 /// are settled (bounded by `shutdown_grace`). Fails at start-up when
 /// RabbitMQ cannot be reached.

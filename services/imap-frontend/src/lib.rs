@@ -71,6 +71,24 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+impl Listeners {
+    /// Binds the addresses `config` gives the IMAP server; implicit TLS only
+    /// when a certificate is configured.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let imap = listener::bind(config.imap_listen, "IMAP").await?;
+        let imaps = if config.tls_cert.is_empty() {
+            None
+        } else {
+            Some(listener::bind(config.imaps_listen, "IMAPS").await?)
+        };
+        Ok(Self {
+            imap,
+            imaps,
+            http: listener::bind(config.http_listen, "HTTP").await?,
+        })
+    }
+}
+
 struct Imap {
     shared: Arc<Shared>,
     implicit_tls: bool,

@@ -8,106 +8,87 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
+use clap::Subcommand;
 use futures::StreamExt;
 use mailfleet_proto::v1::{
     AddAccountRequest, AddAliasRequest, AddDomainRequest, GetBodyRequest, ListAccountsRequest,
     ListAliasesRequest, ListDomainsRequest, ListMessagesRequest, RemoveAccountRequest,
     RemoveAliasRequest, SetPasswordRequest,
 };
-use mailfleet_runtime::grpc::{self, Admin, MailStore};
 use tokio::io::AsyncWriteExt;
-use tonic::{Code, Status};
 
-use crate::cli::{AccountCommand, AliasCommand, Connection, DomainCommand, MessageCommand};
-use crate::devfile::DevFile;
+use crate::target::{Connection, Target};
 
-/// Used when neither flag, environment nor dev file names an endpoint.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
-
-/// A resolved mailstore endpoint and admin credential.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub endpoint: String,
-    pub token: String,
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a domain.
+    Add { domain: String },
+    /// List domains.
+    List,
+    /// Print the DNS records to publish for a domain: MX, SPF, DKIM, DMARC.
+    Dns {
+        domain: String,
+        /// Host name of the MX record (default: mail.DOMAIN).
+        #[arg(long, default_value = "")]
+        mx: String,
+    },
 }
 
-impl Target {
-    /// Flags win, then MAILFLEET_MAILSTORE_URL / MAILFLEET_ADMIN_TOKEN, then
-    /// the file `mailfleet dev` wrote.
-    pub fn resolve(connection: &Connection) -> anyhow::Result<Target> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Self::resolve_from(
-            connection,
-            env("MAILFLEET_MAILSTORE_URL"),
-            env("MAILFLEET_ADMIN_TOKEN"),
-            DevFile::load_default,
-        )
-    }
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Add an account.
+    Add {
+        address: String,
+        #[arg(long)]
+        password: String,
+        /// Quota in bytes; 0 means none.
+        #[arg(long, default_value_t = 0)]
+        quota: u64,
+        /// Most messages the account may hold (all mailboxes); 0 means no limit.
+        #[arg(long, default_value_t = 0)]
+        quota_messages: u64,
+    },
+    /// List accounts (of one domain, or all): address, quota, used bytes.
+    List { domain: Option<String> },
+    /// Set an account's password.
+    Passwd {
+        address: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// Remove an account and its mail.
+    Remove { address: String },
+}
 
-    fn resolve_from(
-        connection: &Connection,
-        env_endpoint: Option<String>,
-        env_token: Option<String>,
-        dev_file: impl FnOnce() -> Option<DevFile>,
-    ) -> anyhow::Result<Target> {
-        let mut endpoint = connection.endpoint.clone().or(env_endpoint);
-        let mut token = connection.token.clone().or(env_token);
-        if (endpoint.is_none() || token.is_none())
-            && let Some(file) = dev_file()
-        {
-            let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
-            endpoint = endpoint.or_else(|| nonempty(file.mailstore_url));
-            token = token.or_else(|| nonempty(file.admin_token));
-        }
-        let token = token.ok_or_else(|| {
-            anyhow!(
-                "no admin token: pass --token, set MAILFLEET_ADMIN_TOKEN, or start `mailfleet dev`, which leaves one in {}",
-                crate::devfile::path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.config/mailfleet/dev.toml".into())
-            )
-        })?;
-        Ok(Target {
-            endpoint: endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-            token,
-        })
-    }
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Add an alias delivering to one or more accounts.
+    Add {
+        address: String,
+        #[arg(required = true, num_args = 1..)]
+        targets: Vec<String>,
+    },
+    /// List aliases (of one domain, or all).
+    List { domain: Option<String> },
+    /// Remove an alias.
+    Remove { address: String },
+}
 
-    pub fn admin(&self) -> anyhow::Result<Admin> {
-        grpc::admin_client(&self.endpoint, &self.token)
-            .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))
-    }
-
-    pub fn mailstore(&self) -> anyhow::Result<MailStore> {
-        grpc::mailstore_client(&self.endpoint, &self.token)
-            .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))
-    }
-
-    /// Turns a failed call into one sentence.
-    pub fn explain(&self, status: &Status) -> anyhow::Error {
-        let detail = status.message().trim_end_matches('.');
-        match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded => anyhow!(
-                "cannot reach mailstore at {} ({detail}); is it running?",
-                self.endpoint
-            ),
-            Code::Unauthenticated | Code::PermissionDenied => anyhow!(
-                "mailstore at {} refused the admin token ({detail})",
-                self.endpoint
-            ),
-            Code::NotFound
-            | Code::AlreadyExists
-            | Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::ResourceExhausted
-                if !detail.is_empty() =>
-            {
-                anyhow!("{detail}")
-            }
-            code => anyhow!("mailstore answered {code:?}: {detail}"),
-        }
-    }
+#[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// One line per message: UID SIZE SUBJECT.
+    List {
+        address: String,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
+    /// Write the exact stored bytes of one message to stdout.
+    Get {
+        address: String,
+        uid: u32,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
 }
 
 /// Runs an admin command body, turning its error into exit status 1.
@@ -115,7 +96,7 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 
@@ -341,63 +322,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn dev() -> Option<DevFile> {
-        Some(DevFile {
-            mailstore_url: "http://dev:1".into(),
-            service_token: "s".into(),
-            admin_token: "dev-admin".into(),
-        })
-    }
-
     #[test]
-    fn flags_then_environment_then_dev_file() {
-        let flags = Connection {
-            endpoint: Some("http://flag:1".into()),
-            token: Some("flag".into()),
-        };
-        let t = Target::resolve_from(&flags, Some("http://env:1".into()), Some("env".into()), dev)
-            .unwrap();
-        assert_eq!(
-            (t.endpoint.as_str(), t.token.as_str()),
-            ("http://flag:1", "flag")
-        );
-
-        let none = Connection::default();
-        let t = Target::resolve_from(
-            &none,
-            Some("http://env:1".into()),
-            Some("env".into()),
-            || panic!("not read"),
-        )
-        .unwrap();
-        assert_eq!(
-            (t.endpoint.as_str(), t.token.as_str()),
-            ("http://env:1", "env")
-        );
-
-        let t = Target::resolve_from(&none, None, Some("env".into()), dev).unwrap();
-        assert_eq!(
-            (t.endpoint.as_str(), t.token.as_str()),
-            ("http://dev:1", "env")
-        );
-
-        let t = Target::resolve_from(&none, None, None, || None);
-        assert!(t.unwrap_err().to_string().contains("no admin token"));
-    }
-
-    #[test]
-    fn errors_are_one_sentence() {
-        let t = Target {
-            endpoint: "http://x:1".into(),
-            token: "t".into(),
-        };
-        let e = t.explain(&Status::unavailable("tcp connect error"));
-        assert_eq!(
-            e.to_string(),
-            "cannot reach mailstore at http://x:1 (tcp connect error); is it running?"
-        );
-        let e = t.explain(&Status::already_exists("domain example.test exists"));
-        assert_eq!(e.to_string(), "domain example.test exists");
+    fn subjects_stay_on_one_line() {
         assert_eq!(one_line("a\r\n b"), "a   b");
     }
 }

@@ -1,9 +1,16 @@
-//! The command line: subcommands, flags, and dispatch to the modules.
+//! The command line: the subcommands and dispatch to the modules. Each
+//! command module owns its arguments; nothing imports this module back.
 
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mailfleet_runtime::Config;
+
+use crate::admin::{AccountCommand, AliasCommand, DomainCommand, MessageCommand};
+use crate::bench::BenchCommand;
+use crate::dev::DevArgs;
+use crate::serve::Service;
+use crate::target::Connection;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,143 +87,6 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-}
-
-/// The services `mailfleet serve` runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Service {
-    #[value(name = "smtp-gateway")]
-    SmtpGateway,
-    #[value(name = "delivery-worker")]
-    DeliveryWorker,
-    #[value(name = "mailstore")]
-    Mailstore,
-    #[value(name = "imap-frontend")]
-    ImapFrontend,
-    #[value(name = "pop3-frontend")]
-    Pop3Frontend,
-}
-
-impl Service {
-    pub const ALL: [Service; 5] = [
-        Service::Mailstore,
-        Service::SmtpGateway,
-        Service::DeliveryWorker,
-        Service::ImapFrontend,
-        Service::Pop3Frontend,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::SmtpGateway => "smtp-gateway",
-            Service::DeliveryWorker => "delivery-worker",
-            Service::Mailstore => "mailstore",
-            Service::ImapFrontend => "imap-frontend",
-            Service::Pop3Frontend => "pop3-frontend",
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct DevArgs {
-    /// Add N to every default dev port, so two stacks can run side by side.
-    #[arg(long, default_value_t = 0)]
-    pub port_offset: u16,
-}
-
-/// Where the admin commands find mailstore. Unset flags fall back to
-/// MAILFLEET_MAILSTORE_URL / MAILFLEET_ADMIN_TOKEN, then to the file written by
-/// `mailfleet dev`.
-#[derive(Debug, Args, Default, Clone)]
-pub struct Connection {
-    /// mailstore gRPC endpoint, e.g. http://127.0.0.1:50051.
-    #[arg(long, global = true)]
-    pub endpoint: Option<String>,
-    /// Admin credential.
-    #[arg(long, global = true)]
-    pub token: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DomainCommand {
-    /// Add a domain.
-    Add { domain: String },
-    /// List domains.
-    List,
-    /// Print the DNS records to publish for a domain: MX, SPF, DKIM, DMARC.
-    Dns {
-        domain: String,
-        /// Host name of the MX record (default: mail.DOMAIN).
-        #[arg(long, default_value = "")]
-        mx: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AccountCommand {
-    /// Add an account.
-    Add {
-        address: String,
-        #[arg(long)]
-        password: String,
-        /// Quota in bytes; 0 means none.
-        #[arg(long, default_value_t = 0)]
-        quota: u64,
-        /// Most messages the account may hold (all mailboxes); 0 means no limit.
-        #[arg(long, default_value_t = 0)]
-        quota_messages: u64,
-    },
-    /// List accounts (of one domain, or all): address, quota, used bytes.
-    List { domain: Option<String> },
-    /// Set an account's password.
-    Passwd {
-        address: String,
-        #[arg(long)]
-        password: String,
-    },
-    /// Remove an account and its mail.
-    Remove { address: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AliasCommand {
-    /// Add an alias delivering to one or more accounts.
-    Add {
-        address: String,
-        #[arg(required = true, num_args = 1..)]
-        targets: Vec<String>,
-    },
-    /// List aliases (of one domain, or all).
-    List { domain: Option<String> },
-    /// Remove an alias.
-    Remove { address: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum MessageCommand {
-    /// One line per message: UID SIZE SUBJECT.
-    List {
-        address: String,
-        #[arg(long, default_value = "INBOX")]
-        mailbox: String,
-    },
-    /// Write the exact stored bytes of one message to stdout.
-    Get {
-        address: String,
-        uid: u32,
-        #[arg(long, default_value = "INBOX")]
-        mailbox: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Send many messages over SMTP and measure acceptance and end-to-end latency.
-    Smtp(crate::bench::SmtpArgs),
-    /// POP3 sessions/s, RETR throughput and memory per concurrent session.
-    Pop3(crate::bench::Pop3Args),
-    /// IMAP commands/s for a mix, full sessions/s, first sync of a large mailbox, memory per IDLE session.
-    Imap(crate::bench::ImapArgs),
 }
 
 /// Parses `std::env::args`, adding the environment table to `--help`.

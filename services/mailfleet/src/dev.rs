@@ -24,9 +24,17 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tonic::Code;
 
-use crate::cli::{DevArgs, Service};
 use crate::devfile::{self, DevFile};
 use crate::probe;
+use crate::serve::Service;
+
+/// `mailfleet dev`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Add N to every default dev port, so two stacks can run side by side.
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+}
 
 /// How long the whole stack may take to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -173,7 +181,7 @@ pub async fn command(args: DevArgs) -> ExitCode {
     let shutdown = mailfleet_runtime::shutdown::on_signal();
     match run(args, shutdown).await {
         Ok(code) => code,
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 
@@ -212,7 +220,7 @@ async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<ExitC
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailfleet dev: {e}");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+            return Ok(ExitCode::from(crate::exit::EXIT_CONFIG));
         }
     };
 
@@ -300,7 +308,7 @@ async fn dependencies_answer(config: &Config) -> bool {
 
 /// Creates the demo domain and account unless they exist.
 async fn provision(config: &Config) -> anyhow::Result<()> {
-    let target = crate::admin::Target {
+    let target = crate::target::Target {
         endpoint: config.mailstore_url.clone(),
         token: config.admin_token.expose().to_owned(),
     };

@@ -7,7 +7,8 @@
 //!   the file `mailfleet dev` leaves behind ([`devfile`]);
 //! - `mailfleet bench smtp …` is the load generator ([`bench`]).
 //!
-//! Argument parsing is in [`cli`]. Nothing here owns durable state: the CLI
+//! The subcommand list and dispatch are in [`cli`]; each command module owns
+//! its arguments. Nothing here owns durable state: the CLI
 //! only talks to services through their public APIs.
 
 #![forbid(unsafe_code)]
@@ -17,23 +18,16 @@ pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod devfile;
+mod exit;
 mod probe;
 pub mod queue;
 pub mod serve;
+pub mod target;
 
 use std::process::ExitCode;
-
-/// Exit status for an invalid configuration (sysexits EX_USAGE).
-pub const EXIT_CONFIG: u8 = 64;
 
 /// Parses the command line and runs the command.
 pub async fn main() -> ExitCode {
     let cli = cli::parse();
     cli::dispatch(cli).await
-}
-
-/// Prints a one-sentence error and returns exit status 1.
-pub(crate) fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("mailfleet: {error:#}");
-    ExitCode::FAILURE
 }

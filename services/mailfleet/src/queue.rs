@@ -12,8 +12,7 @@ use mailfleet_proto::v1::{
 };
 use mailfleet_runtime::grpc::Admin;
 
-use crate::admin::Target;
-use crate::cli::Connection;
+use crate::target::{Connection, Target};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
@@ -53,7 +52,7 @@ fn state(e: &QueueEntry) -> &'static str {
 pub async fn queue(connection: &Connection, command: QueueCommand) -> ExitCode {
     match queue_inner(connection, command).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 

@@ -2,42 +2,25 @@
 //! service's addresses, run it until SIGTERM/SIGINT.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use mailfleet_runtime::{CancellationToken, Config};
-use tokio::net::TcpListener;
 
-use crate::cli::Service;
+use clap::ValueEnum;
 
 /// The whole `serve` command: exit 64 on invalid configuration, 1 on a
 /// start-up error, 0 after a clean shutdown. With `exit_with_stdin`, the end
 /// of standard input is a shutdown request too (see [`watch_stdin`]).
 pub async fn command(service: Service, exit_with_stdin: bool) -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("mailfleet serve {}: {e}", service.name());
-            return ExitCode::from(crate::EXIT_CONFIG);
+    let name = format!("mailfleet serve {}", service.name());
+    mailfleet_runtime::service::run(&name, |config, shutdown| async move {
+        if exit_with_stdin {
+            watch_stdin(service, shutdown.clone(), config.shutdown_grace);
         }
-    };
-    mailfleet_runtime::telemetry::init(&config);
-    let shutdown = mailfleet_runtime::shutdown::on_signal();
-    if exit_with_stdin {
-        watch_stdin(service, shutdown.clone(), config.shutdown_grace);
-    }
-    let result = run(service, config, shutdown).await;
-    // Export the last batch of spans before the process exits.
-    mailfleet_runtime::telemetry::shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mailfleet serve {}: {e:#}", service.name());
-            ExitCode::FAILURE
-        }
-    }
+        run(service, config, shutdown).await
+    })
+    .await
 }
 
 /// Shuts down when standard input ends, and exits after `grace` (plus a
@@ -85,7 +68,8 @@ fn watch_stdin(service: Service, shutdown: CancellationToken, grace: Duration) {
     }
 }
 
-/// Binds the addresses `config` gives `service` and runs it.
+/// Binds the addresses `config` gives `service` (each service knows its
+/// own) and runs it.
 pub async fn run(
     service: Service,
     config: Config,
@@ -93,63 +77,59 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match service {
         Service::Mailstore => {
-            let grpc = bind(config.grpc_listen, "gRPC").await?;
-            let http = bind(config.http_listen, "HTTP").await?;
-            mailstore::run(config, mailstore::Listeners { grpc, http }, shutdown).await
+            let listeners = mailstore::Listeners::bind(&config).await?;
+            mailstore::run(config, listeners, shutdown).await
         }
         Service::SmtpGateway => {
-            let smtp = bind(config.smtp_listen, "SMTP").await?;
-            let (submission, submissions) = if smtp_gateway::serves_submission(&config) {
-                (
-                    Some(bind(config.submission_listen, "SMTP submission").await?),
-                    Some(bind(config.submissions_listen, "SMTP submissions").await?),
-                )
-            } else {
-                (None, None)
-            };
-            let http = bind(config.http_listen, "HTTP").await?;
-            let listeners = smtp_gateway::Listeners {
-                smtp,
-                submission,
-                submissions,
-                http,
-            };
+            let listeners = smtp_gateway::Listeners::bind(&config).await?;
             smtp_gateway::run(config, listeners, shutdown).await
         }
         Service::DeliveryWorker => {
-            let http = bind(config.http_listen, "HTTP").await?;
-            delivery_worker::run(config, delivery_worker::Listeners { http }, shutdown).await
+            let listeners = delivery_worker::Listeners::bind(&config).await?;
+            delivery_worker::run(config, listeners, shutdown).await
         }
         Service::ImapFrontend => {
-            let imap = bind(config.imap_listen, "IMAP").await?;
-            // Implicit TLS only when a certificate is configured.
-            let imaps = if config.tls_cert.is_empty() {
-                None
-            } else {
-                Some(bind(config.imaps_listen, "IMAPS").await?)
-            };
-            let http = bind(config.http_listen, "HTTP").await?;
-            let listeners = imap_frontend::Listeners { imap, imaps, http };
+            let listeners = imap_frontend::Listeners::bind(&config).await?;
             imap_frontend::run(config, listeners, shutdown).await
         }
         Service::Pop3Frontend => {
-            let pop3 = bind(config.pop3_listen, "POP3").await?;
-            // Implicit TLS only when a certificate is configured.
-            let pop3s = if config.tls_cert.is_empty() {
-                None
-            } else {
-                Some(bind(config.pop3s_listen, "POP3S").await?)
-            };
-            let http = bind(config.http_listen, "HTTP").await?;
-            let listeners = pop3_frontend::Listeners { pop3, pop3s, http };
+            let listeners = pop3_frontend::Listeners::bind(&config).await?;
             pop3_frontend::run(config, listeners, shutdown).await
         }
     }
 }
 
-/// Binds one listener; the error names the address and the protocol.
-pub async fn bind(addr: SocketAddr, protocol: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for {protocol} on {addr}"))
+/// The services `mailfleet serve` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    #[value(name = "smtp-gateway")]
+    SmtpGateway,
+    #[value(name = "delivery-worker")]
+    DeliveryWorker,
+    #[value(name = "mailstore")]
+    Mailstore,
+    #[value(name = "imap-frontend")]
+    ImapFrontend,
+    #[value(name = "pop3-frontend")]
+    Pop3Frontend,
+}
+
+impl Service {
+    pub const ALL: [Service; 5] = [
+        Service::Mailstore,
+        Service::SmtpGateway,
+        Service::DeliveryWorker,
+        Service::ImapFrontend,
+        Service::Pop3Frontend,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::SmtpGateway => "smtp-gateway",
+            Service::DeliveryWorker => "delivery-worker",
+            Service::Mailstore => "mailstore",
+            Service::ImapFrontend => "imap-frontend",
+            Service::Pop3Frontend => "pop3-frontend",
+        }
+    }
 }

@@ -71,6 +71,17 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+impl Listeners {
+    /// Binds the addresses `config` gives mailstore.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        use mailfleet_runtime::listener::bind;
+        Ok(Self {
+            grpc: bind(config.grpc_listen, "gRPC").await?,
+            http: bind(config.http_listen, "HTTP").await?,
+        })
+    }
+}
+
 /// Runs mailstore until `shutdown` is cancelled. Fails at start-up with one
 /// sentence when Postgres or object storage is unusable.
 pub async fn run(

@@ -48,6 +48,24 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+impl Listeners {
+    /// Binds the addresses `config` gives the POP3 server; implicit TLS only
+    /// when a certificate is configured.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let pop3 = listener::bind(config.pop3_listen, "POP3").await?;
+        let pop3s = if config.tls_cert.is_empty() {
+            None
+        } else {
+            Some(listener::bind(config.pop3s_listen, "POP3S").await?)
+        };
+        Ok(Self {
+            pop3,
+            pop3s,
+            http: listener::bind(config.http_listen, "HTTP").await?,
+        })
+    }
+}
+
 /// What every session shares.
 pub(crate) struct Shared {
     pub client: MailStore,

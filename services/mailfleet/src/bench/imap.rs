@@ -38,10 +38,9 @@ use tokio::io::{
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::rss;
-use crate::admin::Target;
 
 mod classic;
-use crate::cli::Connection;
+use crate::target::{Connection, Target};
 
 const PASSWORD: &str = "bench";
 /// Sessions per loopback source address; below the default per-IP limit.
@@ -140,7 +139,7 @@ pub async fn imap(args: ImapArgs) -> ExitCode {
             eprintln!("Responses failed their checks (see above).");
             ExitCode::FAILURE
         }
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 

@@ -36,10 +36,20 @@ use mailfleet_proto::v1::{
 use mailfleet_runtime::CancellationToken;
 use tokio::sync::Mutex;
 
-use crate::admin::Target;
-use crate::cli::Connection;
+use crate::target::{Connection, Target};
 use client::{Client, ClientError};
 use e2e::Ledger;
+
+/// `mailfleet bench`'s subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Send many messages over SMTP and measure acceptance and end-to-end latency.
+    Smtp(SmtpArgs),
+    /// POP3 sessions/s, RETR throughput and memory per concurrent session.
+    Pop3(Pop3Args),
+    /// IMAP commands/s for a mix, full sessions/s, first sync of a large mailbox, memory per IDLE session.
+    Imap(ImapArgs),
+}
 
 #[derive(Debug, clap::Args)]
 pub struct SmtpArgs {
@@ -97,7 +107,7 @@ pub struct SmtpArgs {
 pub async fn smtp(args: SmtpArgs) -> ExitCode {
     match run(args).await {
         Ok(code) => code,
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 

@@ -28,8 +28,7 @@ use tokio::net::TcpStream;
 
 use super::client::Client as SmtpClient;
 use super::rss;
-use crate::admin::Target;
-use crate::cli::Connection;
+use crate::target::{Connection, Target};
 
 const PASSWORD: &str = "bench";
 const SMALL_SIZES: [usize; 5] = [4 * 1024, 12 * 1024, 24 * 1024, 40 * 1024, 60 * 1024];
@@ -71,7 +70,7 @@ pub struct Pop3Args {
 pub async fn pop3(args: Pop3Args) -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::exit::fail(&e),
     }
 }
 
