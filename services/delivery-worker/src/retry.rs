@@ -9,27 +9,15 @@ pub struct Schedule {
     pub lifetime: Duration,
 }
 
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(raw.len());
-    let (num, unit) = raw.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {raw:?} in the retry schedule"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return Err(format!("unknown unit in {raw:?} in the retry schedule")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
+/// One step of the schedule: a duration as every setting writes it, and
+/// more than zero (a zero step would retry in a tight loop).
+fn parse_step(raw: &str) -> Result<Duration, String> {
+    let step = mailfleet_runtime::config::parse_duration(raw)
+        .map_err(|e| format!("{e} in the retry schedule"))?;
+    if step.is_zero() {
         return Err(format!("retry delays must be positive, got {raw:?}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(step)
 }
 
 impl Schedule {
@@ -38,7 +26,7 @@ impl Schedule {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(parse_duration)
+            .map(parse_step)
             .collect::<Result<Vec<_>, _>>()?;
         if steps.is_empty() {
             return Err("MAILFLEET_RETRY_SCHEDULE is empty".into());
@@ -83,6 +71,7 @@ mod tests {
         assert!(s.expired(Duration::from_secs(600)));
         assert!(Schedule::parse("", Duration::from_secs(1)).is_err());
         assert!(Schedule::parse("5x", Duration::from_secs(1)).is_err());
+        assert!(Schedule::parse("1m,0s", Duration::from_secs(1)).is_err());
         assert_eq!(
             Schedule::parse("500ms,1h", Duration::from_secs(1))
                 .unwrap()
