@@ -22,8 +22,9 @@ use crate::codec::command::{self, BodyType};
 use crate::codec::data::{DataDecoder, LineEndingCheck, Progress};
 use crate::codec::line::{LineEvent, LineReader};
 use crate::codec::reply::{self, Reply};
-use crate::gateway::{Endpoint, Gateway, Role};
+use crate::gateway::{Endpoint, Gateway};
 use crate::metrics::OutcomeLabel;
+use crate::role::Role;
 use crate::session::{
     self, ChunkStep, DataOutcome, Intake, Outcome, Session, TlsInfo, Transaction,
 };

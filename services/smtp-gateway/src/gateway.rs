@@ -1,5 +1,5 @@
 //! The gateway shared by all sessions: settings, backend, metrics, TLS and
-//! the inbound verifier; and the listener roles.
+//! the inbound verifier.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,33 +9,8 @@ use mailfleet_runtime::tls::Tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::role::Role;
 use crate::verify::Verifier;
-
-/// What a listener is for (RFC 6409, RFC 8314).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Port 25: mail for local recipients, no AUTH, inbound SPF/DKIM/DMARC.
-    Mx,
-    /// Port 587: STARTTLS, AUTH required before MAIL.
-    Submission,
-    /// Port 465: TLS from the first byte, AUTH required before MAIL.
-    Submissions,
-}
-
-impl Role {
-    /// The listener label of metrics and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Mx => "smtp",
-            Role::Submission => "submission",
-            Role::Submissions => "submissions",
-        }
-    }
-
-    pub fn is_submission(self) -> bool {
-        !matches!(self, Role::Mx)
-    }
-}
 
 /// The settings a session uses, taken from [`Config`].
 #[derive(Debug, Clone)]

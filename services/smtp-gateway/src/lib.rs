@@ -1,7 +1,7 @@
 //! smtp-gateway: the ESMTP server of mailfleet (RFC 5321), in three roles:
 //! MX (port 25: local recipients only, no AUTH, inbound SPF/DKIM/DMARC),
 //! submission (587: STARTTLS, AUTH before MAIL) and submissions (465:
-//! implicit TLS, RFC 8314). See [`gateway::Role`].
+//! implicit TLS, RFC 8314). See [`Role`].
 //!
 //! Each transaction's body is stored in object storage, one confirmed
 //! delivery job is published on RabbitMQ, and only then the client hears 250
@@ -22,6 +22,7 @@ pub mod codec;
 mod connection;
 pub mod gateway;
 pub mod metrics;
+pub mod role;
 pub mod session;
 pub mod verify;
 
@@ -39,8 +40,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 pub use backend::{Backend, Mailfleet};
-pub use gateway::{Endpoint, Gateway, Role, Settings};
+pub use gateway::{Endpoint, Gateway, Settings};
 pub use metrics::Metrics;
+pub use role::Role;
 
 /// The bound sockets the gateway serves.
 pub struct Listeners {
@@ -53,6 +55,28 @@ pub struct Listeners {
     pub submissions: Option<TcpListener>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses `config` gives the gateway: the MX port always,
+    /// the submission ports when [`serves_submission`] says so.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let smtp = listener::bind(config.smtp_listen, "SMTP").await?;
+        let (submission, submissions) = if serves_submission(config) {
+            (
+                Some(listener::bind(config.submission_listen, "SMTP submission").await?),
+                Some(listener::bind(config.submissions_listen, "SMTP submissions").await?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            smtp,
+            submission,
+            submissions,
+            http: listener::bind(config.http_listen, "HTTP").await?,
+        })
+    }
 }
 
 /// Whether the submission listeners (587, 465) are served: only with TLS

@@ -154,7 +154,7 @@ impl Metrics {
 
     /// Creates the per-listener series of a served listener, so they read 0
     /// before the first event instead of being absent.
-    pub fn touch(&self, role: crate::gateway::Role) {
+    pub fn touch(&self, role: crate::role::Role) {
         let label = self.listener(role);
         let _ = self.connections.get_or_create(&label);
         let _ = self.refused.get_or_create(&label);
@@ -164,7 +164,7 @@ impl Metrics {
         let _ = self.queue_seconds.get_or_create(&label);
     }
 
-    pub fn listener(&self, role: crate::gateway::Role) -> ListenerLabel {
+    pub fn listener(&self, role: crate::role::Role) -> ListenerLabel {
         ListenerLabel {
             listener: role.name(),
         }

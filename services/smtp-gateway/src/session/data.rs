@@ -19,7 +19,8 @@ use crate::backend::{Backend, BackendError, BodyWriter, StoredBody};
 use crate::codec::command::{BodyType, Ret};
 use crate::codec::received::{self, Trace};
 use crate::codec::reply::{self, Reply};
-use crate::gateway::{Gateway, Role};
+use crate::gateway::Gateway;
+use crate::role::Role;
 use mailfleet_proto::v1::DsnRet;
 
 /// A transaction whose body is being received.

@@ -15,7 +15,8 @@
 use super::data::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
 use crate::codec::reply::{self, Reply};
-use crate::gateway::{Gateway, Role};
+use crate::gateway::Gateway;
+use crate::role::Role;
 use crate::verify::{ResultsFilter, Verdict};
 
 /// Largest header block kept for the From: check.

@@ -9,7 +9,8 @@ use super::{Envelope, Session, State};
 use crate::backend::Backend;
 use crate::codec::command::MailFrom;
 use crate::codec::reply::{self, Reply};
-use crate::gateway::{Gateway, Role};
+use crate::gateway::Gateway;
+use crate::role::Role;
 
 /// Opens a transaction. The caller has checked the session is greeted,
 /// outside a transaction, and authenticated on submission.

@@ -26,7 +26,8 @@ pub use intake::Intake;
 use crate::backend::Backend;
 use crate::codec::command::{BodyType, Command, Ret};
 use crate::codec::reply::{self, Reply};
-use crate::gateway::{Gateway, Role};
+use crate::gateway::Gateway;
+use crate::role::Role;
 
 /// Who the client said it is (HELO/EHLO).
 #[derive(Debug, Clone, PartialEq, Eq)]
