@@ -158,6 +158,7 @@ fn outbound_pipeline(
     let router = relay::routes::Router::new(routes, &config.dns_resolver)
         .map_err(|e| anyhow!(e))?
         .allow_private(config.relay_allow_private);
+    metrics.init_relay_routes(router.routes().hosts());
     let schedule = retry::Schedule::parse(&config.retry_schedule, config.delivery_lifetime)
         .map_err(|e| anyhow!("invalid MAILFLEET_RETRY_SCHEDULE: {e}"))?;
     let blobs = mailfleet_blob::BlobStore::from_config(config)

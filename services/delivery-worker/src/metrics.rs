@@ -17,6 +17,10 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// The `destination` label of the relay families: the host of a static
+/// route (`MAILFLEET_RELAY_ROUTES`, a set the operator bounds), or
+/// [`DNS_DESTINATION`] for every host found in DNS, so that mail to many
+/// domains cannot grow one series per remote MX.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RelayLabels {
     pub destination: String,
@@ -32,6 +36,12 @@ pub struct DestinationLabels {
 pub struct TlsLabels {
     pub tls: &'static str,
 }
+
+/// The `destination` of every relay to a host found in DNS (MX or implicit MX).
+pub const DNS_DESTINATION: &str = "dns";
+
+/// Every `result` of `relay_attempts`.
+const RELAY_RESULTS: [&str; 4] = ["completed", "rejected", "failed", "connect_failed"];
 
 fn relay_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
@@ -60,7 +70,7 @@ pub struct Metrics {
     pub consumer_restarts: Counter,
     /// 1 while a consumer is subscribed.
     pub consuming: Gauge,
-    /// SMTP transactions to remote hosts, by destination and result.
+    /// SMTP transactions to remote hosts, by destination (see [`RelayLabels`]) and result.
     pub relay_attempts: Family<RelayLabels, Counter>,
     /// Seconds per relay transaction (connection set-up included), by destination.
     pub relay_seconds: Family<DestinationLabels, Histogram, fn() -> Histogram>,
@@ -246,6 +256,26 @@ impl Metrics {
         for tls in ["yes", "no"] {
             let _ = self.relay_tls.get_or_create(&TlsLabels { tls });
         }
+        self.init_relay_destination(DNS_DESTINATION);
+    }
+
+    /// Creates the relay series of every static route's host at 0.
+    pub fn init_relay_routes<'a>(&self, hosts: impl IntoIterator<Item = &'a str>) {
+        for host in hosts {
+            self.init_relay_destination(host);
+        }
+    }
+
+    fn init_relay_destination(&self, destination: &str) {
+        for result in RELAY_RESULTS {
+            let _ = self.relay_attempts.get_or_create(&RelayLabels {
+                destination: destination.to_owned(),
+                result,
+            });
+        }
+        let _ = self.relay_seconds.get_or_create(&DestinationLabels {
+            destination: destination.to_owned(),
+        });
     }
 
     /// Observes the end-to-end latency of a copy stored now, for a job
@@ -312,6 +342,10 @@ mod tests {
             "mailfleet_delivery_permanent_failures_total{reason=\"unknown_user\"} 0",
             "mailfleet_delivery_relay_tls_total{tls=\"yes\"} 0",
             "mailfleet_delivery_stale_copies_total{reason=\"cancelled\"} 0",
+            "mailfleet_delivery_relay_attempts_total{destination=\"dns\",result=\"completed\"} 0",
+            "mailfleet_delivery_relay_attempts_total{destination=\"dns\",result=\"connect_failed\"} 0",
+            "mailfleet_delivery_relay_seconds_bucket{le=\"0.005\",destination=\"dns\"} 0",
+            "mailfleet_delivery_relay_seconds_count{destination=\"dns\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing in:\n{text}");
         }

@@ -1189,6 +1189,56 @@ async fn end_to_end_relay_uses_starttls_reuses_connections_and_obeys_the_operato
     stack.stop().await;
 }
 
+/// The relay families are in /metrics from start-up, for each static route's
+/// host and for hosts found in DNS (one `dns` destination, however many
+/// domains), so a dashboard or alert on them sees the first failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_metrics_exist_from_start_up_per_route_host() {
+    let down_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let stack = Stack::start_with(&[(
+        "RELAY_ROUTES",
+        format!("down.test=relay.invalid:{down_port},*=127.0.0.1:{down_port}"),
+    )])
+    .await;
+    let (_, text) = http_get(stack.worker_http, "/metrics").await;
+    for destination in ["relay.invalid", "127.0.0.1", "dns"] {
+        for result in ["completed", "rejected", "failed", "connect_failed"] {
+            let series = format!(
+                "mailfleet_delivery_relay_attempts_total{{destination=\"{destination}\",result=\"{result}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} missing in:\n{text}");
+        }
+        let series =
+            format!("mailfleet_delivery_relay_seconds_count{{destination=\"{destination}\"}} 0");
+        assert!(text.contains(&series), "{series} missing in:\n{text}");
+    }
+
+    // A failed connection to the smart host counts under its host, not a new series.
+    let publisher = Publisher::new(&stack.vhost.url(), &stack.prefix);
+    let jobs = stack.jobs(1, "down", &["someone@elsewhere.test"]).await;
+    publish_all(&publisher, &jobs).await;
+    let failed = r#"mailfleet_delivery_relay_attempts_total{destination="127.0.0.1",result="connect_failed"}"#;
+    for _ in 0..1500 {
+        if stack.metric(failed).await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stack.metric(failed).await >= 1.0);
+    let (_, text) = http_get(stack.worker_http, "/metrics").await;
+    let relay_series = text
+        .lines()
+        .filter(|l| l.starts_with("mailfleet_delivery_relay_attempts_total{"))
+        .count();
+    assert_eq!(
+        relay_series, 12,
+        "three destinations, four results:\n{text}"
+    );
+}
+
 /// Relay throughput to a loopback SMTP sink: 16 connections, 4 KiB
 /// messages, through RabbitMQ and object storage (bodies streamed). Run
 /// with `cargo test -p delivery-worker --test worker -- --ignored

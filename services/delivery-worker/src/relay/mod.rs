@@ -172,6 +172,7 @@ impl Relay {
         // the domain offered.
         let mut not_public = 0usize;
         for target in &targets {
+            let destination = self.router.metric_destination(target);
             let addresses = match self.router.addresses(target).await {
                 Ok(a) if !a.is_empty() => a,
                 Ok(_) => {
@@ -198,7 +199,7 @@ impl Relay {
                     let mut lease = match self.pool.acquire(&target.host, addr).await {
                         Ok(l) => l,
                         Err(error) => {
-                            self.metrics.relay_attempt(&target.host, "connect_failed");
+                            self.metrics.relay_attempt(destination, "connect_failed");
                             debug!(host = %target.host, %addr, %error, "Cannot open an SMTP connection.");
                             last_error = format!("{}: {error}", target.host);
                             break;
@@ -225,10 +226,10 @@ impl Relay {
                     let result = lease.connection().send(&envelope, signature, body).await;
                     self.pool.release(lease).await;
                     self.metrics
-                        .relay_seconds(&target.host, started.elapsed().as_secs_f64());
+                        .relay_seconds(destination, started.elapsed().as_secs_f64());
                     match result {
                         Ok(results) => {
-                            self.metrics.relay_attempt(&target.host, "completed");
+                            self.metrics.relay_attempt(destination, "completed");
                             info!(job_id = %job.job_id, host = %target.host, tls, recipients = rcpts.len(), "Relayed.");
                             return results
                                 .into_iter()
@@ -249,7 +250,7 @@ impl Relay {
                                 .collect();
                         }
                         Err(e @ ClientError::Rejected(_)) => {
-                            self.metrics.relay_attempt(&target.host, "rejected");
+                            self.metrics.relay_attempt(destination, "rejected");
                             let detail = format!("{}: {e}", target.host);
                             return all(if e.is_permanent() {
                                 Outcome::PermFail {
@@ -270,7 +271,7 @@ impl Relay {
                             // The connection broke mid-transaction: try the next
                             // address. (If the peer had in fact accepted, this is
                             // the one case that can duplicate: RFC 5321 6.1.)
-                            self.metrics.relay_attempt(&target.host, "failed");
+                            self.metrics.relay_attempt(destination, "failed");
                             last_error = format!("{}: {e}", target.host);
                             if reused && !retried {
                                 retried = true;

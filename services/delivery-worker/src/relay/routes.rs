@@ -88,6 +88,14 @@ impl Routes {
             .any(|t| t == target)
     }
 
+    /// The hosts of every static route (the smart host's included).
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.domains
+            .values()
+            .chain(self.smart_host.as_ref())
+            .map(|t| t.host.as_str())
+    }
+
     /// The static route of a domain, if any.
     pub fn route(&self, domain: &str) -> Option<&Target> {
         self.domains
@@ -190,6 +198,22 @@ impl Router {
     pub fn allow_private(mut self, allow: bool) -> Self {
         self.allow_private = allow;
         self
+    }
+
+    /// The static routes this router was made with.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// The `destination` label of the relay metrics for `target`: its host
+    /// when it is a static route, else the one label of every host found in
+    /// DNS (bounded, whatever domains mail goes to).
+    pub fn metric_destination<'a>(&self, target: &'a Target) -> &'a str {
+        if self.routes.is_routed(target) {
+            &target.host
+        } else {
+            crate::metrics::DNS_DESTINATION
+        }
     }
 
     /// The hosts to try for `domain`, best first.
