@@ -13,7 +13,8 @@
 //! sends LIST, for the sizes the others are checked against.
 //!
 //! A session counts when its QUIT is answered before the deadline, and
-//! nothing is sent after it. The CPU time of the server processes
+//! nothing is sent after it. One session per user before the clock starts
+//! warms up (first logins verify the full password hash; the LIST). The CPU time of the server processes
 //! (`--server-procs`, `/proc/<pid>/stat`, see [`super::cpu`]) over the same
 //! span is reported per session completed.
 //!
@@ -661,6 +662,39 @@ async fn mix_phase(args: &Pop3Args, users: &[String]) -> anyhow::Result<bool> {
     let args_arc = Arc::new(args.clone());
     let users = Arc::new(users.to_vec());
     let known: KnownUsers = Arc::default();
+    // Warm-up, not counted: one session per user, so the first login of
+    // each (a full password hash) and the LIST the checks need are out of
+    // the figures. Its errors count all the same.
+    let mut tally = Tally::default();
+    let warm: Vec<Tally> = futures::stream::iter(users.iter().cloned().enumerate())
+        .map(|(i, user)| {
+            let (target, known) = (args.target.clone(), known.clone());
+            let source = looped.then(|| source_address(6, (i % args.clients.max(1)) * PER_SOURCE));
+            async move {
+                let mut t = Tally::default();
+                let far = Instant::now() + Duration::from_secs(3600);
+                if let Err((what, e)) = session(&target, source, &user, &known, &mut t, far).await {
+                    let example = match e {
+                        Failure::Err(line) => line,
+                        Failure::Protocol(e) => format!("{e:#}"),
+                    };
+                    t.error(
+                        format!("warm-up session failed at {what}"),
+                        format!("{user}: {example}"),
+                    );
+                }
+                Tally {
+                    errors: t.errors,
+                    ..Tally::default()
+                }
+            }
+        })
+        .buffer_unordered(args.clients.max(1))
+        .collect()
+        .await;
+    for t in warm {
+        tally.merge(t);
+    }
     let cpu_before = cpu::snapshot(&procs);
     let start = Instant::now();
     let deadline = start + args.duration;
@@ -680,7 +714,6 @@ async fn mix_phase(args: &Pop3Args, users: &[String]) -> anyhow::Result<bool> {
     tokio::time::sleep_until(deadline.into()).await;
     // CPU over the same span as the sessions counted.
     let cpu_after = cpu::snapshot(&procs);
-    let mut tally = Tally::default();
     for w in workers {
         if let Ok(t) = w.await {
             tally.merge(t);
