@@ -5,8 +5,9 @@
 //! pop3-frontend reads the body from object storage itself.
 //!
 //! The lock is the account's "pop3-maildrop" lease (`crate::lease`): one
-//! statement takes it, and the snapshot is a second statement run after it
-//! commits. They cannot be one: a statement that takes over a lease the
+//! statement takes it (with the login guard's check and the account's row
+//! when the credential cache knows the password), and the snapshot is a
+//! second statement run after it commits. They cannot be one: a statement that takes over a lease the
 //! previous holder is releasing at that moment waits for that release, but
 //! its SELECT still reads the messages as they were when it started, before
 //! that session's expunges.
@@ -79,6 +80,12 @@ impl Store {
         holder: &str,
         ttl_seconds: u32,
     ) -> Result<Opened> {
+        if let Some(opened) = self
+            .open_cached(username, password, remote_ip, holder, ttl_seconds)
+            .await?
+        {
+            return Ok(opened);
+        }
         let (id, address) = match self
             .authenticate(username, password, remote_ip, "pop3")
             .await?
@@ -92,6 +99,85 @@ impl Store {
         };
         let snapshot = self.snapshot_after_lock(id, lease_id).await?;
         Ok(Opened::Ok { address, snapshot })
+    }
+
+    /// A login the credential cache knows (the usual one: clients poll with
+    /// the same password): the login guard's standing, the account and the
+    /// lease in one statement, the lease taken only when the account's hash
+    /// is still the one this password was verified against and the guard
+    /// does not refuse. `None` when the cache does not know it or the hash
+    /// changed: then the full login runs.
+    async fn open_cached(
+        &self,
+        username: &str,
+        password: &str,
+        remote_ip: &str,
+        holder: &str,
+        ttl_seconds: u32,
+    ) -> Result<Option<Opened>> {
+        let username = username.trim().to_lowercase();
+        let Some(cached) = self.credentials.hash_for(&username, password) else {
+            return Ok(None);
+        };
+        let keys = crate::auth_guard::Keys::new(&username, remote_ip);
+        let (key_list, window) = self.auth_guard.standing_params(&keys);
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let holder: String = holder.chars().take(200).collect();
+        let (locked, pair_counted, id, address, hash, won): (
+            bool,
+            bool,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH g AS ({}), \
+                  a AS (SELECT id, address, password_hash FROM accounts WHERE address = $1), \
+                  l AS (INSERT INTO leases (account_id, resource, lease_id, holder, expires_at) \
+                        SELECT a.id, $4, $5, $6, now() + make_interval(secs => $7) FROM a, g \
+                        WHERE NOT g.locked AND a.password_hash = $8 \
+                        ON CONFLICT (account_id, resource) DO UPDATE \
+                          SET lease_id = EXCLUDED.lease_id, holder = EXCLUDED.holder, \
+                              expires_at = EXCLUDED.expires_at \
+                          WHERE leases.expires_at <= now() \
+                        RETURNING lease_id) \
+             SELECT g.locked, g.pair_counted, a.id, a.address, a.password_hash, \
+                    (SELECT lease_id FROM l) \
+             FROM g LEFT JOIN a ON true",
+            crate::auth_guard::AuthGuard::STANDING_SQL
+        )))
+        .bind(&username)
+        .bind(key_list)
+        .bind(window)
+        .bind(RESOURCE)
+        .bind(&lease_id)
+        .bind(&holder)
+        .bind(lease::ttl(ttl_seconds))
+        .bind(&cached)
+        .fetch_one(&self.pool)
+        .await?;
+        if locked {
+            tokio::time::sleep(self.auth_guard.failure_delay).await;
+            return Ok(Some(Opened::Locked));
+        }
+        let (Some(id), Some(address), Some(hash)) = (id, address, hash) else {
+            return Ok(None);
+        };
+        // The lease was taken exactly when the hash is the cached one, that
+        // is when this password is right.
+        if hash != cached {
+            return Ok(None);
+        }
+        if pair_counted {
+            self.auth_guard.succeeded(&self.pool, &keys).await?;
+        }
+        Ok(Some(match won {
+            Some(lease_id) => Opened::Ok {
+                snapshot: self.snapshot_after_lock(id, lease_id).await?,
+                address,
+            },
+            None => Opened::InUse { address },
+        }))
     }
 
     /// The lock and snapshot of an account that logged in already; `None`
