@@ -68,7 +68,7 @@ items:
       - { name: imaps, port: 993, containerPort: 1993, setting: IMAPS_LISTEN, tls: true }
   - key: pop3Frontend
     name: pop3-frontend
-    needs: []
+    needs: [s3]
     ports:
       - { name: pop3, port: 110, containerPort: 1110, setting: POP3_LISTEN, tls: false }
       - { name: pop3s, port: 995, containerPort: 1995, setting: POP3S_LISTEN, tls: true }

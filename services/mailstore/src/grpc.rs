@@ -9,6 +9,7 @@ use mailfleet_runtime::grpc::check_bearer;
 use tonic::{Request, Response, Status};
 
 use crate::body::BodyStream;
+use crate::maildrop::{Opened, Snapshot};
 use crate::metrics::StatusLabel;
 use crate::store::{AuthResult, Resolution, Store};
 
@@ -55,6 +56,37 @@ fn u32_of(v: i64) -> u32 {
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// A POP3 maildrop answer: locked with its snapshot, or in use.
+fn maildrop_response(address: String, snapshot: Option<Snapshot>) -> pb::Maildrop {
+    let Some(s) = snapshot else {
+        return pb::Maildrop {
+            ok: true,
+            in_use: true,
+            address,
+            ..Default::default()
+        };
+    };
+    pb::Maildrop {
+        ok: true,
+        locked: false,
+        in_use: false,
+        address,
+        lease_id: s.lease_id,
+        uidvalidity: s.uidvalidity,
+        messages: s
+            .messages
+            .into_iter()
+            .map(|m| pb::MaildropMessage {
+                uid: m.uid,
+                size: m.size,
+                blob_id: m.blob_id,
+                prefix: m.prefix,
+                seen: m.seen,
+            })
+            .collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -287,6 +319,72 @@ impl MailStore for MailStoreService {
             .release_lease(&r.account, &r.resource, &r.lease_id)
             .await?;
         Ok(Response::new(pb::ReleaseLeaseResponse {}))
+    }
+
+    async fn open_maildrop(
+        &self,
+        request: Request<pb::OpenMaildropRequest>,
+    ) -> Result<Response<pb::Maildrop>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let opened = self
+            .store
+            .open_maildrop(
+                &r.username,
+                &r.password,
+                &r.remote_ip,
+                &r.holder,
+                r.ttl_seconds,
+            )
+            .await?;
+        let label = match &opened {
+            Opened::Ok { .. } | Opened::InUse { .. } => "ok",
+            Opened::Failed => "failed",
+            Opened::Locked => "locked",
+        };
+        self.store
+            .metrics
+            .auth
+            .get_or_create(&StatusLabel { status: label })
+            .inc();
+        if opened == Opened::Failed {
+            tracing::info!(remote_ip = %r.remote_ip, protocol = "pop3", "Authentication failed.");
+        }
+        Ok(Response::new(match opened {
+            Opened::Ok { address, snapshot } => maildrop_response(address, Some(snapshot)),
+            Opened::InUse { address } => maildrop_response(address, None),
+            Opened::Failed => pb::Maildrop::default(),
+            Opened::Locked => pb::Maildrop {
+                locked: true,
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn lock_maildrop(
+        &self,
+        request: Request<pb::LockMaildropRequest>,
+    ) -> Result<Response<pb::Maildrop>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let snapshot = self
+            .store
+            .lock_maildrop(&r.account, &r.holder, r.ttl_seconds)
+            .await?;
+        Ok(Response::new(maildrop_response(r.account, snapshot)))
+    }
+
+    async fn close_maildrop(
+        &self,
+        request: Request<pb::CloseMaildropRequest>,
+    ) -> Result<Response<pb::CloseMaildropResponse>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let expunged = self
+            .store
+            .close_maildrop(&r.account, &r.lease_id, r.expunge.as_ref(), r.seen.as_ref())
+            .await?;
+        Ok(Response::new(pb::CloseMaildropResponse { expunged }))
     }
 
     // ---- IMAP operations (crate::mailboxes, fetch, append, copy, search) ----

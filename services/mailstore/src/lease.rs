@@ -11,7 +11,7 @@ use crate::store::Store;
 pub const DEFAULT_TTL_SECONDS: u32 = 60;
 pub const MAX_TTL_SECONDS: u32 = 3600;
 
-fn ttl(seconds: u32) -> f64 {
+pub(crate) fn ttl(seconds: u32) -> f64 {
     f64::from(match seconds {
         0 => DEFAULT_TTL_SECONDS,
         n => n.min(MAX_TTL_SECONDS),

@@ -29,6 +29,7 @@ pub mod grpc;
 pub mod lease;
 pub mod mailbox_cache;
 pub mod mailboxes;
+pub mod maildrop;
 pub mod meta_cache;
 pub mod metrics;
 pub mod password;

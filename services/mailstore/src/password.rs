@@ -195,6 +195,18 @@ impl CredentialCache {
             .is_some_and(|(hash, at)| hash == stored_hash && at.elapsed() < self.ttl)
     }
 
+    /// The stored hash `user`/`password` was verified against recently, if
+    /// any: a login can then ask for the hash to be unchanged instead of
+    /// reading it first.
+    pub fn hash_for(&self, user: &str, password: &str) -> Option<String> {
+        let tag = self.tag(user, password)?;
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&tag)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(hash, _)| hash.clone())
+    }
+
     /// Remembers a successful verification.
     pub fn insert(&self, user: &str, password: &str, stored_hash: &str) {
         let Some(tag) = self.tag(user, password) else {

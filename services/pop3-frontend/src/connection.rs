@@ -1,18 +1,18 @@
 //! One POP3 connection's I/O: implicit TLS (995) or STLS (110), reading
 //! bounded command lines with an idle timeout, writing replies (batched
 //! while pipelined commands are waiting), streaming RETR/TOP bodies from
-//! mailstore with byte-stuffing, and the goodbye on shutdown.
+//! object storage with byte-stuffing, and the goodbye on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailfleet_proto::v1 as pb;
+use futures::StreamExt;
+use mailfleet_blob::BlobError;
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::listener::Handler;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tonic::Code;
 use tracing::Instrument;
 
 use crate::Shared;
@@ -235,8 +235,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
-/// RETR/TOP: opens the body stream first so a failure can still be a
-/// `-ERR`, then streams it with byte-stuffing. A failure mid-stream closes
+/// RETR/TOP: opens the body in object storage first so a failure can still
+/// be a `-ERR`, then streams the served prefix (the Return-Path line) and
+/// the body with byte-stuffing, chunk by chunk. A failure mid-stream closes
 /// the connection (a partial response must not look complete).
 async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
     session: &Session,
@@ -250,28 +251,23 @@ async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
             .extend_from_slice(b"-ERR command not valid in this state\r\n");
         return Ok(());
     };
-    let shared = &session.shared;
-    let mut client = shared.client.clone();
-    let request = pb::GetBodyRequest {
-        account: drop.account.clone(),
-        mailbox: String::new(),
-        uid,
-        offset: 0,
-        length: 0,
-        include_expunged: false,
+    let Ok(i) = drop.messages.binary_search_by_key(&uid, |m| m.uid) else {
+        io.out.extend_from_slice(b"-ERR no such message\r\n");
+        return Ok(());
     };
-    let mut stream = match client.get_body(request).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            io.out.extend_from_slice(body_error(&status).as_bytes());
+    let message = &drop.messages[i];
+    let shared = &session.shared;
+    let mut body = match shared.blobs.stream(&message.blob_id, None).await {
+        Ok(s) => s,
+        Err(error) => {
+            io.out.extend_from_slice(body_error(&error).as_bytes());
             return Ok(());
         }
     };
-    let first = match stream.message().await {
-        Ok(Some(chunk)) => chunk,
-        Ok(None) => pb::BodyChunk::default(),
-        Err(status) => {
-            io.out.extend_from_slice(body_error(&status).as_bytes());
+    let first = match body.next().await.transpose() {
+        Ok(chunk) => chunk.unwrap_or_default(),
+        Err(error) => {
+            io.out.extend_from_slice(body_error(&error).as_bytes());
             return Ok(());
         }
     };
@@ -282,34 +278,29 @@ async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Some(_) => io.out.extend_from_slice(b"+OK top of message follows\r\n"),
     }
-    let mut stuffer = Stuffer::default();
-    let mut cut = top.map(TopCut::new);
-    let mut chunk = Some(first);
-    let mut sent: u64 = 0;
-    while let Some(c) = chunk.take() {
-        let data: &[u8] = match cut.as_mut() {
-            Some(cut) => cut.take(&c.data),
-            None => &c.data,
-        };
-        sent += data.len() as u64;
-        stuffer.feed(data, &mut io.out);
+    let mut out = Emit {
+        stuffer: Stuffer::default(),
+        cut: top.map(TopCut::new),
+        sent: 0,
+    };
+    let mut done = out.feed(&message.prefix, &mut io.out) || out.feed(&first, &mut io.out);
+    while !done {
         if io.out.len() >= FLUSH_AT {
             io.flush().await?;
         }
-        if cut.as_ref().is_some_and(TopCut::done) {
-            // The rest of the body is not needed: dropping the stream
-            // cancels it.
-            break;
-        }
-        chunk = match stream.message().await {
-            Ok(c) => c,
-            Err(status) => {
-                tracing::warn!(%status, uid, "Body stream failed during RETR; closing.");
+        // TOP stops here once it has its lines: dropping the stream ends
+        // the read.
+        done = match body.next().await.transpose() {
+            Ok(Some(chunk)) => out.feed(&chunk, &mut io.out),
+            Ok(None) => true,
+            Err(error) => {
+                tracing::warn!(%error, uid, "Body read failed during RETR; closing.");
                 io.flush().await?;
-                return Err(std::io::Error::other("body stream failed"));
+                return Err(std::io::Error::other("body read failed"));
             }
         };
     }
+    let Emit { stuffer, sent, .. } = out;
     stuffer.finish(&mut io.out);
     shared.metrics.retrieved_bytes.inc_by(sent);
     if top.is_none() && sent != size {
@@ -323,11 +314,33 @@ async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-fn body_error(status: &tonic::Status) -> String {
-    if status.code() == Code::NotFound {
-        // Another session (IMAP) expunged it since the snapshot.
-        return "-ERR message was removed by another session\r\n".into();
+/// The octets of a RETR or TOP on their way out: TOP's cut, then
+/// byte-stuffing.
+struct Emit {
+    stuffer: Stuffer,
+    cut: Option<TopCut>,
+    sent: u64,
+}
+
+impl Emit {
+    /// Appends the part of `data` that goes out; true once TOP has all it
+    /// wants.
+    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let data = match self.cut.as_mut() {
+            Some(cut) => cut.take(data),
+            None => data,
+        };
+        self.sent += data.len() as u64;
+        self.stuffer.feed(data, out);
+        self.cut.as_ref().is_some_and(TopCut::done)
     }
-    tracing::warn!(%status, "Failed to read a message body.");
+}
+
+fn body_error(error: &BlobError) -> String {
+    if error.is_not_found() {
+        tracing::warn!(%error, "A message body is missing from object storage.");
+        return "-ERR message was removed\r\n".into();
+    }
+    tracing::warn!(%error, "Failed to read a message body.");
     "-ERR [SYS/TEMP] mail storage temporarily unavailable, try again later\r\n".into()
 }

@@ -5,16 +5,20 @@
 //! configured) and, when given, implicit TLS on the POP3S listener, through
 //! the shared accept loop of `mailfleet_runtime::listener`, plus `/healthz`,
 //! `/readyz` (mailstore answering) and `/metrics` (`mailfleet_pop3_…`).
-//! A login takes an expiring lease on the maildrop in mailstore (the lock
-//! across every replica, `-ERR [IN-USE]` for a second session), snapshots
-//! the INBOX, and QUIT expunges the deleted messages and flags the
-//! retrieved ones \Seen; a dropped connection changes nothing.
+//! A login is one mailstore call (OpenMaildrop): the password check, an
+//! expiring lease on the maildrop (the lock across every replica,
+//! `-ERR [IN-USE]` for a second session after a few seconds' wait) and the
+//! INBOX snapshot with each message's content key. RETR and TOP read the
+//! body straight from object storage (`mailfleet-blob`), so they cost
+//! mailstore and Postgres nothing; QUIT is one more call (CloseMaildrop)
+//! that expunges the deleted messages, flags the retrieved ones \Seen and
+//! releases the lease; a dropped connection changes nothing.
 //!
 //! Modules: `proto` (the pure codec: parser, byte-stuffing, TOP cut, SASL
-//! PLAIN), `session` (state enum and command handlers), `maildrop` (lease,
-//! snapshot, UPDATE), `connection` (I/O, TLS), `line` (bounded lines).
-//! No storage crate is used here: all mail state comes from mailstore over
-//! gRPC, and bodies are streamed from it, never held whole.
+//! PLAIN), `session` (state enum and command handlers), `maildrop` (login,
+//! lease, snapshot, UPDATE), `connection` (I/O, TLS, body streaming),
+//! `line` (bounded lines). Mail state comes from mailstore over gRPC;
+//! bodies are only read, chunk by chunk, never held whole.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use mailfleet_blob::BlobStore;
 use mailfleet_runtime::grpc::MailStore;
 use mailfleet_runtime::http::Health;
 use mailfleet_runtime::listener::{self, Limits, ProxyProtocol};
@@ -69,6 +74,8 @@ impl Listeners {
 /// What every session shares.
 pub(crate) struct Shared {
     pub client: MailStore,
+    /// Message bodies, read by the content keys of the snapshot.
+    pub blobs: BlobStore,
     pub tls: Option<Tls>,
     pub max_line: usize,
     pub idle_timeout: Duration,
@@ -90,6 +97,7 @@ pub async fn run(
         config.service_token.expose(),
     )
     .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let blobs = BlobStore::from_config(&config).context("cannot open the message body store")?;
     let tls = Tls::from_config(&config).context("cannot set up TLS for POP3")?;
     if listeners.pop3s.is_some() && tls.is_none() {
         anyhow::bail!("the POP3S listener needs MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY");
@@ -121,6 +129,7 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         client,
+        blobs,
         tls,
         // RFC 2449 4: a command line may be up to 255 octets.
         max_line: config.pop3_max_line_length.max(255),

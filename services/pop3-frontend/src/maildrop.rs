@@ -1,6 +1,9 @@
-//! The maildrop of a logged-in session: the lease that locks it across all
-//! replicas (renewed in the background while the session lives), the INBOX
-//! snapshot taken at login, and the UPDATE state's effects in mailstore.
+//! The maildrop of a logged-in session: one mailstore call logs in, takes
+//! the lease that locks the maildrop across all replicas and snapshots the
+//! INBOX (with each message's content key, so RETR reads object storage
+//! directly); one call at QUIT applies UPDATE and releases the lease. The
+//! lease is renewed in the background only while a session outlives a
+//! third of its TTL, so a usual session makes no renewal call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,11 +15,9 @@ use mailfleet_runtime::grpc::MailStore;
 use prometheus_client::metrics::counter::Counter;
 use tonic::Status;
 
-/// The lease resource name shared by every pop3-frontend replica.
+/// The lease resource name mailstore gives the maildrop lock (RenewLease
+/// needs it).
 pub(crate) const RESOURCE: &str = "pop3-maildrop";
-/// Messages asked for per ListMessages call while snapshotting (mailstore
-/// honours limits up to 10,000, so a shorter page is the last one).
-const PAGE: u32 = 1000;
 /// How long a release may take when the session ends.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a login waits for a maildrop another session holds before
@@ -24,17 +25,22 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// fetchmail runs back to back, find the lock being released (Dovecot too
 /// waits a few seconds).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// First pause between lease attempts while waiting; it doubles up to
-/// [`LOCK_RETRY_MAX`].
-const LOCK_RETRY_FIRST: Duration = Duration::from_millis(25);
-const LOCK_RETRY_MAX: Duration = Duration::from_millis(400);
+/// First pause between lock attempts while waiting; it doubles up to
+/// [`LOCK_RETRY_MAX`]. Short, because a POP3 session usually lasts
+/// milliseconds.
+const LOCK_RETRY_FIRST: Duration = Duration::from_millis(5);
+const LOCK_RETRY_MAX: Duration = Duration::from_millis(250);
 
 /// One message of the snapshot.
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
     pub uid: u32,
-    /// Octets RETR sends (before byte-stuffing).
+    /// Octets RETR sends (before byte-stuffing): prefix, then the blob.
     pub size: u64,
+    /// Content key of the body in object storage.
+    pub blob_id: Box<str>,
+    /// Octets served before the blob (the Return-Path line mailstore made).
+    pub prefix: Box<[u8]>,
     pub deleted: bool,
     pub retrieved: bool,
     /// Already \Seen at login: RETR then needs no flag change at QUIT.
@@ -64,65 +70,90 @@ pub(crate) struct Maildrop {
     pub lock: Lock,
 }
 
-pub(crate) enum Acquire {
-    Locked(Lock),
+/// What a login came to.
+pub(crate) enum Opened {
+    Locked(Maildrop),
+    /// Right password, but another session kept the maildrop.
     InUse,
+    /// Wrong password or unknown user.
+    Failed,
+    /// The login guard refused it unchecked.
+    GuardLocked,
 }
 
-/// Takes the maildrop lease, waiting up to [`LOCK_WAIT`] while another
-/// session holds it (counted in `waits` once per login that waits), and
-/// starts renewing it every third of its TTL.
-pub(crate) async fn lock(
+/// Logs in, locks and snapshots in one call; while another session holds
+/// the maildrop, retries the lock alone for up to [`LOCK_WAIT`] (counted in
+/// `waits` once per login that waits), then starts renewing the lease.
+pub(crate) async fn open(
     client: &MailStore,
-    account: &str,
-    holder: &str,
-    ttl: Duration,
+    request: pb::OpenMaildropRequest,
     waits: &Counter,
-) -> Result<Acquire, Status> {
-    let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).max(1);
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    let mut pause = LOCK_RETRY_FIRST;
-    let mut waited = false;
-    let r = loop {
-        let r = client
-            .clone()
-            .acquire_lease(pb::AcquireLeaseRequest {
-                account: account.to_owned(),
-                resource: RESOURCE.into(),
-                holder: holder.to_owned(),
-                ttl_seconds,
-            })
-            .await?
-            .into_inner();
-        if r.acquired {
-            break r;
+) -> Result<Opened, Status> {
+    let (holder, ttl_seconds) = (request.holder.clone(), request.ttl_seconds);
+    let mut r = client.clone().open_maildrop(request).await?.into_inner();
+    if r.locked {
+        return Ok(Opened::GuardLocked);
+    }
+    if !r.ok {
+        return Ok(Opened::Failed);
+    }
+    if r.in_use {
+        waits.inc();
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut pause = LOCK_RETRY_FIRST;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Opened::InUse);
+            }
+            // The last pause ends at the deadline, for one final attempt.
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(LOCK_RETRY_MAX);
+            r = client
+                .clone()
+                .lock_maildrop(pb::LockMaildropRequest {
+                    account: r.address.clone(),
+                    holder: holder.clone(),
+                    ttl_seconds,
+                })
+                .await?
+                .into_inner();
+            if !r.in_use {
+                break;
+            }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Ok(Acquire::InUse);
-        }
-        if !waited {
-            waits.inc();
-            waited = true;
-        }
-        // The last pause ends at the deadline, for one final attempt.
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(LOCK_RETRY_MAX);
-    };
+    }
     let lost = Arc::new(AtomicBool::new(false));
     let renewer = CancellationToken::new();
     tokio::spawn(renew(
         client.clone(),
-        account.to_owned(),
+        r.address.clone(),
         r.lease_id.clone(),
         ttl_seconds,
         lost.clone(),
         renewer.clone(),
     ));
-    Ok(Acquire::Locked(Lock {
-        lease_id: r.lease_id,
-        lost,
-        renewer,
+    Ok(Opened::Locked(Maildrop {
+        uidvalidity: r.uidvalidity,
+        messages: r
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                uid: m.uid,
+                size: m.size,
+                blob_id: m.blob_id.into(),
+                prefix: m.prefix.into(),
+                deleted: false,
+                retrieved: false,
+                seen: m.seen,
+            })
+            .collect(),
+        lock: Lock {
+            lease_id: r.lease_id,
+            lost,
+            renewer,
+        },
+        account: r.address,
     }))
 }
 
@@ -134,7 +165,7 @@ async fn renew(
     lost: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    let every = Duration::from_secs(u64::from(ttl_seconds)) / 3;
+    let every = Duration::from_secs(u64::from(ttl_seconds.max(1))) / 3;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -159,61 +190,22 @@ async fn renew(
     }
 }
 
-/// Releases the lease (best effort: if this fails the lease runs out).
-pub(crate) async fn unlock(client: &MailStore, account: &str, lock: Lock) {
+/// Releases the lease and forgets the maildrop without UPDATE: what a
+/// dropped connection or a shutdown does (best effort: if this fails the
+/// lease runs out).
+pub(crate) async fn abandon(client: &MailStore, drop: Maildrop) {
     let request = pb::ReleaseLeaseRequest {
-        account: account.to_owned(),
+        account: drop.account,
         resource: RESOURCE.into(),
-        lease_id: lock.lease_id.clone(),
+        lease_id: drop.lock.lease_id.clone(),
     };
-    drop(lock);
+    std::mem::drop(drop.lock);
     let mut client = client.clone();
     match tokio::time::timeout(RELEASE_TIMEOUT, client.release_lease(request)).await {
         Ok(Ok(_)) => {}
         Ok(Err(status)) => tracing::warn!(%status, "Failed to release the POP3 maildrop lease."),
         Err(_) => tracing::warn!("Timed out releasing the POP3 maildrop lease."),
     }
-}
-
-/// Lists the whole INBOX page by page: the snapshot that fixes message
-/// numbers for the session.
-pub(crate) async fn snapshot(
-    client: &MailStore,
-    account: &str,
-) -> Result<(u32, Vec<Message>), Status> {
-    let mut client = client.clone();
-    let mut messages = Vec::new();
-    let mut uidvalidity;
-    let mut from = 1u32;
-    loop {
-        let page = client
-            .list_messages(pb::ListMessagesRequest {
-                account: account.to_owned(),
-                mailbox: String::new(),
-                uid_from: from,
-                limit: PAGE,
-            })
-            .await?
-            .into_inner();
-        uidvalidity = page.uidvalidity;
-        let full = page.messages.len() >= PAGE as usize;
-        let Some(last) = page.messages.last().map(|m| m.uid) else {
-            break;
-        };
-        messages.extend(page.messages.into_iter().map(|m| Message {
-            uid: m.uid,
-            size: m.size,
-            deleted: false,
-            retrieved: false,
-            seen: m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
-        }));
-        // A short page is the last: most logins cost one call.
-        match last.checked_add(1) {
-            Some(next) if full && next > from => from = next,
-            _ => break,
-        }
-    }
-    Ok((uidvalidity, messages))
 }
 
 /// Sorted UIDs as ranges of consecutive values only, so a range never
@@ -232,10 +224,11 @@ pub(crate) fn uid_set(uids: &[u32]) -> pb::UidSet {
     pb::UidSet { ranges }
 }
 
-/// The UPDATE state (RFC 1939 6): expunge the messages marked deleted, then
-/// flag the retrieved ones \Seen. Returns how many were expunged.
-pub(crate) async fn update(client: &MailStore, drop: &Maildrop) -> Result<usize, Status> {
-    let mut client = client.clone();
+/// The UPDATE state (RFC 1939 6) and the release, in one call: expunge the
+/// messages marked deleted, flag the retrieved ones \Seen, unlock. Returns
+/// how many were expunged. The lease is released however this ends (it
+/// runs out when the call fails).
+pub(crate) async fn update(client: &MailStore, drop: Maildrop) -> Result<usize, Status> {
     let deleted: Vec<u32> = drop
         .messages
         .iter()
@@ -248,33 +241,15 @@ pub(crate) async fn update(client: &MailStore, drop: &Maildrop) -> Result<usize,
         .filter(|m| m.retrieved && !m.deleted && !m.seen)
         .map(|m| m.uid)
         .collect();
-    let mut expunged = 0;
-    if !deleted.is_empty() {
-        let r = client
-            .expunge(pb::ExpungeRequest {
-                account: drop.account.clone(),
-                mailbox: String::new(),
-                uids: Some(uid_set(&deleted)),
-                only_deleted: false,
-            })
-            .await?;
-        expunged = r.get_ref().expunged.len();
-    }
-    if !seen.is_empty() {
-        let request = pb::StoreFlagsRequest {
-            account: drop.account.clone(),
-            mailbox: String::new(),
-            uids: Some(uid_set(&seen)),
-            mode: pb::FlagsMode::FlagsAdd as i32,
-            flags: vec!["\\Seen".into()],
-            unchanged_since: 0,
-        };
-        // \Seen is a courtesy to IMAP clients; its loss must not fail QUIT.
-        if let Err(status) = client.store_flags(request).await {
-            tracing::warn!(%status, "Failed to flag retrieved messages \\Seen.");
-        }
-    }
-    Ok(expunged)
+    let request = pb::CloseMaildropRequest {
+        account: drop.account,
+        lease_id: drop.lock.lease_id.clone(),
+        expunge: Some(uid_set(&deleted)),
+        seen: Some(uid_set(&seen)),
+    };
+    std::mem::drop(drop.lock);
+    let r = client.clone().close_maildrop(request).await?;
+    Ok(r.get_ref().expunged as usize)
 }
 
 #[cfg(test)]

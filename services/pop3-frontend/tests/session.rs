@@ -23,8 +23,13 @@ async fn greets_answers_and_says_goodbye() {
     let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mailstore_url = format!("http://{}", unused.local_addr().unwrap());
     drop(unused);
+    let blobs = tempfile::tempdir().unwrap();
     let config = Config::load(vec![
         ("MAILFLEET_MAILSTORE_URL".to_string(), mailstore_url),
+        (
+            "MAILFLEET_BLOB_URL".to_string(),
+            format!("file://{}", blobs.path().display()),
+        ),
         ("MAILFLEET_SERVICE_TOKEN".to_string(), "t".to_string()),
         (
             "MAILFLEET_POP3_MAX_LINE_LENGTH".to_string(),
@@ -164,7 +169,9 @@ async fn http_ok(addr: std::net::SocketAddr) -> bool {
     out.starts_with("HTTP/1.1 200")
 }
 
-async fn start_with_mailstore() -> Maildrop {
+/// mailstore in-process with its database, vhost and blob directory, the
+/// domain and [`USER`]; the config a pop3-frontend for it would use.
+async fn start_mailstore() -> (Config, Maildrop) {
     let dir = tempfile::tempdir().unwrap();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -226,6 +233,19 @@ async fn start_with_mailstore() -> Maildrop {
         })
         .await
         .unwrap();
+    let env = Maildrop {
+        pop3: store_addr,
+        http: store_addr,
+        db,
+        vhost,
+        shutdown,
+        _dir: dir,
+    };
+    (config, env)
+}
+
+async fn start_with_mailstore() -> Maildrop {
+    let (config, mut env) = start_mailstore().await;
     let pop3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (pop3_addr, http_addr) = (pop3.local_addr().unwrap(), http.local_addr().unwrap());
@@ -236,8 +256,9 @@ async fn start_with_mailstore() -> Maildrop {
             pop3s: None,
             http,
         },
-        shutdown.clone(),
+        env.shutdown.clone(),
     ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !http_ok(http_addr).await {
         assert!(
             std::time::Instant::now() < deadline,
@@ -245,14 +266,9 @@ async fn start_with_mailstore() -> Maildrop {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Maildrop {
-        pop3: pop3_addr,
-        http: http_addr,
-        db,
-        vhost,
-        shutdown,
-        _dir: dir,
-    }
+    env.pop3 = pop3_addr;
+    env.http = http_addr;
+    env
 }
 
 /// A connection that has sent USER and is ready for PASS.
@@ -339,4 +355,182 @@ async fn a_lock_held_past_the_wait_is_in_use() {
     assert_eq!(line(&mut first).await, "+OK 0 0\r\n");
     send(&mut first, "QUIT").await;
     assert!(line(&mut first).await.starts_with("+OK"));
+}
+
+/// A message of about `size` octets whose lines start with "." now and
+/// then, so RETR has to byte-stuff.
+fn big_message(size: usize) -> Vec<u8> {
+    let mut m = b"From: <a@example.org>\r\nSubject: big\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while m.len() < size {
+        let line = if i.is_multiple_of(7) {
+            format!(".line {i} starts with a dot and goes on for a while\r\n")
+        } else {
+            format!("line {i} of a large message, plain text for the most part\r\n")
+        };
+        m.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    m
+}
+
+/// Stores `body` as a message delivered to [`USER`] from `sender`.
+async fn deliver(config: &Config, body: &[u8], sender: &str, key: &str) {
+    let blobs = mailfleet_blob::BlobStore::from_config(config).unwrap();
+    let mut w = blobs.writer();
+    for chunk in body.chunks(1 << 20) {
+        w.write(chunk).await.unwrap();
+    }
+    let blob = w.finish().await.unwrap();
+    let mut store =
+        mailfleet_runtime::grpc::mailstore_client(&config.mailstore_url, "svc").unwrap();
+    let r = store
+        .deliver(mailfleet_proto::v1::DeliverRequest {
+            deliveries: vec![mailfleet_proto::v1::Delivery {
+                idempotency_key: key.into(),
+                recipient: USER.into(),
+                blob_id: blob.id,
+                blob_size: blob.size,
+                return_path: sender.into(),
+                internal_date_ms: 0,
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get_ref().results[0].status(),
+        mailfleet_proto::v1::DeliveryStatus::DeliveryStored
+    );
+}
+
+/// (VmRSS, VmHWM) of a process in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |key: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line[key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads a RETR response to its end: (octets with dot-stuffing undone, the
+/// first line of the message).
+async fn read_retr(c: &mut BufReader<TcpStream>) -> (u64, String) {
+    let mut octets = 0;
+    let mut first = None;
+    let mut l = Vec::new();
+    loop {
+        l.clear();
+        let n = tokio::time::timeout(Duration::from_secs(120), c.read_until(b'\n', &mut l))
+            .await
+            .expect("RETR in time")
+            .unwrap();
+        assert!(n > 0, "connection closed inside RETR");
+        if l == b".\r\n" {
+            return (octets, first.unwrap_or_default());
+        }
+        let line = l.strip_prefix(b".").unwrap_or(&l);
+        octets += line.len() as u64;
+        first.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+    }
+}
+
+/// The pop3-frontend binary, as its container runs it, against the
+/// in-process mailstore: RETR of a 50 MB message streams from object
+/// storage to the client in chunks, so the process's peak RSS grows by less
+/// than 2 MiB, and every octet arrives, Return-Path line first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_retr_keeps_pop3_frontend_memory_flat() {
+    let (config, _env) = start_mailstore().await;
+    let big = big_message(50 * 1024 * 1024);
+    deliver(
+        &config,
+        &big_message(1024 * 1024),
+        "warm@example.org",
+        "warm",
+    )
+    .await;
+    deliver(&config, &big, "big@example.org", "big").await;
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let pop3_port = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let http_port = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pop3-frontend"))
+            .env_clear()
+            .env("MAILFLEET_MAILSTORE_URL", &config.mailstore_url)
+            .env("MAILFLEET_SERVICE_TOKEN", "svc")
+            .env("MAILFLEET_BLOB_URL", &config.blob_url)
+            .env("MAILFLEET_POP3_LISTEN", format!("127.0.0.1:{pop3_port}"))
+            .env("MAILFLEET_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("MAILFLEET_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !http_ok(http).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pop3-frontend not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = before_pass(format!("127.0.0.1:{pop3_port}").parse().unwrap()).await;
+    send(&mut c, &format!("PASS {PASS}")).await;
+    assert!(line(&mut c).await.starts_with("+OK"));
+    send(&mut c, "LIST").await;
+    assert!(line(&mut c).await.starts_with("+OK"));
+    let mut sizes = Vec::new();
+    loop {
+        let l = line(&mut c).await;
+        if l == ".\r\n" {
+            break;
+        }
+        sizes.push(l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap());
+    }
+    let big_size = big.len() as u64 + "Return-Path: <big@example.org>\r\n".len() as u64;
+    // Which of the two is the big one depends on delivery order.
+    let n = sizes
+        .iter()
+        .position(|&s| s == big_size)
+        .expect("the big message is listed")
+        + 1;
+    let warm = 3 - n;
+    // A first RETR warms the code paths and buffers every RETR uses.
+    send(&mut c, &format!("RETR {warm}")).await;
+    assert!(line(&mut c).await.starts_with("+OK"));
+    let (octets, _) = read_retr(&mut c).await;
+    assert_eq!(octets, sizes[warm - 1]);
+
+    assert!(
+        std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok(),
+        "cannot reset the peak RSS of pop3-frontend"
+    );
+    let (before, _) = memory_kib(pid);
+    send(&mut c, &format!("RETR {n}")).await;
+    assert_eq!(line(&mut c).await, format!("+OK {big_size} octets\r\n"));
+    let (octets, first) = read_retr(&mut c).await;
+    let (_, peak) = memory_kib(pid);
+    eprintln!("pop3-frontend RSS {before} KiB before the 50 MB RETR, peak {peak} KiB during it");
+    assert_eq!(octets, big_size);
+    assert_eq!(first, "Return-Path: <big@example.org>\r\n");
+    assert!(
+        peak.saturating_sub(before) < 2048,
+        "pop3-frontend's RSS grew from {before} KiB to a peak of {peak} KiB during a 50 MB RETR"
+    );
+    send(&mut c, "QUIT").await;
+    assert!(line(&mut c).await.starts_with("+OK"));
 }

@@ -152,6 +152,53 @@ pub fn used(
     out
 }
 
+/// Prints the CPU `used` per operation completed (`count` of them, each a
+/// `unit`: "command", "session"), each process name apart and summed.
+pub fn print_per_operation(
+    used: &BTreeMap<String, Used>,
+    procs: &[Matcher],
+    count: u64,
+    unit: &str,
+) {
+    if used.is_empty() {
+        println!(
+            "    CPU: no process of {} found in /proc",
+            procs
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return;
+    }
+    let per = |s: f64| s * 1e3 / (count.max(1) as f64);
+    println!("    server CPU (utime+stime from /proc over the run) per {unit} completed:");
+    let mut sum = 0.0;
+    for (name, u) in used {
+        sum += u.own + u.exited_children;
+        println!(
+            "      {name:<14} {:>3} processes {:>7.2} s  {:.3} ms/{unit}",
+            u.processes,
+            u.own,
+            per(u.own)
+        );
+        if u.exited_children > 0.0 {
+            println!(
+                "      {:<14}   exited children {:>7.2} s  {:.3} ms/{unit}",
+                "",
+                u.exited_children,
+                per(u.exited_children)
+            );
+        }
+    }
+    println!(
+        "      {:<14} {:>17.2} s  {:.3} ms/{unit}",
+        "sum",
+        sum,
+        per(sum)
+    );
+}
+
 /// Clock ticks per second of /proc/<pid>/stat. USER_HZ is 100 on every
 /// Linux architecture a server runs on, and the kernel keeps it fixed
 /// whatever CONFIG_HZ is.

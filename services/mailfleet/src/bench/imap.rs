@@ -44,7 +44,7 @@ use crate::target::{Connection, Target};
 
 const PASSWORD: &str = "bench";
 /// Sessions per loopback source address; below the default per-IP limit.
-const PER_SOURCE: usize = 50;
+pub(super) const PER_SOURCE: usize = 50;
 /// Sessions opened at once in the IDLE phase.
 const OPENING: usize = 32;
 /// Longest response line (literals excluded) the client accepts.
@@ -333,14 +333,14 @@ fn literal_length(line: &[u8]) -> Option<usize> {
 }
 
 /// Loopback source address for session `i` of a group starting at `base`.
-fn source_address(base: u8, i: usize) -> IpAddr {
+pub(super) fn source_address(base: u8, i: usize) -> IpAddr {
     let n = (i / PER_SOURCE) as u32;
     IpAddr::V4(Ipv4Addr::from(
         u32::from(Ipv4Addr::new(127, base, 0, 1)) + n,
     ))
 }
 
-async fn loopback(target: &str) -> bool {
+pub(super) async fn loopback(target: &str) -> bool {
     tokio::net::lookup_host(target)
         .await
         .ok()

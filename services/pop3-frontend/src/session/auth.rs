@@ -8,7 +8,7 @@ use super::{
     Action, BAD_LOGIN, LOCKED_LOGIN, MAX_AUTH_FAILURES, NEED_TLS, Session, State, WRONG_STATE,
     internal, transaction,
 };
-use crate::maildrop::{self, Acquire, Maildrop};
+use crate::maildrop::{self, Opened};
 use crate::proto;
 
 impl Session {
@@ -94,67 +94,42 @@ impl Session {
         }
     }
 
-    /// Verifies the password, locks the maildrop and takes the snapshot.
+    /// Verifies the password, locks the maildrop and takes the snapshot:
+    /// one mailstore call (more only while waiting for the lock).
     async fn login(&mut self, user: &str, password: &str) -> Action {
         let shared = self.shared.clone();
-        let mut client = shared.client.clone();
-        let auth = client
-            .authenticate(pb::AuthenticateRequest {
-                username: user.to_owned(),
-                password: password.to_owned(),
-                remote_ip: self.peer.ip().to_string(),
-                protocol: "pop3".into(),
-            })
-            .await;
-        let account = match auth {
-            Ok(r) if r.get_ref().ok => r.into_inner().address,
+        let request = pb::OpenMaildropRequest {
+            username: user.to_owned(),
+            password: password.to_owned(),
+            remote_ip: self.peer.ip().to_string(),
+            holder: format!("{} pop3 {}", shared.hostname, self.peer),
+            ttl_seconds: u32::try_from(shared.lease_ttl.as_secs())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        };
+        let drop = match maildrop::open(&shared.client, request, &shared.metrics.lock_waits).await {
+            Ok(Opened::Locked(drop)) => drop,
+            Ok(Opened::InUse) => {
+                shared.metrics.lock_conflicts.inc();
+                return Action::Reply(
+                    "-ERR [IN-USE] maildrop is locked by another session\r\n".into(),
+                );
+            }
             // mailstore's login guard refused it unchecked.
-            Ok(r) if r.get_ref().locked => {
+            Ok(Opened::GuardLocked) => {
                 shared.metrics.auth_failures.inc();
                 tracing::info!("POP3 login refused: locked out by the login guard.");
                 return self.failed_login(LOCKED_LOGIN);
             }
-            Ok(_) => {
+            Ok(Opened::Failed) => {
                 shared.metrics.auth_failures.inc();
                 tracing::info!("POP3 login failed.");
                 return self.failed_login(BAD_LOGIN);
             }
             Err(status) => return Action::Reply(internal(&status)),
         };
-        let holder = format!("{} pop3 {}", shared.hostname, self.peer);
-        let lock = match maildrop::lock(
-            &shared.client,
-            &account,
-            &holder,
-            shared.lease_ttl,
-            &shared.metrics.lock_waits,
-        )
-        .await
-        {
-            Ok(Acquire::Locked(lock)) => lock,
-            Ok(Acquire::InUse) => {
-                shared.metrics.lock_conflicts.inc();
-                return Action::Reply(
-                    "-ERR [IN-USE] maildrop is locked by another session\r\n".into(),
-                );
-            }
-            Err(status) => return Action::Reply(internal(&status)),
-        };
-        let (uidvalidity, messages) = match maildrop::snapshot(&shared.client, &account).await {
-            Ok(s) => s,
-            Err(status) => {
-                maildrop::unlock(&shared.client, &account, lock).await;
-                return Action::Reply(internal(&status));
-            }
-        };
         shared.metrics.logins.inc();
-        tracing::info!(%account, messages = messages.len(), "POP3 login.");
-        let drop = Maildrop {
-            account,
-            uidvalidity,
-            messages,
-            lock,
-        };
+        tracing::info!(account = %drop.account, messages = drop.messages.len(), "POP3 login.");
         let (n, octets) = transaction::stat(&drop);
         self.state = State::Transaction(Box::new(drop));
         Action::Reply(format!(

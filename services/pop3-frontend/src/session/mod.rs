@@ -101,8 +101,7 @@ impl Session {
     pub async fn abandon(&mut self) {
         let state = std::mem::replace(&mut self.state, State::Authorization { user: None });
         if let State::Transaction(drop) = state {
-            let Maildrop { account, lock, .. } = *drop;
-            maildrop::unlock(&self.shared.client, &account, lock).await;
+            maildrop::abandon(&self.shared.client, *drop).await;
         }
     }
 
@@ -173,6 +172,10 @@ mod tests {
         Arc::new(Shared {
             // Never called by these tests: the channel connects lazily.
             client: mailfleet_runtime::grpc::mailstore_client("http://127.0.0.1:9", "t").unwrap(),
+            blobs: mailfleet_blob::BlobStore::new(
+                std::sync::Arc::new(object_store::memory::InMemory::new()),
+                1024,
+            ),
             tls: None,
             max_line: 1024,
             idle_timeout: std::time::Duration::from_secs(600),

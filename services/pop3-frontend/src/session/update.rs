@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Action, Session, State};
-use crate::maildrop::{self, Maildrop};
+use crate::maildrop;
 
 impl Session {
     pub(super) async fn quit(&mut self) -> Action {
@@ -17,10 +17,8 @@ impl Session {
             // session removed first is simply gone already.
             tracing::warn!("QUIT after the maildrop lease was lost.");
         }
-        let result = maildrop::update(&self.shared.client, &drop).await;
         let left = drop.messages.iter().filter(|m| !m.deleted).count();
-        let Maildrop { account, lock, .. } = *drop;
-        maildrop::unlock(&self.shared.client, &account, lock).await;
+        let result = maildrop::update(&self.shared.client, *drop).await;
         match result {
             Ok(n) => {
                 self.shared.metrics.deleted.inc_by(n as u64);

@@ -564,43 +564,7 @@ pub async fn phase(args: &ImapArgs, users: &[String]) -> anyhow::Result<bool> {
         }
     }
     let used = cpu::used(&cpu_before, &cpu_after, cpu::TICKS_PER_SECOND);
-    if used.is_empty() {
-        println!(
-            "    CPU: no process of {} found in /proc",
-            procs
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    } else {
-        let per_cmd = |s: f64| s * 1e3 / (total.max(1) as f64);
-        println!("    server CPU (utime+stime from /proc over the run) per command completed:");
-        let mut sum = 0.0;
-        for (name, u) in &used {
-            sum += u.own + u.exited_children;
-            println!(
-                "      {name:<14} {:>3} processes {:>7.2} s  {:.3} ms/command",
-                u.processes,
-                u.own,
-                per_cmd(u.own)
-            );
-            if u.exited_children > 0.0 {
-                println!(
-                    "      {:<14}   exited children {:>7.2} s  {:.3} ms/command",
-                    "",
-                    u.exited_children,
-                    per_cmd(u.exited_children)
-                );
-            }
-        }
-        println!(
-            "      {:<14} {:>17.2} s  {:.3} ms/command",
-            "sum",
-            sum,
-            per_cmd(sum)
-        );
-    }
+    cpu::print_per_operation(&used, &procs, total, "command");
     Ok(errors > 0)
 }
 
