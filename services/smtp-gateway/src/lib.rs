@@ -21,6 +21,7 @@ pub mod backend;
 pub mod codec;
 mod connection;
 pub mod gateway;
+pub mod memory;
 pub mod metrics;
 pub mod session;
 pub mod verify;
