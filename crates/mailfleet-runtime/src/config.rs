@@ -288,6 +288,14 @@ settings! {
     tls_cert: String = "";
     /// TLS private key (PEM).
     tls_key: String = "";
+    /// When the files MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY name do not exist, write a self-signed pair there at start (a laptop stack such as docker compose; never in production).
+    tls_self_signed: bool = "false";
+    /// Certificate chain (PEM) of this service on the internal gRPC plane: mailstore serves TLS with it, the other services present it as their client certificate (mutual TLS). Empty: plaintext gRPC.
+    grpc_tls_cert: String = "";
+    /// Private key (PEM) of MAILFLEET_GRPC_TLS_CERT.
+    grpc_tls_key: String = "";
+    /// CA certificate(s) (PEM) of the internal gRPC plane: clients check mailstore's certificate with it (MAILFLEET_MAILSTORE_URL must then be https://), and mailstore requires client certificates it signed.
+    grpc_tls_ca: String = "";
     /// How often the certificate files are checked for changes (secret rotation).
     tls_reload_interval: Duration = "30s";
     /// Allow password logins over unencrypted connections from any address (off: only TLS, or loopback in dev).

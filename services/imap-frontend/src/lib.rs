@@ -128,11 +128,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let client = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let tls = Tls::from_config(&config).context("cannot load the TLS certificate")?;
     if let Some(tls) = &tls {
         tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());

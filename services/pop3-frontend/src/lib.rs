@@ -67,11 +67,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let client = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let tls = Tls::from_config(&config).context("cannot set up TLS for POP3")?;
     if listeners.pop3s.is_some() && tls.is_none() {
         anyhow::bail!("the POP3S listener needs MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY");

@@ -109,6 +109,7 @@ async fn greets_answers_and_says_goodbye() {
 struct Maildrop {
     pop3: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    grpc: std::net::SocketAddr,
     db: String,
     vhost: String,
     shutdown: CancellationToken,
@@ -165,6 +166,12 @@ async fn http_ok(addr: std::net::SocketAddr) -> bool {
 }
 
 async fn start_with_mailstore() -> Maildrop {
+    start_with_mailstore_tls(None).await
+}
+
+/// [`start_with_mailstore`] with `tls` (CA, certificate, key files) as
+/// both services' `grpc_tls_*`: the internal plane over mutual TLS.
+async fn start_with_mailstore_tls(tls: Option<[String; 3]>) -> Maildrop {
     let dir = tempfile::tempdir().unwrap();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -184,8 +191,21 @@ async fn start_with_mailstore() -> Maildrop {
     ]));
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let grpc_addr = grpc.local_addr().unwrap();
+    let grpc_url = match &tls {
+        // The certificate names localhost.
+        Some(_) => format!("https://localhost:{}", grpc_addr.port()),
+        None => format!("http://{grpc_addr}"),
+    };
     let mut config = Config::load(Vec::new()).unwrap();
+    if let Some([ca, cert, key]) = tls {
+        (
+            config.grpc_tls_ca,
+            config.grpc_tls_cert,
+            config.grpc_tls_key,
+        ) = (ca, cert, key);
+    }
+    let grpc_tls = mailfleet_runtime::grpc::GrpcTls::from_config(&config).unwrap();
     config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     config.database_max_connections = 8;
     config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
@@ -210,7 +230,8 @@ async fn start_with_mailstore() -> Maildrop {
         assert!(std::time::Instant::now() < deadline, "mailstore not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    let mut admin =
+        mailfleet_runtime::grpc::admin_client_with(&grpc_url, "adm", &grpc_tls).unwrap();
     admin
         .add_domain(mailfleet_proto::v1::AddDomainRequest {
             name: "example.test".into(),
@@ -248,6 +269,7 @@ async fn start_with_mailstore() -> Maildrop {
     Maildrop {
         pop3: pop3_addr,
         http: http_addr,
+        grpc: grpc_addr,
         db,
         vhost,
         shutdown,
@@ -339,4 +361,70 @@ async fn a_lock_held_past_the_wait_is_in_use() {
     assert_eq!(line(&mut first).await, "+OK 0 0\r\n");
     send(&mut first, "QUIT").await;
     assert!(line(&mut first).await.starts_with("+OK"));
+}
+
+/// A CA, and a certificate for localhost it signed (the services' own, for
+/// serving and as clients), written as PEM files into `dir`.
+fn internal_ca(dir: &std::path::Path) -> [String; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    [
+        write("ca.pem", ca_cert.pem()),
+        write("cert.pem", cert.pem()),
+        write("key.pem", key.serialize_pem()),
+    ]
+}
+
+/// Issue 16 item 13: with `grpc_tls_*` set, pop3-frontend reaches mailstore
+/// over mutual TLS (a POP3 login is a gRPC call), and mailstore answers no
+/// caller that comes in plaintext or without a certificate from the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_plane_runs_over_mutual_tls() {
+    use mailfleet_runtime::grpc::{self, GrpcTls};
+    let certs = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = internal_ca(certs.path());
+    let m = start_with_mailstore_tls(Some([ca.clone(), cert, key])).await;
+
+    let mut c = before_pass(m.pop3).await;
+    send(&mut c, &format!("PASS {PASS}")).await;
+    let reply = line(&mut c).await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    send(&mut c, "QUIT").await;
+
+    let login = || mailfleet_proto::v1::AuthenticateRequest {
+        username: USER.into(),
+        password: PASS.into(),
+        remote_ip: "127.0.0.1".into(),
+        protocol: "test".into(),
+    };
+    let https = format!("https://localhost:{}", m.grpc.port());
+    let no_cert = GrpcTls::from_paths(&ca, "", "").unwrap();
+    let mut anonymous = grpc::mailstore_client_with(&https, "svc", &no_cert).unwrap();
+    // Refused by the connection (the TLS handshake), never by a handler.
+    let at_transport = [
+        tonic::Code::Unavailable,
+        tonic::Code::Cancelled,
+        tonic::Code::Unknown,
+    ];
+    let refused = anonymous.authenticate(login()).await.unwrap_err();
+    assert!(at_transport.contains(&refused.code()), "{refused}");
+    let mut plain = grpc::mailstore_client(&format!("http://{}", m.grpc), "svc").unwrap();
+    let refused = plain.authenticate(login()).await.unwrap_err();
+    assert!(at_transport.contains(&refused.code()), "{refused}");
+    // And a client never sends in plaintext what it was told to protect.
+    assert!(grpc::mailstore_client_with(&format!("http://{}", m.grpc), "svc", &no_cert).is_err());
 }
