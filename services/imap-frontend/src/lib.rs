@@ -54,6 +54,14 @@ use crate::conn::{Conn, MaybeTls};
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
 
+/// Runs one complete command (literals included) through the parsing path a
+/// session uses, discarding the result: the entry point of the `imap_command`
+/// fuzz target (`fuzz/`), not an API.
+#[doc(hidden)]
+pub fn parse_command(command: &[u8]) {
+    parse::run_path(command);
+}
+
 /// Largest literal other than an APPEND message (those are streamed, up to
 /// `smtp_max_message_size`): these are read into memory before parsing.
 pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
