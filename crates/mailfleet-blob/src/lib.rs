@@ -265,8 +265,13 @@ fn content_path(id: &str) -> Result<Path, BlobError> {
 enum WriterState {
     /// Below the inline limit: bytes kept for one PUT.
     Inline(BytesMut),
-    /// Above it: parts uploading to a temporary key.
-    Multipart { upload: WriteMultipart, tmp: Path },
+    /// Above it: parts uploading to a temporary key; `sent` bytes handed
+    /// to the upload so far.
+    Multipart {
+        upload: WriteMultipart,
+        tmp: Path,
+        sent: u64,
+    },
 }
 
 /// Accumulates one body; see the crate docs for the memory bound.
@@ -294,14 +299,26 @@ impl BlobWriter {
                 let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                 upload.write(buf);
                 upload.write(data);
-                self.state = WriterState::Multipart { upload, tmp };
+                let sent = (buf.len() + data.len()) as u64;
+                self.state = WriterState::Multipart { upload, tmp, sent };
             }
-            WriterState::Multipart { upload, .. } => {
+            WriterState::Multipart { upload, sent, .. } => {
                 upload.wait_for_capacity(2).await?;
                 upload.write(data);
+                *sent += data.len() as u64;
             }
         }
         Ok(())
+    }
+
+    /// Bytes this writer holds in memory now: the inline buffer, or the
+    /// part being filled. Parts already uploading (at most two, see
+    /// [`BlobWriter::write`]) are not counted.
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            WriterState::Inline(buf) => buf.capacity(),
+            WriterState::Multipart { sent, .. } => (*sent % PART_SIZE as u64) as usize,
+        }
     }
 
     /// Stores the body under its content key and returns its reference.
@@ -315,7 +332,7 @@ impl BlobWriter {
                     .put(&path, PutPayload::from_bytes(buf.freeze()))
                     .await?;
             }
-            WriterState::Multipart { upload, tmp } => {
+            WriterState::Multipart { upload, tmp, .. } => {
                 upload.finish().await?;
                 // Same content, same key: overwriting an existing copy is harmless.
                 self.store.store.rename(&tmp, &path).await?;
@@ -329,7 +346,7 @@ impl BlobWriter {
 
     /// Drops a body that will not be used, cleaning up a started upload.
     pub async fn abort(self) {
-        if let WriterState::Multipart { upload, tmp } = self.state
+        if let WriterState::Multipart { upload, tmp, .. } = self.state
             && let Err(error) = upload.abort().await
         {
             tracing::warn!(%error, %tmp, "Failed to abort a multipart upload.");

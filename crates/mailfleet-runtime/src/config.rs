@@ -288,6 +288,14 @@ settings! {
     tls_cert: String = "";
     /// TLS private key (PEM).
     tls_key: String = "";
+    /// When the files MAILFLEET_TLS_CERT and MAILFLEET_TLS_KEY name do not exist, write a self-signed pair there at start (a laptop stack such as docker compose; never in production).
+    tls_self_signed: bool = "false";
+    /// Certificate chain (PEM) of this service on the internal gRPC plane: mailstore serves TLS with it, the other services present it as their client certificate (mutual TLS). Empty: plaintext gRPC.
+    grpc_tls_cert: String = "";
+    /// Private key (PEM) of MAILFLEET_GRPC_TLS_CERT.
+    grpc_tls_key: String = "";
+    /// CA certificate(s) (PEM) of the internal gRPC plane: clients check mailstore's certificate with it (MAILFLEET_MAILSTORE_URL must then be https://), and mailstore requires client certificates it signed.
+    grpc_tls_ca: String = "";
     /// How often the certificate files are checked for changes (secret rotation).
     tls_reload_interval: Duration = "30s";
     /// Allow password logins over unencrypted connections from any address (off: only TLS, or loopback in dev).
@@ -332,6 +340,8 @@ settings! {
     smtp_dmarc_reject: bool = "false";
     /// Largest message held in memory for DKIM verification on the MX listener; larger ones are stored unverified (DMARC then relies on SPF).
     smtp_verify_max_size: u64 = "2097152";
+    /// Message bytes all SMTP sessions together may hold in memory (bodies kept for DKIM, write buffers: up to smtp_verify_max_size plus 8 MiB for one message); a session that would go over waits, reading nothing more, up to smtp_data_timeout, then gets 451.
+    smtp_body_memory: u64 = "268435456";
     /// Longest text line in an SMTP DATA body, CRLF not counted (RFC 5321: 998); 0 means no limit.
     smtp_max_text_line: usize = "65536";
     /// Expect a PROXY protocol (v1 or v2) header from a load balancer on every SMTP, IMAP and POP3 connection.

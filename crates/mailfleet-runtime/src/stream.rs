@@ -39,6 +39,29 @@ impl MaybeTls {
     }
 }
 
+impl MaybeTls {
+    /// Resolves once the client has closed or reset the connection, seen
+    /// on the socket itself without reading from it: a command that waits
+    /// on something long (an IMAP SEARCH in mailstore) races this to stop
+    /// working for nobody. Bytes the client sent meanwhile (a pipelined
+    /// command) stay unread for the session; while some wait, the socket
+    /// is looked at again every quarter second rather than woken for.
+    pub async fn closed_by_peer(&self) {
+        let tcp = match self {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Upgrading => return std::future::pending().await,
+        };
+        loop {
+            match tcp.ready(tokio::io::Interest::READABLE).await {
+                Ok(ready) if ready.is_read_closed() => return,
+                Err(_) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
 fn upgrading() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotConnected,

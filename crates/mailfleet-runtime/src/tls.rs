@@ -67,7 +67,15 @@ impl Tls {
         if config.tls_cert.is_empty() && config.tls_key.is_empty() {
             return Ok(None);
         }
-        Self::load(Path::new(&config.tls_cert), Path::new(&config.tls_key)).map(Some)
+        let (cert, key) = (Path::new(&config.tls_cert), Path::new(&config.tls_key));
+        if config.tls_self_signed && !(cert.exists() && key.exists()) {
+            // A laptop stack's first start: no key ships with the code.
+            let mut names = vec![config.hostname.as_str(), "localhost", "127.0.0.1"];
+            names.dedup();
+            write_self_signed(cert, key, &names)?;
+            tracing::warn!(cert = %cert.display(), "Wrote a self-signed TLS certificate (MAILFLEET_TLS_SELF_SIGNED).");
+        }
+        Self::load(cert, key).map(Some)
     }
 
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
@@ -191,28 +199,51 @@ fn not_after(der: &CertificateDer<'_>) -> Result<i64, String> {
 }
 
 /// Writes a self-signed certificate and key for `names` into `dir` (for
-/// `mailfleet dev` and tests), returning (cert path, key path). Existing files
-/// are reused.
+/// `mailfleet dev`, `mailfleet tls self-signed` and tests), returning (cert
+/// path, key path). Existing files are reused. The key is readable by its
+/// owner only, and each file appears whole (written aside, then renamed), so
+/// a service starting meanwhile never reads half a key.
 pub fn ensure_self_signed(dir: &Path, names: &[&str]) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
+    if !(cert_path.exists() && key_path.exists()) {
+        write_self_signed(&cert_path, &key_path, names)?;
     }
+    Ok((cert_path, key_path))
+}
+
+/// Writes a new self-signed certificate for `names` and its key.
+fn write_self_signed(cert_path: &Path, key_path: &Path, names: &[&str]) -> Result<(), TlsError> {
     let certified =
         rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .map_err(|e| TlsError::Generate(e.to_string()))?;
-    let write = |path: &Path, data: String| {
-        std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::write(path, data))
-            .map_err(|e| TlsError::Write {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })
+    let write = |path: &Path, data: String, private: bool| {
+        let tmp = path.with_extension("pem.tmp");
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                if private {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                #[cfg(not(unix))]
+                let _ = private;
+                let mut file = options.open(&tmp)?;
+                std::io::Write::write_all(&mut file, data.as_bytes())?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, path)
+            });
+        written.map_err(|e| TlsError::Write {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
     };
-    write(&key_path, certified.signing_key.serialize_pem())?;
-    write(&cert_path, certified.cert.pem())?;
-    Ok((cert_path, key_path))
+    write(key_path, certified.signing_key.serialize_pem(), true)?;
+    write(cert_path, certified.cert.pem(), false)
 }
 
 #[derive(Debug)]
@@ -294,6 +325,41 @@ pub fn unauthenticated_client_config() -> Arc<ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16 item 12: no key ships with the code; with
+    /// `tls_self_signed` a service writes its pair at first start (the key
+    /// readable by its owner only) and keeps it afterwards; without it,
+    /// missing files are an error as before.
+    #[test]
+    fn missing_files_are_written_only_when_self_signing_is_asked_for() {
+        let dir = std::env::temp_dir().join(format!("mf-tls-gen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key) = (dir.join("tls/cert.pem"), dir.join("tls/key.pem"));
+        let mut config = crate::Config::load(Vec::new()).unwrap();
+        config.tls_cert = cert.display().to_string();
+        config.tls_key = key.display().to_string();
+        assert!(
+            Tls::from_config(&config).is_err(),
+            "missing files, no self-signing"
+        );
+        assert!(!cert.exists() && !key.exists());
+        config.tls_self_signed = true;
+        assert!(Tls::from_config(&config).unwrap().is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "key mode {mode:o}");
+        }
+        let first = std::fs::read(&cert).unwrap();
+        assert!(Tls::from_config(&config).unwrap().is_some());
+        assert_eq!(
+            std::fs::read(&cert).unwrap(),
+            first,
+            "kept, not written again"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn self_signed_material_loads_and_reloads() {

@@ -81,11 +81,12 @@ pub async fn run(
     let consuming = health.register("consuming");
     let mailstore_ok = health.register("mailstore");
 
-    let client = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let client = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let store = GrpcStore::new(client);
     let finisher = outbound_pipeline(&config, metrics.clone(), shutdown.clone())?;
 
@@ -163,8 +164,12 @@ fn outbound_pipeline(
         .map_err(|e| anyhow!("invalid MAILFLEET_RETRY_SCHEDULE: {e}"))?;
     let blobs = mailfleet_blob::BlobStore::from_config(config)
         .map_err(|e| anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
-    let channel = mailfleet_runtime::grpc::channel(&config.mailstore_url)
-        .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let channel = mailfleet_runtime::grpc::channel_for(config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let outbound = mailfleet_proto::v1::outbound_client::OutboundClient::with_interceptor(
         channel,
         mailfleet_runtime::grpc::BearerToken::new(config.service_token.expose()),

@@ -54,6 +54,14 @@ use crate::conn::{Conn, MaybeTls};
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
 
+/// Runs one complete command (literals included) through the parsing path a
+/// session uses, discarding the result: the entry point of the `imap_command`
+/// fuzz target (`fuzz/`), not an API.
+#[doc(hidden)]
+pub fn parse_command(command: &[u8]) {
+    parse::run_path(command);
+}
+
 /// Largest literal other than an APPEND message (those are streamed, up to
 /// `smtp_max_message_size`): these are read into memory before parsing.
 pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
@@ -146,11 +154,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let client = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let tls = Tls::from_config(&config).context("cannot load the TLS certificate")?;
     if let Some(tls) = &tls {
         tls.spawn_reloader(config.tls_reload_interval, shutdown.clone());

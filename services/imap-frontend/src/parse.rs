@@ -80,23 +80,26 @@ pub(crate) fn prepare(buf: &[u8]) -> Prepared<'_> {
     Prepared::Codec { line, mods }
 }
 
+/// The whole path the server runs for one command, result dropped: for the
+/// property tests below and the fuzz target (`crate::parse_command`).
+pub(crate) fn run_path(line: &[u8]) {
+    use imap_codec::CommandCodec;
+    use imap_codec::decode::Decoder;
+    if let Prepared::Codec { line, .. } = prepare(line)
+        && let Ok((_, mut command)) = CommandCodec::default().decode(&line)
+    {
+        let mut other = command.clone();
+        let _ = crate::ext::names::decode_command(&mut command.body, false);
+        let _ = crate::ext::names::decode_command(&mut other.body, true);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use imap_codec::CommandCodec;
     use imap_codec::decode::Decoder;
     use proptest::prelude::*;
-
-    /// The whole path the server runs for one line: never a panic.
-    fn run_path(line: &[u8]) {
-        if let Prepared::Codec { line, .. } = prepare(line)
-            && let Ok((_, mut command)) = CommandCodec::default().decode(&line)
-        {
-            let mut other = command.clone();
-            let _ = crate::ext::names::decode_command(&mut command.body, false);
-            let _ = crate::ext::names::decode_command(&mut other.body, true);
-        }
-    }
 
     #[test]
     fn each_parser_gets_its_commands() {

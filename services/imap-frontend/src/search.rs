@@ -213,16 +213,24 @@ pub(crate) async fn matching(
         return Ok(Ok((hits, with_modseqs.then_some(modseqs))));
     }
     let (account, mailbox) = s.target();
-    let r = match s
-        .client
-        .search_messages(pb::SearchMessagesRequest {
-            account,
-            mailbox,
-            key: Some(key),
-            with_modseqs,
-        })
-        .await
-    {
+    let call = s.client.search_messages(pb::SearchMessagesRequest {
+        account,
+        mailbox,
+        key: Some(key),
+        with_modseqs,
+    });
+    // A client that leaves during a long search (BODY keys read bodies)
+    // ends the session at once: the call is dropped, and mailstore stops.
+    let r = tokio::select! {
+        r = call => r,
+        () = s.io.get_ref().get_ref().closed_by_peer() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client left during SEARCH",
+            ));
+        }
+    };
+    let r = match r {
         Ok(r) => r.into_inner(),
         Err(status) => return Ok(Err(crate::session::status_reply(status))),
     };

@@ -24,6 +24,18 @@ pub struct Connection {
 /// Used when neither flag, environment nor dev file names an endpoint.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
+/// The CLI's gRPC TLS, from the services' MAILFLEET_GRPC_TLS_CA/_CERT/_KEY
+/// (an `https://` endpoint needs the CA).
+fn grpc_tls() -> anyhow::Result<grpc::GrpcTls> {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    grpc::GrpcTls::from_paths(
+        &env("MAILFLEET_GRPC_TLS_CA"),
+        &env("MAILFLEET_GRPC_TLS_CERT"),
+        &env("MAILFLEET_GRPC_TLS_KEY"),
+    )
+    .context("cannot set up gRPC TLS (MAILFLEET_GRPC_TLS_*)")
+}
+
 /// A resolved mailstore endpoint and admin credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -74,12 +86,12 @@ impl Target {
     }
 
     pub fn admin(&self) -> anyhow::Result<Admin> {
-        grpc::admin_client(&self.endpoint, &self.token)
+        grpc::admin_client_with(&self.endpoint, &self.token, &grpc_tls()?)
             .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))
     }
 
     pub fn mailstore(&self) -> anyhow::Result<MailStore> {
-        grpc::mailstore_client(&self.endpoint, &self.token)
+        grpc::mailstore_client_with(&self.endpoint, &self.token, &grpc_tls()?)
             .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))
     }
 

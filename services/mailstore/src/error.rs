@@ -19,6 +19,9 @@ pub enum StoreError {
     FailedPrecondition(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller went away before the answer (see `detach::caller_gone`).
+    #[error("the caller went away")]
+    Cancelled,
 }
 
 impl StoreError {
@@ -61,6 +64,7 @@ impl From<StoreError> for Status {
             StoreError::NotFound(m) => Status::not_found(m),
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::Cancelled => Status::cancelled("the caller went away"),
             StoreError::Blob(e) if e.is_not_found() => {
                 tracing::error!(error = %e, "A stored message has no body in object storage.");
                 Status::not_found("the message body is missing from object storage")

@@ -95,6 +95,10 @@ pub async fn run(
             "Neither MAILFLEET_SERVICE_TOKEN nor MAILFLEET_ADMIN_TOKEN is set: every call will be refused."
         );
     }
+    // The internal plane's TLS, checked before anything else starts.
+    let grpc_tls = mailfleet_runtime::grpc::GrpcTls::from_config(&config)
+        .context("cannot set up gRPC TLS (MAILFLEET_GRPC_TLS_*)")?
+        .server_config();
     let blobs = BlobStore::from_config(&config)
         .map_err(|e| anyhow::anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
     let (memory, iterations) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -194,7 +198,13 @@ pub async fn run(
             conn
         },
     );
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = grpc_tls {
+        builder = builder
+            .tls_config(tls)
+            .context("invalid gRPC TLS certificate or key (MAILFLEET_GRPC_TLS_*)")?;
+    }
+    let server = builder
         .tcp_nodelay(true)
         // A call whose client went away still finishes (see `detach`).
         .layer(detach::DetachLayer)

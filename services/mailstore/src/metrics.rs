@@ -24,6 +24,8 @@ pub struct Metrics {
     /// Message bodies SEARCH read from object storage (BODY, TEXT and
     /// header fields the cache does not hold): one per message and search.
     pub search_reads: Counter,
+    /// SEARCH calls stopped because the caller went away.
+    pub search_cancelled: Counter,
 }
 
 impl Metrics {
@@ -34,6 +36,7 @@ impl Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             auth: Family::default(),
             search_reads: Counter::default(),
+            search_cancelled: Counter::default(),
         };
         registry.register(
             "mailfleet_store_deliveries",
@@ -59,6 +62,11 @@ impl Metrics {
             "mailfleet_store_search_reads",
             "Messages SEARCH read from object storage (once per message and search, whatever the number of body keys)",
             m.search_reads.clone(),
+        );
+        registry.register(
+            "mailfleet_store_search_cancelled",
+            "SEARCH calls stopped before their end because the caller went away (an IMAP client that left)",
+            m.search_cancelled.clone(),
         );
         m
     }

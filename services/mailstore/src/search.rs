@@ -196,7 +196,19 @@ impl Store {
             })
             .buffer_unordered(CONCURRENT_READS);
         let mut hits: Vec<bool> = cheap_hits.iter().map(|c| c.unwrap_or(false)).collect();
-        while let Some(done) = slow.next().await {
+        // The IMAP client may leave meanwhile: then its frontend drops the
+        // call and no more bodies are read for nobody.
+        let gone = crate::detach::caller_gone().unwrap_or_default();
+        loop {
+            let done = tokio::select! {
+                biased;
+                () = gone.cancelled() => {
+                    self.metrics.search_cancelled.inc();
+                    return Err(StoreError::Cancelled);
+                }
+                done = slow.next() => done,
+            };
+            let Some(done) = done else { break };
             let (i, hit) = done?;
             if let Some(h) = hits.get_mut(i) {
                 *h = hit;

@@ -92,11 +92,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let client = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let blobs = BlobStore::from_config(&config).context("cannot open the message body store")?;
     let tls = Tls::from_config(&config).context("cannot set up TLS for POP3")?;
     if listeners.pop3s.is_some() && tls.is_none() {

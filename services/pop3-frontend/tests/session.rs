@@ -114,6 +114,7 @@ async fn greets_answers_and_says_goodbye() {
 struct Maildrop {
     pop3: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    grpc: std::net::SocketAddr,
     db: String,
     vhost: String,
     shutdown: CancellationToken,
@@ -170,8 +171,10 @@ async fn http_ok(addr: std::net::SocketAddr) -> bool {
 }
 
 /// mailstore in-process with its database, vhost and blob directory, the
-/// domain and [`USER`]; the config a pop3-frontend for it would use.
-async fn start_mailstore() -> (Config, Maildrop) {
+/// domain and [`USER`]; the config a pop3-frontend for it would use. With
+/// `tls` (CA, certificate, key files) as both services' `grpc_tls_*`, the
+/// internal plane runs over mutual TLS.
+async fn start_mailstore(tls: Option<[String; 3]>) -> (Config, Maildrop) {
     let dir = tempfile::tempdir().unwrap();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -191,8 +194,21 @@ async fn start_mailstore() -> (Config, Maildrop) {
     ]));
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let grpc_addr = grpc.local_addr().unwrap();
+    let grpc_url = match &tls {
+        // The certificate names localhost.
+        Some(_) => format!("https://localhost:{}", grpc_addr.port()),
+        None => format!("http://{grpc_addr}"),
+    };
     let mut config = Config::load(Vec::new()).unwrap();
+    if let Some([ca, cert, key]) = tls {
+        (
+            config.grpc_tls_ca,
+            config.grpc_tls_cert,
+            config.grpc_tls_key,
+        ) = (ca, cert, key);
+    }
+    let grpc_tls = mailfleet_runtime::grpc::GrpcTls::from_config(&config).unwrap();
     config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     config.database_max_connections = 8;
     config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
@@ -217,7 +233,8 @@ async fn start_mailstore() -> (Config, Maildrop) {
         assert!(std::time::Instant::now() < deadline, "mailstore not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    let mut admin =
+        mailfleet_runtime::grpc::admin_client_with(&grpc_url, "adm", &grpc_tls).unwrap();
     admin
         .add_domain(mailfleet_proto::v1::AddDomainRequest {
             name: "example.test".into(),
@@ -236,6 +253,7 @@ async fn start_mailstore() -> (Config, Maildrop) {
     let env = Maildrop {
         pop3: store_addr,
         http: store_addr,
+        grpc: grpc_addr,
         db,
         vhost,
         shutdown,
@@ -245,7 +263,11 @@ async fn start_mailstore() -> (Config, Maildrop) {
 }
 
 async fn start_with_mailstore() -> Maildrop {
-    let (config, mut env) = start_mailstore().await;
+    start_with_mailstore_tls(None).await
+}
+
+async fn start_with_mailstore_tls(tls: Option<[String; 3]>) -> Maildrop {
+    let (config, mut env) = start_mailstore(tls).await;
     let pop3 = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (pop3_addr, http_addr) = (pop3.local_addr().unwrap(), http.local_addr().unwrap());
@@ -446,7 +468,7 @@ async fn read_retr(c: &mut BufReader<TcpStream>) -> (u64, String) {
 /// than 2 MiB, and every octet arrives, Return-Path line first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mb_retr_keeps_pop3_frontend_memory_flat() {
-    let (config, _env) = start_mailstore().await;
+    let (config, _env) = start_mailstore(None).await;
     let big = big_message(50 * 1024 * 1024);
     deliver(
         &config,
@@ -533,4 +555,70 @@ async fn a_50_mb_retr_keeps_pop3_frontend_memory_flat() {
     );
     send(&mut c, "QUIT").await;
     assert!(line(&mut c).await.starts_with("+OK"));
+}
+
+/// A CA, and a certificate for localhost it signed (the services' own, for
+/// serving and as clients), written as PEM files into `dir`.
+fn internal_ca(dir: &std::path::Path) -> [String; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    [
+        write("ca.pem", ca_cert.pem()),
+        write("cert.pem", cert.pem()),
+        write("key.pem", key.serialize_pem()),
+    ]
+}
+
+/// Issue 16 item 13: with `grpc_tls_*` set, pop3-frontend reaches mailstore
+/// over mutual TLS (a POP3 login is a gRPC call), and mailstore answers no
+/// caller that comes in plaintext or without a certificate from the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_plane_runs_over_mutual_tls() {
+    use mailfleet_runtime::grpc::{self, GrpcTls};
+    let certs = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = internal_ca(certs.path());
+    let m = start_with_mailstore_tls(Some([ca.clone(), cert, key])).await;
+
+    let mut c = before_pass(m.pop3).await;
+    send(&mut c, &format!("PASS {PASS}")).await;
+    let reply = line(&mut c).await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    send(&mut c, "QUIT").await;
+
+    let login = || mailfleet_proto::v1::AuthenticateRequest {
+        username: USER.into(),
+        password: PASS.into(),
+        remote_ip: "127.0.0.1".into(),
+        protocol: "test".into(),
+    };
+    let https = format!("https://localhost:{}", m.grpc.port());
+    let no_cert = GrpcTls::from_paths(&ca, "", "").unwrap();
+    let mut anonymous = grpc::mailstore_client_with(&https, "svc", &no_cert).unwrap();
+    // Refused by the connection (the TLS handshake), never by a handler.
+    let at_transport = [
+        tonic::Code::Unavailable,
+        tonic::Code::Cancelled,
+        tonic::Code::Unknown,
+    ];
+    let refused = anonymous.authenticate(login()).await.unwrap_err();
+    assert!(at_transport.contains(&refused.code()), "{refused}");
+    let mut plain = grpc::mailstore_client(&format!("http://{}", m.grpc), "svc").unwrap();
+    let refused = plain.authenticate(login()).await.unwrap_err();
+    assert!(at_transport.contains(&refused.code()), "{refused}");
+    // And a client never sends in plaintext what it was told to protect.
+    assert!(grpc::mailstore_client_with(&format!("http://{}", m.grpc), "svc", &no_cert).is_err());
 }

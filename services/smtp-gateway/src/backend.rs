@@ -55,6 +55,11 @@ pub trait BodyWriter: Send + 'static {
     fn finish(self) -> impl Future<Output = Result<StoredBody, BackendError>> + Send;
     /// Throws away what was written.
     fn abort(self) -> impl Future<Output = ()> + Send;
+    /// Bytes written but still held in memory (not yet in storage); they
+    /// count against the gateway's body memory budget.
+    fn buffered(&self) -> usize {
+        0
+    }
 }
 
 /// What a login attempt came to.
@@ -241,5 +246,9 @@ impl BodyWriter for BlobWriter {
 
     async fn abort(self) {
         BlobWriter::abort(self).await
+    }
+
+    fn buffered(&self) -> usize {
+        BlobWriter::buffered(self)
     }
 }

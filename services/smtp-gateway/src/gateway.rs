@@ -8,6 +8,7 @@ use mailfleet_runtime::Config;
 use mailfleet_runtime::tls::Tls;
 use tokio_util::sync::CancellationToken;
 
+use crate::memory::BodyMemory;
 use crate::metrics::Metrics;
 use crate::role::Role;
 use crate::verify::Verifier;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub allow_plaintext_auth: bool,
     /// Largest message kept in memory for DKIM on the MX role.
     pub verify_max_size: u64,
+    /// Message bytes all sessions together may hold in memory.
+    pub body_memory: u64,
     /// Longest text line in DATA (CRLF not counted); 0 for no limit.
     pub max_text_line: usize,
 }
@@ -48,6 +51,7 @@ impl Settings {
             preauth_timeout: config.smtp_preauth_timeout.min(config.smtp_timeout),
             allow_plaintext_auth: config.allow_plaintext_auth,
             verify_max_size: config.smtp_verify_max_size,
+            body_memory: config.smtp_body_memory,
             max_text_line: config.smtp_max_text_line,
         }
     }
@@ -62,6 +66,8 @@ pub struct Gateway<B> {
     pub tls: Option<Tls>,
     /// SPF/DKIM/DMARC on the MX role; `None` when disabled.
     pub verifier: Option<Verifier>,
+    /// The budget of message bytes held in memory by all sessions.
+    pub body_memory: Arc<BodyMemory>,
     /// Cancelled when the shutdown grace period is about to run out: a
     /// transaction still in DATA or BDAT then gets its 421 instead of a
     /// silently closed connection.
@@ -73,6 +79,7 @@ impl<B> Gateway<B> {
     /// methods.
     pub fn new(settings: Settings, backend: B, metrics: Metrics) -> Self {
         Self {
+            body_memory: BodyMemory::new(settings.body_memory, &metrics),
             settings,
             backend,
             metrics,

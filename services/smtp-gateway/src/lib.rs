@@ -21,6 +21,7 @@ pub mod backend;
 pub mod codec;
 mod connection;
 pub mod gateway;
+pub mod memory;
 pub mod metrics;
 pub mod role;
 pub mod session;
@@ -114,11 +115,12 @@ pub async fn run(
     let verifier = verify::Verifier::from_config(&config)
         .context("cannot set up inbound SPF/DKIM/DMARC verification")?;
     check_broker(&config).await?;
-    let mailstore = mailfleet_runtime::grpc::mailstore_client(
-        &config.mailstore_url,
-        config.service_token.expose(),
-    )
-    .with_context(|| format!("invalid mailstore URL {:?}", config.mailstore_url))?;
+    let mailstore = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
+        format!(
+            "cannot set up gRPC to mailstore at {:?}",
+            config.mailstore_url
+        )
+    })?;
     let backend = Mailfleet {
         mailstore,
         blobs,

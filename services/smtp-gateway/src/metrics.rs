@@ -57,6 +57,14 @@ pub struct Metrics {
     /// The served TLS certificate's expiry (Unix seconds); registered only
     /// when TLS is configured (see [`Metrics::register_tls`]).
     pub tls_cert_expiry: Gauge,
+    /// Message bytes all sessions hold in memory now (see `memory`).
+    pub body_memory_bytes: Gauge,
+    /// The budget for them (`smtp_body_memory`).
+    pub body_memory_limit: Gauge,
+    /// Sessions waiting for the budget now.
+    pub body_memory_waiting: Gauge,
+    /// Times a session had to wait for the budget.
+    pub body_memory_waits: Counter,
 }
 
 impl Default for Metrics {
@@ -73,6 +81,10 @@ impl Default for Metrics {
             auth: Family::default(),
             queue_seconds: Family::new_with_constructor(queue_histogram),
             tls_cert_expiry: Gauge::default(),
+            body_memory_bytes: Gauge::default(),
+            body_memory_limit: Gauge::default(),
+            body_memory_waiting: Gauge::default(),
+            body_memory_waits: Counter::default(),
         }
     }
 }
@@ -132,6 +144,26 @@ impl Metrics {
             "auth_attempts",
             "AUTH attempts, by result",
             self.auth.clone(),
+        );
+        r.register(
+            "body_memory_bytes",
+            "Message bytes all SMTP sessions hold in memory (DKIM hold, write buffers)",
+            self.body_memory_bytes.clone(),
+        );
+        r.register(
+            "body_memory_limit_bytes",
+            "Budget for the message bytes SMTP sessions hold in memory",
+            self.body_memory_limit.clone(),
+        );
+        r.register(
+            "body_memory_waiting",
+            "SMTP sessions waiting for the message memory budget",
+            self.body_memory_waiting.clone(),
+        );
+        r.register(
+            "body_memory_waits",
+            "Times an SMTP session waited for the message memory budget",
+            self.body_memory_waits.clone(),
         );
         r.register(
             "queue_duration_seconds",

@@ -2,6 +2,7 @@
 //! server more than a bound: commands as a whole, not only their lines.
 
 use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -118,4 +119,61 @@ async fn pre_login_literals_still_work() {
     })
     .await
     .unwrap();
+}
+
+/// Issue 16 item 10: a client that leaves during a SEARCH whose BODY key
+/// reads every body ends the work in mailstore as well: the frontend drops
+/// the call, and mailstore stops reading bodies (on the old code the search
+/// ran to its end for nobody, reading all of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_stops_in_mailstore_when_the_client_leaves() {
+    const MESSAGES: usize = 40;
+    let env = start().await;
+    let port = env.imap;
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut raw = Raw::connect(port);
+        raw.ok("a", &format!("LOGIN {USER} {PASS}"));
+        // 1 MiB of text each, none holding what is searched for.
+        let mut message = String::from(
+            "From: a@example.test\r\nSubject: big\r\nContent-Type: text/plain\r\n\r\n",
+        );
+        while message.len() < 1024 * 1024 {
+            message.push_str("the quick brown fox jumps over the lazy dog 0123456789\r\n");
+        }
+        for i in 0..MESSAGES {
+            raw.send(format!("b{i} APPEND INBOX {{{}+}}\r\n", message.len()).as_bytes());
+            raw.send(message.as_bytes());
+            raw.send(b"\r\n");
+            let lines = raw.until(&format!("b{i}"));
+            assert!(lines.last().unwrap().contains(" OK "), "{lines:?}");
+        }
+        raw.ok("c", "SELECT INBOX");
+        raw.send(b"d SEARCH BODY \"not-in-any-message\"\r\n");
+        raw
+    })
+    .await
+    .unwrap();
+
+    let reads = "mailfleet_store_search_reads_total";
+    let cancelled = "mailfleet_store_search_cancelled_total";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The search has started reading bodies; then the client leaves.
+    while metric(env.store_http, reads).await < 1.0 {
+        assert!(Instant::now() < deadline, "the search never read a body");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(raw);
+    while metric(env.store_http, cancelled).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "mailstore's search was not cancelled; {} bodies read",
+            metric(env.store_http, reads).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read = metric(env.store_http, reads).await;
+    assert!(
+        read < MESSAGES as f64,
+        "{read} of {MESSAGES} bodies read for a client that left"
+    );
 }

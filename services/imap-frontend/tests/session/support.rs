@@ -35,6 +35,8 @@ pub(crate) struct Env {
     pub(crate) imap: u16,
     pub(crate) imaps: u16,
     pub(crate) cert: std::path::PathBuf,
+    /// mailstore's HTTP port (metrics).
+    pub(crate) store_http: std::net::SocketAddr,
     pub(crate) db: String,
     pub(crate) vhost: String,
     pub(crate) shutdown: CancellationToken,
@@ -175,11 +177,27 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
         imap: imap_port,
         imaps: imaps_port,
         cert,
+        store_http: store_addr,
         db,
         vhost,
         shutdown,
         _dir: dir,
     }
+}
+
+/// The value of an unlabelled metric served at `addr`'s /metrics (0 when
+/// absent).
+pub(crate) async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Runs a Python client script from `tests/e2e/clients` with `args`; it

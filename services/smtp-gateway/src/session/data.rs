@@ -211,11 +211,14 @@ pub async fn complete<B: Backend>(
             }
         }
     }
-    let writer = match intake.finish(&tx, gw).await {
-        Ok(writer) => writer,
+    // The charge for what the writer buffers lasts until its upload ends.
+    let (writer, charge) = match intake.finish(&tx, gw).await {
+        Ok(finished) => finished,
         Err(reply) => return reply,
     };
-    let body = match writer.finish().await {
+    let body = writer.finish().await;
+    drop(charge);
+    let body = match body {
         Ok(body) => body,
         Err(error) => {
             tracing::warn!(%error, job_id = %tx.job_id, "Failed to store a message body.");

@@ -11,16 +11,26 @@
 //! claim this server's name are removed from the client's header block on
 //! every role, held or streamed, verification on or off (RFC 8601 5): only
 //! the field this server writes may speak for it.
+//!
+//! Every byte held here or in the body writer is charged to the gateway's
+//! [`BodyMemory`](crate::memory::BodyMemory) before it is taken: when the
+//! budget is spent the session waits (reading nothing more) until others give
+//! some back, and past the data timeout the message fails with a 4xx.
 
 use super::data::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
 use crate::codec::reply::{self, Reply};
 use crate::gateway::Gateway;
+use crate::memory::Charge;
 use crate::role::Role;
 use crate::verify::{ResultsFilter, Verdict};
 
 /// Largest header block kept for the From: check.
 pub const HEAD_LIMIT: usize = 64 * 1024;
+
+/// A held body goes to the writer in pieces this large, so the filtered
+/// copy stays small.
+const FLUSH_PIECE: usize = 64 * 1024;
 
 pub struct Intake<W> {
     writer: W,
@@ -39,6 +49,8 @@ pub struct Intake<W> {
     results: ResultsFilter,
     /// The filter's output, reused between writes.
     filtered: Vec<u8>,
+    /// This message's share of the gateway's body memory budget.
+    charge: Charge,
     error: Option<BackendError>,
 }
 
@@ -58,6 +70,7 @@ impl<W: BodyWriter> Intake<W> {
             head_overflow: false,
             results: ResultsFilter::new(&gw.settings.hostname),
             filtered: Vec::new(),
+            charge: Charge::new(gw.body_memory.clone()),
             error: None,
         };
         if !hold {
@@ -76,9 +89,40 @@ impl<W: BodyWriter> Intake<W> {
         if data.is_empty() || self.error.is_some() {
             return;
         }
+        // The most this chunk can add to what is held: the held body's new
+        // capacity, or (on flush and when streaming) a filtered copy and the
+        // writer's buffer.
+        let held_now = self.held_bytes();
+        let need = match &self.held {
+            Some(held) if ((held.len() + data.len()) as u64) <= self.hold_limit => {
+                held_now + grown_capacity(held.len(), held.capacity(), data.len(), self.hold_limit)
+                    - held.capacity()
+            }
+            Some(held) => held_now + held.len() + data.len() + FLUSH_PIECE,
+            None => held_now + 2 * data.len(),
+        };
+        if !self.charge.reserve(need, gw.settings.data_timeout).await {
+            tracing::warn!(
+                job_id = %tx.job_id,
+                held = gw.body_memory.held(),
+                limit = gw.body_memory.limit(),
+                "No memory for a message body within the data timeout."
+            );
+            self.error = Some(BackendError::Store(
+                "the body memory budget stayed spent".into(),
+            ));
+            // Nothing more is kept for a message that will be refused.
+            self.held = None;
+            self.filtered = Vec::new();
+            self.charge.trim(self.held_bytes());
+            return;
+        }
         self.capture_head(data);
         if let Some(held) = &mut self.held {
             if (held.len() + data.len()) as u64 <= self.hold_limit {
+                let capacity =
+                    grown_capacity(held.len(), held.capacity(), data.len(), self.hold_limit);
+                held.reserve_exact(capacity - held.len());
                 held.extend_from_slice(data);
                 return;
             }
@@ -88,9 +132,20 @@ impl<W: BodyWriter> Intake<W> {
             self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
                 .await;
             self.verdict = verdict;
-            self.write_client(&held).await;
+            for piece in held.chunks(FLUSH_PIECE) {
+                self.write_client(piece).await;
+            }
         }
         self.write_client(data).await;
+        self.charge.trim(self.held_bytes());
+    }
+
+    /// What this message holds in memory now (capacities, as allocated).
+    fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, Vec::capacity)
+            + self.filtered.capacity()
+            + self.head.as_ref().map_or(0, Vec::capacity)
+            + self.writer.buffered()
     }
 
     /// A storage error seen so far (the caller answers 451 at the end).
@@ -127,13 +182,26 @@ impl<W: BodyWriter> Intake<W> {
         mut self,
         tx: &Transaction,
         gw: &Gateway<B>,
-    ) -> Result<W, Reply> {
+    ) -> Result<(W, Charge), Reply> {
+        if let Some(held) = &self.held {
+            // The flush copies the body into the writer (a piece at a time
+            // through the filter). A message at its end takes that memory
+            // even over the budget rather than wait: it gives everything
+            // back a moment later, and waiting here, holding its body,
+            // could wait for sessions that wait for it.
+            let need = self.held_bytes() + held.len() + FLUSH_PIECE;
+            if !self.charge.reserve_now(need) {
+                tracing::debug!(job_id = %tx.job_id, "Storing a verified body over the memory budget.");
+            }
+        }
         if let Some(held) = self.held.take() {
             let verdict = verdict(tx, gw, &held, true).await;
             self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
                 .await;
             self.verdict = verdict;
-            self.write_client(&held).await;
+            for piece in held.chunks(FLUSH_PIECE) {
+                self.write_client(piece).await;
+            }
         }
         let mut rest = std::mem::take(&mut self.filtered);
         rest.clear();
@@ -156,7 +224,9 @@ impl<W: BodyWriter> Intake<W> {
             self.writer.abort().await;
             return Err(reply::temporary_failure());
         }
-        Ok(self.writer)
+        // What the writer still holds stays charged until its upload ends.
+        self.charge.trim(self.writer.buffered());
+        Ok((self.writer, self.charge))
     }
 
     pub async fn abort(self) {
@@ -205,6 +275,18 @@ impl<W: BodyWriter> Intake<W> {
             self.head_overflow = true;
         }
     }
+}
+
+/// The capacity a held body of `len` bytes in `capacity` grows to for
+/// `more` bytes: doubling (so a large body is not copied again for every
+/// chunk) but never past `limit`.
+fn grown_capacity(len: usize, capacity: usize, more: usize, limit: u64) -> usize {
+    let needed = len + more;
+    if needed <= capacity {
+        return capacity;
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(needed);
+    needed.max(capacity.saturating_mul(2).min(limit))
 }
 
 async fn verdict<B: Backend>(

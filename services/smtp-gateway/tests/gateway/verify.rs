@@ -234,3 +234,121 @@ async fn spf_dkim_dmarc_pass_and_fail_against_a_loopback_dns() {
     assert_eq!(backend.0.jobs.lock().unwrap().len(), 1);
     srv.stop().await;
 }
+
+/// Issue 16 item 8: MX sessions that stop before the final dot hold no more
+/// than the gateway's body memory budget between them (on the old code each
+/// held up to `smtp_verify_max_size` for DKIM, whatever the others held).
+/// The sessions over it wait, reading nothing more from their clients, and
+/// go on as soon as memory is given back: every message is then verified
+/// whole and accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stopping_before_the_final_dot_share_one_memory_budget() {
+    const BUDGET: usize = 1024 * 1024;
+    const HOLD: usize = 256 * 1024;
+    const SESSIONS: usize = 12;
+    let dns = TestDns::start(Vec::new()).await;
+    let cfg = config(&[
+        ("smtp_body_memory", &BUDGET.to_string()),
+        ("smtp_verify_max_size", &HOLD.to_string()),
+    ]);
+    let backend = FakeBackend::default();
+    let gateway = Gateway::new(
+        Settings::from_config(&cfg),
+        backend.clone(),
+        Metrics::default(),
+    )
+    .with_verifier(Some(
+        Verifier::new(Some(dns.addr), "mx.local.test", false).unwrap(),
+    ));
+    let srv = Server::start_gateway(&cfg, gateway, Role::Mx).await;
+
+    // 200 KiB each: all twelve would need about 2.4 MiB held at once.
+    let mut message = b"From: a@sender.example\r\nSubject: big\r\n\r\n".to_vec();
+    while message.len() < 200 * 1024 {
+        message.extend_from_slice(&[b'x'; 78]);
+        message.extend_from_slice(b"\r\n");
+    }
+    let message = Arc::new(message);
+    let (go, ready) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut c = Raw::greeted(srv.port).await;
+        assert!(c.cmd("EHLO client.example").await.starts_with("250"));
+        assert!(
+            c.cmd("MAIL FROM:<a@sender.example>")
+                .await
+                .starts_with("250")
+        );
+        assert!(c.cmd("RCPT TO:<x@local.test>").await.starts_with("250"));
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        let (message, mut ready) = (message.clone(), ready.clone());
+        tasks.push(tokio::spawn(async move {
+            c.send(&message).await;
+            ready.wait_for(|go| *go).await.unwrap();
+            c.send(b".\r\n").await;
+            c.reply().await
+        }));
+    }
+
+    let metrics = &srv.gateway.metrics;
+    let received = || {
+        metrics
+            .bytes_received
+            .get_or_create(&metrics.listener(Role::Mx))
+            .get() as usize
+    };
+    // Wait until the budget makes a session wait; the budget is never
+    // exceeded on the way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metrics.body_memory_waiting.get() == 0 {
+        let held = metrics.body_memory_bytes.get() as usize;
+        assert!(held <= BUDGET, "{held} bytes held, budget {BUDGET}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waited: held {held}, received {}",
+            received()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let held = metrics.body_memory_bytes.get() as usize;
+    assert!(
+        held <= BUDGET && held > BUDGET - HOLD,
+        "a session waits while {held} of {BUDGET} bytes are held"
+    );
+    // The server stopped reading: it did not just stop counting. Each
+    // session may have read one chunk beyond what it holds.
+    assert!(
+        received() <= BUDGET + SESSIONS * 16 * 1024 * 2,
+        "{} bytes read from the clients",
+        received()
+    );
+
+    // The final dots: the held sessions finish, the waiting ones go on.
+    go.send(true).unwrap();
+    drop(ready);
+    for task in tasks {
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(120), task)
+            .await
+            .expect("every session ends")
+            .unwrap();
+        assert!(reply.starts_with("250 "), "{reply}");
+    }
+    {
+        let bodies = backend.0.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), SESSIONS);
+        for (_, body) in bodies.iter() {
+            let text = String::from_utf8_lossy(body);
+            assert!(
+                text.contains("Authentication-Results: mx.local.test;"),
+                "verified whole"
+            );
+            assert!(
+                body.ends_with(&message[message.len() - 80..]),
+                "stored whole"
+            );
+        }
+    }
+    assert_eq!(metrics.body_memory_bytes.get(), 0, "all given back");
+    assert!(metrics.body_memory_waits.get() >= 1);
+    srv.stop().await;
+}
