@@ -398,6 +398,7 @@ pub(crate) async fn fetch(
             mailbox: mailbox.clone(),
             uids: Some(uid_set(part)),
             with_meta: need_meta,
+            with_header: false,
         }));
         let mut messages = r.messages;
         if let Some(since) = mods.changed_since {

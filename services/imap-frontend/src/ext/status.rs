@@ -110,6 +110,7 @@ async fn deleted(
                     mailbox: mailbox.to_owned(),
                     uids: Some(uid_set(chunk)),
                     with_meta: false,
+                    with_header: false,
                 })
                 .await?
                 .into_inner();
