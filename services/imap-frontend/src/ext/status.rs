@@ -142,6 +142,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
     let Some(mb) = r.mailbox else {
         return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
     };
+    s.note_mailbox(&mb);
     let values = match values(s, &mb, items).await {
         Ok(v) => v,
         Err(status) => return Ok(crate::session::status_reply(status)),
