@@ -257,11 +257,13 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     if r.recent {
         sel.recent.push(r.uid);
     }
-    let exists = sel.uids.len();
+    let (id, exists) = (sel.id, sel.uids.len());
     s.untagged(&format!("{exists} EXISTS"));
     if let Some(l) = crate::rev2::recent_line(s) {
         s.untagged(&l);
     }
+    // The view is now at the append's modseq, with nothing missed.
+    s.note_highest(id, r.modseq, false);
 }
 
 #[cfg(test)]

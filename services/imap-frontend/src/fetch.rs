@@ -392,13 +392,32 @@ pub(crate) async fn fetch(
     }
     let (account, mailbox) = s.target();
     let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
+    // The message's own header (HEADER.FIELDS, HEADER, RFC822.HEADER, what
+    // clients list messages with) comes with the metadata, not through a
+    // GetBody call per message.
+    let with_header = items.iter().any(|i| {
+        matches!(
+            i,
+            Item::Section {
+                section: Some(
+                    Section::Header(None)
+                        | Section::HeaderFields(None, _)
+                        | Section::HeaderFieldsNot(None, _)
+                ),
+                ..
+            }
+        )
+    });
     for part in uids.chunks(chunk) {
         let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
             account: account.clone(),
             mailbox: mailbox.clone(),
             uids: Some(uid_set(part)),
             with_meta: need_meta,
+            with_header,
         }));
+        let mailbox_id = s.selected.as_ref().map_or(0, |sel| sel.id);
+        s.note_highest(mailbox_id, r.highestmodseq, false);
         let mut messages = r.messages;
         if let Some(since) = mods.changed_since {
             messages.retain(|m| m.modseq > since);
@@ -427,13 +446,11 @@ pub(crate) async fn fetch(
                     unchanged_since: 0,
                 }));
                 if let Some(sel) = s.selected.as_mut() {
-                    if r.highestmodseq == sel.modseq + 1 {
-                        sel.modseq = r.highestmodseq;
-                    }
                     for u in &r.updated {
                         sel.learn(u.uid, &u.flags, u.modseq);
                     }
                 }
+                s.note_highest(mailbox_id, r.highestmodseq, !r.updated.is_empty());
                 for u in r.updated {
                     if let Some(m) = messages.iter_mut().find(|m| m.uid == u.uid) {
                         m.flags = u.flags;
@@ -565,12 +582,25 @@ async fn write_message(
                 match piece {
                     Piece::Range(r) => {
                         let r = clip(r, m.size, *partial);
-                        stream_literal(s, m.uid, r).await?;
+                        match header_slice(m, &r) {
+                            Some(data) => {
+                                s.out.extend_from_slice(
+                                    format!("{{{}}}\r\n", data.len()).as_bytes(),
+                                );
+                                s.out.extend_from_slice(data);
+                            }
+                            None => stream_literal(s, m.uid, r).await?,
+                        }
                     }
                     Piece::Fields { range, names, not } => {
                         let range = range.start..range.end.min(range.start + MAX_HEADER_READ);
-                        let block = read_range(s, m.uid, range).await?;
-                        let data = filter_fields(&block, &names, not);
+                        let data = match header_slice(m, &range) {
+                            Some(block) => filter_fields(block, &names, not),
+                            None => {
+                                let block = read_range(s, m.uid, range).await?;
+                                filter_fields(&block, &names, not)
+                            }
+                        };
                         let r = clip(0..data.len() as u64, data.len() as u64, *partial);
                         let slice = data
                             .get(r.start as usize..r.end as usize)
@@ -612,6 +642,16 @@ async fn write_message(
         s.flush().await?;
     }
     Ok(())
+}
+
+/// The bytes of `r` when they lie within the header block mailstore sent
+/// with the message (None: read them with GetBody).
+fn header_slice<'m>(m: &'m pb::FetchedMessage, r: &Range<u64>) -> Option<&'m [u8]> {
+    if m.header.is_empty() {
+        return None;
+    }
+    m.header
+        .get(usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?)
 }
 
 /// The range clipped to the message and to a `<start.length>` partial.

@@ -501,6 +501,34 @@ impl Session {
         }
     }
 
+    /// Takes note of the selected mailbox's highestmodseq as a mailstore
+    /// call of this command read it. At the view's own modseq (or one above
+    /// it, after a change of this session's call, `own_change`: every call
+    /// that changes a mailbox raises its modseq by exactly one) the view
+    /// has missed nothing, so the command needs no closing resync; any
+    /// other value asks for one. Reads happen after the command began, so
+    /// what another session finished before it is never skipped.
+    pub(crate) fn note_highest(&mut self, mailbox_id: i64, highest: u64, own_change: bool) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if sel.id != mailbox_id {
+            return;
+        }
+        let current = !sel.dirty
+            && sel.feed_epoch == self.shared.feed.epoch()
+            && (highest == sel.modseq || (own_change && highest == sel.modseq + 1));
+        if current {
+            sel.modseq = highest;
+        }
+        self.resynced = current;
+    }
+
+    /// The same, from a mailbox status that may be the selected mailbox's.
+    pub(crate) fn note_mailbox(&mut self, mb: &pb::Mailbox) {
+        self.note_highest(mb.id, mb.highestmodseq, false);
+    }
+
     /// BAD for a sequence set (not a UID set) that names a message beyond
     /// EXISTS (RFC 9051 6.4.5: an invalid sequence number).
     fn bad_sequence(&self, set: &SequenceSet, uid: bool) -> Option<Reply> {
@@ -1322,15 +1350,15 @@ impl Session {
                 unchanged_since: mods.unchanged_since.unwrap_or(0),
             }));
             modified.extend_from_slice(&r.modified);
+            let mut mailbox_id = 0;
             if let Some(sel) = self.selected.as_mut() {
-                if r.highestmodseq == sel.modseq + 1 {
-                    // Only our own change happened: nothing to resync.
-                    sel.modseq = r.highestmodseq;
-                }
+                mailbox_id = sel.id;
                 for u in &r.updated {
                     sel.learn(u.uid, &u.flags, u.modseq);
                 }
             }
+            // Only our own change happened: nothing to resync.
+            self.note_highest(mailbox_id, r.highestmodseq, !r.updated.is_empty());
             for u in &r.updated {
                 self.announce_keywords(&u.flags);
             }
@@ -1457,11 +1485,8 @@ impl Session {
                 uids: Some(set),
                 only_deleted: true,
             }));
-            if let Some(sel) = self.selected.as_mut()
-                && r.highestmodseq == sel.modseq + 1
-            {
-                sel.modseq = r.highestmodseq;
-            }
+            let mailbox_id = self.selected.as_ref().map_or(0, |s| s.id);
+            self.note_highest(mailbox_id, r.highestmodseq, !r.expunged.is_empty());
             self.announce_expunged(&r.expunged);
         }
         self.sync(true).await?;

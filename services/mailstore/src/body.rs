@@ -45,18 +45,25 @@ impl Store {
         (offset, length): (u64, u64),
         include_expunged: bool,
     ) -> Result<BodyStream> {
-        let (mailbox_id, _) = self.find_mailbox(account, mailbox).await?;
+        // One statement finds the mailbox and the message (a FETCH of bodies
+        // makes one call per message).
+        let addr = crate::store::parse_address(account)?;
         let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT blob_id, return_path, size FROM messages \
-             WHERE mailbox_id = $1 AND uid = $2 AND ($3 OR expunged_modseq IS NULL)",
+            "SELECT m.blob_id, m.return_path, m.size FROM messages m \
+             JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id \
+             WHERE a.address = $1 AND b.name = $2 AND m.uid = $3 \
+               AND ($4 OR m.expunged_modseq IS NULL)",
         )
-        .bind(mailbox_id)
+        .bind(addr.full())
+        .bind(crate::mailboxes::canonical_name(mailbox))
         .bind(i64::from(uid))
         .bind(include_expunged)
         .fetch_optional(&self.pool)
         .await?;
         let Some((blob_id, return_path, size)) = row else {
-            return Err(StoreError::NotFound(format!("no message with UID {uid}")));
+            return Err(StoreError::NotFound(format!(
+                "no message with UID {uid} in {mailbox:?}"
+            )));
         };
         let prefix = return_path_line(return_path.as_deref());
         let plen = prefix.len() as u64;

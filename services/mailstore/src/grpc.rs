@@ -462,11 +462,17 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::FetchMessagesResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let messages = self
+        let out = self
             .store
-            .fetch_messages(&r.account, &r.mailbox, r.uids.as_ref(), r.with_meta)
+            .fetch_messages(
+                &r.account,
+                &r.mailbox,
+                r.uids.as_ref(),
+                r.with_meta,
+                r.with_header,
+            )
             .await?;
-        Ok(Response::new(pb::FetchMessagesResponse { messages }))
+        Ok(Response::new(out))
     }
 
     async fn append_message(

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use mailfleet_mime::Envelope;
 use quick_cache::sync::Cache;
 use sqlx::PgPool;
@@ -54,11 +55,16 @@ impl SearchMeta {
     }
 }
 
-/// One blob's metadata: the JSON as stored, and its search fields parsed
-/// the first time a SEARCH needs them.
+/// One blob's metadata: the JSON as stored, its search fields parsed the
+/// first time a SEARCH needs them, and its top-level header block read from
+/// object storage the first time a FETCH of header fields needs it (it is
+/// part of the blob, so it never changes either).
 pub(crate) struct Entry {
     pub json: Box<str>,
     search: OnceLock<Option<SearchMeta>>,
+    /// Set when the entry is made, never after: the cache weighs an entry
+    /// again when it replaces it, and must get the same weight.
+    header: Option<Bytes>,
 }
 
 impl Entry {
@@ -66,7 +72,13 @@ impl Entry {
         Entry {
             json: json.into_boxed_str(),
             search: OnceLock::new(),
+            header: None,
         }
+    }
+
+    /// The blob's top-level header block, once read.
+    pub(crate) fn header(&self) -> Option<&Bytes> {
+        self.header.as_ref()
     }
 
     pub(crate) fn search(&self) -> Option<&SearchMeta> {
@@ -81,7 +93,8 @@ struct Weight;
 
 impl quick_cache::Weighter<Box<str>, Arc<Entry>> for Weight {
     fn weight(&self, key: &Box<str>, val: &Arc<Entry>) -> u64 {
-        key.len() as u64 + val.json.len() as u64 + ENTRY_OVERHEAD
+        let header = val.header.as_ref().map_or(0, |h| h.len() as u64);
+        key.len() as u64 + val.json.len() as u64 + header + ENTRY_OVERHEAD
     }
 }
 
@@ -145,6 +158,19 @@ impl MetaCache {
         }
         Ok(found)
     }
+
+    /// Keeps the header block read for `entry` (blob `id`): a new entry
+    /// with it replaces the old one, so the cache counts its bytes.
+    pub(crate) fn set_header(&self, id: &str, entry: &Entry, header: Bytes) {
+        if let Some(c) = &self.0 {
+            let with = Entry {
+                json: entry.json.clone(),
+                search: OnceLock::new(),
+                header: Some(header),
+            };
+            c.insert(Box::from(id), Arc::new(with));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +225,22 @@ mod tests {
         );
         assert_eq!(day("1 Jan 1969 01:00:00 +0300"), midnight(1969, 1, 1));
         assert_eq!(day("not a date"), None);
+    }
+
+    /// A header block kept later replaces the entry (the cache weighs the
+    /// old value again when it replaces it, so an entry never changes) and
+    /// counts in the cache's bytes.
+    #[test]
+    fn a_kept_header_replaces_its_entry_and_counts() {
+        let cache = MetaCache::new(1024 * 1024);
+        let c = cache.0.as_ref().unwrap();
+        let e = Arc::new(Entry::new("{}".into()));
+        c.insert("b".into(), e.clone());
+        let before = c.weight();
+        cache.set_header("b", &e, Bytes::from(vec![b'x'; 500]));
+        assert_eq!(c.weight(), before + 500);
+        assert_eq!(c.get("b").unwrap().header().map(|h| h.len()), Some(500));
+        assert!(e.header().is_none());
     }
 
     #[test]

@@ -504,6 +504,34 @@ async fn api() {
     let (bytes, total) = body(&mut ms, "alice@example.test", 2, 10_000, 0).await;
     assert!(bytes.is_empty());
     assert_eq!(total, expected.len() as u64);
+    // FetchMessages with_header: the served bytes up to the end of the
+    // header block (Return-Path line first), as GetBody would give them,
+    // whether read from object storage or (the second time) from memory.
+    let header_end = rp_line.len() + mailfleet_mime::analyze(raw).header_len as usize;
+    for _ in 0..2 {
+        let fetched = ms
+            .fetch_messages(pb::FetchMessagesRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                uids: Some(pb::UidSet {
+                    ranges: vec![pb::UidRange { first: 1, last: 2 }],
+                }),
+                with_meta: false,
+                with_header: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        assert_eq!(fetched.len(), 2);
+        for m in &fetched {
+            assert!(m.meta_json.is_empty());
+            assert_eq!(
+                String::from_utf8_lossy(&m.header),
+                String::from_utf8_lossy(&expected[..header_end])
+            );
+        }
+    }
     let e = ms
         .get_body(pb::GetBodyRequest {
             account: "alice@example.test".into(),
@@ -1023,6 +1051,7 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
                 ranges: vec![pb::UidRange { first: 1, last: 1 }],
             }),
             with_meta: false,
+            with_header: false,
         })
         .await
         .unwrap()

@@ -284,6 +284,13 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
         s.client
             .list_mailboxes(pb::ListMailboxesRequest { account })
     );
+    if let Some(mb) = s
+        .selected
+        .as_ref()
+        .and_then(|sel| r.mailboxes.iter().find(|m| m.id == sel.id))
+    {
+        s.note_mailbox(mb);
+    }
     for entry in plan(&cmd, &r.mailboxes, &r.subscribed_only, &patterns) {
         let mut line = format!("* {verb} ({}) \"/\" ", entry.attrs.join(" ")).into_bytes();
         super::names::to_client(&mut line, &entry.name, utf8);

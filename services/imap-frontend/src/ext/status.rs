@@ -110,6 +110,7 @@ async fn deleted(
                     mailbox: mailbox.to_owned(),
                     uids: Some(uid_set(chunk)),
                     with_meta: false,
+                    with_header: false,
                 })
                 .await?
                 .into_inner();
@@ -141,6 +142,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
     let Some(mb) = r.mailbox else {
         return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
     };
+    s.note_mailbox(&mb);
     let values = match values(s, &mb, items).await {
         Ok(v) => v,
         Err(status) => return Ok(crate::session::status_reply(status)),

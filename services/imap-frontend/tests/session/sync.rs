@@ -209,7 +209,9 @@ fn fetch_fields(c: &mut Raw, tag: &str, set: &str) -> (Vec<(String, Vec<u8>)>, S
         if line.starts_with(&format!("{tag} ")) {
             return (found, line);
         }
-        if !line.contains(" FETCH ") {
+        // Only the answers to this FETCH: an unsolicited FETCH of flags
+        // another session changed (RFC 3501 7.4.2) carries no BODY item.
+        if !line.contains(" FETCH ") || !line.contains("BODY[") {
             continue;
         }
         let data = match line
@@ -369,6 +371,90 @@ async fn esearch_min_max_report_the_modseq_of_the_returned_message() {
             assert_eq!(reported(&count), m2, "{count:?}");
         }
         a.ok("a6", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
+/// A STORE or EXPUNGE of this session that changes nothing, right after
+/// another session's change, must not take the mailbox's new modseq for
+/// its own: the other change is reported by that command or the next NOOP
+/// (no events here, so nothing else would tell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_nothing_does_not_hide_another_sessions_change() {
+    let env = start_with(|config| config.queue_prefix = "elsewhere".into()).await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 1..=3 {
+            a.ok(
+                &format!("p{i}"),
+                &format!("APPEND INBOX {{14+}}\r\nSubject: {i}\r\n\r\n"),
+            );
+        }
+        a.ok("a2", "SELECT INBOX");
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+
+        b.ok("b3", "STORE 2 +FLAGS (\\Flagged)");
+        let mut seen = a.ok("a3", "STORE 1 -FLAGS (\\Answered)");
+        seen.extend(a.ok("a4", "NOOP"));
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("* 2 FETCH (") && lists(l, "\\Flagged")),
+            "{seen:?}"
+        );
+
+        b.ok("b4", "STORE 3 +FLAGS (\\Seen)");
+        let mut seen = a.ok("a5", "EXPUNGE");
+        seen.extend(a.ok("a6", "NOOP"));
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("* 3 FETCH (") && lists(l, "\\Seen")),
+            "{seen:?}"
+        );
+        a.ok("a7", "LOGOUT");
+    })
+    .await
+    .unwrap();
+}
+
+/// Header fields come from the header block mailstore keeps with the
+/// message's metadata once read, not from a body read per message: with
+/// the bodies gone from object storage, a second FETCH of the same header
+/// fields still answers them whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_fields_are_served_from_the_kept_header() {
+    let env = start().await;
+    let port = env.imap;
+    let blobs = env._dir.path().join("blobs");
+    tokio::task::spawn_blocking(move || {
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        for i in 0..3 {
+            append_threaded(&mut a, &format!("p{i}"), i);
+        }
+        a.ok("a2", "SELECT INBOX");
+        let (first, tagged) = fetch_fields(&mut a, "f1", "1:3");
+        assert!(tagged.starts_with("f1 OK"), "{tagged}");
+        assert_eq!(first.len(), 3);
+        for (line, data) in &first {
+            let text = String::from_utf8_lossy(data);
+            assert!(
+                text.contains("Message-ID: <m") && text.contains("References: <r"),
+                "{line:?} gave {text:?}"
+            );
+        }
+        std::fs::remove_dir_all(&blobs).unwrap();
+        let (second, tagged) = fetch_fields(&mut a, "f2", "1:3");
+        assert!(tagged.starts_with("f2 OK"), "{tagged}");
+        assert_eq!(
+            first.iter().map(|f| &f.1).collect::<Vec<_>>(),
+            second.iter().map(|f| &f.1).collect::<Vec<_>>()
+        );
+        a.ok("a3", "LOGOUT");
     })
     .await
     .unwrap();

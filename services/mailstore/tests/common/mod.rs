@@ -246,6 +246,7 @@ pub async fn meta_of(
                 }],
             }),
             with_meta: true,
+            with_header: false,
         })
         .await
         .unwrap()
