@@ -30,6 +30,7 @@ mod extra;
 mod fetch;
 mod metrics;
 mod parse;
+pub mod proto;
 mod rev2;
 mod rfc7162;
 mod search;
@@ -53,6 +54,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::conn::{Conn, MaybeTls};
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
+
+pub use crate::proto::{Command, ParseError, parse_command};
 
 /// Largest literal other than an APPEND message (those are streamed, up to
 /// `smtp_max_message_size`): these are read into memory before parsing.
