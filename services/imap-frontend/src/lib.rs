@@ -1,21 +1,22 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
 //! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
-//! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
-//! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`;
-//! \Recent and IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to
-//! mailstore in `append`, literal8 included; BINARY in `binary`; SEARCHRES
-//! in `searchres`).
+//! in `condstore`; LIST-EXTENDED, LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA
+//! and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`; \Recent and
+//! IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to mailstore in
+//! `append`, literal8 included; BINARY in `binary`; SEARCHRES in
+//! `searchres`).
 //!
-//! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
-//! commands with imap-codec, keeps the protocol state (login, selected
-//! mailbox, sequence-number map) and asks mailstore over gRPC for
-//! everything else: mailstore speaks UIDs only. FETCH (`fetch`) serves
-//! ENVELOPE and BODYSTRUCTURE from metadata cached at delivery and streams
-//! body sections by byte range; SEARCH (`search`) is evaluated by mailstore.
-//! RFC 7162 syntax is parsed by hand (`rfc7162`) and served by `condstore`.
-//! Change events from RabbitMQ (`events`) wake IDLE sessions. No storage
-//! crate is used here, and nothing is kept between connections.
+//! Main items: [`Listeners`] and [`run`]. Every command is parsed by
+//! [`proto`] (one typed [`Command`] from the exact bytes the client sent;
+//! [`parse_command`] is the fuzz entry point). A session (`session`) runs
+//! it, keeps the protocol state (login, selected mailbox, sequence-number
+//! map) and asks mailstore over gRPC for everything else: mailstore speaks
+//! UIDs only. FETCH (`fetch`) serves ENVELOPE and BODYSTRUCTURE from
+//! metadata cached at delivery and streams body sections by byte range;
+//! SEARCH (`search`) is evaluated by mailstore. Change events from RabbitMQ
+//! (`events`) wake IDLE sessions. No storage crate is used here, and
+//! nothing is kept between connections.
 
 #![forbid(unsafe_code)]
 
@@ -26,13 +27,10 @@ mod conn;
 mod encode;
 mod events;
 mod ext;
-mod extra;
 mod fetch;
 mod metrics;
-mod parse;
 pub mod proto;
 mod rev2;
-mod rfc7162;
 mod search;
 mod searchres;
 mod session;
