@@ -12,7 +12,7 @@ use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 
 use crate::proto::{AppendData, LiteralMode};
-use crate::session::{Reply, Session, status_reply};
+use crate::session::{Reply, Session};
 use crate::state::MessageState;
 
 /// Octets read from the socket and sent to mailstore at a time.
@@ -60,13 +60,7 @@ pub(crate) fn message_literal(
 
 /// The reply to a failed AppendMessageStream.
 fn failure(status: tonic::Status) -> Reply {
-    match status.code() {
-        tonic::Code::NotFound => Reply::No("[TRYCREATE] No such mailbox".into()),
-        tonic::Code::InvalidArgument if status.message().contains("too large") => {
-            Reply::No("[TOOBIG] Message too large".into())
-        }
-        _ => status_reply(status),
-    }
+    crate::errors::reply(&status, crate::errors::Target::Destination)
 }
 
 /// Reads the literal of `p` in chunks, streams it to mailstore and answers.

@@ -25,6 +25,7 @@ mod binary;
 mod condstore;
 mod conn;
 mod encode;
+mod errors;
 mod events;
 mod ext;
 mod fetch;

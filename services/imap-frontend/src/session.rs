@@ -53,16 +53,7 @@ pub(crate) struct Shared {
     pub feed: crate::events::Feed,
 }
 
-/// The tagged result of a command.
-pub(crate) enum Reply {
-    Ok(String),
-    No(String),
-    Bad(String),
-    /// LOGOUT: BYE already written; close after the tagged OK.
-    Logout,
-    /// The tagged reply was already sent (STARTTLS).
-    Sent,
-}
+pub(crate) use crate::proto::Reply;
 
 /// The mailbox a session has selected, with its sequence-number map.
 pub(crate) struct Selected {
@@ -280,6 +271,50 @@ pub(crate) async fn list_mailbox(
     }
 }
 
+/// The connection states of RFC 9051 3 (RFC 3501 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected,
+    Logout,
+}
+
+/// The one place that says which commands a state allows (RFC 9051 6.1
+/// to 6.4): the BAD for a command the state does not allow.
+fn refusal(state: State, body: &CommandBody) -> Option<Reply> {
+    use CommandBody as C;
+    // Any state (ID: RFC 2971 3.1).
+    if matches!(body, C::Capability | C::Noop | C::Logout | C::Id(_)) {
+        return None;
+    }
+    let login = matches!(body, C::StartTls | C::Login { .. } | C::Authenticate { .. });
+    let needs_mailbox = matches!(
+        body,
+        C::Check
+            | C::Close
+            | C::Unselect
+            | C::Expunge
+            | C::UidExpunge(_)
+            | C::Search(_)
+            | C::Fetch(_)
+            | C::Store(_)
+            | C::Copy { .. }
+            | C::Move { .. }
+            | C::Sort(_)
+            | C::Thread(_)
+    );
+    let why = match state {
+        State::Logout => "Logging out",
+        State::NotAuthenticated if login => return None,
+        State::NotAuthenticated => "Log in first",
+        State::Authenticated | State::Selected if login => "Already authenticated",
+        State::Authenticated if needs_mailbox => "Select a mailbox first",
+        State::Authenticated | State::Selected => return None,
+    };
+    Some(Reply::Bad(why.into()))
+}
+
 /// Whether untagged EXPUNGE may be sent while `body` runs: not during
 /// FETCH, STORE or SEARCH (RFC 3501 7.4.1), nor SORT and THREAD, which are
 /// searches (RFC 5256); their UID forms allow it.
@@ -342,25 +377,10 @@ fn merge_changes(base: Selected, changes: Vec<pb::MessageState>) -> (Vec<u32>, V
     (uids, states)
 }
 
+/// The NO for a failed mailstore call about a mailbox or its messages
+/// (see `errors`).
 pub(crate) fn status_reply(status: tonic::Status) -> Reply {
-    use tonic::Code;
-    match status.code() {
-        Code::NotFound => Reply::No("[NONEXISTENT] No such mailbox or message".into()),
-        Code::AlreadyExists => Reply::No("[ALREADYEXISTS] Mailbox already exists".into()),
-        Code::InvalidArgument => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
-        Code::FailedPrecondition if status.message().contains("quota") => {
-            Reply::No("[OVERQUOTA] Quota exceeded".into())
-        }
-        Code::FailedPrecondition => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
-        _ => {
-            tracing::warn!(code = ?status.code(), message = status.message(), "mailstore call failed.");
-            Reply::No("[UNAVAILABLE] Temporary server failure, try again".into())
-        }
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::errors::reply(&status, crate::errors::Target::Mailbox)
 }
 
 /// Calls mailstore; a failure becomes the command's NO.
@@ -396,6 +416,8 @@ pub(crate) struct Session {
     pub resynced: bool,
     /// The command being run may announce expunges (RFC 3501 7.4.1).
     pub expunge_allowed: bool,
+    /// LOGOUT was accepted: the session only finishes its answer.
+    pub logging_out: bool,
 }
 
 /// What reading the next command produced.
@@ -426,6 +448,19 @@ impl Session {
             searchres: crate::searchres::Saved::default(),
             resynced: false,
             expunge_allowed: true,
+            logging_out: false,
+        }
+    }
+
+    /// The RFC state the session is in.
+    pub(crate) fn state(&self) -> State {
+        if self.logging_out {
+            return State::Logout;
+        }
+        match (&self.user, &self.selected) {
+            (None, _) => State::NotAuthenticated,
+            (Some(_), None) => State::Authenticated,
+            (Some(_), Some(_)) => State::Selected,
         }
     }
 
@@ -573,23 +608,13 @@ impl Session {
                     .instrument(span.clone())
                     .await?;
             }
-            let result = match &reply {
-                Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
-                Reply::No(_) => "no",
-                Reply::Bad(_) => "bad",
-            };
+            let result = reply.result();
             self.shared
                 .metrics
                 .command(&name, result, started.elapsed());
             tracing::debug!(command = %name, result, "IMAP command.");
             let logout = matches!(reply, Reply::Logout);
-            let line = match reply {
-                Reply::Ok(t) => format!("{tag} OK {t}\r\n"),
-                Reply::No(t) => format!("{tag} NO {t}\r\n"),
-                Reply::Bad(t) => format!("{tag} BAD {t}\r\n"),
-                Reply::Logout => format!("{tag} OK LOGOUT completed\r\n"),
-                Reply::Sent => String::new(),
-            };
+            let line = reply.line(&tag);
             self.out.extend_from_slice(line.as_bytes());
             self.flush().await?;
             if logout {
@@ -803,8 +828,9 @@ impl Session {
         body: CommandBody,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Reply> {
-        let authed = self.user.is_some();
-        let selected = self.selected.is_some();
+        if let Some(refused) = refusal(self.state(), &body) {
+            return Ok(refused);
+        }
         macro_rules! mailbox {
             ($m:expr) => {
                 match self.mailbox_arg(&$m) {
@@ -824,6 +850,7 @@ impl Session {
                 Reply::Ok("NOOP completed".into())
             }
             CommandBody::Logout => {
+                self.logging_out = true;
                 self.untagged("BYE mailfleet IMAP logging out");
                 Reply::Logout
             }
@@ -832,18 +859,14 @@ impl Session {
                 self.untagged("ID (\"name\" \"mailfleet\" \"vendor\" \"mailfleet\")");
                 Reply::Ok("ID completed".into())
             }
-            CommandBody::Login { user, password } if !authed => {
+            CommandBody::Login { user, password } => {
                 let user = String::from_utf8_lossy(&user).into_owned();
                 let pass = String::from_utf8_lossy(&password).into_owned();
                 self.login(&user, &pass).await?
             }
-            CommandBody::Authenticate { mechanism, initial } if !authed => {
+            CommandBody::Authenticate { mechanism, initial } => {
                 self.authenticate(&mechanism, initial).await?
             }
-            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
-                Reply::Bad("Already authenticated".into())
-            }
-            _ if !authed => Reply::Bad("Log in first".into()),
             CommandBody::Namespace => {
                 self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
                 Reply::Ok("NAMESPACE completed".into())
@@ -929,10 +952,9 @@ impl Session {
                     .await
                 {
                     Ok(r) => r.into_inner(),
-                    Err(s) if s.code() == tonic::Code::NotFound => {
-                        return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
+                    Err(s) => {
+                        return Ok(crate::errors::reply(&s, crate::errors::Target::Destination));
                     }
-                    Err(s) => return Ok(status_reply(s)),
                 };
                 self.sync(true).await?;
                 Reply::Ok(format!(
@@ -947,7 +969,6 @@ impl Session {
                 crate::ext::quota::get_quota_root(self, &name).await?
             }
             CommandBody::SetQuota { .. } => crate::ext::quota::set_quota(),
-            _ if !selected => Reply::Bad("Select a mailbox first".into()),
             CommandBody::Unselect => {
                 self.selected = None;
                 Reply::Ok("UNSELECT completed".into())
@@ -1422,10 +1443,7 @@ impl Session {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
-            }
-            Err(s) => return Ok(status_reply(s)),
+            Err(s) => return Ok(crate::errors::reply(&s, crate::errors::Target::Destination)),
         };
         let code = format!(
             "COPYUID {} {} {}",
@@ -1741,6 +1759,52 @@ impl Session {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn one_gate_per_state() {
+        let body = |line: &str| proto::parse_command(line.as_bytes()).unwrap().body;
+        let bad = |state, line: &str| match refusal(state, &body(line)) {
+            Some(Reply::Bad(why)) => why,
+            None => "allowed".into(),
+            Some(other) => format!("{other:?}"),
+        };
+        use State::*;
+        for line in [
+            "a CAPABILITY\r\n",
+            "a NOOP\r\n",
+            "a LOGOUT\r\n",
+            "a ID NIL\r\n",
+        ] {
+            for state in [NotAuthenticated, Authenticated, Selected] {
+                assert_eq!(bad(state, line), "allowed", "{line} in {state:?}");
+            }
+        }
+        assert_eq!(bad(NotAuthenticated, "a LOGIN u p\r\n"), "allowed");
+        assert_eq!(bad(NotAuthenticated, "a STARTTLS\r\n"), "allowed");
+        assert_eq!(bad(NotAuthenticated, "a SELECT INBOX\r\n"), "Log in first");
+        assert_eq!(bad(NotAuthenticated, "a FETCH 1 FLAGS\r\n"), "Log in first");
+        assert_eq!(
+            bad(Authenticated, "a LOGIN u p\r\n"),
+            "Already authenticated"
+        );
+        assert_eq!(
+            bad(Selected, "a AUTHENTICATE PLAIN\r\n"),
+            "Already authenticated"
+        );
+        assert_eq!(bad(Authenticated, "a LIST \"\" *\r\n"), "allowed");
+        assert_eq!(
+            bad(Authenticated, "a FETCH 1 FLAGS\r\n"),
+            "Select a mailbox first"
+        );
+        assert_eq!(bad(Authenticated, "a CHECK\r\n"), "Select a mailbox first");
+        assert_eq!(
+            bad(Authenticated, "a UID SORT (DATE) UTF-8 ALL\r\n"),
+            "Select a mailbox first"
+        );
+        assert_eq!(bad(Selected, "a FETCH 1 FLAGS\r\n"), "allowed");
+        assert_eq!(bad(Selected, "a SELECT INBOX\r\n"), "allowed");
+        assert_eq!(bad(Logout, "a SELECT INBOX\r\n"), "Logging out");
+    }
 
     #[test]
     fn expunges_wait_during_fetch_store_and_searches() {

@@ -2,7 +2,7 @@
 //! extension the server advertises, parsed by [`parse_command`] from the
 //! exact bytes the client sent (literals included), and the client-side
 //! encoding of a command ([`encode_command`]) that tests and the fuzz
-//! target use to check round trips.
+//! target use to check round trips, and the tagged [`Reply`].
 //!
 //! The grammar is hand-written (`grammar`, over the bounded tokenizer in
 //! `lexer`) rather than imap-codec 1.0's: imap-codec 1.0 has no `$`
@@ -17,6 +17,7 @@
 mod encode;
 mod grammar;
 mod lexer;
+mod response;
 mod types;
 
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 pub use encode::encode_command;
 pub use grammar::{command_tag, parse_append_head};
 pub use lexer::{LiteralMode, trailing_literal};
+pub use response::Reply;
 pub use types::*;
 
 /// A command that could not be parsed: the tag when one was found (the
