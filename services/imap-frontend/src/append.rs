@@ -74,7 +74,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AppendStreamRequest>(IN_FLIGHT);
     let start = pb::AppendStreamRequest {
         start: Some(pb::AppendStart {
-            account: s.account(),
+            account: s.account()?,
             mailbox: p.mailbox.clone(),
             flags: p.flags.clone(),
             internal_date_ms: p.internal_date_ms,

@@ -267,7 +267,7 @@ async fn pump(
         if pos >= window.end {
             break;
         }
-        let (account, mailbox) = s.target();
+        let (account, mailbox) = s.target()?;
         let mut stream = match s
             .client
             .get_body(pb::GetBodyRequest {

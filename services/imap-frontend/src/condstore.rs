@@ -139,7 +139,7 @@ pub(crate) async fn changed_since(
     since: u64,
     from: u32,
 ) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let listing =
         crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
             .await?;
@@ -181,7 +181,7 @@ pub(crate) async fn select(
 /// is still right: VANISHED (EARLIER) for expunged UIDs, then FETCH (UID
 /// FLAGS MODSEQ) for changed messages, both within the known UIDs if given.
 async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let listing = match crate::session::list_mailbox(
         s.client.clone(),
         &account,

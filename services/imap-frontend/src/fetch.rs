@@ -380,7 +380,7 @@ pub(crate) async fn fetch(
         s.sync(uid).await?;
         return Ok(Reply::Ok("FETCH completed".into()));
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
     for part in uids.chunks(chunk) {
         let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
@@ -623,7 +623,7 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
     if r.is_empty() {
         return Ok(out);
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let stream = s
         .client
         .get_body(pb::GetBodyRequest {
@@ -665,7 +665,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
         return Ok(());
     }
     s.flush().await?;
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let mut written = 0u64;
     match s
         .client

@@ -240,7 +240,7 @@ pub(crate) async fn matching(
             .unzip();
         return Ok(Ok((hits, with_modseqs.then_some(modseqs))));
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let r = match s
         .client
         .search_messages(pb::SearchMessagesRequest {

@@ -271,6 +271,23 @@ pub(crate) async fn list_mailbox(
     }
 }
 
+/// A command ran without the login or the selected mailbox it needs,
+/// which the state gate ([`refusal`]) rules out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoTarget;
+
+impl From<NoTarget> for std::io::Error {
+    fn from(_: NoTarget) -> Self {
+        std::io::Error::other("IMAP command ran without its login or mailbox")
+    }
+}
+
+impl From<NoTarget> for tonic::Status {
+    fn from(_: NoTarget) -> Self {
+        tonic::Status::failed_precondition("IMAP command ran without its login or mailbox")
+    }
+}
+
 /// The connection states of RFC 9051 3 (RFC 3501 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -895,7 +912,7 @@ impl Session {
             CommandBody::Create(mailbox) => {
                 let name = mailbox!(mailbox);
                 let name = name.trim_end_matches('/').to_owned();
-                let account = self.account();
+                let account = self.account()?;
                 rpc!(self.client.create_mailbox(pb::CreateMailboxRequest {
                     account,
                     name,
@@ -908,7 +925,7 @@ impl Session {
                 if self.selected.as_ref().is_some_and(|s| s.name == name) {
                     self.selected = None;
                 }
-                let account = self.account();
+                let account = self.account()?;
                 rpc!(
                     self.client
                         .delete_mailbox(pb::DeleteMailboxRequest { account, name })
@@ -918,7 +935,7 @@ impl Session {
             CommandBody::Rename { from, to } => {
                 let from = mailbox!(from);
                 let to = mailbox!(to);
-                let account = self.account();
+                let account = self.account()?;
                 rpc!(
                     self.client
                         .rename_mailbox(pb::RenameMailboxRequest { account, from, to })
@@ -939,7 +956,7 @@ impl Session {
             }
             CommandBody::Append(append) => {
                 let name = mailbox!(append.mailbox);
-                let account = self.account();
+                let account = self.account()?;
                 let r = match self
                     .client
                     .append_message(pb::AppendMessageRequest {
@@ -976,7 +993,7 @@ impl Session {
             CommandBody::Close => {
                 let writable = self.selected.as_ref().is_some_and(|s| !s.read_only);
                 if writable {
-                    let (account, mailbox) = self.target();
+                    let (account, mailbox) = self.target()?;
                     // Silent: CLOSE sends no EXPUNGE responses. If the
                     // expunge fails, CLOSE did not happen: the messages
                     // marked \Deleted remain and the mailbox stays selected.
@@ -1095,19 +1112,17 @@ impl Session {
         }
     }
 
-    pub(crate) fn account(&self) -> String {
-        self.user.clone().unwrap_or_default()
+    /// The logged-in account. Only commands the state gate let through
+    /// ask, so the error is a broken invariant: it ends the connection,
+    /// and no command ever runs for an empty account name.
+    pub(crate) fn account(&self) -> Result<String, NoTarget> {
+        self.user.clone().ok_or(NoTarget)
     }
 
-    /// (account, selected mailbox name).
-    pub(crate) fn target(&self) -> (String, String) {
-        (
-            self.account(),
-            self.selected
-                .as_ref()
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
-        )
+    /// (account, selected mailbox name); see [`Self::account`].
+    pub(crate) fn target(&self) -> Result<(String, String), NoTarget> {
+        let mailbox = self.selected.as_ref().ok_or(NoTarget)?.name.clone();
+        Ok((self.account()?, mailbox))
     }
 
     async fn starttls(&mut self, tag: &str) -> std::io::Result<Reply> {
@@ -1201,7 +1216,7 @@ impl Session {
         let since = base.as_ref().map_or(0, |b| b.modseq.max(1));
         // Read before the listing: a reconnect during it forces a resync.
         let feed_epoch_before = self.shared.feed.epoch();
-        let account = self.account();
+        let account = self.account()?;
         // SELECT takes the new messages' \Recent; EXAMINE may not.
         let listed = list_mailbox(self.client.clone(), &account, name, since, 1, !read_only).await;
         let Listing {
@@ -1294,7 +1309,7 @@ impl Session {
     }
 
     async fn subscribe(&mut self, name: String, on: bool) -> std::io::Result<Reply> {
-        let account = self.account();
+        let account = self.account()?;
         rpc!(self.client.subscribe_mailbox(pb::SubscribeMailboxRequest {
             account,
             name,
@@ -1342,7 +1357,7 @@ impl Session {
         };
         let flags = cmd.flags.clone();
         let answer = !cmd.silent;
-        let (account, mailbox) = self.target();
+        let (account, mailbox) = self.target()?;
         for chunk in uids.chunks(UID_CHUNK) {
             let r = rpc!(self.client.store_flags(pb::StoreFlagsRequest {
                 account: account.clone(),
@@ -1430,7 +1445,7 @@ impl Session {
         if uids.is_empty() {
             return Ok(Reply::Ok(format!("{verb} completed (nothing to do)")));
         }
-        let (account, mailbox) = self.target();
+        let (account, mailbox) = self.target()?;
         let r = match self
             .client
             .copy_messages(pb::CopyMessagesRequest {
@@ -1468,7 +1483,7 @@ impl Session {
         if self.selected.as_ref().is_some_and(|s| s.read_only) {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
-        let (account, mailbox) = self.target();
+        let (account, mailbox) = self.target()?;
         let set = match &uids {
             Some(u) => uid_set(u),
             None => pb::UidSet {
@@ -1564,7 +1579,7 @@ impl Session {
             }
             return Ok(());
         }
-        let account = self.account();
+        let account = self.account()?;
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };

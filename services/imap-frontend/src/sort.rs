@@ -163,7 +163,7 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
         ],
         ..Default::default()
     };
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let done = match cmd.kind {
         Kind::Sort(_) => "SORT completed",
         Kind::Thread(_) => "THREAD completed",

@@ -219,7 +219,7 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
         s.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
         return Ok(Reply::Ok(format!("{verb} completed")));
     }
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(
         s.client
             .list_mailboxes(pb::ListMailboxesRequest { account })

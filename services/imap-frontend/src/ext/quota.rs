@@ -12,7 +12,7 @@ pub(crate) const ROOT: &str = "User quota";
 /// `QUOTA "User quota" (STORAGE used limit MESSAGE used limit)`, storage in
 /// KiB, each resource only when the account has a limit on it.
 async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
-    let account = s.account();
+    let account = s.account()?;
     let q = s
         .client
         .get_quota(pb::GetQuotaRequest { account })
@@ -36,7 +36,7 @@ async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
 }
 
 pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::Result<Reply> {
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
         account,
         mailbox: mailbox.to_owned(),

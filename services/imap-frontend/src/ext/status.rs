@@ -46,7 +46,7 @@ async fn deleted(
     mailbox: &str,
     with_size: bool,
 ) -> Result<(usize, u64), tonic::Status> {
-    let account = s.account();
+    let account = s.account()?;
     let uids = s
         .client
         .search_messages(pb::SearchMessagesRequest {
@@ -91,7 +91,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         Ok(n) => super::names::canonical(n),
         Err(e) => return Ok(Reply::No(e.into())),
     };
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
         account,
         mailbox: name,
