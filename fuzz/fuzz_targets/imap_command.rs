@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    imap_frontend::parse_command(data);
+    let _ = imap_frontend::parse_command(data);
 });

@@ -8,14 +8,11 @@
 //! also come as a literal8 (`~{n}`, RFC 3516 4.2: binary, NUL allowed) or
 //! in RFC 6855's `UTF8 (~{n})` form; both take the same streamed path.
 
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::core::LiteralMode;
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 
-use crate::session::{Reply, Session, mailbox_name, status_reply};
+use crate::proto::{AppendData, LiteralMode};
+use crate::session::{Reply, Session};
 use crate::state::MessageState;
 
 /// Octets read from the socket and sent to mailstore at a time.
@@ -38,69 +35,32 @@ pub(crate) struct Pending {
 }
 
 /// `buf` is a command read up to a literal announcement `{n}` / `{n+}` CRLF
-/// at its end. When that literal is the message of an APPEND (and nothing
-/// but CRLF may follow it), returns the command without it.
+/// at its end. When that literal is the message of an APPEND, returns the
+/// command without it. A mailbox name that is not valid in the client's
+/// encoding makes it `None` too: the literal is then read like any other
+/// and the whole command answered.
 pub(crate) fn message_literal(
     buf: &[u8],
     length: usize,
     mode: LiteralMode,
     utf8: bool,
 ) -> Option<Pending> {
-    let brace = buf.iter().rposition(|&b| b == b'{')?;
-    let mut head = buf.get(..brace)?;
-    let mut close_paren = false;
-    // literal8 (RFC 3516) or `UTF8 (~{n}` (RFC 6855): imap-codec 1.0 knows
-    // neither, so the trial below uses a plain literal in its place.
-    if let Some(h) = head.strip_suffix(b"~") {
-        head = h;
-        let utf8_at = h.len().checked_sub(6);
-        if let Some(at) = utf8_at
-            && h.get(at..)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"UTF8 ("))
-        {
-            head = h.get(..at)?;
-            close_paren = true;
-        }
-    }
-    // Complete the command with a one-octet message: if it then parses as an
-    // APPEND, the announced literal is the message (a literal mailbox name
-    // would leave the APPEND without one and not parse).
-    let mut trial = head.to_vec();
-    trial.extend_from_slice(b"{1}\r\nX\r\n");
-    let (rest, mut command) = CommandCodec::default().decode(&trial).ok()?;
-    if !rest.is_empty() {
-        return None;
-    }
-    crate::ext::names::decode_command(&mut command.body, utf8).ok()?;
-    let CommandBody::Append {
-        mailbox,
-        flags,
-        date,
-        ..
-    } = command.body
-    else {
-        return None;
-    };
+    let head = crate::proto::parse_append_head(buf)?;
+    let mailbox = crate::ext::names::from_client(&head.mailbox.0, utf8).ok()?;
     Some(Pending {
-        tag: command.tag.as_ref().to_owned(),
-        mailbox: mailbox_name(&mailbox),
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        internal_date_ms: date.map(|d| d.as_ref().timestamp_millis()).unwrap_or(0),
+        tag: head.tag,
+        mailbox: crate::ext::names::canonical(mailbox),
+        flags: head.flags,
+        internal_date_ms: head.date.map(|d| d.timestamp_millis()).unwrap_or(0),
         length,
         mode,
-        close_paren,
+        close_paren: head.data == AppendData::Utf8,
     })
 }
 
 /// The reply to a failed AppendMessageStream.
 fn failure(status: tonic::Status) -> Reply {
-    match status.code() {
-        tonic::Code::NotFound => Reply::No("[TRYCREATE] No such mailbox".into()),
-        tonic::Code::InvalidArgument if status.message().contains("too large") => {
-            Reply::No("[TOOBIG] Message too large".into())
-        }
-        _ => status_reply(status),
-    }
+    crate::errors::reply(&status, crate::errors::Target::Destination)
 }
 
 /// Reads the literal of `p` in chunks, streams it to mailstore and answers.
@@ -114,7 +74,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AppendStreamRequest>(IN_FLIGHT);
     let start = pb::AppendStreamRequest {
         start: Some(pb::AppendStart {
-            account: s.account(),
+            account: s.account()?,
             mailbox: p.mailbox.clone(),
             flags: p.flags.clone(),
             internal_date_ms: p.internal_date_ms,

@@ -1,10 +1,8 @@
 //! BINARY (RFC 3516, part of IMAP4rev2): `FETCH BINARY[section]<partial>`,
 //! `BINARY.PEEK[...]` and `BINARY.SIZE[section]`.
 //!
-//! imap-codec 1.0 does not know these items: [`cut`] takes them out of a
-//! FETCH command in the pure parse path (`parse::prepare`) and imap-codec
-//! parses the rest. `fetch` then asks [`check`] whether every message can
-//! serve them and writes each with [`write_item`]. A leaf part's
+//! The items are parsed in `proto`; `fetch` asks [`check`] whether every
+//! message can serve them and writes each with [`write_item`]. A leaf part's
 //! content-transfer-encoding is undone by a [`Decoder`] while the part's
 //! bytes stream from GetBody, so memory stays bounded whatever the size of
 //! the part: the decoded length (needed before the literal is announced,
@@ -19,7 +17,6 @@ use mailfleet_mime::decode::{Cte, Decoder, cte};
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 
-use crate::rfc7162::{Tok, lex, matching, text};
 use crate::session::{Reply, Session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,154 +63,28 @@ pub(crate) fn sets_seen(items: &[Item]) -> bool {
     items.iter().any(|i| i.kind == Kind::Binary { peek: false })
 }
 
-fn number(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
+impl Item {
+    /// The BINARY item a typed fetch item is, if it is one.
+    pub(crate) fn from_fetch(item: &crate::proto::FetchItem) -> Option<Item> {
+        use crate::proto::FetchItem;
+        Some(match item {
+            FetchItem::Binary {
+                peek,
+                path,
+                partial,
+            } => Item {
+                kind: Kind::Binary { peek: *peek },
+                path: path.clone(),
+                partial: *partial,
+            },
+            FetchItem::BinarySize { path } => Item {
+                kind: Kind::Size,
+                path: path.clone(),
+                partial: None,
+            },
+            _ => return None,
+        })
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// Parses one fetch item word. `None`: not a BINARY item.
-fn item(word: &[u8]) -> Option<Result<Item, &'static str>> {
-    let upper = word.to_ascii_uppercase();
-    let (kind, rest) = if let Some(r) = upper.strip_prefix(b"BINARY.PEEK[") {
-        (Kind::Binary { peek: true }, r)
-    } else if let Some(r) = upper.strip_prefix(b"BINARY.SIZE[") {
-        (Kind::Size, r)
-    } else if let Some(r) = upper.strip_prefix(b"BINARY[") {
-        (Kind::Binary { peek: false }, r)
-    } else if upper.starts_with(b"BINARY") {
-        return Some(Err("Invalid BINARY fetch item"));
-    } else {
-        return None;
-    };
-    Some(parse_item(kind, rest))
-}
-
-/// `rest`: what follows `[` (section-part, `]`, optional partial).
-fn parse_item(kind: Kind, rest: &[u8]) -> Result<Item, &'static str> {
-    let close = rest
-        .iter()
-        .position(|&b| b == b']')
-        .ok_or("Missing ] in BINARY section")?;
-    let section = rest.get(..close).unwrap_or_default();
-    let mut path = Vec::new();
-    if !section.is_empty() {
-        for n in section.split(|&b| b == b'.') {
-            let n = number(n)
-                .and_then(NonZeroU32::new)
-                .ok_or("BINARY takes part numbers only")?;
-            path.push(n);
-        }
-    }
-    let after = rest.get(close + 1..).unwrap_or_default();
-    let partial = if after.is_empty() {
-        None
-    } else {
-        if kind == Kind::Size {
-            return Err("BINARY.SIZE takes no partial");
-        }
-        let inner = after
-            .strip_prefix(b"<")
-            .and_then(|a| a.strip_suffix(b">"))
-            .ok_or("Invalid BINARY partial")?;
-        let dot = inner
-            .iter()
-            .position(|&b| b == b'.')
-            .ok_or("Invalid BINARY partial")?;
-        let offset =
-            number(inner.get(..dot).unwrap_or_default()).ok_or("Invalid BINARY partial")?;
-        let length = number(inner.get(dot + 1..).unwrap_or_default())
-            .and_then(NonZeroU32::new)
-            .ok_or("Invalid BINARY partial")?;
-        Some((offset, length))
-    };
-    Ok(Item {
-        kind,
-        path,
-        partial,
-    })
-}
-
-/// A FETCH with its BINARY items taken out.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Cut {
-    /// The command without them, CRLF-terminated, for imap-codec.
-    pub plain: Vec<u8>,
-    pub items: Vec<Item>,
-    /// Only BINARY items were asked for: `plain` asks for UID in their
-    /// place, which a non-UID FETCH must not return.
-    pub drop_uid: bool,
-}
-
-/// Recognises `tag [UID] FETCH set items [modifiers]` with BINARY items.
-/// `None`: not one (imap-codec decides); `Some(Err)`: one, malformed.
-pub(crate) fn cut(buf: &[u8]) -> Option<Result<Cut, &'static str>> {
-    if !buf.windows(6).any(|w| w.eq_ignore_ascii_case(b"BINARY")) {
-        return None;
-    }
-    let (body, uid, name) = crate::extra::command_head(buf)?;
-    if !name.eq_ignore_ascii_case(b"FETCH") {
-        return None;
-    }
-    let toks = lex(body)?;
-    let first = if uid { 3 } else { 2 };
-    let Some(set @ Tok::Word(..)) = toks.get(first).copied() else {
-        return None;
-    };
-    let items_at = first + 1;
-    let (items_end, group) = match toks.get(items_at) {
-        Some(Tok::Open(_)) => (matching(toks.as_slice(), items_at)?, true),
-        Some(Tok::Word(..)) => (items_at, false),
-        _ => return None,
-    };
-    let mut kept: Vec<&[u8]> = Vec::new();
-    let mut items = Vec::new();
-    let mut k = if group { items_at + 1 } else { items_at };
-    let last = if group { items_end } else { items_end + 1 };
-    while k < last {
-        let t = toks.get(k).copied()?;
-        match t {
-            Tok::Open(_) => {
-                // Not a fetch item of ours: copied whole.
-                let c = matching(toks.as_slice(), k)?;
-                let end = toks.get(c).copied()?;
-                kept.push(body.get(t.start()..end.end()).unwrap_or_default());
-                k = c + 1;
-            }
-            Tok::Close(_) => return None,
-            Tok::Word(..) => {
-                match item(text(body, t)) {
-                    Some(Ok(i)) => items.push(i),
-                    Some(Err(why)) => return Some(Err(why)),
-                    None => kept.push(text(body, t)),
-                }
-                k += 1;
-            }
-        }
-    }
-    if items.is_empty() {
-        return None;
-    }
-    let drop_uid = kept.is_empty();
-    let listed: Vec<u8> = if drop_uid {
-        b"UID".to_vec()
-    } else if group {
-        [b"(".as_slice(), &kept.join(b" ".as_slice()), b")"].concat()
-    } else {
-        kept.concat()
-    };
-    let after = toks.get(items_end).map_or(body.len(), |t| t.end());
-    let mut plain = body.get(..set.end()).unwrap_or_default().to_vec();
-    plain.push(b' ');
-    plain.extend_from_slice(&listed);
-    plain.extend_from_slice(body.get(after..).unwrap_or_default());
-    plain.extend_from_slice(b"\r\n");
-    Some(Ok(Cut {
-        plain,
-        items,
-        drop_uid,
-    }))
 }
 
 /// Where the served octets of one item come from: `raw` is sent as it is,
@@ -396,7 +267,7 @@ async fn pump(
         if pos >= window.end {
             break;
         }
-        let (account, mailbox) = s.target();
+        let (account, mailbox) = s.target()?;
         let mut stream = match s
             .client
             .get_body(pb::GetBodyRequest {
@@ -455,76 +326,9 @@ async fn pump(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use proptest::prelude::*;
 
     fn nz(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap()
-    }
-
-    #[test]
-    fn binary_items_are_cut_out() {
-        let c = cut(b"a FETCH 1:* (FLAGS BINARY.PEEK[1.2]<0.100> UID)\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.plain, b"a FETCH 1:* (FLAGS UID)\r\n");
-        assert!(!c.drop_uid);
-        assert_eq!(
-            c.items,
-            vec![Item {
-                kind: Kind::Binary { peek: true },
-                path: vec![nz(1), nz(2)],
-                partial: Some((0, nz(100))),
-            }]
-        );
-        let c = cut(b"t UID FETCH 5 binary.size[2]\r\n").unwrap().unwrap();
-        assert_eq!(c.plain, b"t UID FETCH 5 UID\r\n");
-        assert!(c.drop_uid);
-        assert_eq!(c.items[0].kind, Kind::Size);
-        let c = cut(b"t FETCH 1 (BINARY[] BINARY.SIZE[1]) (CHANGEDSINCE 4)\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.plain, b"t FETCH 1 UID (CHANGEDSINCE 4)\r\n");
-        assert_eq!(c.items.len(), 2);
-        assert!(c.items[0].path.is_empty());
-        assert_eq!(c.items[0].label(), "BINARY[]");
-        let c = cut(b"t FETCH 1 (BINARY[3]<7.2> BODY.PEEK[HEADER.FIELDS (BINARY)])\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            c.plain,
-            b"t FETCH 1 (BODY.PEEK[HEADER.FIELDS (BINARY)])\r\n"
-        );
-        assert_eq!(c.items[0].label(), "BINARY[3]<7>");
-        assert!(sets_seen(&c.items));
-    }
-
-    #[test]
-    fn other_fetches_are_left_alone() {
-        for line in [
-            "a FETCH 1 (FLAGS)\r\n",
-            "a FETCH 1 BODY[HEADER.FIELDS (BINARY)]\r\n",
-            "a SEARCH SUBJECT BINARY[1]\r\n",
-            "a STORE 1 +FLAGS (BINARY)\r\n",
-        ] {
-            assert_eq!(cut(line.as_bytes()), None, "{line}");
-        }
-    }
-
-    #[test]
-    fn malformed_binary_items_are_bad() {
-        for line in [
-            "a FETCH 1 BINARY[HEADER]\r\n",
-            "a FETCH 1 BINARY[1.0]\r\n",
-            "a FETCH 1 BINARY.SIZE[1]<0.5>\r\n",
-            "a FETCH 1 BINARY[1]<0.0>\r\n",
-            "a FETCH 1 BINARY[1]<5>\r\n",
-            "a FETCH 1 (BINARYX[1])\r\n",
-            "a FETCH 1 BINARY.PEEK[1]<99999999999.1>\r\n",
-        ] {
-            assert!(matches!(cut(line.as_bytes()), Some(Err(_))), "{line}");
-        }
-        // Not even lexable: left to imap-codec, which answers BAD.
-        assert_eq!(cut(b"a FETCH 1 BINARY[1\r\n"), None);
     }
 
     #[test]
@@ -547,18 +351,5 @@ mod tests {
             &raw[p.body.start as usize..p.body.end as usize],
             b"--i\r\n\r\nx\r\n--i--"
         );
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn cut_never_panics(data in prop::collection::vec(any::<u8>(), 0..200)) {
-            let mut line = b"a FETCH 1 (BINARY".to_vec();
-            line.extend_from_slice(&data);
-            if let Some(Ok(c)) = cut(&line) {
-                prop_assert!(c.plain.ends_with(b"\r\n"));
-            }
-        }
     }
 }

@@ -3,16 +3,12 @@
 //! since a mod-sequence (FETCH CHANGEDSINCE, VANISHED (EARLIER)), VANISHED
 //! responses, and SEARCH MODSEQ keys for mailstore.
 //!
-//! The syntax is parsed in `rfc7162`; mailstore keeps a modseq per message
+//! The syntax is parsed in `proto`; mailstore keeps a modseq per message
 //! and keeps expunged messages' UIDs with the modseq of their expunge, so
 //! every answer here is exact (seq-match-data is never needed).
 
-use imap_codec::imap_types::extensions::enable::CapabilityEnable;
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use mailfleet_proto::v1 as pb;
-
 use crate::encode;
-use crate::rfc7162::{Mods, Qresync, placeholder_index};
+use crate::proto::{Qresync, SelectParams, SeqOrUid, Sequence, SequenceSet};
 use crate::session::{Reply, Selected, Session, uid_set};
 
 /// UID ranges per VANISHED line, so that no line grows without bound
@@ -30,8 +26,7 @@ pub(crate) struct State {
 
 /// ENABLE of one capability: the name for the ENABLED response when this
 /// command turned it on, `None` when it is not ours or was on already.
-pub(crate) fn enable(s: &mut Session, cap: &CapabilityEnable<'_>) -> Option<&'static str> {
-    let name = cap.to_string();
+pub(crate) fn enable(s: &mut Session, name: &str) -> Option<&'static str> {
     if name.eq_ignore_ascii_case("CONDSTORE") {
         if s.rfc7162.condstore {
             return None;
@@ -144,7 +139,7 @@ pub(crate) async fn changed_since(
     since: u64,
     from: u32,
 ) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let listing =
         crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
             .await?;
@@ -159,12 +154,12 @@ pub(crate) async fn select(
     s: &mut Session,
     name: &str,
     read_only: bool,
-    mods: &Mods,
+    params: &SelectParams,
 ) -> std::io::Result<Reply> {
-    if mods.qresync.is_some() && !s.rfc7162.qresync {
+    if params.qresync.is_some() && !s.rfc7162.qresync {
         return Ok(Reply::Bad("Enable QRESYNC first".into()));
     }
-    if mods.select_condstore {
+    if params.condstore {
         // Quietly: no HIGHESTMODSEQ for the mailbox being closed.
         s.rfc7162.condstore = true;
     }
@@ -176,7 +171,7 @@ pub(crate) async fn select(
         let line = format!("OK [HIGHESTMODSEQ {}] Highest", sel.modseq);
         s.untagged(&line);
     }
-    if let Some(q) = &mods.qresync {
+    if let Some(q) = &params.qresync {
         resync(s, q).await?;
     }
     Ok(reply)
@@ -186,7 +181,7 @@ pub(crate) async fn select(
 /// is still right: VANISHED (EARLIER) for expunged UIDs, then FETCH (UID
 /// FLAGS MODSEQ) for changed messages, both within the known UIDs if given.
 async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let listing = match crate::session::list_mailbox(
         s.client.clone(),
         &account,
@@ -252,24 +247,6 @@ async fn resync(s: &mut Session, q: &Qresync) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Turns SEARCH MODSEQ placeholders back into modseq keys.
-pub(crate) fn rewrite_search(key: &mut pb::SearchKey, modseqs: &[u64]) {
-    if key.op() == pb::SearchOp::SearchFlag
-        && let Some(v) = placeholder_index(&key.text).and_then(|i| modseqs.get(i))
-    {
-        *key = pb::SearchKey {
-            op: pb::SearchOp::SearchModseq as i32,
-            modseq: *v,
-            ..Default::default()
-        };
-        return;
-    }
-    // Depth is bounded by the conversion from imap-codec's tree.
-    for c in &mut key.children {
-        rewrite_search(c, modseqs);
-    }
-}
-
 /// The tagged reply of a conditional STORE that left some messages alone.
 pub(crate) fn modified_reply(modified: &[u32]) -> Reply {
     Reply::Ok(format!(
@@ -295,31 +272,24 @@ mod tests {
         assert!(lines.iter().all(|l| l.len() < 8192));
     }
 
+    fn sequence_set(text: &str) -> SequenceSet {
+        match crate::proto::parse_command(format!("a UID EXPUNGE {text}\r\n").as_bytes()) {
+            Ok(crate::proto::Command {
+                body: crate::proto::CommandBody::UidExpunge(crate::proto::SeqSet::Set(s)),
+                ..
+            }) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn uid_sets_with_star_cover_expunged_uids() {
-        let set = crate::extra::sequence_set(b"3:*,1").unwrap_or_else(|| panic!("set"));
+        let set = sequence_set("3:*,1");
         assert!(set_contains(&set, 1));
         assert!(!set_contains(&set, 2));
         assert!(set_contains(&set, 4_000_000_000));
         assert_eq!(lowest(&set), 1);
-        let set = crate::extra::sequence_set(b"*:7,9").unwrap_or_else(|| panic!("set"));
+        let set = sequence_set("*:7,9");
         assert_eq!(lowest(&set), 7);
-    }
-
-    #[test]
-    fn placeholders_become_modseq_keys() {
-        let mut key = pb::SearchKey {
-            op: pb::SearchOp::SearchNot as i32,
-            children: vec![pb::SearchKey {
-                op: pb::SearchOp::SearchFlag as i32,
-                text: "$MailfleetModseq.0".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        rewrite_search(&mut key, &[42]);
-        let child = &key.children[0];
-        assert_eq!(child.op(), pb::SearchOp::SearchModseq);
-        assert_eq!(child.modseq, 42);
     }
 }

@@ -6,15 +6,12 @@
 use std::ops::Range;
 
 use futures::StreamExt;
-use imap_codec::imap_types::fetch::{
-    MacroOrMessageDataItemNames, MessageDataItemName, Part, Section,
-};
-use imap_codec::imap_types::sequence::SequenceSet;
 use mailfleet_mime::{BodyPart, MessageMeta};
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 
 use crate::encode;
+use crate::proto::{self, FetchItem, PartPath, Section, SequenceSet};
 use crate::session::{Reply, Session, rpc, uid_set};
 
 /// Messages per FetchMessages call, with and without metadata.
@@ -58,89 +55,74 @@ enum Piece {
     },
 }
 
-fn part_path(p: &Part) -> &[std::num::NonZeroU32] {
-    p.0.as_ref()
-}
-
 /// The byte range of a section; `prefix` is the Return-Path line length.
-fn section_piece(
-    meta: &MessageMeta,
-    prefix: u64,
-    size: u64,
-    section: &Option<Section<'_>>,
-) -> Piece {
+fn section_piece(meta: &MessageMeta, prefix: u64, size: u64, section: &Option<Section>) -> Piece {
     let root = &meta.body;
     let shift = |r: Range<u64>| (r.start + prefix)..(r.end + prefix);
     let root_header = 0..(root.body_offset + prefix);
     let empty = Piece::Range(0..0);
     // The header of the message a part embeds (or of the top message).
-    let message_header = |p: Option<&Part>| -> Option<Range<u64>> {
-        match p {
-            None => Some(root_header.clone()),
-            Some(p) => {
-                let node = find_part(root, part_path(p))?;
-                node.message.as_ref().map(|m| shift(m.body.header_range()))
-            }
+    let message_header = |p: &PartPath| -> Option<Range<u64>> {
+        if p.is_empty() {
+            return Some(root_header.clone());
         }
+        let node = find_part(root, p)?;
+        node.message.as_ref().map(|m| shift(m.body.header_range()))
     };
     match section {
         None => Piece::Range(0..size),
-        Some(Section::Part(p)) => match find_part(root, part_path(p)) {
+        Some(Section::Part(p)) => match find_part(root, p) {
             Some(node) => Piece::Range(shift(node.body_range())),
             None => empty,
         },
-        Some(Section::Header(p)) => match message_header(p.as_ref()) {
+        Some(Section::Header(p)) => match message_header(p) {
             Some(r) => Piece::Range(r),
             None => empty,
         },
-        Some(Section::Text(None)) => Piece::Range(shift(root.body_range())),
-        Some(Section::Text(Some(p))) => {
-            match find_part(root, part_path(p)).and_then(|n| n.message.as_ref()) {
-                Some(m) => Piece::Range(shift(m.body.body_range())),
-                None => empty,
-            }
-        }
-        Some(Section::Mime(p)) => match find_part(root, part_path(p)) {
+        Some(Section::Text(p)) if p.is_empty() => Piece::Range(shift(root.body_range())),
+        Some(Section::Text(p)) => match find_part(root, p).and_then(|n| n.message.as_ref()) {
+            Some(m) => Piece::Range(shift(m.body.body_range())),
+            None => empty,
+        },
+        Some(Section::Mime(p)) => match find_part(root, p) {
             Some(node) => Piece::Range(shift(node.header_range())),
             None => empty,
         },
-        Some(Section::HeaderFields(p, names)) | Some(Section::HeaderFieldsNot(p, names)) => {
-            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
-            match message_header(p.as_ref()) {
-                Some(range) => Piece::Fields {
-                    range,
-                    names: names
-                        .as_ref()
-                        .iter()
-                        .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_lowercase())
-                        .collect(),
-                    not,
-                },
-                None => empty,
-            }
-        }
+        Some(Section::HeaderFields { path, not, fields }) => match message_header(path) {
+            Some(range) => Piece::Fields {
+                range,
+                names: fields
+                    .iter()
+                    .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+                    .collect(),
+                not: *not,
+            },
+            None => empty,
+        },
     }
 }
 
 /// The section as it is named in the response.
-fn section_text(section: &Option<Section<'_>>) -> String {
-    let path = |p: &Part| {
-        p.0.as_ref()
-            .iter()
+fn section_text(section: &Option<Section>) -> String {
+    let path = |p: &PartPath| {
+        p.iter()
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(".")
     };
-    let with = |p: &Option<Part>, what: &str| match p {
-        Some(p) => format!("{}.{what}", path(p)),
-        None => what.to_owned(),
+    let with = |p: &PartPath, what: &str| {
+        if p.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{}.{what}", path(p))
+        }
     };
-    let fields = |names: &[imap_codec::imap_types::core::AString<'_>]| {
+    let fields = |names: &[Vec<u8>]| {
         names
             .iter()
             .map(|n| {
                 let mut out = Vec::new();
-                encode::string(&mut out, n.as_ref());
+                encode::string(&mut out, n);
                 String::from_utf8_lossy(&out).into_owned()
             })
             .collect::<Vec<_>>()
@@ -151,16 +133,18 @@ fn section_text(section: &Option<Section<'_>>) -> String {
         Some(Section::Part(p)) => path(p),
         Some(Section::Header(p)) => with(p, "HEADER"),
         Some(Section::Text(p)) => with(p, "TEXT"),
-        Some(Section::Mime(p)) => format!("{}.MIME", path(p)),
-        Some(Section::HeaderFields(p, names)) => {
-            format!("{} ({})", with(p, "HEADER.FIELDS"), fields(names.as_ref()))
-        }
-        Some(Section::HeaderFieldsNot(p, names)) => {
-            format!(
-                "{} ({})",
-                with(p, "HEADER.FIELDS.NOT"),
-                fields(names.as_ref())
-            )
+        Some(Section::Mime(p)) => with(p, "MIME"),
+        Some(Section::HeaderFields {
+            path: p,
+            not,
+            fields: names,
+        }) => {
+            let what = if *not {
+                "HEADER.FIELDS.NOT"
+            } else {
+                "HEADER.FIELDS"
+            };
+            format!("{} ({})", with(p, what), fields(names))
         }
     }
 }
@@ -202,7 +186,7 @@ fn filter_fields(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
 }
 
 /// One requested item, normalised.
-enum Item<'a> {
+enum Item {
     Uid,
     Flags,
     /// RFC 7162 MODSEQ.
@@ -213,41 +197,42 @@ enum Item<'a> {
     Structure(bool),
     Section {
         label: String,
-        section: Option<Section<'a>>,
+        section: Option<Section>,
         partial: Option<(u32, u32)>,
     },
 }
 
-fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item<'a>>, bool, bool) {
-    let list: Vec<MessageDataItemName<'a>> = match names {
-        MacroOrMessageDataItemNames::Macro(m) => m.expand(),
-        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
-    };
+/// The items other than BINARY (see `binary`), whether they need the
+/// cached metadata, and whether they set \Seen.
+fn items(list: &[FetchItem], uid: bool) -> (Vec<Item>, bool, bool) {
     let mut out = Vec::new();
     let mut meta = false;
     let mut seen = false;
-    if uid && !list.iter().any(|n| matches!(n, MessageDataItemName::Uid)) {
+    if uid && !list.contains(&FetchItem::Uid) {
         out.push(Item::Uid);
     }
     for n in list {
         out.push(match n {
-            MessageDataItemName::Uid => Item::Uid,
-            MessageDataItemName::Flags => Item::Flags,
-            MessageDataItemName::InternalDate => Item::InternalDate,
-            MessageDataItemName::Rfc822Size => Item::Size,
-            MessageDataItemName::Envelope => {
+            FetchItem::Uid => Item::Uid,
+            FetchItem::Flags => Item::Flags,
+            FetchItem::ModSeq => Item::ModSeq,
+            FetchItem::InternalDate => Item::InternalDate,
+            FetchItem::Rfc822Size => Item::Size,
+            // Served by `binary`.
+            FetchItem::Binary { .. } | FetchItem::BinarySize { .. } => continue,
+            FetchItem::Envelope => {
                 meta = true;
                 Item::Envelope
             }
-            MessageDataItemName::Body => {
+            FetchItem::Body => {
                 meta = true;
                 Item::Structure(false)
             }
-            MessageDataItemName::BodyStructure => {
+            FetchItem::BodyStructure => {
                 meta = true;
                 Item::Structure(true)
             }
-            MessageDataItemName::Rfc822 => {
+            FetchItem::Rfc822 => {
                 seen = true;
                 Item::Section {
                     label: "RFC822".into(),
@@ -255,24 +240,24 @@ fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item
                     partial: None,
                 }
             }
-            MessageDataItemName::Rfc822Header => {
+            FetchItem::Rfc822Header => {
                 meta = true;
                 Item::Section {
                     label: "RFC822.HEADER".into(),
-                    section: Some(Section::Header(None)),
+                    section: Some(Section::Header(Vec::new())),
                     partial: None,
                 }
             }
-            MessageDataItemName::Rfc822Text => {
+            FetchItem::Rfc822Text => {
                 meta = true;
                 seen = true;
                 Item::Section {
                     label: "RFC822.TEXT".into(),
-                    section: Some(Section::Text(None)),
+                    section: Some(Section::Text(Vec::new())),
                     partial: None,
                 }
             }
-            MessageDataItemName::BodyExt {
+            FetchItem::BodySection {
                 section,
                 partial,
                 peek,
@@ -283,13 +268,13 @@ fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item
                 if !peek {
                     seen = true;
                 }
-                let mut label = format!("BODY[{}]", section_text(&section));
+                let mut label = format!("BODY[{}]", section_text(section));
                 if let Some((start, _)) = partial {
                     label.push_str(&format!("<{start}>"));
                 }
                 Item::Section {
                     label,
-                    section,
+                    section: section.clone(),
                     partial: partial.map(|(s, l)| (s, l.get())),
                 }
             }
@@ -298,31 +283,35 @@ fn items<'a>(names: &'a MacroOrMessageDataItemNames<'a>, uid: bool) -> (Vec<Item
     (out, meta, seen)
 }
 
-/// `mods`: the RFC 7162 MODSEQ item and CHANGEDSINCE/VANISHED modifiers.
+/// FETCH and UID FETCH of `set` (`$` already resolved), with the RFC 7162
+/// MODSEQ item and CHANGEDSINCE/VANISHED modifiers and RFC 3516 BINARY
+/// items.
 pub(crate) async fn fetch(
     s: &mut Session,
     set: &SequenceSet,
-    names: &MacroOrMessageDataItemNames<'_>,
-    uid: bool,
-    mods: &crate::rfc7162::Mods,
+    cmd: &proto::Fetch,
 ) -> std::io::Result<Reply> {
-    let (mut items, mut need_meta, mut implies_seen) = items(names, uid);
-    if !mods.binary.is_empty() {
-        // BINARY items (RFC 3516, cut out by `binary`) need the part map.
+    let uid = cmd.uid;
+    let list = cmd.items.items();
+    let binary: Vec<crate::binary::Item> = list
+        .iter()
+        .filter_map(crate::binary::Item::from_fetch)
+        .collect();
+    let (mut items, mut need_meta, mut implies_seen) = items(&list, uid);
+    if !binary.is_empty() {
+        // BINARY items need the part map.
         need_meta = true;
-        implies_seen |= crate::binary::sets_seen(&mods.binary);
+        implies_seen |= crate::binary::sets_seen(&binary);
     }
-    if mods.vanished && !uid {
+    if cmd.vanished && !uid {
         return Ok(Reply::Bad("VANISHED needs UID FETCH".into()));
     }
-    if mods.vanished && !s.rfc7162.qresync {
+    if cmd.vanished && !s.rfc7162.qresync {
         return Ok(Reply::Bad("Enable QRESYNC first".into()));
     }
-    if mods.drop_uid && !uid {
-        items.retain(|i| !matches!(i, Item::Uid));
-    }
+    let asks_modseq = list.contains(&FetchItem::ModSeq);
     // CHANGEDSINCE implies the MODSEQ item (RFC 7162 3.1.4.1).
-    if mods.fetch_modseq || mods.changed_since.is_some() {
+    if cmd.changed_since.is_some() && !asks_modseq {
         items.push(Item::ModSeq);
     }
     // New messages become addressable first (EXPUNGE only for UID FETCH).
@@ -330,7 +319,8 @@ pub(crate) async fn fetch(
     if s.selected.is_none() {
         return Ok(Reply::Bad("No mailbox selected".into()));
     }
-    if mods.enables_condstore() {
+    // A CONDSTORE enabling command (RFC 7162 3.1).
+    if asks_modseq || cmd.changed_since.is_some() {
         crate::condstore::enable_condstore(s);
     }
     let Some(sel) = s.selected.as_ref() else {
@@ -340,9 +330,9 @@ pub(crate) async fn fetch(
         return Ok(Reply::Bad("Invalid message sequence number".into()));
     }
     let mut uids = sel.resolve(set, uid);
-    if let Some(since) = mods.changed_since {
+    if let Some(since) = cmd.changed_since {
         // Changes are read from the lowest UID that can matter on.
-        let from = if mods.vanished {
+        let from = if cmd.vanished {
             crate::condstore::lowest(set)
         } else {
             uids.first().copied().unwrap_or(u32::MAX)
@@ -356,7 +346,7 @@ pub(crate) async fn fetch(
             }
         };
         uids.retain(|u| live.binary_search(u).is_ok());
-        if mods.vanished
+        if cmd.vanished
             && let Some(sel) = s.selected.as_ref()
         {
             // Expunged UIDs of the set the session no longer has.
@@ -374,8 +364,8 @@ pub(crate) async fn fetch(
     };
     let set_seen = implies_seen && !sel.read_only;
     // Flags, UIDs and modseqs are the session's own knowledge: no call.
-    let local = mods.changed_since.is_none()
-        && mods.binary.is_empty()
+    let local = cmd.changed_since.is_none()
+        && binary.is_empty()
         && !set_seen
         && items
             .iter()
@@ -390,23 +380,17 @@ pub(crate) async fn fetch(
         s.sync(uid).await?;
         return Ok(Reply::Ok("FETCH completed".into()));
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let chunk = if need_meta { CHUNK_META } else { CHUNK_PLAIN };
     // The message's own header (HEADER.FIELDS, HEADER, RFC822.HEADER, what
     // clients list messages with) comes with the metadata, not through a
     // GetBody call per message.
-    let with_header = items.iter().any(|i| {
-        matches!(
-            i,
-            Item::Section {
-                section: Some(
-                    Section::Header(None)
-                        | Section::HeaderFields(None, _)
-                        | Section::HeaderFieldsNot(None, _)
-                ),
-                ..
-            }
-        )
+    let with_header = items.iter().any(|i| match i {
+        Item::Section {
+            section: Some(Section::Header(path) | Section::HeaderFields { path, .. }),
+            ..
+        } => path.is_empty(),
+        _ => false,
     });
     for part in uids.chunks(chunk) {
         let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
@@ -419,13 +403,13 @@ pub(crate) async fn fetch(
         let mailbox_id = s.selected.as_ref().map_or(0, |sel| sel.id);
         s.note_highest(mailbox_id, r.highestmodseq, false);
         let mut messages = r.messages;
-        if let Some(since) = mods.changed_since {
+        if let Some(since) = cmd.changed_since {
             messages.retain(|m| m.modseq > since);
         }
         // Before any \Seen is set: a BINARY that cannot be served fails
         // the command (UNKNOWN-CTE); without BINARY items this is free.
         for m in &messages {
-            if let Err(reply) = crate::binary::check(&mods.binary, m) {
+            if let Err(reply) = crate::binary::check(&binary, m) {
                 return Ok(reply);
             }
         }
@@ -461,7 +445,7 @@ pub(crate) async fn fetch(
             }
         }
         for m in &messages {
-            write_message(s, &items, &mods.binary, m, flags_changed.contains(&m.uid)).await?;
+            write_message(s, &items, &binary, m, flags_changed.contains(&m.uid)).await?;
         }
     }
     s.sync(uid).await?;
@@ -470,7 +454,7 @@ pub(crate) async fn fetch(
 
 /// One FETCH response of UID, FLAGS and MODSEQ items from the session's
 /// own state.
-fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
+fn write_local(s: &mut Session, items: &[Item], uid: u32) {
     if items.iter().any(|i| matches!(i, Item::Flags)) {
         let unknown: Option<Vec<String>> = s.selected.as_ref().and_then(|sel| {
             let keywords = sel.state_of(uid)?.flags.keywords();
@@ -507,7 +491,7 @@ fn write_local(s: &mut Session, items: &[Item<'_>], uid: u32) {
 
 async fn write_message(
     s: &mut Session,
-    items: &[Item<'_>],
+    items: &[Item],
     binary: &[crate::binary::Item],
     m: &pb::FetchedMessage,
     add_flags: bool,
@@ -673,7 +657,7 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
     if r.is_empty() {
         return Ok(out);
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let stream = s
         .client
         .get_body(pb::GetBodyRequest {
@@ -715,7 +699,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
         return Ok(());
     }
     s.flush().await?;
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let mut written = 0u64;
     match s
         .client

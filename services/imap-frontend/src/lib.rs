@@ -1,21 +1,22 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
 //! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
-//! in `condstore`/`rfc7162`; LIST-EXTENDED, LIST-STATUS, ESEARCH,
-//! STATUS=SIZE, QUOTA and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`;
-//! \Recent and IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to
-//! mailstore in `append`, literal8 included; BINARY in `binary`; SEARCHRES
-//! in `searchres`).
+//! in `condstore`; LIST-EXTENDED, LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA
+//! and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`; \Recent and
+//! IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to mailstore in
+//! `append`, literal8 included; BINARY in `binary`; SEARCHRES in
+//! `searchres`).
 //!
-//! Main items: [`Listeners`] and [`run`]. A session (`session`) parses
-//! commands with imap-codec, keeps the protocol state (login, selected
-//! mailbox, sequence-number map) and asks mailstore over gRPC for
-//! everything else: mailstore speaks UIDs only. FETCH (`fetch`) serves
-//! ENVELOPE and BODYSTRUCTURE from metadata cached at delivery and streams
-//! body sections by byte range; SEARCH (`search`) is evaluated by mailstore.
-//! RFC 7162 syntax is parsed by hand (`rfc7162`) and served by `condstore`.
-//! Change events from RabbitMQ (`events`) wake IDLE sessions. No storage
-//! crate is used here, and nothing is kept between connections.
+//! Main items: [`Listeners`] and [`run`]. Every command is parsed by
+//! [`proto`] (one typed [`Command`] from the exact bytes the client sent;
+//! [`parse_command`] is the fuzz entry point). A session (`session`) runs
+//! it, keeps the protocol state (login, selected mailbox, sequence-number
+//! map) and asks mailstore over gRPC for everything else: mailstore speaks
+//! UIDs only. FETCH (`fetch`) serves ENVELOPE and BODYSTRUCTURE from
+//! metadata cached at delivery and streams body sections by byte range;
+//! SEARCH (`search`) is evaluated by mailstore. Change events from RabbitMQ
+//! (`events`) wake IDLE sessions. No storage crate is used here, and
+//! nothing is kept between connections.
 
 #![forbid(unsafe_code)]
 
@@ -24,14 +25,13 @@ mod binary;
 mod condstore;
 mod conn;
 mod encode;
+mod errors;
 mod events;
 mod ext;
-mod extra;
 mod fetch;
 mod metrics;
-mod parse;
+pub mod proto;
 mod rev2;
-mod rfc7162;
 mod search;
 mod searchres;
 mod session;
@@ -54,13 +54,7 @@ use crate::conn::{Conn, MaybeTls};
 use crate::metrics::TlsLabel;
 use crate::session::{Session, Shared};
 
-/// Runs one complete command (literals included) through the parsing path a
-/// session uses, discarding the result: the entry point of the `imap_command`
-/// fuzz target (`fuzz/`), not an API.
-#[doc(hidden)]
-pub fn parse_command(command: &[u8]) {
-    parse::run_path(command);
-}
+pub use crate::proto::{Command, ParseError, parse_command};
 
 /// Largest literal other than an APPEND message (those are streamed, up to
 /// `smtp_max_message_size`): these are read into memory before parsing.

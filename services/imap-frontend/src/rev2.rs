@@ -13,16 +13,14 @@
 
 use std::borrow::Cow;
 
-use imap_codec::imap_types::extensions::enable::CapabilityEnable;
-
 use crate::session::{Selected, Session, uid_text};
 
 /// ENABLE: switches on what we support among `caps`; returns the ENABLED
 /// list (each with a leading space).
-pub(crate) fn enable(s: &mut Session, caps: &[CapabilityEnable<'_>]) -> String {
+pub(crate) fn enable(s: &mut Session, caps: &[String]) -> String {
     let mut enabled = String::new();
     for c in caps {
-        if c.to_string().eq_ignore_ascii_case("IMAP4rev2") {
+        if c.eq_ignore_ascii_case("IMAP4rev2") {
             s.rev2 = true;
             enabled.push_str(" IMAP4rev2");
         }

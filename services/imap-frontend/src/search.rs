@@ -1,13 +1,15 @@
-//! SEARCH and UID SEARCH: the imap-codec key tree becomes a mailstore
+//! SEARCH and UID SEARCH: the typed key tree (`proto`) becomes a mailstore
 //! `SearchKey` (sequence numbers turned into UIDs through the session's
-//! map, RECENT/NEW/OLD through the session's own \Recent UIDs); mailstore
-//! evaluates it and answers UIDs. A key of nothing but flags, modseqs and
-//! sets is evaluated here, over the session's own message state.
+//! map, `$` into the saved result, RECENT/NEW/OLD through the session's
+//! own \Recent UIDs); mailstore evaluates it and answers UIDs. A key of
+//! nothing but flags, modseqs and sets is evaluated here, over the
+//! session's own message state.
 
-use imap_codec::imap_types::search::SearchKey;
+use chrono::NaiveDate;
 use mailfleet_proto::v1 as pb;
 use pb::SearchOp as Op;
 
+use crate::proto::{self, SearchKey, SeqSet};
 use crate::session::{Reply, Selected, Session, uid_set};
 use crate::state::MessageState;
 
@@ -46,8 +48,7 @@ fn header(name: &str, value: &[u8]) -> pb::SearchKey {
     }
 }
 
-fn date(o: Op, d: &imap_codec::imap_types::datetime::NaiveDate) -> pb::SearchKey {
-    let day = d.as_ref();
+fn date(o: Op, day: &NaiveDate) -> pb::SearchKey {
     let ms = day
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp_millis())
@@ -67,7 +68,28 @@ pub(crate) fn recent(sel: &Selected) -> pb::SearchKey {
     }
 }
 
-pub(crate) fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option<pb::SearchKey> {
+/// The UIDs a sequence set of a search key names; `saved` is the saved
+/// result (`$`, RFC 5182), as UIDs.
+fn set_key(set: &SeqSet, uid: bool, sel: &Selected, saved: &[u32]) -> pb::SearchKey {
+    let uids = match set {
+        SeqSet::Saved => saved.to_vec(),
+        SeqSet::Set(set) => sel.resolve(set, uid),
+    };
+    pb::SearchKey {
+        op: Op::SearchUid as i32,
+        uids: Some(uid_set(&uids)),
+        ..Default::default()
+    }
+}
+
+/// The mailstore key for `k`; `saved` is what `$` stands for (UIDs).
+/// `None` when nested deeper than mailstore accepts.
+pub(crate) fn convert(
+    k: &SearchKey,
+    sel: &Selected,
+    saved: &[u32],
+    depth: usize,
+) -> Option<pb::SearchKey> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -80,26 +102,27 @@ pub(crate) fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option
         SearchKey::And(keys) => pb::SearchKey {
             op: Op::SearchAnd as i32,
             children: keys
-                .as_ref()
                 .iter()
-                .map(|k| convert(k, sel, depth + 1))
+                .map(|k| convert(k, sel, saved, depth + 1))
                 .collect::<Option<Vec<_>>>()?,
             ..Default::default()
         },
         SearchKey::Or(a, b) => pb::SearchKey {
             op: Op::SearchOr as i32,
-            children: vec![convert(a, sel, depth + 1)?, convert(b, sel, depth + 1)?],
+            children: vec![
+                convert(a, sel, saved, depth + 1)?,
+                convert(b, sel, saved, depth + 1)?,
+            ],
             ..Default::default()
         },
-        SearchKey::Not(a) => not(convert(a, sel, depth + 1)?),
-        SearchKey::SequenceSet(set) => pb::SearchKey {
-            op: Op::SearchUid as i32,
-            uids: Some(uid_set(&sel.resolve(set, false))),
-            ..Default::default()
-        },
-        SearchKey::Uid(set) => pb::SearchKey {
-            op: Op::SearchUid as i32,
-            uids: Some(uid_set(&sel.resolve(set, true))),
+        SearchKey::Not(a) => not(convert(a, sel, saved, depth + 1)?),
+        SearchKey::Seq(set) => set_key(set, false, sel, saved),
+        SearchKey::Uid(set) => set_key(set, true, sel, saved),
+        // Per-flag modseqs are not kept: the message's modseq serves for
+        // every entry (RFC 7162 3.1.5 allows a server without them).
+        SearchKey::ModSeq { modseq, .. } => pb::SearchKey {
+            op: Op::SearchModseq as i32,
+            modseq: *modseq,
             ..Default::default()
         },
         SearchKey::All => op(Op::SearchAll),
@@ -116,23 +139,21 @@ pub(crate) fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option
         SearchKey::Draft => flag("\\Draft"),
         SearchKey::Flagged => flag("\\Flagged"),
         SearchKey::Seen => flag("\\Seen"),
-        SearchKey::Keyword(a) => flag(a.as_ref()),
+        SearchKey::Keyword(a) => flag(a),
         SearchKey::Unanswered => not(flag("\\Answered")),
         SearchKey::Undeleted => not(flag("\\Deleted")),
         SearchKey::Undraft => not(flag("\\Draft")),
         SearchKey::Unflagged => not(flag("\\Flagged")),
         SearchKey::Unseen => not(flag("\\Seen")),
-        SearchKey::Unkeyword(a) => not(flag(a.as_ref())),
-        SearchKey::Bcc(s) => header("bcc", s.as_ref()),
-        SearchKey::Cc(s) => header("cc", s.as_ref()),
-        SearchKey::From(s) => header("from", s.as_ref()),
-        SearchKey::To(s) => header("to", s.as_ref()),
-        SearchKey::Subject(s) => header("subject", s.as_ref()),
-        SearchKey::Header(name, value) => {
-            header(&String::from_utf8_lossy(name.as_ref()), value.as_ref())
-        }
-        SearchKey::Body(s) => text(Op::SearchBody, s.as_ref()),
-        SearchKey::Text(s) => text(Op::SearchText, s.as_ref()),
+        SearchKey::Unkeyword(a) => not(flag(a)),
+        SearchKey::Bcc(s) => header("bcc", s),
+        SearchKey::Cc(s) => header("cc", s),
+        SearchKey::From(s) => header("from", s),
+        SearchKey::To(s) => header("to", s),
+        SearchKey::Subject(s) => header("subject", s),
+        SearchKey::Header(name, value) => header(&String::from_utf8_lossy(name), value),
+        SearchKey::Body(s) => text(Op::SearchBody, s),
+        SearchKey::Text(s) => text(Op::SearchText, s),
         SearchKey::Before(d) => date(Op::SearchBefore, d),
         SearchKey::On(d) => date(Op::SearchOn, d),
         SearchKey::Since(d) => date(Op::SearchSince, d),
@@ -152,15 +173,25 @@ pub(crate) fn convert(k: &SearchKey<'_>, sel: &Selected, depth: usize) -> Option
     })
 }
 
-/// `mods` carries RFC 7162 SEARCH MODSEQ keys (as placeholders in
-/// `criteria`, see `rfc7162`).
-pub(crate) async fn search(
-    s: &mut Session,
-    criteria: &SearchKey<'_>,
-    uid: bool,
-    mods: &crate::rfc7162::Mods,
-) -> std::io::Result<Reply> {
-    let (hits, modseqs) = match matching(s, criteria, uid, mods).await? {
+/// Whether SEARCH may run with this CHARSET (RFC 3501 6.4.4): the BAD
+/// answer otherwise.
+pub(crate) fn charset_reply(charset: Option<&str>) -> Option<Reply> {
+    match charset {
+        None | Some("UTF-8" | "US-ASCII") => None,
+        Some(_) => Some(Reply::No(
+            "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into(),
+        )),
+    }
+}
+
+/// SEARCH without RETURN (a `* SEARCH` answer, ESEARCH after ENABLE
+/// IMAP4rev2); with RETURN see `ext::search`.
+pub(crate) async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Result<Reply> {
+    if let Some(reply) = charset_reply(cmd.charset.as_deref()) {
+        return Ok(reply);
+    }
+    let uid = cmd.uid;
+    let (hits, modseqs) = match matching(s, &cmd.key, uid).await? {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
@@ -182,27 +213,24 @@ pub(crate) async fn search(
 }
 
 /// The matching messages, ascending: UIDs (`uid`) or sequence numbers, and
-/// with MODSEQ keys in `mods` the modseq of each. Also used by ESEARCH
+/// with a MODSEQ key the modseq of each. Also used by ESEARCH
 /// (`crate::ext`), which reports the modseq of the messages it returns.
 /// The inner error is the reply.
 pub(crate) async fn matching(
     s: &mut Session,
-    criteria: &SearchKey<'_>,
+    criteria: &SearchKey,
     uid: bool,
-    mods: &crate::rfc7162::Mods,
 ) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
+    let saved = crate::searchres::saved(s);
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
     };
-    let Some(mut key) = convert(criteria, sel, 0) else {
+    let Some(key) = convert(criteria, sel, &saved, 0) else {
         return Ok(Err(Reply::Bad("Search key too complex".into())));
     };
-    // `$` (RFC 5182) as a key: the saved result.
-    crate::searchres::rewrite_search(&mut key, s);
-    let with_modseqs = !mods.search_modseq.is_empty();
+    let with_modseqs = criteria.has_modseq();
     if with_modseqs {
-        crate::condstore::rewrite_search(&mut key, &mods.search_modseq);
         crate::condstore::enable_condstore(s);
     }
     if let Some(found) = s.selected.as_ref().and_then(|sel| local(&key, sel)) {
@@ -212,7 +240,7 @@ pub(crate) async fn matching(
             .unzip();
         return Ok(Ok((hits, with_modseqs.then_some(modseqs))));
     }
-    let (account, mailbox) = s.target();
+    let (account, mailbox) = s.target()?;
     let call = s.client.search_messages(pb::SearchMessagesRequest {
         account,
         mailbox,

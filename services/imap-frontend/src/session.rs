@@ -1,9 +1,8 @@
 //! One IMAP connection: reading commands (lines and literals, bounded),
 //! the session state, and the commands that are not FETCH or SEARCH.
 //!
-//! Parsing is imap-codec's; ID, NAMESPACE and UID EXPUNGE, which imap-codec
-//! 1.0 does not know, are recognised here before it, and RFC 7162 parts are
-//! taken out of a command (`rfc7162`) before imap-codec parses the rest. Message sequence
+//! Each command is parsed whole, from the bytes the client sent, into a
+//! typed [`proto::Command`] and dispatched on it. Message sequence
 //! numbers live in [`Selected::uids`] and change only where RFC 3501 7.4.1
 //! allows: untagged EXPUNGE is never sent during FETCH, STORE or SEARCH.
 
@@ -11,14 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use imap_codec::AuthenticateDataCodec;
 use imap_codec::decode::Decoder;
-use imap_codec::imap_types::auth::AuthMechanism;
-use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{Charset, LiteralMode};
-use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
-use imap_codec::imap_types::mailbox::Mailbox;
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use imap_codec::{AuthenticateDataCodec, CommandCodec};
 use mailfleet_proto::v1 as pb;
 use mailfleet_proto::v1::MailboxEvent;
 use mailfleet_runtime::CancellationToken;
@@ -31,8 +25,7 @@ use tracing::Instrument;
 use crate::conn::{Conn, MaybeTls};
 use crate::encode;
 use crate::metrics::Metrics;
-use crate::parse::Prepared;
-use crate::rfc7162::Mods;
+use crate::proto::{self, CommandBody, LiteralMode, SeqOrUid, Sequence, SequenceSet, StoreMode};
 use crate::state::MessageState;
 
 /// How often an IDLE session resynchronises even without events (a lost
@@ -60,16 +53,7 @@ pub(crate) struct Shared {
     pub feed: crate::events::Feed,
 }
 
-/// The tagged result of a command.
-pub(crate) enum Reply {
-    Ok(String),
-    No(String),
-    Bad(String),
-    /// LOGOUT: BYE already written; close after the tagged OK.
-    Logout,
-    /// The tagged reply was already sent (STARTTLS).
-    Sent,
-}
+pub(crate) use crate::proto::Reply;
 
 /// The mailbox a session has selected, with its sequence-number map.
 pub(crate) struct Selected {
@@ -287,18 +271,79 @@ pub(crate) async fn list_mailbox(
     }
 }
 
-/// Whether untagged EXPUNGE may be sent while the command `line` runs: not
-/// during FETCH, STORE or SEARCH (RFC 3501 7.4.1), nor SORT and THREAD,
-/// which are searches (RFC 5256); their UID forms allow it.
-fn expunge_allowed(line: &[u8]) -> bool {
-    let word = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .nth(1)
-        .unwrap_or_default();
-    ![b"FETCH".as_slice(), b"STORE", b"SEARCH", b"SORT", b"THREAD"]
-        .iter()
-        .any(|w| word.eq_ignore_ascii_case(w))
+/// A command ran without the login or the selected mailbox it needs,
+/// which the state gate ([`refusal`]) rules out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoTarget;
+
+impl From<NoTarget> for std::io::Error {
+    fn from(_: NoTarget) -> Self {
+        std::io::Error::other("IMAP command ran without its login or mailbox")
+    }
+}
+
+impl From<NoTarget> for tonic::Status {
+    fn from(_: NoTarget) -> Self {
+        tonic::Status::failed_precondition("IMAP command ran without its login or mailbox")
+    }
+}
+
+/// The connection states of RFC 9051 3 (RFC 3501 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected,
+    Logout,
+}
+
+/// The one place that says which commands a state allows (RFC 9051 6.1
+/// to 6.4): the BAD for a command the state does not allow.
+fn refusal(state: State, body: &CommandBody) -> Option<Reply> {
+    use CommandBody as C;
+    // Any state (ID: RFC 2971 3.1).
+    if matches!(body, C::Capability | C::Noop | C::Logout | C::Id(_)) {
+        return None;
+    }
+    let login = matches!(body, C::StartTls | C::Login { .. } | C::Authenticate { .. });
+    let needs_mailbox = matches!(
+        body,
+        C::Check
+            | C::Close
+            | C::Unselect
+            | C::Expunge
+            | C::UidExpunge(_)
+            | C::Search(_)
+            | C::Fetch(_)
+            | C::Store(_)
+            | C::Copy { .. }
+            | C::Move { .. }
+            | C::Sort(_)
+            | C::Thread(_)
+    );
+    let why = match state {
+        State::Logout => "Logging out",
+        State::NotAuthenticated if login => return None,
+        State::NotAuthenticated => "Log in first",
+        State::Authenticated | State::Selected if login => "Already authenticated",
+        State::Authenticated if needs_mailbox => "Select a mailbox first",
+        State::Authenticated | State::Selected => return None,
+    };
+    Some(Reply::Bad(why.into()))
+}
+
+/// Whether untagged EXPUNGE may be sent while `body` runs: not during
+/// FETCH, STORE or SEARCH (RFC 3501 7.4.1), nor SORT and THREAD, which are
+/// searches (RFC 5256); their UID forms allow it.
+fn expunge_allowed(body: &CommandBody) -> bool {
+    !matches!(
+        body,
+        CommandBody::Fetch(proto::Fetch { uid: false, .. })
+            | CommandBody::Store(proto::Store { uid: false, .. })
+            | CommandBody::Search(proto::Search { uid: false, .. })
+            | CommandBody::Sort(proto::Sort { uid: false, .. })
+            | CommandBody::Thread(proto::Thread { uid: false, .. })
+    )
 }
 
 /// Whether two mailbox names are the same mailbox (INBOX in any case).
@@ -349,25 +394,10 @@ fn merge_changes(base: Selected, changes: Vec<pb::MessageState>) -> (Vec<u32>, V
     (uids, states)
 }
 
+/// The NO for a failed mailstore call about a mailbox or its messages
+/// (see `errors`).
 pub(crate) fn status_reply(status: tonic::Status) -> Reply {
-    use tonic::Code;
-    match status.code() {
-        Code::NotFound => Reply::No("[NONEXISTENT] No such mailbox or message".into()),
-        Code::AlreadyExists => Reply::No("[ALREADYEXISTS] Mailbox already exists".into()),
-        Code::InvalidArgument => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
-        Code::FailedPrecondition if status.message().contains("quota") => {
-            Reply::No("[OVERQUOTA] Quota exceeded".into())
-        }
-        Code::FailedPrecondition => Reply::No(format!("[CANNOT] {}", one_line(status.message()))),
-        _ => {
-            tracing::warn!(code = ?status.code(), message = status.message(), "mailstore call failed.");
-            Reply::No("[UNAVAILABLE] Temporary server failure, try again".into())
-        }
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::errors::reply(&status, crate::errors::Target::Mailbox)
 }
 
 /// Calls mailstore; a failure becomes the command's NO.
@@ -398,14 +428,13 @@ pub(crate) struct Session {
     pub tag: String,
     /// The saved SEARCH result, `$` (RFC 5182).
     pub searchres: crate::searchres::Saved,
-    /// The KEYWORD standing for `$` in the command being run (see
-    /// `searchres::placeholder_for`).
-    pub searchres_placeholder: String,
     /// The command being run has read the selected mailbox's changes from
     /// mailstore (a resync or SELECT); if not, it does at its end.
     pub resynced: bool,
     /// The command being run may announce expunges (RFC 3501 7.4.1).
     pub expunge_allowed: bool,
+    /// LOGOUT was accepted: the session only finishes its answer.
+    pub logging_out: bool,
 }
 
 /// What reading the next command produced.
@@ -434,9 +463,21 @@ impl Session {
             rev2: false,
             tag: String::new(),
             searchres: crate::searchres::Saved::default(),
-            searchres_placeholder: String::new(),
             resynced: false,
             expunge_allowed: true,
+            logging_out: false,
+        }
+    }
+
+    /// The RFC state the session is in.
+    pub(crate) fn state(&self) -> State {
+        if self.logging_out {
+            return State::Logout;
+        }
+        match (&self.user, &self.selected) {
+            (None, _) => State::NotAuthenticated,
+            (Some(_), None) => State::Authenticated,
+            (Some(_), Some(_)) => State::Selected,
         }
     }
 
@@ -582,14 +623,23 @@ impl Session {
             };
             let started = std::time::Instant::now();
             self.resynced = false;
-            self.expunge_allowed = buf.as_ref().map_or(true, |b| expunge_allowed(b));
+            let parsed = buf.map(|b| proto::parse_command(&b));
+            self.expunge_allowed = match &parsed {
+                Ok(Ok(c)) => expunge_allowed(&c.body),
+                _ => true,
+            };
             let span = tracing::debug_span!("command", name = tracing::field::Empty);
-            let (tag, name, reply) = match buf {
-                Ok(buf) => {
-                    self.execute(&buf, &shutdown)
+            let (tag, name, reply) = match parsed {
+                Ok(Ok(command)) => {
+                    self.execute(command, &shutdown)
                         .instrument(span.clone())
                         .await?
                 }
+                Ok(Err(e)) => (
+                    e.tag.unwrap_or_else(|| "*".into()),
+                    "invalid".into(),
+                    Reply::Bad(e.reason),
+                ),
                 Err(p) => {
                     crate::append::run(self, *p)
                         .instrument(span.clone())
@@ -603,23 +653,13 @@ impl Session {
                     .instrument(span.clone())
                     .await?;
             }
-            let result = match &reply {
-                Reply::Ok(_) | Reply::Logout | Reply::Sent => "ok",
-                Reply::No(_) => "no",
-                Reply::Bad(_) => "bad",
-            };
+            let result = reply.result();
             self.shared
                 .metrics
                 .command(&name, result, started.elapsed());
             tracing::debug!(command = %name, result, "IMAP command.");
             let logout = matches!(reply, Reply::Logout);
-            let line = match reply {
-                Reply::Ok(t) => format!("{tag} OK {t}\r\n"),
-                Reply::No(t) => format!("{tag} NO {t}\r\n"),
-                Reply::Bad(t) => format!("{tag} BAD {t}\r\n"),
-                Reply::Logout => format!("{tag} OK LOGOUT completed\r\n"),
-                Reply::Sent => String::new(),
-            };
+            let line = reply.line(&tag);
             self.out.extend_from_slice(line.as_bytes());
             self.flush().await?;
             if logout {
@@ -751,13 +791,13 @@ impl Session {
                 None => return self.command_too_long(tag.as_deref()).await,
             }
             if line_start == 0 {
-                tag = crate::extra::tag_of(&buf);
+                tag = proto::command_tag(&buf);
             }
             if buf.len() > bound {
                 return self.command_too_long(tag.as_deref()).await;
             }
             let line = buf.get(line_start..).unwrap_or_default();
-            let Some((length, mode)) = crate::ext::names::trailing_literal(line) else {
+            let Some((length, mode)) = proto::trailing_literal(line) else {
                 return Ok(Input::Command(buf));
             };
             let Some(tag) = tag.clone() else {
@@ -798,65 +838,53 @@ impl Session {
         }
     }
 
-    /// Parses and runs one command; returns (tag, command name, reply).
+    /// Runs one parsed command; returns (tag, command name, reply).
     async fn execute(
         &mut self,
-        buf: &[u8],
+        command: proto::Command,
         shutdown: &CancellationToken,
     ) -> std::io::Result<(String, String, Reply)> {
-        self.tag = crate::extra::tag_of(buf).unwrap_or_default();
-        self.searchres_placeholder = crate::searchres::placeholder_for(buf);
-        let (line, mods) = match crate::parse::prepare(buf) {
-            Prepared::Sort(Ok(cmd)) => {
-                let (tag, name) = (cmd.tag.clone(), cmd.name());
-                return Ok((tag, name, crate::sort::run(self, cmd).await?));
-            }
-            Prepared::Sort(Err((tag, why))) | Prepared::Invalid { tag, why } => {
-                return Ok((tag, "invalid".into(), Reply::Bad(why)));
-            }
-            Prepared::Ext(ext) => {
-                let (tag, name) = (ext.tag.clone(), ext.name());
-                return Ok((tag, name, crate::ext::run(self, ext).await?));
-            }
-            Prepared::Extra(extra) => {
-                let (tag, name) = (extra.tag.clone(), extra.name());
-                return Ok((tag, name, self.extra(extra).await?));
-            }
-            Prepared::Codec { line, mods } => (line, mods),
-        };
-        let buf = line.as_ref();
-        let mut command = match CommandCodec::default().decode(buf) {
-            Ok((_, c)) => c,
-            Err(_) => {
-                let tag = crate::extra::tag_of(buf).unwrap_or_else(|| "*".into());
-                return Ok((tag, "invalid".into(), Reply::Bad("Syntax error".into())));
-            }
-        };
-        let tag = command.tag.as_ref().to_owned();
-        let name = command.body.name().to_ascii_lowercase();
-        if let Err(why) = crate::ext::names::decode_command(&mut command.body, self.ext.utf8) {
-            return Ok((tag, name, Reply::No(why.into())));
+        let proto::Command { tag, body } = command;
+        self.tag = tag.clone();
+        let name = body.name().to_owned();
+        // RFC 5182 2.1: SELECT, EXAMINE, UNSELECT and CLOSE reset `$`,
+        // whether or not they succeed: each leaves the previous mailbox.
+        if matches!(
+            body,
+            CommandBody::Select { .. } | CommandBody::Unselect | CommandBody::Close
+        ) {
+            crate::searchres::reset(self);
         }
-        crate::searchres::on_command(self, &command.body);
-        if mods.saved_set
-            && let Some(reply) = crate::searchres::substitute(self, &mut command.body).await?
-        {
-            return Ok((tag, name, reply));
-        }
-        let reply = self.dispatch(command, &mods, shutdown).await?;
+        let reply = self.dispatch(&tag, body, shutdown).await?;
         Ok((tag, name, reply))
+    }
+
+    /// A mailbox argument as stored (UTF-8, INBOX spelled so); the error is
+    /// the command's NO.
+    fn mailbox_arg(&self, m: &proto::Mailbox) -> Result<String, Reply> {
+        crate::ext::names::from_client(&m.0, self.ext.utf8)
+            .map(crate::ext::names::canonical)
+            .map_err(|why| Reply::No(why.into()))
     }
 
     async fn dispatch(
         &mut self,
-        command: Command<'_>,
-        mods: &Mods,
+        tag: &str,
+        body: CommandBody,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Reply> {
-        let tag = command.tag.as_ref().to_owned();
-        let authed = self.user.is_some();
-        let selected = self.selected.is_some();
-        let reply = match command.body {
+        if let Some(refused) = refusal(self.state(), &body) {
+            return Ok(refused);
+        }
+        macro_rules! mailbox {
+            ($m:expr) => {
+                match self.mailbox_arg(&$m) {
+                    Ok(name) => name,
+                    Err(reply) => return Ok(reply),
+                }
+            };
+        }
+        let reply = match body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
                 self.untagged(&format!("CAPABILITY {caps}"));
@@ -867,72 +895,52 @@ impl Session {
                 Reply::Ok("NOOP completed".into())
             }
             CommandBody::Logout => {
+                self.logging_out = true;
                 self.untagged("BYE mailfleet IMAP logging out");
                 Reply::Logout
             }
-            CommandBody::StartTLS => return self.starttls(&tag).await,
-            CommandBody::Login { username, password } if !authed => {
-                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+            CommandBody::StartTls => return self.starttls(tag).await,
+            CommandBody::Id(_) => {
+                self.untagged("ID (\"name\" \"mailfleet\" \"vendor\" \"mailfleet\")");
+                Reply::Ok("ID completed".into())
+            }
+            CommandBody::Login { user, password } => {
+                let user = String::from_utf8_lossy(&user).into_owned();
+                let pass = String::from_utf8_lossy(&password).into_owned();
                 self.login(&user, &pass).await?
             }
-            CommandBody::Authenticate {
-                mechanism,
-                initial_response,
-            } if !authed => {
-                if !matches!(mechanism, AuthMechanism::Plain) {
-                    Reply::No("[CANNOT] Only AUTHENTICATE PLAIN is supported".into())
-                } else {
-                    // An empty initial response (`=`, RFC 4959) carries
-                    // no PLAIN message, which cannot be empty: ask for it.
-                    let data = match initial_response {
-                        Some(d) if !d.declassify().is_empty() => Some(d.declassify().to_vec()),
-                        _ => self.auth_continuation().await?,
-                    };
-                    match data {
-                        None => Reply::Bad("AUTHENTICATE cancelled".into()),
-                        Some(d) => {
-                            let mut parts = d.split(|&b| b == 0);
-                            let _authz = parts.next();
-                            match (parts.next(), parts.next()) {
-                                (Some(u), Some(p)) => {
-                                    let u = String::from_utf8_lossy(u).into_owned();
-                                    let p = String::from_utf8_lossy(p).into_owned();
-                                    self.login(&u, &p).await?
-                                }
-                                _ => Reply::Bad("Malformed PLAIN response".into()),
-                            }
-                        }
-                    }
-                }
+            CommandBody::Authenticate { mechanism, initial } => {
+                self.authenticate(&mechanism, initial).await?
             }
-            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
-                Reply::Bad("Already authenticated".into())
+            CommandBody::Namespace => {
+                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Reply::Ok("NAMESPACE completed".into())
             }
-            _ if !authed => Reply::Bad("Log in first".into()),
-            CommandBody::Enable { capabilities } => {
+            CommandBody::Enable(capabilities) => {
                 let mut line = String::from("ENABLED");
-                for c in capabilities.as_ref() {
+                for c in &capabilities {
                     if let Some(name) = crate::condstore::enable(self, c) {
                         line.push(' ');
                         line.push_str(name);
                     }
                 }
-                line.push_str(&crate::ext::enable(self, capabilities.as_ref()).concat());
-                line.push_str(&crate::rev2::enable(self, capabilities.as_ref()));
+                line.push_str(&crate::ext::enable(self, &capabilities).concat());
+                line.push_str(&crate::rev2::enable(self, &capabilities));
                 self.untagged(&line);
                 Reply::Ok("ENABLE completed".into())
             }
-            CommandBody::Select { mailbox } => {
-                crate::condstore::select(self, &mailbox_name(&mailbox), false, mods).await?
+            CommandBody::Select {
+                mailbox,
+                read_only,
+                params,
+            } => {
+                let name = mailbox!(mailbox);
+                crate::condstore::select(self, &name, read_only, &params).await?
             }
-            CommandBody::Examine { mailbox } => {
-                crate::condstore::select(self, &mailbox_name(&mailbox), true, mods).await?
-            }
-            CommandBody::Create { mailbox } => {
-                let name = mailbox_name(&mailbox);
+            CommandBody::Create(mailbox) => {
+                let name = mailbox!(mailbox);
                 let name = name.trim_end_matches('/').to_owned();
-                let account = self.account();
+                let account = self.account()?;
                 rpc!(self.client.create_mailbox(pb::CreateMailboxRequest {
                     account,
                     name,
@@ -940,12 +948,12 @@ impl Session {
                 }));
                 Reply::Ok("CREATE completed".into())
             }
-            CommandBody::Delete { mailbox } => {
-                let name = mailbox_name(&mailbox);
+            CommandBody::Delete(mailbox) => {
+                let name = mailbox!(mailbox);
                 if self.selected.as_ref().is_some_and(|s| s.name == name) {
                     self.selected = None;
                 }
-                let account = self.account();
+                let account = self.account()?;
                 rpc!(
                     self.client
                         .delete_mailbox(pb::DeleteMailboxRequest { account, name })
@@ -953,44 +961,45 @@ impl Session {
                 Reply::Ok("DELETE completed".into())
             }
             CommandBody::Rename { from, to } => {
-                let account = self.account();
-                rpc!(self.client.rename_mailbox(pb::RenameMailboxRequest {
-                    account,
-                    from: mailbox_name(&from),
-                    to: mailbox_name(&to),
-                }));
+                let from = mailbox!(from);
+                let to = mailbox!(to);
+                let account = self.account()?;
+                rpc!(
+                    self.client
+                        .rename_mailbox(pb::RenameMailboxRequest { account, from, to })
+                );
                 Reply::Ok("RENAME completed".into())
             }
-            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await?,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await?,
-            // Parsed and run by crate::ext before imap-codec sees them.
-            CommandBody::List { .. } | CommandBody::Lsub { .. } | CommandBody::Status { .. } => {
-                Reply::Bad("Syntax error".into())
+            CommandBody::Subscribe(mailbox) => {
+                let name = mailbox!(mailbox);
+                self.subscribe(name, true).await?
             }
-            CommandBody::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-            } => {
-                let account = self.account();
-                let name = mailbox_name(&mailbox);
+            CommandBody::Unsubscribe(mailbox) => {
+                let name = mailbox!(mailbox);
+                self.subscribe(name, false).await?
+            }
+            CommandBody::List(list) => crate::ext::list::run(self, list).await?,
+            CommandBody::Status { mailbox, items } => {
+                crate::ext::status::run(self, &mailbox.0, &items).await?
+            }
+            CommandBody::Append(append) => {
+                let name = mailbox!(append.mailbox);
+                let account = self.account()?;
                 let r = match self
                     .client
                     .append_message(pb::AppendMessageRequest {
                         account,
                         mailbox: name,
-                        flags: flags.iter().map(|f| f.to_string()).collect(),
-                        internal_date_ms: date.map(|d| d.as_ref().timestamp_millis()).unwrap_or(0),
-                        data: message.data().to_vec(),
+                        flags: append.flags,
+                        internal_date_ms: append.date.map(|d| d.timestamp_millis()).unwrap_or(0),
+                        data: append.message,
                     })
                     .await
                 {
                     Ok(r) => r.into_inner(),
-                    Err(s) if s.code() == tonic::Code::NotFound => {
-                        return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
+                    Err(s) => {
+                        return Ok(crate::errors::reply(&s, crate::errors::Target::Destination));
                     }
-                    Err(s) => return Ok(status_reply(s)),
                 };
                 self.sync(true).await?;
                 Reply::Ok(format!(
@@ -998,14 +1007,13 @@ impl Session {
                     r.uidvalidity, r.uid
                 ))
             }
-            CommandBody::Idle => self.idle(&tag, shutdown).await?,
-            CommandBody::GetQuota { root } => crate::ext::quota::get_quota(self, &root).await?,
-            CommandBody::GetQuotaRoot { mailbox } => {
-                crate::ext::quota::get_quota_root(self, &mailbox_name(&mailbox)).await?
+            CommandBody::Idle => self.idle(tag, shutdown).await?,
+            CommandBody::GetQuota(root) => crate::ext::quota::get_quota(self, &root).await?,
+            CommandBody::GetQuotaRoot(mailbox) => {
+                let name = mailbox!(mailbox);
+                crate::ext::quota::get_quota_root(self, &name).await?
             }
             CommandBody::SetQuota { .. } => crate::ext::quota::set_quota(),
-            CommandBody::Compress { .. } => Reply::Bad("Not supported".into()),
-            _ if !selected => Reply::Bad("Select a mailbox first".into()),
             CommandBody::Unselect => {
                 self.selected = None;
                 Reply::Ok("UNSELECT completed".into())
@@ -1013,7 +1021,7 @@ impl Session {
             CommandBody::Close => {
                 let writable = self.selected.as_ref().is_some_and(|s| !s.read_only);
                 if writable {
-                    let (account, mailbox) = self.target();
+                    let (account, mailbox) = self.target()?;
                     // Silent: CLOSE sends no EXPUNGE responses. If the
                     // expunge fails, CLOSE did not happen: the messages
                     // marked \Deleted remain and the mailbox stays selected.
@@ -1036,70 +1044,113 @@ impl Session {
                 Reply::Ok("CLOSE completed".into())
             }
             CommandBody::Expunge => self.expunge(None).await?,
-            CommandBody::Search {
-                charset,
-                criteria,
-                uid,
-            } => {
-                let name = match &charset {
-                    Some(Charset::Atom(a)) => a.inner().to_ascii_uppercase(),
-                    Some(Charset::Quoted(q)) => q.inner().to_ascii_uppercase(),
-                    None => "US-ASCII".into(),
+            CommandBody::UidExpunge(set) => {
+                let uids = match crate::searchres::resolve(self, set, true) {
+                    Some(set) => self
+                        .selected
+                        .as_ref()
+                        .map(|s| s.resolve(&set, true))
+                        .unwrap_or_default(),
+                    None => Vec::new(),
                 };
-                if name == "UTF-8" || name == "US-ASCII" {
-                    crate::search::search(self, &criteria, uid, mods).await?
+                if uids.is_empty() && !self.rfc7162.condstore {
+                    Reply::Ok("UID EXPUNGE completed".into())
                 } else {
-                    Reply::No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into())
+                    // With CONDSTORE on, even an empty one reports
+                    // HIGHESTMODSEQ.
+                    self.expunge(Some(uids)).await?
                 }
             }
-            CommandBody::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-            } => crate::fetch::fetch(self, &sequence_set, &macro_or_item_names, uid, mods).await?,
-            CommandBody::Store {
-                sequence_set,
-                kind,
-                response,
-                flags,
-                uid,
-            } => {
-                self.store(&sequence_set, kind, response, &flags, uid, mods)
-                    .await?
+            CommandBody::Search(search) if search.ret.is_some() => {
+                crate::ext::search(self, search).await?
             }
-            CommandBody::Copy {
-                sequence_set,
-                mailbox,
-                uid,
-            } => {
-                self.copy(&sequence_set, &mailbox_name(&mailbox), uid, false)
-                    .await?
+            CommandBody::Search(search) => crate::search::search(self, &search).await?,
+            CommandBody::Fetch(fetch) => {
+                match crate::searchres::resolve(self, fetch.set.clone(), fetch.uid) {
+                    Some(set) => crate::fetch::fetch(self, &set, &fetch).await?,
+                    None => self.nothing_to_do("FETCH", fetch.uid).await?,
+                }
             }
-            CommandBody::Move {
-                sequence_set,
-                mailbox,
-                uid,
-            } => {
-                self.copy(&sequence_set, &mailbox_name(&mailbox), uid, true)
-                    .await?
+            CommandBody::Store(store) => {
+                match crate::searchres::resolve(self, store.set.clone(), store.uid) {
+                    Some(set) => self.store(&set, &store).await?,
+                    None => self.nothing_to_do("STORE", store.uid).await?,
+                }
             }
+            CommandBody::Copy { uid, set, mailbox } => {
+                let target = mailbox!(mailbox);
+                match crate::searchres::resolve(self, set, uid) {
+                    Some(set) => self.copy(&set, &target, uid, false).await?,
+                    None => self.nothing_to_do("COPY", uid).await?,
+                }
+            }
+            CommandBody::Move { uid, set, mailbox } => {
+                let target = mailbox!(mailbox);
+                match crate::searchres::resolve(self, set, uid) {
+                    Some(set) => self.copy(&set, &target, uid, true).await?,
+                    None => self.nothing_to_do("MOVE", uid).await?,
+                }
+            }
+            CommandBody::Sort(sort) => crate::sort::run(self, sort.into()).await?,
+            CommandBody::Thread(thread) => crate::sort::run(self, thread.into()).await?,
         };
         Ok(reply)
     }
 
-    pub(crate) fn account(&self) -> String {
-        self.user.clone().unwrap_or_default()
+    /// A FETCH/STORE/COPY/MOVE of an empty `$`: done, nothing to do.
+    async fn nothing_to_do(&mut self, verb: &str, uid: bool) -> std::io::Result<Reply> {
+        self.sync(uid).await?;
+        Ok(Reply::Ok(format!("{verb} completed (nothing to do)")))
     }
 
-    /// (account, selected mailbox name).
-    pub(crate) fn target(&self) -> (String, String) {
-        (
-            self.account(),
-            self.selected
-                .as_ref()
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
-        )
+    /// AUTHENTICATE (RFC 3501 6.2.2) with SASL-IR (RFC 4959): PLAIN only.
+    async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        initial: Option<Vec<u8>>,
+    ) -> std::io::Result<Reply> {
+        if mechanism != "PLAIN" {
+            return Ok(Reply::No(
+                "[CANNOT] Only AUTHENTICATE PLAIN is supported".into(),
+            ));
+        }
+        // An empty initial response (`=`, RFC 4959) carries no PLAIN
+        // message, which cannot be empty: ask for it.
+        let data = match initial {
+            Some(b64) if !b64.is_empty() => {
+                match base64::engine::general_purpose::STANDARD.decode(&b64) {
+                    Ok(d) => Some(d),
+                    Err(_) => return Ok(Reply::Bad("Initial response is not base64".into())),
+                }
+            }
+            _ => self.auth_continuation().await?,
+        };
+        let Some(d) = data else {
+            return Ok(Reply::Bad("AUTHENTICATE cancelled".into()));
+        };
+        let mut parts = d.split(|&b| b == 0);
+        let _authz = parts.next();
+        match (parts.next(), parts.next()) {
+            (Some(u), Some(p)) => {
+                let u = String::from_utf8_lossy(u).into_owned();
+                let p = String::from_utf8_lossy(p).into_owned();
+                self.login(&u, &p).await
+            }
+            _ => Ok(Reply::Bad("Malformed PLAIN response".into())),
+        }
+    }
+
+    /// The logged-in account. Only commands the state gate let through
+    /// ask, so the error is a broken invariant: it ends the connection,
+    /// and no command ever runs for an empty account name.
+    pub(crate) fn account(&self) -> Result<String, NoTarget> {
+        self.user.clone().ok_or(NoTarget)
+    }
+
+    /// (account, selected mailbox name); see [`Self::account`].
+    pub(crate) fn target(&self) -> Result<(String, String), NoTarget> {
+        let mailbox = self.selected.as_ref().ok_or(NoTarget)?.name.clone();
+        Ok((self.account()?, mailbox))
     }
 
     async fn starttls(&mut self, tag: &str) -> std::io::Result<Reply> {
@@ -1193,7 +1244,7 @@ impl Session {
         let since = base.as_ref().map_or(0, |b| b.modseq.max(1));
         // Read before the listing: a reconnect during it forces a resync.
         let feed_epoch_before = self.shared.feed.epoch();
-        let account = self.account();
+        let account = self.account()?;
         // SELECT takes the new messages' \Recent; EXAMINE may not.
         let listed = list_mailbox(self.client.clone(), &account, name, since, 1, !read_only).await;
         let Listing {
@@ -1285,11 +1336,11 @@ impl Session {
         })
     }
 
-    async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> std::io::Result<Reply> {
-        let account = self.account();
+    async fn subscribe(&mut self, name: String, on: bool) -> std::io::Result<Reply> {
+        let account = self.account()?;
         rpc!(self.client.subscribe_mailbox(pb::SubscribeMailboxRequest {
             account,
-            name: mailbox_name(mailbox),
+            name,
             subscribed: on,
         }));
         Ok(Reply::Ok(
@@ -1302,19 +1353,13 @@ impl Session {
         ))
     }
 
-    async fn store(
-        &mut self,
-        set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
-        flags: &[Flag<'_>],
-        uid: bool,
-        mods: &Mods,
-    ) -> std::io::Result<Reply> {
+    async fn store(&mut self, set: &SequenceSet, cmd: &proto::Store) -> std::io::Result<Reply> {
+        let uid = cmd.uid;
         if self.selected.as_ref().is_some_and(|s| s.read_only) {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
-        if mods.enables_condstore() {
+        // UNCHANGEDSINCE makes it a CONDSTORE enabling command (RFC 7162 3.1).
+        if cmd.unchanged_since.is_some() {
             crate::condstore::enable_condstore(self);
         }
         // New messages become addressable first (EXPUNGE only for UID STORE).
@@ -1328,18 +1373,19 @@ impl Session {
         };
         // Messages left alone by UNCHANGEDSINCE (as UIDs).
         let mut modified = Vec::new();
-        if mods.unchanged_since == Some(0) {
+        if cmd.unchanged_since == Some(0) {
             // Every message has a modseq, so 0 always fails (RFC 7162 3.1.3).
             modified = std::mem::take(&mut uids);
         }
         let condstore = self.rfc7162.condstore;
-        let mode = match kind {
-            StoreType::Add => pb::FlagsMode::FlagsAdd,
-            StoreType::Remove => pb::FlagsMode::FlagsRemove,
-            StoreType::Replace => pb::FlagsMode::FlagsReplace,
+        let mode = match cmd.mode {
+            StoreMode::Add => pb::FlagsMode::FlagsAdd,
+            StoreMode::Remove => pb::FlagsMode::FlagsRemove,
+            StoreMode::Replace => pb::FlagsMode::FlagsReplace,
         };
-        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let (account, mailbox) = self.target();
+        let flags = cmd.flags.clone();
+        let answer = !cmd.silent;
+        let (account, mailbox) = self.target()?;
         for chunk in uids.chunks(UID_CHUNK) {
             let r = rpc!(self.client.store_flags(pb::StoreFlagsRequest {
                 account: account.clone(),
@@ -1347,7 +1393,7 @@ impl Session {
                 uids: Some(uid_set(chunk)),
                 mode: mode as i32,
                 flags: flags.clone(),
-                unchanged_since: mods.unchanged_since.unwrap_or(0),
+                unchanged_since: cmd.unchanged_since.unwrap_or(0),
             }));
             modified.extend_from_slice(&r.modified);
             let mut mailbox_id = 0;
@@ -1364,7 +1410,7 @@ impl Session {
             }
             // With CONDSTORE on, even .SILENT reports the new MODSEQ (RFC
             // 7162 3.1.3), with the UID.
-            if response == StoreResponse::Answer || condstore {
+            if answer || condstore {
                 for u in &r.updated {
                     let Some(seq) = self.selected.as_ref().and_then(|s| s.seq_of(u.uid)) else {
                         continue;
@@ -1373,7 +1419,7 @@ impl Session {
                     if uid || condstore {
                         parts.push(format!("UID {}", u.uid).into_bytes());
                     }
-                    if response == StoreResponse::Answer {
+                    if answer {
                         let mut f = b"FLAGS ".to_vec();
                         encode::flags(&mut f, &crate::rev2::flags_of(self, u.uid, &u.flags));
                         parts.push(f);
@@ -1427,7 +1473,7 @@ impl Session {
         if uids.is_empty() {
             return Ok(Reply::Ok(format!("{verb} completed (nothing to do)")));
         }
-        let (account, mailbox) = self.target();
+        let (account, mailbox) = self.target()?;
         let r = match self
             .client
             .copy_messages(pb::CopyMessagesRequest {
@@ -1440,10 +1486,7 @@ impl Session {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                return Ok(Reply::No("[TRYCREATE] No such mailbox".into()));
-            }
-            Err(s) => return Ok(status_reply(s)),
+            Err(s) => return Ok(crate::errors::reply(&s, crate::errors::Target::Destination)),
         };
         let code = format!(
             "COPYUID {} {} {}",
@@ -1468,7 +1511,7 @@ impl Session {
         if self.selected.as_ref().is_some_and(|s| s.read_only) {
             return Ok(Reply::No("[READ-ONLY] Mailbox is read-only".into()));
         }
-        let (account, mailbox) = self.target();
+        let (account, mailbox) = self.target()?;
         let set = match &uids {
             Some(u) => uid_set(u),
             None => pb::UidSet {
@@ -1561,7 +1604,7 @@ impl Session {
             }
             return Ok(());
         }
-        let account = self.account();
+        let account = self.account()?;
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
@@ -1750,61 +1793,62 @@ impl Session {
             self.flush().await?;
         }
     }
-
-    async fn extra(&mut self, extra: crate::extra::Extra) -> std::io::Result<Reply> {
-        use crate::extra::ExtraCommand;
-        Ok(match extra.command {
-            ExtraCommand::Id => {
-                self.untagged("ID (\"name\" \"mailfleet\" \"vendor\" \"mailfleet\")");
-                Reply::Ok("ID completed".into())
-            }
-            ExtraCommand::Namespace if self.user.is_some() => {
-                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
-                Reply::Ok("NAMESPACE completed".into())
-            }
-            ExtraCommand::UidExpunge(set) if self.selected.is_some() => {
-                let uids = match set {
-                    Some(set) => self
-                        .selected
-                        .as_ref()
-                        .map(|s| s.resolve(&set, true))
-                        .unwrap_or_default(),
-                    None => crate::searchres::saved(self),
-                };
-                if uids.is_empty() && !self.rfc7162.condstore {
-                    Reply::Ok("UID EXPUNGE completed".into())
-                } else {
-                    // With CONDSTORE on, even an empty one reports
-                    // HIGHESTMODSEQ.
-                    self.expunge(Some(uids)).await?
-                }
-            }
-            ExtraCommand::Invalid(why) => Reply::Bad(why),
-            _ => Reply::Bad("Command not valid in this state".into()),
-        })
-    }
-}
-
-/// The stored name of a mailbox argument (INBOX in any case is "INBOX").
-pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
-    match m {
-        Mailbox::Inbox => "INBOX".into(),
-        Mailbox::Other(o) => {
-            let s = String::from_utf8_lossy(o.as_ref()).into_owned();
-            match s.get(..6) {
-                Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &s[6..]),
-                _ => s,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
+    fn one_gate_per_state() {
+        let body = |line: &str| proto::parse_command(line.as_bytes()).unwrap().body;
+        let bad = |state, line: &str| match refusal(state, &body(line)) {
+            Some(Reply::Bad(why)) => why,
+            None => "allowed".into(),
+            Some(other) => format!("{other:?}"),
+        };
+        use State::*;
+        for line in [
+            "a CAPABILITY\r\n",
+            "a NOOP\r\n",
+            "a LOGOUT\r\n",
+            "a ID NIL\r\n",
+        ] {
+            for state in [NotAuthenticated, Authenticated, Selected] {
+                assert_eq!(bad(state, line), "allowed", "{line} in {state:?}");
+            }
+        }
+        assert_eq!(bad(NotAuthenticated, "a LOGIN u p\r\n"), "allowed");
+        assert_eq!(bad(NotAuthenticated, "a STARTTLS\r\n"), "allowed");
+        assert_eq!(bad(NotAuthenticated, "a SELECT INBOX\r\n"), "Log in first");
+        assert_eq!(bad(NotAuthenticated, "a FETCH 1 FLAGS\r\n"), "Log in first");
+        assert_eq!(
+            bad(Authenticated, "a LOGIN u p\r\n"),
+            "Already authenticated"
+        );
+        assert_eq!(
+            bad(Selected, "a AUTHENTICATE PLAIN\r\n"),
+            "Already authenticated"
+        );
+        assert_eq!(bad(Authenticated, "a LIST \"\" *\r\n"), "allowed");
+        assert_eq!(
+            bad(Authenticated, "a FETCH 1 FLAGS\r\n"),
+            "Select a mailbox first"
+        );
+        assert_eq!(bad(Authenticated, "a CHECK\r\n"), "Select a mailbox first");
+        assert_eq!(
+            bad(Authenticated, "a UID SORT (DATE) UTF-8 ALL\r\n"),
+            "Select a mailbox first"
+        );
+        assert_eq!(bad(Selected, "a FETCH 1 FLAGS\r\n"), "allowed");
+        assert_eq!(bad(Selected, "a SELECT INBOX\r\n"), "allowed");
+        assert_eq!(bad(Logout, "a SELECT INBOX\r\n"), "Logging out");
+    }
+
+    #[test]
     fn expunges_wait_during_fetch_store_and_searches() {
+        let body = |line: &str| proto::parse_command(line.as_bytes()).unwrap().body;
         for line in [
             "a FETCH 1 FLAGS\r\n",
             "a store 1 +FLAGS (x)\r\n",
@@ -1812,15 +1856,10 @@ mod tests {
             "a SORT (DATE) UTF-8 ALL\r\n",
             "a THREAD REFERENCES UTF-8 ALL\r\n",
         ] {
-            assert!(!expunge_allowed(line.as_bytes()), "{line}");
+            assert!(!expunge_allowed(&body(line)), "{line}");
         }
-        for line in [
-            "a UID FETCH 1 FLAGS\r\n",
-            "a NOOP\r\n",
-            "a COPY 1 x\r\n",
-            "",
-        ] {
-            assert!(expunge_allowed(line.as_bytes()), "{line}");
+        for line in ["a UID FETCH 1 FLAGS\r\n", "a NOOP\r\n", "a COPY 1 x\r\n"] {
+            assert!(expunge_allowed(&body(line)), "{line}");
         }
     }
 }

@@ -8,99 +8,39 @@ use std::collections::BTreeMap;
 
 use mailfleet_proto::v1 as pb;
 
-use super::args::Arg;
-use super::status::{self, Item};
-use crate::extra::wildcard_match;
+use super::status;
+use crate::proto::ListCommand;
 use crate::session::{Reply, Session, rpc};
 
-/// Most patterns in one LIST.
-const MAX_PATTERNS: usize = 64;
-
-#[derive(Debug, Default)]
-pub(crate) struct ListCommand {
-    pub lsub: bool,
-    /// Any RFC 5258 syntax was used (answers say \NonExistent, not \Noselect).
-    pub extended: bool,
-    pub select_subscribed: bool,
-    pub select_special: bool,
-    pub recursive: bool,
-    pub return_subscribed: bool,
-    pub return_special: bool,
-    pub status: Option<Vec<Item>>,
-    pub reference: Vec<u8>,
-    pub patterns: Vec<Vec<u8>>,
-}
-
-fn astring(a: Option<&Arg>) -> Result<Vec<u8>, String> {
-    a.and_then(Arg::bytes)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| "Missing mailbox argument".into())
-}
-
-/// LIST or LSUB arguments (after the command name).
-pub(crate) fn parse(lsub: bool, args: &[Arg]) -> Result<ListCommand, String> {
-    let mut cmd = ListCommand {
-        lsub,
-        ..Default::default()
+/// LIST pattern matching: `*` matches anything, `%` anything but "/".
+/// INBOX matches case-insensitively.
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern = match (pattern.get(..5), pattern.get(5..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case("INBOX") => format!("INBOX{rest}"),
+        _ => pattern.to_owned(),
     };
-    let mut args = args.iter().peekable();
-    if !lsub && let Some(Arg::List(opts)) = args.peek() {
-        cmd.extended = true;
-        for o in opts {
-            match o.keyword().as_deref() {
-                Some("SUBSCRIBED") => cmd.select_subscribed = true,
-                Some("SPECIAL-USE") => cmd.select_special = true,
-                Some("RECURSIVEMATCH") => cmd.recursive = true,
-                // No remote mailboxes here: nothing to add.
-                Some("REMOTE") => {}
-                _ => return Err("Unknown LIST selection option".into()),
-            }
-        }
-        if cmd.recursive && !cmd.select_subscribed && !cmd.select_special {
-            return Err("RECURSIVEMATCH needs another selection option".into());
-        }
-        args.next();
+    // Dynamic programming over (pattern prefix, name prefix): linear in
+    // their product, so no pattern can make matching explode.
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    if p.len() > 1024 {
+        return false;
     }
-    cmd.reference = astring(args.next())?;
-    match args.next() {
-        Some(Arg::List(pats)) if !lsub => {
-            cmd.extended = true;
-            if pats.is_empty() || pats.len() > MAX_PATTERNS {
-                return Err("Bad pattern list".into());
-            }
-            for p in pats {
-                cmd.patterns.push(astring(Some(p))?);
-            }
+    // row[j]: the pattern so far matches name[..j]. Every index below
+    // stays within 0..=n.len() by construction.
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for &c in p {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match c {
+                b'*' => row[j] || (j > 0 && next[j - 1]),
+                b'%' => row[j] || (j > 0 && next[j - 1] && n[j - 1] != b'/'),
+                _ => j > 0 && row[j - 1] && n[j - 1] == c,
+            };
         }
-        other => cmd.patterns.push(astring(other)?),
+        row = next;
     }
-    if let Some(ret) = args.next() {
-        if lsub || ret.keyword().as_deref() != Some("RETURN") {
-            return Err("Unexpected argument".into());
-        }
-        cmd.extended = true;
-        let Some(Arg::List(opts)) = args.next() else {
-            return Err("RETURN needs a list".into());
-        };
-        let mut opts = opts.iter();
-        while let Some(o) = opts.next() {
-            match o.keyword().as_deref() {
-                Some("SUBSCRIBED") => cmd.return_subscribed = true,
-                Some("SPECIAL-USE") => cmd.return_special = true,
-                // Children are always reported (CHILDREN, RFC 3348).
-                Some("CHILDREN") => {}
-                Some("STATUS") => {
-                    let items = opts.next().ok_or("STATUS needs items")?;
-                    cmd.status = Some(status::items(items)?);
-                }
-                _ => return Err("Unknown LIST return option".into()),
-            }
-        }
-    }
-    if args.next().is_some() {
-        return Err("Unexpected argument".into());
-    }
-    Ok(cmd)
+    row[n.len()]
 }
 
 /// One response line to send.
@@ -279,7 +219,7 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
         s.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
         return Ok(Reply::Ok(format!("{verb} completed")));
     }
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(
         s.client
             .list_mailboxes(pb::ListMailboxesRequest { account })
@@ -325,7 +265,6 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ext::args;
 
     fn mb(name: &str, subscribed: bool, special: &str) -> pb::Mailbox {
         pb::Mailbox {
@@ -337,9 +276,14 @@ mod tests {
     }
 
     fn cmd(line: &str) -> Result<ListCommand, String> {
-        let l = args::parse(format!("t {line}\r\n").as_bytes()).map_err(String::from)?;
-        let lsub = l.args[0].keyword().as_deref() == Some("LSUB");
-        parse(lsub, &l.args[1..])
+        match crate::proto::parse_command(format!("t {line}\r\n").as_bytes()) {
+            Ok(crate::proto::Command {
+                body: crate::proto::CommandBody::List(l),
+                ..
+            }) => Ok(l),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.reason),
+        }
     }
 
     fn lines(line: &str, mbs: &[pb::Mailbox]) -> Vec<String> {
@@ -380,11 +324,26 @@ mod tests {
     }
 
     #[test]
+    fn wildcards() {
+        assert!(wildcard_match(&"*a".repeat(500), &"a".repeat(600)));
+        assert!(!wildcard_match(&"*a".repeat(500), &"a".repeat(400)));
+        assert!(wildcard_match("*", "a/b"));
+        assert!(wildcard_match("%", "a"));
+        assert!(!wildcard_match("%", "a/b"));
+        assert!(wildcard_match("a/%", "a/b"));
+        assert!(wildcard_match("inbox", "INBOX"));
+        assert!(!wildcard_match("Sent", "Sentx"));
+    }
+
+    #[test]
     fn parses_the_extended_forms() {
         let c = cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (INBOX \"Sent*\") RETURN (CHILDREN STATUS (MESSAGES SIZE))").unwrap();
         assert!(c.extended && c.select_subscribed && c.recursive);
         assert_eq!(c.patterns, vec![b"INBOX".to_vec(), b"Sent*".to_vec()]);
-        assert_eq!(c.status, Some(vec![Item::Messages, Item::Size]));
+        assert_eq!(
+            c.status,
+            Some(vec![status::Item::Messages, status::Item::Size])
+        );
         assert!(!cmd("LIST \"\" *").unwrap().extended);
         for bad in [
             "LIST (RECURSIVEMATCH) \"\" *",

@@ -3,7 +3,6 @@
 //! `quota_bytes` and `quota_messages` (0: no limit; without either there is
 //! no quota root at all). Limits are the operator's: SETQUOTA is refused.
 
-use imap_codec::imap_types::core::AString;
 use mailfleet_proto::v1 as pb;
 
 use crate::session::{Reply, Session, rpc};
@@ -13,7 +12,7 @@ pub(crate) const ROOT: &str = "User quota";
 /// `QUOTA "User quota" (STORAGE used limit MESSAGE used limit)`, storage in
 /// KiB, each resource only when the account has a limit on it.
 async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
-    let account = s.account();
+    let account = s.account()?;
     let q = s
         .client
         .get_quota(pb::GetQuotaRequest { account })
@@ -37,7 +36,7 @@ async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
 }
 
 pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::Result<Reply> {
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
         account,
         mailbox: mailbox.to_owned(),
@@ -66,8 +65,8 @@ pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::R
     Ok(Reply::Ok("GETQUOTAROOT completed".into()))
 }
 
-pub(crate) async fn get_quota(s: &mut Session, root: &AString<'_>) -> std::io::Result<Reply> {
-    let quota = if root.as_ref() == ROOT.as_bytes() {
+pub(crate) async fn get_quota(s: &mut Session, root: &[u8]) -> std::io::Result<Reply> {
+    let quota = if root == ROOT.as_bytes() {
         match quota_line(s).await {
             Ok(q) => q,
             Err(status) => return Ok(crate::session::status_reply(status)),

@@ -1,50 +1,12 @@
-//! STATUS, parsed here for the items imap-codec 1.0 lacks: SIZE (RFC 8438)
-//! besides the RFC 3501 items, HIGHESTMODSEQ (RFC 7162) and DELETED /
-//! DELETED-STORAGE (RFC 9208). The same item list serves LIST-STATUS.
+//! STATUS: the RFC 3501 items, SIZE (RFC 8438), HIGHESTMODSEQ (RFC 7162)
+//! and DELETED / DELETED-STORAGE (RFC 9208). The same item list serves
+//! LIST-STATUS.
 
 use mailfleet_proto::v1 as pb;
 
-use super::args::Arg;
 use crate::session::{Reply, Session, UID_CHUNK, rpc, uid_set};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Item {
-    Messages,
-    Recent,
-    UidNext,
-    UidValidity,
-    Unseen,
-    HighestModSeq,
-    Size,
-    Deleted,
-    DeletedStorage,
-}
-
-/// The items of a `(MESSAGES SIZE ...)` list.
-pub(crate) fn items(arg: &Arg) -> Result<Vec<Item>, String> {
-    let Arg::List(list) = arg else {
-        return Err("STATUS items must be a list".into());
-    };
-    if list.is_empty() {
-        return Err("Empty STATUS item list".into());
-    }
-    list.iter()
-        .map(|a| {
-            Ok(match a.keyword().as_deref() {
-                Some("MESSAGES") => Item::Messages,
-                Some("RECENT") => Item::Recent,
-                Some("UIDNEXT") => Item::UidNext,
-                Some("UIDVALIDITY") => Item::UidValidity,
-                Some("UNSEEN") => Item::Unseen,
-                Some("HIGHESTMODSEQ") => Item::HighestModSeq,
-                Some("SIZE") => Item::Size,
-                Some("DELETED") => Item::Deleted,
-                Some("DELETED-STORAGE") => Item::DeletedStorage,
-                _ => return Err("Unknown STATUS item".to_owned()),
-            })
-        })
-        .collect()
-}
+pub(crate) use crate::proto::StatusItem as Item;
 
 /// The `(...)` part of a STATUS response for `mb`; asks mailstore for the
 /// \Deleted messages when DELETED or DELETED-STORAGE is wanted.
@@ -84,7 +46,7 @@ async fn deleted(
     mailbox: &str,
     with_size: bool,
 ) -> Result<(usize, u64), tonic::Status> {
-    let account = s.account();
+    let account = s.account()?;
     let uids = s
         .client
         .search_messages(pb::SearchMessagesRequest {
@@ -130,7 +92,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         Ok(n) => super::names::canonical(n),
         Err(e) => return Ok(Reply::No(e.into())),
     };
-    let account = s.account();
+    let account = s.account()?;
     let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
         account,
         mailbox: name,
@@ -154,25 +116,4 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
     line.extend_from_slice(b"\r\n");
     s.out.extend_from_slice(&line);
     Ok(Reply::Ok("STATUS completed".into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn item_lists() {
-        let list = Arg::List(vec![
-            Arg::Atom(b"messages".to_vec()),
-            Arg::Atom(b"SIZE".to_vec()),
-            Arg::Atom(b"DELETED-STORAGE".to_vec()),
-        ]);
-        assert_eq!(
-            items(&list).unwrap(),
-            vec![Item::Messages, Item::Size, Item::DeletedStorage]
-        );
-        assert!(items(&Arg::List(vec![])).is_err());
-        assert!(items(&Arg::List(vec![Arg::Atom(b"BOGUS".to_vec())])).is_err());
-        assert!(items(&Arg::Atom(b"SIZE".to_vec())).is_err());
-    }
 }
