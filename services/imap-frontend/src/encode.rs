@@ -4,25 +4,7 @@
 
 use mailfleet_mime::{BodyPart, Envelope, EnvelopeAddress};
 
-/// Appends `s` as a quoted string when it can be one, else as a literal.
-pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() < 1000
-        && s.iter()
-            .all(|&b| b.is_ascii() && b != b'\r' && b != b'\n' && b != 0);
-    if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    }
-}
+pub(crate) use crate::proto::string;
 
 pub(crate) fn nstring(out: &mut Vec<u8>, s: Option<&str>) {
     match s {

@@ -14,10 +14,13 @@ fn atom_ok(b: u8) -> bool {
         && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
 }
 
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    if s.iter()
-        .all(|&b| b.is_ascii() && b != b'\r' && b != b'\n' && b != 0)
-    {
+/// An IMAP string: quoted when it can be (short, 7-bit, no CR, LF or NUL),
+/// else a literal. Commands and responses write strings alike.
+pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() < 1000
+        && s.iter()
+            .all(|&b| b.is_ascii() && b != b'\r' && b != b'\n' && b != 0);
+    if quotable {
         out.push(b'"');
         for &b in s {
             if b == b'"' || b == b'\\' {

@@ -24,6 +24,7 @@ mod types;
 mod tests;
 
 pub use encode::encode_command;
+pub(crate) use encode::string;
 pub use grammar::{command_tag, parse_append_head};
 pub use lexer::{LiteralMode, trailing_literal};
 pub use response::Reply;

@@ -164,19 +164,7 @@ struct Imap {
 
 impl Imap {
     async fn connect(target: &str, source: Option<IpAddr>) -> anyhow::Result<Imap> {
-        let stream = match source {
-            None => TcpStream::connect(target).await,
-            Some(ip) => {
-                let remote = tokio::net::lookup_host(target)
-                    .await?
-                    .find(SocketAddr::is_ipv4)
-                    .ok_or_else(|| anyhow!("{target}: no IPv4 address"))?;
-                let socket = TcpSocket::new_v4()?;
-                socket.bind(SocketAddr::new(ip, 0))?;
-                socket.connect(remote).await
-            }
-        }
-        .with_context(|| format!("cannot connect to {target}"))?;
+        let stream = connect_from(target, source).await?;
         let _ = stream.set_nodelay(true);
         let (r, w) = tokio::io::split(stream);
         let mut c = Imap {
@@ -330,6 +318,28 @@ fn literal_length(line: &[u8]) -> Option<usize> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// A TCP connection to `target`, from the loopback address `source` when
+/// given (so the server's per-address limits see many clients).
+pub(super) async fn connect_from(
+    target: &str,
+    source: Option<IpAddr>,
+) -> anyhow::Result<TcpStream> {
+    let stream = match source {
+        None => TcpStream::connect(target).await,
+        Some(ip) => {
+            let remote = tokio::net::lookup_host(target)
+                .await?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| anyhow!("{target}: no IPv4 address"))?;
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(remote).await
+        }
+    }
+    .with_context(|| format!("cannot connect to {target}"))?;
+    Ok(stream)
 }
 
 /// Loopback source address for session `i` of a group starting at `base`.

@@ -30,7 +30,7 @@
 //! logged-in sessions held open at once (RSS per session).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -40,10 +40,10 @@ use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use mailfleet_proto::v1::ListMessagesRequest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use super::client::Client as SmtpClient;
-use super::imap::{PER_SOURCE, loopback, source_address};
+use super::imap::{PER_SOURCE, connect_from, loopback, source_address};
 use super::{cpu, rss};
 use crate::target::{Connection, Target};
 
@@ -177,19 +177,7 @@ struct Pop3 {
 
 impl Pop3 {
     async fn connect(target: &str, source: Option<IpAddr>) -> Result<Pop3, Failure> {
-        let stream = match source {
-            None => TcpStream::connect(target).await,
-            Some(ip) => {
-                let remote = tokio::net::lookup_host(target)
-                    .await?
-                    .find(SocketAddr::is_ipv4)
-                    .ok_or_else(|| anyhow!("{target}: no IPv4 address"))?;
-                let socket = TcpSocket::new_v4()?;
-                socket.bind(SocketAddr::new(ip, 0))?;
-                socket.connect(remote).await
-            }
-        }
-        .with_context(|| format!("cannot connect to {target}"))?;
+        let stream = connect_from(target, source).await?;
         let _ = stream.set_nodelay(true);
         let mut c = Pop3 {
             stream: BufReader::with_capacity(64 * 1024, stream),
