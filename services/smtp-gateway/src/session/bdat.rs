@@ -10,7 +10,7 @@ use crate::codec::reply::{self, Reply};
 #[derive(Debug)]
 pub enum ChunkStep {
     /// The first chunk: open the body of this transaction.
-    Start(Box<data::Transaction>),
+    Start(Box<super::Transaction>),
     /// A further chunk of the open body.
     Continue,
     /// Read and drop the octets, then answer this.

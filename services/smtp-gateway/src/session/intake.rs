@@ -17,7 +17,7 @@
 //! budget is spent the session waits (reading nothing more) until others give
 //! some back, and past the data timeout the message fails with a 4xx.
 
-use super::data::Transaction;
+use super::transaction::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
 use crate::codec::reply::{self, Reply};
 use crate::gateway::Gateway;

@@ -14,14 +14,16 @@ mod intake;
 mod mail;
 mod misc;
 mod rcpt;
+mod transaction;
 
 use std::net::SocketAddr;
 
 use mail_auth::SpfOutput;
 
 pub use bdat::ChunkStep;
-pub use data::{DataOutcome, Transaction, complete as data_complete};
+pub use data::{DataOutcome, complete as data_complete};
 pub use intake::Intake;
+pub use transaction::Transaction;
 
 use crate::backend::Backend;
 use crate::codec::command::{BodyType, Command, Ret};
