@@ -220,8 +220,8 @@ fn select_params(c: &mut Cursor<'_>) -> Result<SelectParams> {
         return Ok(p);
     }
     c.expect(b'(', "(")?;
-    loop {
-        match c.word()?.as_str() {
+    word_list(c, |c, word| {
+        match word {
             "CONDSTORE" => p.condstore = true,
             "QRESYNC" if p.qresync.is_none() => {
                 c.sp()?;
@@ -259,8 +259,23 @@ fn select_params(c: &mut Cursor<'_>) -> Result<SelectParams> {
             }
             _ => return c.err("Unknown SELECT parameter"),
         }
+        Ok(())
+    })?;
+    Ok(p)
+}
+
+/// The words of a parenthesised list whose `(` was read, up to and
+/// including its `)`: `each` takes every upper-cased word, with the cursor
+/// after it for arguments of its own.
+fn word_list<'a>(
+    c: &mut Cursor<'a>,
+    mut each: impl FnMut(&mut Cursor<'a>, &str) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let word = c.word()?;
+        each(c, &word)?;
         if c.eat(b')') {
-            return Ok(p);
+            return Ok(());
         }
         c.sp()?;
     }
@@ -295,19 +310,16 @@ fn list(c: &mut Cursor<'_>, lsub: bool) -> Result<ListCommand> {
     if !lsub && c.eat(b'(') {
         l.extended = true;
         if !c.eat(b')') {
-            loop {
-                match c.word()?.as_str() {
+            word_list(c, |c, word| {
+                match word {
                     "SUBSCRIBED" => l.select_subscribed = true,
                     "SPECIAL-USE" => l.select_special = true,
                     "RECURSIVEMATCH" => l.recursive = true,
                     "REMOTE" => l.select_remote = true,
                     _ => return c.err("Unknown LIST selection option"),
                 }
-                if c.eat(b')') {
-                    break;
-                }
-                c.sp()?;
-            }
+                Ok(())
+            })?;
         }
         if l.recursive && !l.select_subscribed && !l.select_special {
             return c.err("RECURSIVEMATCH needs another selection option");
@@ -340,8 +352,8 @@ fn list(c: &mut Cursor<'_>, lsub: bool) -> Result<ListCommand> {
         c.sp()?;
         c.expect(b'(', "( after RETURN")?;
         if !c.eat(b')') {
-            loop {
-                match c.word()?.as_str() {
+            word_list(c, |c, word| {
+                match word {
                     "SUBSCRIBED" => l.return_subscribed = true,
                     "SPECIAL-USE" => l.return_special = true,
                     "CHILDREN" => l.return_children = true,
@@ -351,11 +363,8 @@ fn list(c: &mut Cursor<'_>, lsub: bool) -> Result<ListCommand> {
                     }
                     _ => return c.err("Unknown LIST return option"),
                 }
-                if c.eat(b')') {
-                    break;
-                }
-                c.sp()?;
-            }
+                Ok(())
+            })?;
         }
     }
     Ok(l)
@@ -646,8 +655,8 @@ fn return_opts(c: &mut Cursor<'_>) -> Result<ReturnOpts> {
         o.all = true;
         return Ok(o);
     }
-    loop {
-        match c.word()?.as_str() {
+    word_list(c, |c, word| {
+        match word {
             "MIN" => o.min = true,
             "MAX" => o.max = true,
             "ALL" => o.all = true,
@@ -655,11 +664,9 @@ fn return_opts(c: &mut Cursor<'_>) -> Result<ReturnOpts> {
             "SAVE" => o.save = true,
             _ => return c.err("Unknown RETURN option"),
         }
-        if c.eat(b')') {
-            return Ok(o);
-        }
-        c.sp()?;
-    }
+        Ok(())
+    })?;
+    Ok(o)
 }
 
 fn charset(c: &mut Cursor<'_>) -> Result<String> {
@@ -998,8 +1005,8 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> Result<Fetch> {
     };
     if c.eat(b' ') {
         c.expect(b'(', "( before FETCH modifiers")?;
-        loop {
-            match c.word()?.as_str() {
+        word_list(c, |c, word| {
+            match word {
                 "CHANGEDSINCE" if f.changed_since.is_none() => {
                     c.sp()?;
                     // mod-sequence-value: positive (RFC 7162 7).
@@ -1012,11 +1019,8 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> Result<Fetch> {
                 "VANISHED" if !f.vanished => f.vanished = true,
                 _ => return c.err("Unknown FETCH modifier"),
             }
-            if c.eat(b')') {
-                break;
-            }
-            c.sp()?;
-        }
+            Ok(())
+        })?;
         if f.vanished && f.changed_since.is_none() {
             return c.err("VANISHED needs CHANGEDSINCE");
         }
