@@ -10,12 +10,9 @@
 //! stream that ends short of, or runs past, its announced size is aborted
 //! before the body reaches its content key.
 
-use std::time::{Duration, Instant};
-
 use futures::{Stream, StreamExt};
 use mailfleet_mime::{Analyzer, MessageMeta};
 use mailfleet_proto::v1 as pb;
-use quick_cache::sync::Cache;
 
 use crate::error::{Result, StoreError};
 use crate::flags::{SEEN, canonical_flag};
@@ -37,37 +34,8 @@ const OVER_QUOTA: &str = "MF001";
 
 /// An APPEND of a body up to this size to a mailbox with a kept listing
 /// skips the look-up that refuses it before its body is stored (see
-/// [`OverQuota`]); a larger one is refused before it costs an upload.
+/// [`crate::over_quota::OverQuota`]); a larger one is refused before it costs an upload.
 const UNCHECKED_APPEND: u64 = 1024 * 1024;
-
-/// How long an account refused for its quota has every APPEND checked
-/// against the quota before its body is stored.
-const OVER_QUOTA_MEMORY: Duration = Duration::from_secs(60);
-
-/// Accounts an APPEND found over quota lately, by address. Most APPENDs of
-/// small bodies skip the look-up that refuses early (the insert checks the
-/// quota under the account's lock in any case); an account refused lately
-/// is looked up again first, so it cannot fill object storage with bodies
-/// no message will own.
-pub struct OverQuota(Cache<Box<str>, Instant>);
-
-impl Default for OverQuota {
-    fn default() -> Self {
-        OverQuota(Cache::new(10_000))
-    }
-}
-
-impl OverQuota {
-    fn refused(&self, account: &str) {
-        self.0.insert(account.into(), Instant::now());
-    }
-
-    fn lately(&self, account: &str) -> bool {
-        self.0
-            .get(account)
-            .is_some_and(|at| at.elapsed() < OVER_QUOTA_MEMORY)
-    }
-}
 
 /// A body's metadata as the `blobs` row keeps it (analysed once per body,
 /// like delivered ones, see deliver::ensure_blobs).

@@ -4,7 +4,6 @@
 use mailfleet_proto::v1 as pb;
 use mailfleet_proto::v1::admin_server::Admin;
 use mailfleet_proto::v1::mail_store_server::MailStore;
-use mailfleet_runtime::config::SecretString;
 use mailfleet_runtime::grpc::check_bearer;
 use tonic::{Request, Response, Status};
 
@@ -12,13 +11,7 @@ use crate::body::BodyStream;
 use crate::maildrop::{Opened, Snapshot};
 use crate::metrics::StatusLabel;
 use crate::store::{AuthResult, Resolution, Store};
-
-/// The accepted credentials.
-#[derive(Clone)]
-pub struct Tokens {
-    pub service: SecretString,
-    pub admin: SecretString,
-}
+pub use crate::tokens::Tokens;
 
 #[derive(Clone)]
 pub struct MailStoreService {

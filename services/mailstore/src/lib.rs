@@ -32,13 +32,17 @@ pub mod mailboxes;
 pub mod maildrop;
 pub mod meta_cache;
 pub mod metrics;
+pub mod over_quota;
 pub mod password;
 pub mod queue_index;
+pub mod seal;
 pub mod search;
 mod search_text;
 pub mod sort;
 pub mod store;
+mod subject;
 pub mod thread;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +57,11 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::grpc::{AdminService, MailStoreService, Tokens};
+use crate::grpc::{AdminService, MailStoreService};
 use crate::metrics::Metrics;
 use crate::password::{CredentialCache, Hasher};
 use crate::store::Store;
+use crate::tokens::Tokens;
 
 /// Largest gRPC request accepted (a Deliver batch is small; bodies are not sent).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -134,7 +139,7 @@ pub async fn run(
             CREDENTIAL_CACHE_TTL,
         )),
         metrics,
-        dkim_seal: dkim::Sealer::from_secret(config.dkim_key_secret.expose()),
+        dkim_seal: seal::Sealer::from_secret(config.dkim_key_secret.expose()),
         meta_cache: meta_cache::MetaCache::new(config.metadata_cache_size),
         mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
         over_quota: Default::default(),

@@ -23,8 +23,8 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Result, StoreError};
-use crate::grpc::Tokens;
 use crate::store::Store;
+use crate::tokens::Tokens;
 
 type Row = (
     String,

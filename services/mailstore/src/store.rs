@@ -36,13 +36,13 @@ pub struct Store {
     /// Change events published after commits (see `crate::events`).
     pub events: crate::events::Events,
     /// Seals DKIM private keys at rest (see `crate::dkim`).
-    pub dkim_seal: crate::dkim::Sealer,
+    pub dkim_seal: crate::seal::Sealer,
     /// Message metadata kept in memory (see `crate::meta_cache`).
     pub meta_cache: crate::meta_cache::MetaCache,
     /// Mailbox listings kept in memory (see `crate::mailbox_cache`).
     pub mailbox_cache: crate::mailbox_cache::MailboxCache,
     /// Accounts an APPEND recently found over quota (see `crate::append`).
-    pub over_quota: Arc<crate::append::OverQuota>,
+    pub over_quota: Arc<crate::over_quota::OverQuota>,
     /// The brute-force limits of every login (see `crate::auth_guard`).
     pub auth_guard: crate::auth_guard::AuthGuard,
 }

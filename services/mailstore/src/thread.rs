@@ -381,7 +381,7 @@ mod tests {
     use super::*;
 
     fn msg(uid: u32, id: &str, refs: &[&str], subject: &str, sent: i64) -> ThreadInput {
-        let (base, reply) = crate::sort::base_subject(subject);
+        let (base, reply) = crate::subject::base_subject(subject);
         ThreadInput {
             uid,
             message_id: (!id.is_empty()).then(|| id.to_owned()),
