@@ -219,9 +219,9 @@ async fn admin_setup(admin: &mut Admin) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api() {
-    let db = Database(unique_db_name("api"));
+    let db = ScratchDb::new("mailstore_api");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
@@ -673,9 +673,9 @@ async fn api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_migrate_one_empty_database() {
-    let db = Database(unique_db_name("migrate"));
+    let db = ScratchDb::new("mailstore_migrate");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let (a, b) = tokio::join!(start(config.clone()), start(config.clone()));
     for r in [&a, &b] {
         let mut admin = admin_client(&r.grpc_url, ADMIN_TOKEN).unwrap();
@@ -688,7 +688,7 @@ async fn two_replicas_migrate_one_empty_database() {
 #[tokio::test]
 async fn unreachable_postgres_is_one_clear_error() {
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut config = config("nope", blob_dir.path());
+    let mut config = config(&ScratchDb::new("mailstore_nope"), blob_dir.path());
     config.database_url = "postgres://postgres@127.0.0.1:1/nope".into();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -712,9 +712,9 @@ async fn unreachable_postgres_is_one_clear_error() {
 /// measured by `mailfleet bench`, not here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_mailbox_concurrent_batches() {
-    let db = Database(unique_db_name("hot"));
+    let db = ScratchDb::new("mailstore_hot");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, "hot@hot.test", 0, 0).await;
@@ -783,9 +783,9 @@ async fn hot_mailbox_concurrent_batches() {
 /// NOT_FOUND.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_quota_follows_usage() {
-    let db = Database(unique_db_name("quota"));
+    let db = ScratchDb::new("mailstore_quota");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, "q@quota.test", 10_000, 0).await;
@@ -843,9 +843,9 @@ async fn get_quota_follows_usage() {
 /// refused, MOVE is not (it adds nothing), and an expunge makes room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_quota_limits_every_way_in() {
-    let db = Database(unique_db_name("msgquota"));
+    let db = ScratchDb::new("mailstore_msgquota");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     let account = add_account(&running, "q@quota.test", 0, 3).await;
@@ -946,9 +946,9 @@ async fn message_quota_limits_every_way_in() {
 /// leave no object behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_message_stream_stores_exactly_the_announced_body() {
-    let db = Database(unique_db_name("appstream"));
+    let db = ScratchDb::new("mailstore_appstream");
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut config = config(&db.0, blob_dir.path());
+    let mut config = config(&db, blob_dir.path());
     config.blob_inline_limit = 64 * 1024;
     config.smtp_max_message_size = 20 * 1024 * 1024;
     let running = start(config.clone()).await;

@@ -131,9 +131,9 @@ async fn release(ms: &mut MailStore, resource: &str, lease_id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flags_expunge_and_leases() {
-    let db = Database(unique_db_name("flags"));
+    let db = ScratchDb::new("mailstore_flags");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
@@ -388,9 +388,9 @@ async fn flags_expunge_and_leases() {
 /// deadlocked the pool under the IMAP bench until the acquire timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_stores_beyond_the_pool_size() {
-    let db = Database(unique_db_name("flagpool"));
+    let db = ScratchDb::new("mailstore_flagpool");
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut config = config(&db.0, blob_dir.path());
+    let mut config = config(&db, blob_dir.path());
     config.database_max_connections = 2;
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
@@ -423,9 +423,9 @@ async fn concurrent_stores_beyond_the_pool_size() {
 /// the unseen count right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_stores_lose_no_update() {
-    let db = Database(unique_db_name("flagrace"));
+    let db = ScratchDb::new("mailstore_flagrace");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, "alice@example.test", 0, 0).await;

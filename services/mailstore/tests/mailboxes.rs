@@ -27,9 +27,9 @@ async fn names(ms: &mut MailStore) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn superiors_come_with_create_and_rename_never_with_select() {
-    let db = Database(unique_db_name("mailboxes"));
+    let db = ScratchDb::new("mailstore_mailboxes");
     let blob_dir = tempfile::tempdir().unwrap();
-    let running = start(config(&db.0, blob_dir.path())).await;
+    let running = start(config(&db, blob_dir.path())).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, USER, 0, 0).await;
     // A new account comes with INBOX and the special-use mailboxes.

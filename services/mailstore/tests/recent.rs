@@ -38,9 +38,9 @@ async fn select(ms: &mut MailStore, claim: bool) -> pb::SelectMailboxResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_new_message_is_recent_in_exactly_one_select() {
-    let db = Database(unique_db_name("recent"));
+    let db = ScratchDb::new("mailstore_recent");
     let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db.0, blob_dir.path());
+    let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, USER, 0, 0).await;

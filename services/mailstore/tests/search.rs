@@ -20,14 +20,14 @@ struct Replicas {
     b: MailStore,
     _blobs: tempfile::TempDir,
     // Last: dropped after the replicas, even when a test fails.
-    _db: Database,
+    _db: ScratchDb,
 }
 
 impl Replicas {
     async fn start(name: &str) -> Replicas {
-        let db = Database(unique_db_name(name));
+        let db = ScratchDb::new(name);
         let blobs = tempfile::tempdir().unwrap();
-        let config = config(&db.0, blobs.path());
+        let config = config(&db, blobs.path());
         let one = start(config.clone()).await;
         let two = start(config).await;
         let a = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();

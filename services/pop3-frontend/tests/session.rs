@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use mailfleet_runtime::{CancellationToken, Config};
+use mailfleet_testkit::{ADMIN_TOKEN, ScratchDb, Vhost};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -115,60 +116,20 @@ struct Maildrop {
     pop3: std::net::SocketAddr,
     http: std::net::SocketAddr,
     grpc: std::net::SocketAddr,
-    db: String,
-    vhost: String,
     shutdown: CancellationToken,
+    // Dropped after `Drop::drop` has stopped the services.
+    _scratch: (ScratchDb, Vhost),
     _dir: tempfile::TempDir,
-}
-
-const USER: &str = "alice@example.test";
-const PASS: &str = "secret-pw";
-
-fn rabbitmqctl(args: &[&str]) -> bool {
-    std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 impl Drop for Maildrop {
     fn drop(&mut self) {
-        use sqlx::Connection;
         self.shutdown.cancel();
-        let db = self.db.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-        rabbitmqctl(&["delete_vhost", &self.vhost]);
     }
 }
 
-async fn http_ok(addr: std::net::SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
-        return false;
-    };
-    let _ = s
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out.starts_with("HTTP/1.1 200")
-}
+const USER: &str = "alice@example.test";
+const PASS: &str = "secret-pw";
 
 /// mailstore in-process with its database, vhost and blob directory, the
 /// domain and [`USER`]; the config a pop3-frontend for it would use. With
@@ -176,32 +137,9 @@ async fn http_ok(addr: std::net::SocketAddr) -> bool {
 /// internal plane runs over mutual TLS.
 async fn start_mailstore(tls: Option<[String; 3]>) -> (Config, Maildrop) {
     let dir = tempfile::tempdir().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = |tag: &str| format!("pop3fe_{tag}_{}_{nanos}", std::process::id());
-    let (db, vhost) = (name("db"), name("vh"));
-    assert!(rabbitmqctl(&["add_vhost", &vhost]));
-    assert!(rabbitmqctl(&[
-        "set_permissions",
-        "-p",
-        &vhost,
-        "guest",
-        ".*",
-        ".*",
-        ".*"
-    ]));
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
-    let grpc_url = match &tls {
-        // The certificate names localhost.
-        Some(_) => format!("https://localhost:{}", grpc_addr.port()),
-        None => format!("http://{grpc_addr}"),
-    };
-    let mut config = Config::load(Vec::new()).unwrap();
-    if let Some([ca, cert, key]) = tls {
+    let (db, vhost) = (ScratchDb::new("pop3fe"), Vhost::new("pop3fe"));
+    let mut config = mailfleet_testkit::config(&db, Some(&vhost), &dir.path().join("blobs"));
+    if let Some([ca, cert, key]) = tls.clone() {
         (
             config.grpc_tls_ca,
             config.grpc_tls_cert,
@@ -209,32 +147,17 @@ async fn start_mailstore(tls: Option<[String; 3]>) -> (Config, Maildrop) {
         ) = (ca, cert, key);
     }
     let grpc_tls = mailfleet_runtime::grpc::GrpcTls::from_config(&config).unwrap();
-    config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    config.database_max_connections = 8;
-    config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-    config.blob_url = format!("file://{}", dir.path().join("blobs").display());
-    config.service_token = mailfleet_runtime::config::SecretString::new("svc");
-    config.admin_token = mailfleet_runtime::config::SecretString::new("adm");
-    config.argon2_memory_kib = 1024;
-    config.argon2_iterations = 1;
+    let store = mailfleet_testkit::Mailstore::start(config.clone()).await;
+    let grpc_addr = store.grpc;
+    let grpc_url = match &tls {
+        // The certificate names localhost.
+        Some(_) => format!("https://localhost:{}", grpc_addr.port()),
+        None => format!("http://{grpc_addr}"),
+    };
     config.mailstore_url = grpc_url.clone();
-    let shutdown = CancellationToken::new();
-    let store_addr = store_http.local_addr().unwrap();
-    tokio::spawn(mailstore::run(
-        config.clone(),
-        mailstore::Listeners {
-            grpc,
-            http: store_http,
-        },
-        shutdown.clone(),
-    ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !http_ok(store_addr).await {
-        assert!(std::time::Instant::now() < deadline, "mailstore not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (store_addr, shutdown) = (store.http, store.shutdown);
     let mut admin =
-        mailfleet_runtime::grpc::admin_client_with(&grpc_url, "adm", &grpc_tls).unwrap();
+        mailfleet_runtime::grpc::admin_client_with(&grpc_url, ADMIN_TOKEN, &grpc_tls).unwrap();
     admin
         .add_domain(mailfleet_proto::v1::AddDomainRequest {
             name: "example.test".into(),
@@ -254,9 +177,8 @@ async fn start_mailstore(tls: Option<[String; 3]>) -> (Config, Maildrop) {
         pop3: store_addr,
         http: store_addr,
         grpc: grpc_addr,
-        db,
-        vhost,
         shutdown,
+        _scratch: (db, vhost),
         _dir: dir,
     };
     (config, env)
@@ -280,14 +202,7 @@ async fn start_with_mailstore_tls(tls: Option<[String; 3]>) -> Maildrop {
         },
         env.shutdown.clone(),
     ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !http_ok(http_addr).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pop3-frontend not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    mailfleet_testkit::wait_ready::<()>("pop3-frontend", http_addr, None).await;
     env.pop3 = pop3_addr;
     env.http = http_addr;
     env
@@ -502,14 +417,7 @@ async fn a_50_mb_retr_keeps_pop3_frontend_memory_flat() {
     );
     let pid = child.0.id();
     let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !http_ok(http).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pop3-frontend not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    mailfleet_testkit::wait_ready::<()>("pop3-frontend", http, None).await;
     let mut c = before_pass(format!("127.0.0.1:{pop3_port}").parse().unwrap()).await;
     send(&mut c, &format!("PASS {PASS}")).await;
     assert!(line(&mut c).await.starts_with("+OK"));

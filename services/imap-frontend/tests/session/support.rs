@@ -2,31 +2,23 @@
 //! (`start`), the Python clients (`run_client`) and a raw socket client (`Raw`).
 
 use std::io::{BufRead, BufReader, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mailfleet_proto::v1 as pb;
-use mailfleet_runtime::config::SecretString;
 use mailfleet_runtime::{CancellationToken, Config};
-use sqlx::Connection;
 use tokio::net::TcpListener;
 
 pub(crate) const USER: &str = "alice@example.test";
 pub(crate) const PASS: &str = "secret-pw";
 
-pub(crate) fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("imapfe_{tag}_{}_{nanos}", std::process::id())
-}
+pub(crate) use mailfleet_testkit::{ADMIN_TOKEN, ScratchDb, Vhost};
 
+/// `rabbitmqctl`, asserting that it worked.
 pub(crate) fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl");
-    assert!(out.status.success(), "rabbitmqctl {args:?} failed");
+    assert!(
+        mailfleet_testkit::rabbitmqctl(args),
+        "rabbitmqctl {args:?} failed"
+    );
 }
 
 /// Everything one test runs; dropping it stops the services and removes
@@ -40,49 +32,15 @@ pub(crate) struct Env {
     pub(crate) db: String,
     pub(crate) vhost: String,
     pub(crate) shutdown: CancellationToken,
+    // Dropped after `Drop::drop` has stopped the services.
+    pub(crate) _scratch: (ScratchDb, Vhost),
     pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let db = self.db.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                if let Ok(mut conn) =
-                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.vhost])
-            .output();
     }
-}
-
-pub(crate) async fn http_ok(addr: std::net::SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let _ = s
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out.starts_with("HTTP/1.1 200")
 }
 
 pub(crate) async fn start() -> Env {
@@ -98,42 +56,16 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
         &["localhost", "127.0.0.1"],
     )
     .unwrap();
-    let db = unique("db");
-    let vhost = unique("vh");
-    rabbitmqctl(&["add_vhost", &vhost]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
-    let mut config = Config::load(Vec::new()).unwrap();
-    config.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    config.database_max_connections = 8;
-    config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-    config.blob_url = format!("file://{}", dir.path().join("blobs").display());
-    config.service_token = SecretString::new("svc");
-    config.admin_token = SecretString::new("adm");
-    config.argon2_memory_kib = 1024;
-    config.argon2_iterations = 1;
-    config.mailstore_url = grpc_url.clone();
+    let db = ScratchDb::new("imapfe");
+    let vhost = Vhost::new("imapfe");
+    let mut config = mailfleet_testkit::config(&db, Some(&vhost), &dir.path().join("blobs"));
     config.tls_cert = cert.display().to_string();
     config.tls_key = key.display().to_string();
     config.shutdown_grace = Duration::from_secs(3);
-    let shutdown = CancellationToken::new();
-    let store_addr = store_http.local_addr().unwrap();
-    tokio::spawn(mailstore::run(
-        config.clone(),
-        mailstore::Listeners {
-            grpc,
-            http: store_http,
-        },
-        shutdown.clone(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http_ok(store_addr).await {
-        assert!(Instant::now() < deadline, "mailstore not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "adm").unwrap();
+    let store = mailfleet_testkit::Mailstore::start(config.clone()).await;
+    let (grpc_url, store_addr, shutdown) = (store.grpc_url, store.http, store.shutdown);
+    config.mailstore_url = grpc_url.clone();
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, ADMIN_TOKEN).unwrap();
     admin
         .add_domain(pb::AddDomainRequest {
             name: "example.test".into(),
@@ -169,18 +101,16 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
         shutdown.clone(),
     ));
     // Ready means mailstore answers and the event consumer is bound.
-    while !http_ok(http_addr).await {
-        assert!(Instant::now() < deadline, "imap-frontend not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    mailfleet_testkit::wait_ready::<()>("imap-frontend", http_addr, None).await;
     Env {
         imap: imap_port,
         imaps: imaps_port,
         cert,
         store_http: store_addr,
-        db,
-        vhost,
+        db: db.name.clone(),
+        vhost: vhost.name.clone(),
         shutdown,
+        _scratch: (db, vhost),
         _dir: dir,
     }
 }

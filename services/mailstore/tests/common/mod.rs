@@ -18,114 +18,23 @@ pub use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub use tokio::net::TcpListener;
 pub use tokio::task::JoinHandle;
 
-pub const SERVICE_TOKEN: &str = "service-secret";
-pub const ADMIN_TOKEN: &str = "admin-secret";
+pub use mailfleet_testkit::{
+    ADMIN_TOKEN, Mailstore as Running, SERVICE_TOKEN, ScratchDb, http_get, wait_ready,
+};
 
-pub fn unique_db_name(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("mailstore_test_{tag}_{}_{nanos}", std::process::id())
-}
-
-pub fn config(db: &str, blob_dir: &std::path::Path) -> Config {
-    let mut c = Config::load(Vec::new()).unwrap();
-    c.database_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    c.database_max_connections = 8;
-    c.blob_url = format!("file://{}", blob_dir.display());
-    c.service_token = SecretString::new(SERVICE_TOKEN);
-    c.admin_token = SecretString::new(ADMIN_TOKEN);
-    // Cheap hashes keep the test fast; the cost is configuration.
-    c.argon2_memory_kib = 1024;
-    c.argon2_iterations = 1;
+/// The common test configuration with mailstore's own short shutdown grace.
+pub fn config(db: &ScratchDb, blob_dir: &std::path::Path) -> Config {
+    let mut c = mailfleet_testkit::config(db, None, blob_dir);
     c.shutdown_grace = Duration::from_secs(5);
     c
 }
 
-/// Drops the test database when the test ends, however it ends.
-pub struct Database(pub String);
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-pub struct Running {
-    pub grpc_url: String,
-    pub http: std::net::SocketAddr,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
-}
-
 pub async fn start(config: Config) -> Running {
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
-    let http_addr = http.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(mailstore::run(
-        config,
-        mailstore::Listeners { grpc, http },
-        shutdown.clone(),
-    ));
-    let running = Running {
-        grpc_url,
-        http: http_addr,
-        shutdown,
-        task,
-    };
-    wait_ready(&running).await;
-    running
-}
-
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    Some(out)
-}
-
-/// Waits until /readyz answers 200 (migrations done, Postgres answering).
-pub async fn wait_ready(r: &Running) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(!r.task.is_finished(), "mailstore stopped during start-up");
-        if let Some(resp) = http_get(r.http, "/readyz").await
-            && resp.starts_with("HTTP/1.1 200")
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "mailstore not ready in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Running::start(config).await
 }
 
 pub async fn stop(r: Running) {
-    r.shutdown.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 pub async fn put_blob(config: &Config, data: &[u8]) -> String {
