@@ -340,7 +340,7 @@ settings! {
     smtp_dmarc_reject: bool = "false";
     /// Largest message held in memory for DKIM verification on the MX listener; larger ones are stored unverified (DMARC then relies on SPF).
     smtp_verify_max_size: u64 = "2097152";
-    /// Message bytes all SMTP sessions together may hold in memory (bodies kept for DKIM, write buffers: up to smtp_verify_max_size plus 8 MiB for one message); a session that would go over waits, reading nothing more, up to smtp_data_timeout, then gets 451.
+    /// Message bytes all SMTP sessions together may hold in memory (bodies kept for DKIM or rspamd, write buffers: up to the larger of smtp_verify_max_size and spam_max_size plus 8 MiB for one message); a session that would go over waits, reading nothing more, up to smtp_data_timeout, then gets 451.
     smtp_body_memory: u64 = "268435456";
     /// Longest text line in an SMTP DATA body, CRLF not counted (RFC 5321: 998); 0 means no limit.
     smtp_max_text_line: usize = "65536";
