@@ -100,6 +100,9 @@ SMTP = [
      [(rate("mailfleet_smtp_auth_attempts_total", "outcome"), "{{outcome}}")], "timeseries"),
     ("TLS certificate: time left until expiry", "s",
      [(tls_left(TLS_METRICS[0]), "{{instance}}")], "stat"),
+    ("Spam checks (rspamd) by result", "reqps",
+     [(rate("mailfleet_smtp_spam_check_total", "result"), "{{result}}"),
+      (rate("mailfleet_smtp_spam_check_errors_total"), "rspamd did not answer")], "timeseries"),
 ]
 
 DELIVERY = [
@@ -133,6 +136,8 @@ DELIVERY = [
      [("max(mailfleet_delivery_oldest_deferred_seconds)", "oldest")], "stat"),
     ("Retry queue: jobs waiting", "short", [("sum(mailfleet_delivery_deferred_jobs)", "jobs")], "stat"),
     ("Replicas consuming", "short", [("sum(mailfleet_delivery_consuming)", "consuming")], "stat"),
+    ("Spam lessons (Junk moves) by result", "reqps",
+     [(rate("mailfleet_delivery_spam_lessons_total", "result"), "{{result}}")], "timeseries"),
 ]
 
 STORE = [

@@ -4,7 +4,7 @@
 //!
 //! Needs: Postgres on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672 with
 //! `rabbitmqctl` on PATH, `psql`, `python3`, and for the S3 tests `s3s-fs`
-//! (see README.md).
+//! (see README.md), and for `spam` rspamd and Redis on 127.0.0.1:6379.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,5 +18,6 @@ mod relay;
 mod security;
 mod shutdown;
 mod smtp;
+mod spam;
 mod startup;
 mod verify;

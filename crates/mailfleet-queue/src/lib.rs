@@ -15,6 +15,9 @@
 //!   queue per delay rather than per-message TTLs in one queue: RabbitMQ only
 //!   expires messages at the head of a queue, so a 4 h job would hold back a
 //!   1 min job queued behind it.
+//! - [`Publisher::publish_learn`]: spam/ham learning jobs (mailstore, when a
+//!   user moves mail into or out of Junk) on the durable `{prefix}.learn`
+//!   queue that delivery-worker drains into rspamd.
 //!
 //! Consuming lives in delivery-worker; this crate holds no mail logic.
 
@@ -30,7 +33,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use mailfleet_proto::v1::DeliveryJob;
+use mailfleet_proto::v1::{DeliveryJob, LearnJob};
 use prost::Message;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -67,6 +70,8 @@ pub struct Names {
     pub dead: String,
     /// Topic exchange of mailbox change events.
     pub events: String,
+    /// Durable queue of spam/ham learning jobs (Junk moves) for rspamd.
+    pub learn: String,
 }
 
 pub fn names(prefix: &str) -> Names {
@@ -74,6 +79,7 @@ pub fn names(prefix: &str) -> Names {
         work: format!("{prefix}.delivery"),
         dead: format!("{prefix}.delivery.dead"),
         events: format!("{prefix}.events"),
+        learn: format!("{prefix}.learn"),
     }
 }
 
@@ -170,6 +176,9 @@ pub async fn declare_topology(channel: &Channel, prefix: &str) -> Result<(), Que
         .queue_declare(n.work.as_str().into(), durable, args)
         .await?;
     channel
+        .queue_declare(n.learn.as_str().into(), durable, FieldTable::default())
+        .await?;
+    channel
         .exchange_declare(
             n.events.as_str().into(),
             ExchangeKind::Topic,
@@ -213,6 +222,14 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// Which queue a publish goes to.
+#[derive(Clone, Copy)]
+enum Route {
+    Work,
+    Retry(Duration),
+    Learn,
+}
+
 /// Publishes delivery jobs with confirms; shared by all SMTP sessions (one
 /// channel carries many publishes in flight). Cheap to clone.
 #[derive(Clone)]
@@ -250,7 +267,19 @@ impl Publisher {
         job: &DeliveryJob,
         deadline: Duration,
     ) -> Result<(), QueueError> {
-        self.publish(job, None, deadline).await
+        self.publish(&encode_job(job), &job.job_id, Route::Work, deadline)
+            .await
+    }
+
+    /// Publishes a spam/ham learning job (persistent, confirmed) on the
+    /// learn queue, with the same retries as [`Publisher::publish_job`].
+    pub async fn publish_learn(
+        &self,
+        job: &LearnJob,
+        deadline: Duration,
+    ) -> Result<(), QueueError> {
+        self.publish(&job.encode_to_vec(), &job.blob_id, Route::Learn, deadline)
+            .await
     }
 
     /// Publishes `job` to the retry queue for `delay` (declaring it first),
@@ -262,36 +291,33 @@ impl Publisher {
         delay: Duration,
         deadline: Duration,
     ) -> Result<(), QueueError> {
-        self.publish(job, Some(delay), deadline).await
+        self.publish(&encode_job(job), &job.job_id, Route::Retry(delay), deadline)
+            .await
     }
 
     async fn publish(
         &self,
-        job: &DeliveryJob,
-        delay: Option<Duration>,
+        payload: &[u8],
+        id: &str,
+        route: Route,
         deadline: Duration,
     ) -> Result<(), QueueError> {
-        let payload = encode_job(job);
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_millis(50);
         loop {
             let remaining = until.saturating_duration_since(Instant::now());
-            let error = match tokio::time::timeout(
-                remaining,
-                self.try_publish(&payload, &job.job_id, delay),
-            )
-            .await
-            {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err((error, generation))) => {
-                    if let Some(g) = generation {
-                        self.invalidate(g).await;
+            let error =
+                match tokio::time::timeout(remaining, self.try_publish(payload, id, route)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err((error, generation))) => {
+                        if let Some(g) = generation {
+                            self.invalidate(g).await;
+                        }
+                        error
                     }
-                    error
-                }
-                Err(_) => return Err(QueueError::Timeout("no answer from the broker".into())),
-            };
-            tracing::warn!(%error, job_id = %job.job_id, "Failed to publish a delivery job; retrying.");
+                    Err(_) => return Err(QueueError::Timeout("no answer from the broker".into())),
+                };
+            tracing::warn!(%error, job_id = %id, "Failed to publish a job; retrying.");
             let remaining = until.saturating_duration_since(Instant::now());
             if remaining < pause {
                 return Err(QueueError::Timeout(error.to_string()));
@@ -305,13 +331,14 @@ impl Publisher {
         &self,
         payload: &[u8],
         job_id: &str,
-        delay: Option<Duration>,
+        route: Route,
     ) -> Result<(), (QueueError, Option<u64>)> {
         let link = self.link().await.map_err(|e| (e, None))?;
         let g = Some(link.generation);
-        let queue = match delay {
-            None => self.inner.work_queue.clone(),
-            Some(delay) => {
+        let queue = match route {
+            Route::Work => self.inner.work_queue.clone(),
+            Route::Learn => names(&self.inner.prefix).learn,
+            Route::Retry(delay) => {
                 let ms = delay_ms(delay);
                 let known = link
                     .retry_declared

@@ -340,10 +340,22 @@ settings! {
     smtp_dmarc_reject: bool = "false";
     /// Largest message held in memory for DKIM verification on the MX listener; larger ones are stored unverified (DMARC then relies on SPF).
     smtp_verify_max_size: u64 = "2097152";
-    /// Message bytes all SMTP sessions together may hold in memory (bodies kept for DKIM, write buffers: up to smtp_verify_max_size plus 8 MiB for one message); a session that would go over waits, reading nothing more, up to smtp_data_timeout, then gets 451.
+    /// Message bytes all SMTP sessions together may hold in memory (bodies kept for DKIM or rspamd, write buffers: up to the larger of smtp_verify_max_size and spam_max_size plus 8 MiB for one message); a session that would go over waits, reading nothing more, up to smtp_data_timeout, then gets 451.
     smtp_body_memory: u64 = "268435456";
     /// Longest text line in an SMTP DATA body, CRLF not counted (RFC 5321: 998); 0 means no limit.
     smtp_max_text_line: usize = "65536";
+    /// rspamd's scanner (normal worker, e.g. http://127.0.0.1:11333): smtp-gateway asks it about every message on the MX listener before answering the final dot; empty turns spam checks off.
+    spam_url: String = "";
+    /// rspamd's controller (e.g. http://127.0.0.1:11334): delivery-worker teaches it spam and ham when users move mail into or out of Junk; empty turns learning off.
+    spam_learn_url: String = "";
+    /// Longest wait for rspamd's answer (connect, check, learn).
+    spam_timeout: Duration = "10s";
+    /// When rspamd does not answer in time or cannot be reached: accept the message marked `X-Spam-Status: unchecked` (true) or answer 451 4.7.1 (false).
+    spam_fail_open: bool = "true";
+    /// Deliver mail rspamd marked as spam (add header, rewrite subject) into the account's Junk mailbox (special-use \Junk, created when missing) instead of INBOX.
+    spam_junk: bool = "true";
+    /// Largest message checked by rspamd; it is held in memory (charged to smtp_body_memory) until rspamd answers. Larger ones are accepted marked `X-Spam-Status: unchecked` (spam is small; rspamd's own max_message is 50 MiB).
+    spam_max_size: u64 = "10485760";
     /// Expect a PROXY protocol (v1 or v2) header from a load balancer on every SMTP, IMAP and POP3 connection.
     proxy_protocol: bool = "false";
     /// How long a connection may take to send its PROXY protocol header.

@@ -75,6 +75,7 @@ pub fn plan(job: &DeliveryJob) -> Result<Vec<Delivery>, &'static str> {
             blob_size: job.blob_size,
             return_path: job.return_path.clone(),
             internal_date_ms: job.received_at_ms,
+            spam: job.spam,
         })
         .collect())
 }

@@ -29,6 +29,7 @@ pub mod consumer;
 pub mod dkim;
 pub mod dsn;
 pub mod finish;
+pub mod learn;
 pub mod metrics;
 pub mod outcome;
 pub mod relay;
@@ -89,6 +90,7 @@ pub async fn run(
     })?;
     let store = GrpcStore::new(client);
     let finisher = outbound_pipeline(&config, metrics.clone(), shutdown.clone())?;
+    let learner = learner(&config, &mut registry)?;
 
     let first = mailfleet_queue::connect(&config.amqp_url)
         .await
@@ -135,12 +137,16 @@ pub async fn run(
         Duration::from_secs(1),
         shutdown.clone(),
     ));
+    let learning = learner.map(|l| tokio::spawn(l.run(shutdown.clone())));
     info!(prefix = %config.queue_prefix, prefetch = config.delivery_prefetch, batch = config.delivery_batch_size, "delivery-worker started.");
     consumer::supervise(settings, ctx, consuming, first, shutdown).await;
 
     http_stop.cancel();
     let _ = probe.await;
     let _ = retries.await;
+    if let Some(learning) = learning {
+        let _ = learning.await;
+    }
     match http.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("the HTTP server failed"),
@@ -149,6 +155,26 @@ pub async fn run(
 }
 
 /// Relay, retry queues and DSNs, from the settings.
+/// The spam lesson consumer, when MAILFLEET_SPAM_LEARN_URL names rspamd's
+/// controller.
+fn learner(config: &Config, registry: &mut Registry) -> anyhow::Result<Option<learn::Learner>> {
+    if config.spam_learn_url.is_empty() {
+        return Ok(None);
+    }
+    let rspamd = mailfleet_spam::Rspamd::new(&config.spam_learn_url, config.spam_timeout)
+        .context("invalid MAILFLEET_SPAM_LEARN_URL")?;
+    let blobs = mailfleet_blob::BlobStore::from_config(config)
+        .map_err(|e| anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
+    Ok(Some(learn::Learner {
+        amqp_url: config.amqp_url.clone(),
+        prefix: config.queue_prefix.clone(),
+        rspamd,
+        blobs,
+        max_size: config.spam_max_size,
+        metrics: learn::LearnMetrics::new(registry),
+    }))
+}
+
 fn outbound_pipeline(
     config: &Config,
     metrics: Metrics,

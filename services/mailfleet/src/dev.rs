@@ -384,6 +384,7 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
          \n  POP3             {pop3}   (STLS; USER/PASS, SASL PLAIN)\
          \n  POP3S            {pop3s}   (implicit TLS, self-signed certificate)\
          \n  mailstore gRPC   {grpc}\
+         \n  spam filter      {spam}\
          \n  health/metrics   smtp-gateway :{h1}  delivery-worker :{h2}  mailstore :{h3}  imap-frontend :{h4}  pop3-frontend :{h5}\
          \n                   (http://127.0.0.1:PORT/readyz and /metrics)\
          \n\n  Demo account: {DEMO_ACCOUNT}, password {DEMO_PASSWORD}\
@@ -394,6 +395,7 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
          \n  mailfleet message list {DEMO_ACCOUNT}\
          \n  mailfleet message get {DEMO_ACCOUNT} 1\
          \n\nCtrl-C stops the stack.\n",
+        spam = spam_summary(config),
         imap = config.imap_listen,
         imaps = config.imaps_listen,
         pop3 = config.pop3_listen,
@@ -406,6 +408,24 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
         h5 = http(Service::Pop3Frontend),
         file = file.display(),
     );
+}
+
+/// What `mailfleet dev` says about spam checks: it starts no rspamd, but
+/// uses one when MAILFLEET_SPAM_URL names it.
+fn spam_summary(config: &Config) -> String {
+    if config.spam_url.is_empty() {
+        return "off (MAILFLEET_SPAM_URL names an rspamd to use; see README, Spam filtering)"
+            .into();
+    }
+    let learning = if config.spam_learn_url.is_empty() {
+        "no learning".to_owned()
+    } else {
+        format!("Junk moves teach {}", config.spam_learn_url)
+    };
+    format!(
+        "spam checks by rspamd at {} on the MX listener; {learning}",
+        config.spam_url
+    )
 }
 
 struct Running {

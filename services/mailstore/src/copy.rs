@@ -4,6 +4,9 @@
 //! (quota). Bodies are shared, never copied. A move then expunges the
 //! originals through [`Store::expunge`]: should that step fail, the messages
 //! exist twice rather than never.
+//!
+//! A copy into or out of the `\Junk` mailbox is also a lesson for rspamd
+//! (`crate::learn`), queued after the commit without waiting.
 
 use mailfleet_proto::v1 as pb;
 
@@ -54,6 +57,17 @@ impl Store {
                 .bind(target_id)
                 .fetch_one(&mut *tx)
                 .await?;
+        let uses: Vec<(i64, Option<String>)> =
+            sqlx::query_as("SELECT id, special_use FROM mailboxes WHERE id = ANY($1)")
+                .bind([source_id, target_id])
+                .fetch_all(&mut *tx)
+                .await?;
+        let use_of = |id: i64| {
+            uses.iter()
+                .find(|(m, _)| *m == id)
+                .and_then(|(_, u)| u.as_deref())
+        };
+        let lesson = crate::learn::lesson(use_of(source_id), use_of(target_id));
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(pb::CopyMessagesResponse {
@@ -124,6 +138,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if let Some(spam) = lesson {
+            self.learner
+                .learn(account, spam, rows.iter().map(|r| r.5.clone()));
+        }
         let source_uids: Vec<u32> = rows
             .iter()
             .map(|r| u32::try_from(r.0).unwrap_or(0))

@@ -9,6 +9,9 @@
 //! are locked once each in id order, UIDs are allocated per inbox with one
 //! UPDATE, and the message rows are inserted with one UNNEST INSERT. A hot
 //! mailbox thus costs one transaction per batch.
+//!
+//! Which mailbox of an account a copy goes to is [`target`]'s decision
+//! alone: INBOX, or Junk for mail rspamd marked as spam.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -58,16 +61,37 @@ fn status_name(s: DeliveryStatus) -> &'static str {
     }
 }
 
-/// One planned copy of a message into an inbox.
+/// Where a delivered copy goes in each target account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Inbox,
+    /// The account's `\Junk` mailbox, created (as "Junk") when missing.
+    Junk,
+}
+
+/// The mailbox for `delivery`: Junk when rspamd marked it as spam and
+/// `spam_junk` (MAILFLEET_SPAM_JUNK) allows, INBOX otherwise. The one place
+/// this is decided, so a user's Sieve script (fileinto, keep) can take
+/// precedence here.
+pub fn target(delivery: &Delivery, spam_junk: bool) -> Target {
+    if delivery.spam && spam_junk {
+        Target::Junk
+    } else {
+        Target::Inbox
+    }
+}
+
+/// One planned copy of a message into a mailbox.
 struct Placement {
     item: usize,
     inbox: i64,
     size: i64,
 }
 
-/// An inbox locked for delivery: (mailbox, account, quota_bytes,
-/// used_bytes, quota_messages, messages held).
-type Quotas = (i64, i64, i64, i64, i64, i64);
+/// A mailbox locked for delivery: (mailbox, account, is INBOX, is
+/// special-use \Junk, quota_bytes, used_bytes, quota_messages, messages
+/// held).
+type Quotas = (i64, i64, bool, bool, i64, i64, i64, i64);
 
 impl Store {
     pub async fn deliver(&self, items: Vec<Delivery>) -> Result<Vec<DeliveryResult>> {
@@ -274,26 +298,50 @@ impl Store {
             return Ok(());
         }
 
-        // 2. Lock each target inbox and its account once, in id order.
+        // 2. Lock each target mailbox and its account once, in id order.
         let mut account_ids: Vec<i64> =
             new_items.iter().flat_map(|c| c.2.iter().copied()).collect();
         account_ids.sort_unstable();
         account_ids.dedup();
+        let mut junk_accounts: Vec<i64> = new_items
+            .iter()
+            .filter(|c| target(&items[c.0], self.spam_junk) == Target::Junk)
+            .flat_map(|c| c.2.iter().copied())
+            .collect();
+        junk_accounts.sort_unstable();
+        junk_accounts.dedup();
+        if !junk_accounts.is_empty() {
+            create_missing_junk(&mut tx, &junk_accounts).await?;
+        }
         let locked: Vec<Quotas> = sqlx::query_as(
-            "SELECT m.id, m.account_id, a.quota_bytes, a.used_bytes, a.quota_messages, \
+            "SELECT m.id, m.account_id, m.name = 'INBOX', COALESCE(m.special_use = '\\Junk', false), \
+                    a.quota_bytes, a.used_bytes, a.quota_messages, \
                     (SELECT COALESCE(sum(x.message_count), 0) FROM mailboxes x WHERE x.account_id = a.id)::int8 \
              FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
-             WHERE m.account_id = ANY($1) AND m.name = 'INBOX' ORDER BY m.id FOR UPDATE",
+             WHERE m.account_id = ANY($1) AND (m.name = 'INBOX' \
+                OR (m.account_id = ANY($2) AND (m.special_use = '\\Junk' OR m.name = 'Junk'))) \
+             ORDER BY m.id FOR UPDATE",
         )
         .bind(&account_ids)
+        .bind(&junk_accounts)
         .fetch_all(&mut *tx)
         .await?;
         // account -> (inbox, quota, used so far including this batch,
         // message quota, messages so far including this batch)
-        let mut inbox_of: HashMap<i64, (i64, i64, i64, i64, i64)> = locked
-            .into_iter()
-            .map(|(m, a, q, u, qm, n)| (a, (m, q, u, qm, n)))
-            .collect();
+        let mut inbox_of: HashMap<i64, (i64, i64, i64, i64, i64)> = HashMap::new();
+        // account -> (Junk mailbox, whether it has the special-use)
+        let mut junk_of: HashMap<i64, (i64, bool)> = HashMap::new();
+        for (m, a, inbox, special, q, u, qm, n) in locked {
+            if inbox {
+                inbox_of.insert(a, (m, q, u, qm, n));
+            } else {
+                // The special-use one wins over a plain "Junk".
+                let entry = junk_of.entry(a).or_insert((m, special));
+                if special && !entry.1 {
+                    *entry = (m, special);
+                }
+            }
+        }
 
         // 3. Plan the copies: all targets of an item or none.
         let mut copies: Vec<Placement> = Vec::new();
@@ -332,13 +380,18 @@ impl Store {
                 released.push(d.idempotency_key.as_str());
                 continue;
             }
+            let to = target(d, self.spam_junk);
             for a in accounts {
                 if let Some(entry) = inbox_of.get_mut(a) {
                     entry.2 += size;
                     entry.4 += 1;
+                    let mailbox = match (to, junk_of.get(a)) {
+                        (Target::Junk, Some(&(junk, _))) => junk,
+                        _ => entry.0,
+                    };
                     copies.push(Placement {
                         item: *i,
-                        inbox: entry.0,
+                        inbox: mailbox,
                         size,
                     });
                 }
@@ -451,4 +504,27 @@ impl Store {
         self.events.changed(inbox_ids);
         Ok(())
     }
+}
+
+/// Gives each of `accounts` without a `\Junk` mailbox one named "Junk"
+/// (subscribed), as Dovecot's autocreate does. An account with a plain
+/// mailbox of that name keeps it, and delivery uses it.
+async fn create_missing_junk(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    accounts: &[i64],
+) -> Result<()> {
+    sqlx::query(
+        "WITH boxes AS (INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+            SELECT a, 'Junk', '\\Junk', LEAST(4294967295, GREATEST( \
+                (extract(epoch FROM now())::bigint % 4294967296), \
+                COALESCE((SELECT max(uidvalidity) + 1 FROM mailboxes WHERE account_id = a), 1))) \
+            FROM UNNEST($1::int8[]) AS v(a) \
+            WHERE NOT EXISTS (SELECT 1 FROM mailboxes x WHERE x.account_id = a AND x.special_use = '\\Junk') \
+            ON CONFLICT DO NOTHING RETURNING account_id, name) \
+         INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM boxes ON CONFLICT DO NOTHING",
+    )
+    .bind(accounts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

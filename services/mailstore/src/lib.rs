@@ -26,6 +26,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod flags;
 pub mod grpc;
+pub mod learn;
 pub mod lease;
 pub mod mailbox_cache;
 pub mod mailboxes;
@@ -129,6 +130,19 @@ pub async fn run(
         config.auth_failure_delay,
     );
     metrics.register_lockouts(&mut registry, auth_guard.lockouts.clone());
+    // Lessons for rspamd only when delivery-worker can teach it.
+    let (learner, learn_task) = if config.spam_learn_url.is_empty() {
+        (learn::Learner::disabled(), None)
+    } else {
+        let (learner, task) =
+            learn::Learner::start(&config.amqp_url, &config.queue_prefix, shutdown.clone());
+        registry.register(
+            "mailfleet_mailstore_spam_lessons_dropped",
+            "Spam/ham lessons (Junk moves) dropped: queue full or broker unreachable",
+            learner.dropped.clone(),
+        );
+        (learner, Some(task))
+    };
     let store = Store {
         events,
         pool: pool.clone(),
@@ -144,6 +158,8 @@ pub async fn run(
         mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
         over_quota: Default::default(),
         auth_guard,
+        spam_junk: config.spam_junk,
+        learner,
     };
     let tokens = Tokens {
         service: config.service_token.clone(),
@@ -235,6 +251,9 @@ pub async fn run(
         tracing::warn!("Background tasks did not stop within the shutdown grace period.");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), events_task).await;
+    if let Some(task) = learn_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
     tracing::info!("mailstore stopped.");
     result

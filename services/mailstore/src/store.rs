@@ -45,6 +45,10 @@ pub struct Store {
     pub over_quota: Arc<crate::over_quota::OverQuota>,
     /// The brute-force limits of every login (see `crate::auth_guard`).
     pub auth_guard: crate::auth_guard::AuthGuard,
+    /// Deliver mail rspamd marked as spam into Junk (`crate::deliver::target`).
+    pub spam_junk: bool,
+    /// Spam lessons from Junk moves (see `crate::learn`).
+    pub learner: crate::learn::Learner,
 }
 
 /// The outcome of a login.

@@ -414,6 +414,7 @@ async fn api() {
             blob_size: raw.len() as u64,
             return_path: "sender@remote.test".into(),
             internal_date_ms: 1_700_000_000_000 + i,
+            ..Default::default()
         })
         .collect();
     let res = ms
@@ -911,6 +912,7 @@ async fn message_quota_limits_every_way_in() {
                     blob_size: data.len() as u64,
                     return_path: "s@example.org".into(),
                     internal_date_ms: 0,
+                    ..Default::default()
                 }],
             })
             .await

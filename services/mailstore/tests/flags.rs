@@ -58,6 +58,7 @@ async fn deliver_one(ms: &mut MailStore, config: &Config, key: &str, data: &str)
             blob_size: data.len() as u64,
             return_path: "s@example.org".into(),
             internal_date_ms: 0,
+            ..Default::default()
         }],
     })
     .await
@@ -151,6 +152,7 @@ async fn flags_expunge_and_leases() {
             blob_size: data.len() as u64,
             return_path: "s@example.org".into(),
             internal_date_ms: 0,
+            ..Default::default()
         });
     }
     ms.deliver(pb::DeliverRequest { deliveries }).await.unwrap();

@@ -330,6 +330,7 @@ async fn deliver(config: &Config, body: &[u8], sender: &str, key: &str) {
                 blob_size: blob.size,
                 return_path: sender.into(),
                 internal_date_ms: 0,
+                ..Default::default()
             }],
         })
         .await

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::memory::BodyMemory;
 use crate::metrics::Metrics;
 use crate::role::Role;
+use crate::spam::SpamFilter;
 use crate::verify::Verifier;
 
 /// The settings a session uses, taken from [`Config`].
@@ -66,6 +67,8 @@ pub struct Gateway<B> {
     pub tls: Option<Tls>,
     /// SPF/DKIM/DMARC on the MX role; `None` when disabled.
     pub verifier: Option<Verifier>,
+    /// rspamd on the MX role; `None` when `spam_url` is empty.
+    pub spam: Option<SpamFilter>,
     /// The budget of message bytes held in memory by all sessions.
     pub body_memory: Arc<BodyMemory>,
     /// Cancelled when the shutdown grace period is about to run out: a
@@ -85,12 +88,18 @@ impl<B> Gateway<B> {
             metrics,
             tls: None,
             verifier: None,
+            spam: None,
             drain_expired: CancellationToken::new(),
         }
     }
 
     pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    pub fn with_spam(mut self, spam: Option<SpamFilter>) -> Self {
+        self.spam = spam;
         self
     }
 

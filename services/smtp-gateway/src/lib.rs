@@ -25,6 +25,7 @@ pub mod memory;
 pub mod metrics;
 pub mod role;
 pub mod session;
+pub mod spam;
 pub mod verify;
 
 use std::sync::Arc;
@@ -114,6 +115,14 @@ pub async fn run(
     }
     let verifier = verify::Verifier::from_config(&config)
         .context("cannot set up inbound SPF/DKIM/DMARC verification")?;
+    let spam = spam::SpamFilter::from_config(&config).context("cannot set up the spam check")?;
+    if let Some(spam) = &spam {
+        tracing::info!(
+            rspamd = spam.rspamd.authority(),
+            fail_open = spam.fail_open,
+            "Spam checks by rspamd on the MX listener."
+        );
+    }
     check_broker(&config).await?;
     let mailstore = mailfleet_runtime::grpc::mailstore_client_for(&config).with_context(|| {
         format!(
@@ -163,7 +172,8 @@ pub async fn run(
     let gateway = Arc::new(
         Gateway::new(Settings::from_config(&config), backend, metrics)
             .with_tls(tls)
-            .with_verifier(verifier),
+            .with_verifier(verifier)
+            .with_spam(spam),
     );
     let limits = Limits {
         max_connections: config.max_connections,

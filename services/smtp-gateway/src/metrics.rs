@@ -25,6 +25,24 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// The `result` values of `mailfleet_smtp_spam_check_total`: rspamd's
+/// actions, `unchecked` (rspamd did not answer) and `too_big`.
+pub const SPAM_RESULTS: [&str; 8] = [
+    "no_action",
+    "greylist",
+    "add_header",
+    "rewrite_subject",
+    "soft_reject",
+    "reject",
+    "unchecked",
+    "too_big",
+];
+
 type HistogramFamily = Family<ListenerLabel, Histogram, fn() -> Histogram>;
 
 fn queue_histogram() -> Histogram {
@@ -65,6 +83,10 @@ pub struct Metrics {
     pub body_memory_waiting: Gauge,
     /// Times a session had to wait for the budget.
     pub body_memory_waits: Counter,
+    /// Spam checks (MX role) by result, see [`SPAM_RESULTS`].
+    pub spam_checks: Family<ResultLabel, Counter>,
+    /// Spam checks rspamd did not answer (timeout, outage, bad answer).
+    pub spam_check_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +107,8 @@ impl Default for Metrics {
             body_memory_limit: Gauge::default(),
             body_memory_waiting: Gauge::default(),
             body_memory_waits: Counter::default(),
+            spam_checks: Family::default(),
+            spam_check_errors: Counter::default(),
         }
     }
 }
@@ -99,7 +123,20 @@ impl Metrics {
                 let _ = self.auth.get_or_create(&OutcomeLabel { listener, outcome });
             }
         }
+        for result in SPAM_RESULTS {
+            let _ = self.spam_checks.get_or_create(&ResultLabel { result });
+        }
         let r = registry.sub_registry_with_prefix("mailfleet_smtp");
+        r.register(
+            "spam_check",
+            "Spam checks by rspamd on the MX listener, by result",
+            self.spam_checks.clone(),
+        );
+        r.register(
+            "spam_check_errors",
+            "Spam checks rspamd did not answer (timeout, outage, bad answer)",
+            self.spam_check_errors.clone(),
+        );
         r.register(
             "connections",
             "SMTP connections accepted",
@@ -194,6 +231,13 @@ impl Metrics {
         let _ = self.accepted.get_or_create(&label);
         let _ = self.bytes_received.get_or_create(&label);
         let _ = self.queue_seconds.get_or_create(&label);
+    }
+
+    /// Counts one spam check with `result` (one of [`SPAM_RESULTS`]).
+    pub fn spam_check(&self, result: &'static str) {
+        self.spam_checks
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     pub fn listener(&self, role: crate::role::Role) -> ListenerLabel {

@@ -311,6 +311,21 @@ pub fn dmarc_reject(domain: &str) -> Reply {
         format!("Rejected by the DMARC policy of {domain}"),
     )
 }
+/// rspamd's `reject`, with its message when it gave one.
+pub fn spam_reject(message: Option<&str>) -> Reply {
+    match message {
+        Some(text) => Reply::new(550, "5.7.1", format!("Rejected as spam: {text}")),
+        None => Reply::new(550, "5.7.1", "Rejected as spam"),
+    }
+}
+/// rspamd's `soft reject` and `greylist`, and an unanswered check when
+/// failing closed.
+pub fn spam_try_later(message: Option<&str>) -> Reply {
+    match message {
+        Some(text) => Reply::new(451, "4.7.1", format!("Try again later: {text}")),
+        None => Reply::new(451, "4.7.1", "Try again later"),
+    }
+}
 pub fn relay_denied() -> Reply {
     Reply::new(554, "5.7.1", "Relay access denied")
 }

@@ -125,7 +125,11 @@ pub async fn complete<B: Backend>(
         }
     }
     // The charge for what the writer buffers lasts until its upload ends.
-    let (writer, charge) = match intake.finish(&tx, gw).await {
+    let super::intake::Finished {
+        writer,
+        charge,
+        spam,
+    } = match intake.finish(&tx, gw).await {
         Ok(finished) => finished,
         Err(reply) => return reply,
     };
@@ -138,7 +142,8 @@ pub async fn complete<B: Backend>(
             return reply::temporary_failure();
         }
     };
-    let job = tx.job(&body);
+    let mut job = tx.job(&body);
+    job.spam = spam;
     // One trace per message: a root span whose context travels with the job
     // (AMQP headers) to delivery-worker and from there to mailstore.
     let span = tracing::info_span!(parent: None, "smtp.message", job_id = %job.job_id);

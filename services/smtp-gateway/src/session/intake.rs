@@ -12,10 +12,23 @@
 //! every role, held or streamed, verification on or off (RFC 8601 5): only
 //! the field this server writes may speak for it.
 //!
+//! On the MX role with a spam filter the body is held the same way, up to
+//! `spam_max_size`, so that rspamd sees the whole message before the reply
+//! and its `X-Spam-*` fields go in front of the stored message (a larger
+//! message is stored `X-Spam-Status: unchecked`). When rspamd rewrites the
+//! Subject, the client's Subject fields are left out of the held header
+//! block and the new one goes in front: a bounded edit of bytes already in
+//! memory, never a rewrite of the body.
+//!
 //! Every byte held here or in the body writer is charged to the gateway's
 //! [`BodyMemory`](crate::memory::BodyMemory) before it is taken: when the
 //! budget is spent the session waits (reading nothing more) until others give
 //! some back, and past the data timeout the message fails with a 4xx.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use mailfleet_spam::protocol::{UNCHECKED, subject_ranges};
 
 use super::transaction::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
@@ -23,6 +36,7 @@ use crate::codec::reply::{self, Reply};
 use crate::gateway::Gateway;
 use crate::memory::Charge;
 use crate::role::Role;
+use crate::spam::{self, Decision};
 use crate::verify::{ResultsFilter, Verdict};
 
 /// Largest header block kept for the From: check.
@@ -52,18 +66,40 @@ pub struct Intake<W> {
     /// This message's share of the gateway's body memory budget.
     charge: Charge,
     error: Option<BackendError>,
+    /// rspamd marked the message as spam (for the delivery job).
+    spam: bool,
+}
+
+/// A body ready to be stored: the writer to finish, the memory it still
+/// holds, and the spam verdict for the job.
+pub struct Finished<W> {
+    pub writer: W,
+    pub charge: Charge,
+    pub spam: bool,
 }
 
 impl<W: BodyWriter> Intake<W> {
     /// Opens the body of `tx`.
     pub async fn open<B: Backend<Writer = W>>(tx: &Transaction, gw: &Gateway<B>) -> Self {
         let prefix = tx.received_header(&gw.settings.hostname).into_bytes();
-        let hold = tx.role == Role::Mx && gw.verifier.is_some();
+        let verify = tx.role == Role::Mx && gw.verifier.is_some();
+        let spam_limit = gw
+            .spam
+            .as_ref()
+            .filter(|_| tx.role == Role::Mx)
+            .map(|f| f.max_size);
+        let hold = verify || spam_limit.is_some();
+        let hold_limit = verify
+            .then_some(gw.settings.verify_max_size)
+            .into_iter()
+            .chain(spam_limit)
+            .max()
+            .unwrap_or(0);
         let mut intake = Self {
             writer: gw.backend.body_writer(),
             prefix: Some(prefix),
             held: hold.then(Vec::new),
-            hold_limit: gw.settings.verify_max_size,
+            hold_limit,
             verdict: None,
             head: tx.account.is_some().then(Vec::new),
             head_complete: false,
@@ -72,6 +108,7 @@ impl<W: BodyWriter> Intake<W> {
             filtered: Vec::new(),
             charge: Charge::new(gw.body_memory.clone()),
             error: None,
+            spam: false,
         };
         if !hold {
             intake.write_prefix(None).await;
@@ -129,8 +166,15 @@ impl<W: BodyWriter> Intake<W> {
             // Over the limit: decide on what we have, then stream.
             let held = self.held.take().unwrap_or_default();
             let verdict = verdict(tx, gw, &held, false).await;
-            self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
-                .await;
+            let mut fields = verdict
+                .as_ref()
+                .map(|v| v.header.clone())
+                .unwrap_or_default();
+            if gw.spam.is_some() && tx.role == Role::Mx {
+                gw.metrics.spam_check("too_big");
+                fields.push_str(UNCHECKED);
+            }
+            self.write_prefix(Some(&fields)).await;
             self.verdict = verdict;
             for piece in held.chunks(FLUSH_PIECE) {
                 self.write_client(piece).await;
@@ -182,7 +226,7 @@ impl<W: BodyWriter> Intake<W> {
         mut self,
         tx: &Transaction,
         gw: &Gateway<B>,
-    ) -> Result<(W, Charge), Reply> {
+    ) -> Result<Finished<W>, Reply> {
         if let Some(held) = &self.held {
             // The flush copies the body into the writer (a piece at a time
             // through the filter). A message at its end takes that memory
@@ -195,12 +239,40 @@ impl<W: BodyWriter> Intake<W> {
             }
         }
         if let Some(held) = self.held.take() {
-            let verdict = verdict(tx, gw, &held, true).await;
-            self.write_prefix(verdict.as_ref().map(|v| v.header.as_str()))
-                .await;
+            let held = Bytes::from(held);
+            let (verdict, spam) = tokio::join!(
+                verdict(tx, gw, &held, true),
+                spam_check(tx, gw, held.clone())
+            );
+            let mut fields = verdict
+                .as_ref()
+                .map(|v| v.header.clone())
+                .unwrap_or_default();
+            let mut leave_out = Vec::new();
+            match spam {
+                Some(Decision::Refuse(reply)) => {
+                    self.writer.abort().await;
+                    return Err(reply);
+                }
+                Some(Decision::Accept {
+                    headers,
+                    spam,
+                    new_subject,
+                }) => {
+                    fields.push_str(&headers);
+                    self.spam = spam;
+                    if new_subject {
+                        leave_out = subject_ranges(&held);
+                    }
+                }
+                None => {}
+            }
+            self.write_prefix(Some(&fields)).await;
             self.verdict = verdict;
-            for piece in held.chunks(FLUSH_PIECE) {
-                self.write_client(piece).await;
+            for part in kept_parts(held.len(), &leave_out) {
+                for piece in held.get(part).unwrap_or_default().chunks(FLUSH_PIECE) {
+                    self.write_client(piece).await;
+                }
             }
         }
         let mut rest = std::mem::take(&mut self.filtered);
@@ -226,13 +298,19 @@ impl<W: BodyWriter> Intake<W> {
         }
         // What the writer still holds stays charged until its upload ends.
         self.charge.trim(self.writer.buffered());
-        Ok((self.writer, self.charge))
+        Ok(Finished {
+            writer: self.writer,
+            charge: self.charge,
+            spam: self.spam,
+        })
     }
 
     pub async fn abort(self) {
         self.writer.abort().await;
     }
 
+    /// Writes the trace header, then `fields` (Authentication-Results,
+    /// X-Spam-*), once.
     async fn write_prefix(&mut self, results: Option<&str>) {
         if let Some(prefix) = self.prefix.take() {
             self.write(&prefix).await;
@@ -287,6 +365,54 @@ fn grown_capacity(len: usize, capacity: usize, more: usize, limit: u64) -> usize
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(needed);
     needed.max(capacity.saturating_mul(2).min(limit))
+}
+
+/// The parts of a message of `len` bytes left after taking out the sorted,
+/// disjoint `ranges`.
+fn kept_parts(len: usize, ranges: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut parts = Vec::with_capacity(ranges.len() + 1);
+    let mut start = 0;
+    for range in ranges {
+        if range.start > start {
+            parts.push(start..range.start);
+        }
+        start = start.max(range.end);
+    }
+    if start < len {
+        parts.push(start..len);
+    }
+    parts
+}
+
+/// rspamd's verdict on a held, complete message (MX role with a spam
+/// filter), as a reply or the fields to prepend.
+async fn spam_check<B: Backend>(
+    tx: &Transaction,
+    gw: &Gateway<B>,
+    message: Bytes,
+) -> Option<Decision> {
+    let filter = gw.spam.as_ref().filter(|_| tx.role == Role::Mx)?;
+    let outcome = if message.len() as u64 > filter.max_size {
+        gw.metrics.spam_check("too_big");
+        spam::Outcome::TooBig
+    } else {
+        let envelope = mailfleet_spam::Envelope {
+            from: &tx.envelope.return_path,
+            recipients: tx
+                .envelope
+                .recipients
+                .iter()
+                .map(|r| r.address.as_str())
+                .collect(),
+            client_ip: tx.client_ip.to_string(),
+            helo: &tx.client.helo,
+            user: tx.account.as_deref(),
+            queue_id: &tx.job_id,
+            hostname: &gw.settings.hostname,
+        };
+        spam::check(filter, &envelope, message, &gw.metrics).await
+    };
+    Some(spam::decide(&outcome, filter.fail_open))
 }
 
 async fn verdict<B: Backend>(

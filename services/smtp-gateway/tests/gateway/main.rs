@@ -8,6 +8,7 @@
 //!   a file blob store, and `run()` itself (start-up errors, readiness,
 //!   metrics, shutdown).
 //! - `mailstore`: the MX path with the real mailstore as well.
+//! - `spam`: the MX spam check against a real rspamd.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,6 +18,7 @@ mod fuzz;
 mod mailstore;
 mod security;
 mod session;
+mod spam;
 mod submission;
 mod support;
 mod timeouts;
