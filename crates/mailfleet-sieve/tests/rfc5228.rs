@@ -313,3 +313,9 @@ fn script_reports_required_extensions_and_capabilities_list_them() {
     }
     assert!(!supported_extensions().contains(&"regex"));
 }
+
+#[test]
+fn script_is_shareable_between_deliveries() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<mailfleet_sieve::Script>();
+}
