@@ -113,6 +113,15 @@ fn ctx(message: &[u8]) -> Context<'_> {
     }
 }
 
+/// Valid scripts that mutation starts from: near-valid input reaches the checker and the
+/// interpreter, where random bytes stop at the lexer.
+const SEEDS: &[&str] = &[
+    "require [\"fileinto\", \"variables\", \"imap4flags\"];\nif header :matches \"Subject\" \"[*] *\" { setflag \"\\\\Seen\"; fileinto :flags \"${1}\" \"INBOX.${1}\"; stop; }\nkeep;",
+    "require [\"vacation\", \"envelope\", \"subaddress\", \"relational\", \"comparator-i;ascii-numeric\"];\nif anyof (envelope :detail \"to\" \"tag\", address :count \"ge\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"2\") { vacation :days 3 :subject \"Away\" \"I'm out\"; }",
+    "require [\"body\", \"date\", \"index\", \"copy\", \"reject\", \"encoded-character\", \"relational\"];\nif allof (body :text :contains \"hello\", date :value \"ge\" :index 1 :zone \"-0500\" \"received\" \"hour\" \"03\") { redirect :copy \"a@example.net\"; } elsif currentdate :is \"weekday\" \"1\" { reject text:\nNo${hex:21}\n.\n; } else { discard; }",
+    "require \"variables\";\nset :upperfirst :quotewildcard \"a\" \"${a}*?\";\nif string :matches \"${a}\" \"*\\\\**\" { redirect \"x@y.test\"; }",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -131,6 +140,29 @@ proptest! {
     }
 
     #[test]
+    fn mutated_scripts_never_panic(
+        seed in 0..SEEDS.len(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+    ) {
+        let mut src = SEEDS[seed].as_bytes().to_vec();
+        for (at, byte, op) in edits {
+            let i = at.index(src.len() + 1);
+            match op {
+                0 => src.insert(i, byte),
+                1 if i < src.len() => { src.remove(i); }
+                _ if i < src.len() => src[i] = byte,
+                _ => {}
+            }
+        }
+        let limits = Limits::default();
+        if let Ok(s) = compile(&src, &limits) {
+            let m = message();
+            let o = execute(&s, &ctx(&m), &limits);
+            prop_assert!(!o.actions.is_empty());
+        }
+    }
+
+    #[test]
     fn generated_valid_scripts_compile_and_run(body in prop::collection::vec(block(), 1..4)) {
         let src = format!("{HEADER}{}", body.join("\n"));
         let limits = Limits::default();
@@ -142,4 +174,22 @@ proptest! {
             prop_assert!(!o.actions.is_empty());
         }
     }
+}
+
+#[test]
+fn mutation_and_fuzz_seeds_are_valid() {
+    for s in SEEDS {
+        let r = compile(s.as_bytes(), &Limits::default());
+        assert!(r.is_ok(), "{:?}\n{s}", r.err());
+    }
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sieve_script");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("the fuzz seeds") {
+        let path = entry.unwrap().path();
+        let r = compile(&std::fs::read(&path).unwrap(), &Limits::default());
+        assert!(r.is_ok(), "{}: {:?}", path.display(), r.err());
+        n += 1;
+    }
+    assert!(n >= 4, "fuzz seeds missing");
 }
