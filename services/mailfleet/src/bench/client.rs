@@ -147,54 +147,61 @@ impl Client {
         Ok(offers)
     }
 
-    /// One transaction; `message` is the complete message, CRLF line ends,
-    /// already dot-stuffed. Returns the code that decided its fate: the DATA
-    /// end reply, or the first refusal.
-    pub async fn send(&mut self, from: &str, to: &str, message: &[u8]) -> Result<u16, ClientError> {
+    /// One transaction to every address of `to`; `message` is the complete
+    /// message, CRLF line ends, already dot-stuffed. Returns the code that
+    /// decided its fate: the first refusal of MAIL or of any RCPT, else the
+    /// DATA end reply.
+    pub async fn send(
+        &mut self,
+        from: &str,
+        to: &[String],
+        message: &[u8],
+    ) -> Result<u16, ClientError> {
         let mail = format!("MAIL FROM:<{from}>\r\n");
-        let rcpt = format!("RCPT TO:<{to}>\r\n");
-        let (mail, rcpt, data) = if self.pipelining {
+        let mut codes = Vec::with_capacity(to.len() + 2);
+        if self.pipelining {
             self.writer.write_all(mail.as_bytes()).await?;
-            self.writer.write_all(rcpt.as_bytes()).await?;
+            for rcpt in to {
+                self.writer
+                    .write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+                    .await?;
+            }
             self.command("DATA\r\n").await?;
-            (
-                self.reply().await?.code,
-                self.reply().await?.code,
-                self.reply().await?.code,
-            )
+            for _ in 0..to.len() + 2 {
+                codes.push(self.reply().await?.code);
+            }
         } else {
             self.command(&mail).await?;
             let mail = self.reply().await?.code;
             if mail != 250 {
                 return self.reset(mail).await;
             }
-            self.command(&rcpt).await?;
-            let rcpt = self.reply().await?.code;
-            if !matches!(rcpt, 250 | 251) {
-                return self.reset(rcpt).await;
+            codes.push(mail);
+            for rcpt in to {
+                self.command(&format!("RCPT TO:<{rcpt}>\r\n")).await?;
+                let code = self.reply().await?.code;
+                if !matches!(code, 250 | 251) {
+                    return self.reset(code).await;
+                }
+                codes.push(code);
             }
             self.command("DATA\r\n").await?;
-            (mail, rcpt, self.reply().await?.code)
+            codes.push(self.reply().await?.code);
+        }
+        let (data, envelope) = match codes.split_last() {
+            Some((data, envelope)) => (*data, envelope),
+            None => return Err(ClientError::Malformed("no reply to DATA".into())),
         };
+        let first_refusal = envelope.iter().copied().find(|c| !matches!(c, 250 | 251));
         if data == 354 {
             self.writer.write_all(message).await?;
             self.command(".\r\n").await?;
             let end = self.reply().await?.code;
-            // A 354 after a refused MAIL or RCPT would be a server bug; the
-            // refusal still decides.
-            return Ok(if mail != 250 {
-                mail
-            } else if !matches!(rcpt, 250 | 251) {
-                rcpt
-            } else {
-                end
-            });
+            // A 354 after a refused MAIL or RCPT would be a server bug (or a
+            // partly refused fan-out); the refusal still decides.
+            return Ok(first_refusal.unwrap_or(end));
         }
-        let first_refusal = [mail, rcpt, data]
-            .into_iter()
-            .find(|c| !matches!(c, 250 | 251))
-            .unwrap_or(data);
-        self.reset(first_refusal).await
+        self.reset(first_refusal.unwrap_or(data)).await
     }
 
     async fn reset(&mut self, code: u16) -> Result<u16, ClientError> {
@@ -239,6 +246,97 @@ impl Client {
             if last {
                 return Ok(Reply { code, lines });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A scripted SMTP server: refuses RCPT for addresses starting with
+    /// "nobody", records the envelope of each message it takes.
+    async fn server(pipelining: bool) -> (String, tokio::sync::mpsc::Receiver<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = BufReader::new(s);
+            s.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+            let mut envelope = Vec::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if s.read_line(&mut line).await.unwrap() == 0 {
+                    return;
+                }
+                let cmd = line.trim_end().to_owned();
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    if pipelining {
+                        b"250-hi\r\n250 PIPELINING\r\n"
+                    } else {
+                        b"250 hi\r\n"
+                    }
+                } else if cmd.starts_with("RCPT TO:<nobody") {
+                    b"550 5.1.1 no such user\r\n"
+                } else if cmd.starts_with("MAIL") || cmd.starts_with("RCPT") {
+                    envelope.push(cmd);
+                    b"250 ok\r\n"
+                } else if cmd == "DATA" {
+                    s.get_mut().write_all(b"354 go\r\n").await.unwrap();
+                    loop {
+                        line.clear();
+                        s.read_line(&mut line).await.unwrap();
+                        if line == ".\r\n" {
+                            break;
+                        }
+                    }
+                    tx.send(std::mem::take(&mut envelope)).await.unwrap();
+                    b"250 queued\r\n"
+                } else if cmd == "RSET" {
+                    envelope.clear();
+                    b"250 ok\r\n"
+                } else {
+                    b"221 bye\r\n"
+                };
+                s.get_mut().write_all(reply).await.unwrap();
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_is_one_transaction_with_every_recipient() {
+        for pipelining in [true, false] {
+            let (addr, mut seen) = server(pipelining).await;
+            let mut c = Client::connect(&addr, "t", false).await.unwrap();
+            let to: Vec<String> = (1..=3).map(|i| format!("b{i}@x.test")).collect();
+            assert_eq!(c.send("s@y.test", &to, b"a\r\n").await.unwrap(), 250);
+            assert_eq!(
+                seen.recv().await.unwrap(),
+                [
+                    "MAIL FROM:<s@y.test>",
+                    "RCPT TO:<b1@x.test>",
+                    "RCPT TO:<b2@x.test>",
+                    "RCPT TO:<b3@x.test>"
+                ]
+            );
+            // One refused recipient decides the message's fate, whatever
+            // the server did with the others.
+            let partly = vec!["b1@x.test".to_owned(), "nobody@x.test".to_owned()];
+            assert_eq!(c.send("s@y.test", &partly, b"a\r\n").await.unwrap(), 550);
+            // The session is still in step: the next transaction is whole.
+            assert_eq!(c.send("s@y.test", &to[..1], b"a\r\n").await.unwrap(), 250);
+            let one = ["MAIL FROM:<s@y.test>", "RCPT TO:<b1@x.test>"];
+            if pipelining {
+                // The server took the partly refused message for b1 (354
+                // came before the client knew of the refusal).
+                assert_eq!(seen.recv().await.unwrap(), one);
+            }
+            assert_eq!(seen.recv().await.unwrap(), one);
+            c.quit().await;
         }
     }
 }

@@ -66,11 +66,15 @@ pub struct SmtpArgs {
     #[arg(long, default_value_t = 4096)]
     pub size: usize,
     /// Send to bench1..benchN@DOMAIN (created when an admin token is at hand) [default: 100].
-    #[arg(long, conflicts_with = "to")]
+    #[arg(long, conflicts_with_all = ["to", "fanout"])]
     pub accounts: Option<u32>,
     /// Send every message to this one address instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fanout")]
     pub to: Option<String>,
+    /// Send every message to all of bench1..benchN@DOMAIN in one transaction
+    /// (N RCPTs): the cost of fan-out, per message.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fanout: Option<u32>,
     /// Domain of the bench accounts.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
@@ -92,6 +96,23 @@ pub struct SmtpArgs {
     /// Skip the end-to-end measurement.
     #[arg(long)]
     pub no_e2e: bool,
+    /// The recipients exist on the target already: nothing is created and
+    /// mailstore is not asked anything (end to end only with --visible-cmd).
+    /// For loading another SMTP server (Postfix, say) with the same run.
+    #[arg(long)]
+    pub no_provision: bool,
+    /// A shell command (run with `sh -c`) that prints how many copies have
+    /// been delivered, e.g. `ls DIR/*/Maildir/new | wc -l`: end to end is
+    /// measured with it instead of mailstore, taking messages to become
+    /// visible in the order they were accepted.
+    #[arg(long, value_name = "COMMAND")]
+    pub visible_cmd: Option<String>,
+    /// Processes whose CPU time is reported per message, by name (comm,
+    /// `mailfleet serve NAME`, or program); `NAME:TEXT` also wants TEXT in
+    /// the command line, e.g. `postgres:mydb` for one database's backends
+    /// [default: smtp-gateway,delivery-worker,mailstore,postgres,beam.smp].
+    #[arg(long)]
+    pub server_procs: Option<String>,
     /// Upgrade every connection with STARTTLS (the certificate is not checked).
     #[arg(long)]
     pub starttls: bool,
@@ -109,6 +130,18 @@ pub async fn smtp(args: SmtpArgs) -> ExitCode {
         Ok(code) => code,
         Err(e) => crate::exit::fail(&e),
     }
+}
+
+/// The processes whose CPU is reported, against mailfleet (RabbitMQ's
+/// Erlang VM is `beam.smp`).
+const MAILFLEET_PROCS: &str = "smtp-gateway,delivery-worker,mailstore,postgres,beam.smp";
+
+/// How "visible" is learnt.
+enum Visibility {
+    /// The recipients' mailboxes in mailstore, with their UIDNEXT at the start.
+    Mailstore(mailfleet_runtime::grpc::MailStore, Vec<u32>),
+    /// A count command and what it printed at the start.
+    Count(String, u64),
 }
 
 /// What one sending connection saw.
@@ -134,18 +167,28 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
             "--rate must be a positive number of messages per second"
         ));
     }
-    let recipients: Vec<String> = match &args.to {
-        Some(to) => vec![to.clone()],
-        None => (1..=args.accounts.unwrap_or(100).max(1))
+    let recipients: Vec<String> = match (&args.to, args.fanout) {
+        (Some(to), _) => vec![to.clone()],
+        (None, Some(n)) => (1..=n)
+            .map(|i| format!("bench{i}@{}", args.domain))
+            .collect(),
+        (None, None) => (1..=args.accounts.unwrap_or(100).max(1))
             .map(|i| format!("bench{i}@{}", args.domain))
             .collect(),
     };
     let run_id = hex::encode(rand::random::<[u8; 4]>());
 
-    // End to end needs mailstore; everything else works without it.
+    // End to end needs mailstore or a count command; the rest works without.
     let mut e2e = None;
     if args.no_e2e {
         eprintln!("End-to-end measurement skipped (--no-e2e).");
+    } else if let Some(cmd) = &args.visible_cmd {
+        let baseline = e2e::count(cmd)
+            .await
+            .context("--visible-cmd does not give a count")?;
+        e2e = Some(Visibility::Count(cmd.clone(), baseline));
+    } else if args.no_provision {
+        eprintln!("End-to-end latency not measured: --no-provision without --visible-cmd.");
     } else {
         match Target::resolve(&Connection {
             endpoint: args.mailstore.clone(),
@@ -160,7 +203,7 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|s| target.explain(&s))
                     .context("cannot read the recipients' mailboxes")?;
-                e2e = Some((store, uids));
+                e2e = Some(Visibility::Mailstore(store, uids));
             }
             Err(e) => eprintln!("End-to-end latency not measured: {e:#}."),
         }
@@ -173,10 +216,15 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
         .quit()
         .await;
 
-    let ledger = Ledger::new(args.messages, recipients.len());
+    let ledger = Ledger::new(args.messages, recipients.len(), args.fanout.is_some());
     let done = CancellationToken::new();
-    let poller = e2e.map(|(store, uids)| {
-        tokio::spawn(e2e::poll(
+    let visible_in = match &e2e {
+        Some(Visibility::Mailstore(..)) => "in mailstore",
+        Some(Visibility::Count(..)) => "by --visible-cmd",
+        None => "",
+    };
+    let poller = e2e.map(|v| match v {
+        Visibility::Mailstore(store, uids) => tokio::spawn(e2e::poll(
             store,
             recipients.clone(),
             uids,
@@ -184,18 +232,31 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
             ledger.clone(),
             done.clone(),
             args.e2e_timeout,
-        ))
+        )),
+        Visibility::Count(cmd, baseline) => tokio::spawn(e2e::poll_count(
+            cmd,
+            baseline,
+            ledger.clone(),
+            done.clone(),
+            args.e2e_timeout,
+        )),
     });
 
     eprintln!(
-        "Sending {} messages of {} octets over {} connections to {} ({} recipient{})...",
+        "Sending {} messages of {} octets over {} connections to {} ({} recipient{}{})...",
         args.messages,
         args.size,
         args.connections,
         args.target,
         recipients.len(),
-        if recipients.len() == 1 { "" } else { "s" }
+        if recipients.len() == 1 { "" } else { "s" },
+        if args.fanout.is_some() {
+            ", all of them in every message"
+        } else {
+            ""
+        }
     );
+    let procs = cpu::parse_list(args.server_procs.as_deref().unwrap_or(MAILFLEET_PROCS));
     let next = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let recipients = Arc::new(recipients);
@@ -205,6 +266,7 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
     for p in rss::service_processes() {
         peaks_reset &= rss::reset_peak(p.pid);
     }
+    let cpu_before = cpu::snapshot(&procs);
     let start = Instant::now();
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
@@ -228,6 +290,9 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(p.await.context("the end-to-end poller failed")?),
         None => None,
     };
+    // Over sending and delivery: until the last message was visible (or
+    // the end-to-end wait gave up), or the last 250 without end to end.
+    let cpu_after = cpu::snapshot(&procs);
 
     let tally = tally.lock().await;
     report(
@@ -236,9 +301,15 @@ async fn run(args: SmtpArgs) -> anyhow::Result<ExitCode> {
         sending,
         start,
         &ledger,
-        poll.as_ref(),
+        poll.as_ref().map(|p| (p, visible_in)),
         peaks_reset,
     );
+    let used = cpu::used(&cpu_before, &cpu_after, cpu::TICKS_PER_SECOND);
+    let unit = match args.fanout {
+        Some(n) if n > 1 => format!("message ({n} recipients)"),
+        _ => "message".to_owned(),
+    };
+    cpu::print_per_operation(&used, &procs, tally.accepted, &unit);
     Ok(if tally.accepted == 0 {
         ExitCode::FAILURE
     } else {
@@ -353,8 +424,14 @@ async fn sender(
                 }
             }
         };
-        let to = &recipients[ledger.account_of(seq)];
-        let body = message::message(&run_id, seq, &args.from, to, args.size);
+        let to = if args.fanout.is_some() {
+            &recipients[..]
+        } else {
+            let i = ledger.account_of(seq);
+            recipients.get(i..=i).unwrap_or_default()
+        };
+        let first = to.first().map_or("", String::as_str);
+        let body = message::message(&run_id, seq, &args.from, first, args.size);
         match c.send(&args.from, to, &body).await {
             Ok(code) => {
                 failures_in_a_row = 0;
@@ -396,7 +473,7 @@ fn report(
     sending: Duration,
     start: Instant,
     ledger: &Ledger,
-    poll: Option<&e2e::PollResult>,
+    poll: Option<(&e2e::PollResult, &str)>,
     peaks_reset: bool,
 ) {
     let secs = sending.as_secs_f64().max(1e-9);
@@ -415,7 +492,7 @@ fn report(
         .collect();
     println!("  replies: {}", codes.join(", "));
 
-    if let Some(poll) = poll {
+    if let Some((poll, visible_in)) = poll {
         let slots = ledger.slots.lock().map(|s| s.clone()).unwrap_or_default();
         let mut latencies: Vec<Duration> = slots
             .iter()
@@ -425,7 +502,7 @@ fn report(
         let last_visible = slots.iter().filter_map(|s| s.visible).max();
         let visible = latencies.len();
         println!(
-            "  end to end (250 -> visible in mailstore): {visible} of {} accepted messages visible",
+            "  end to end (250 -> visible {visible_in}): {visible} of {} accepted messages visible",
             tally.accepted
         );
         if let Some(last) = last_visible.filter(|_| visible > 0) {
@@ -451,7 +528,7 @@ fn report(
         }
         if poll.errors > 0 {
             println!(
-                "    {} mailstore calls failed (last: {})",
+                "    {} visibility checks failed (last: {})",
                 poll.errors,
                 poll.last_error.as_deref().unwrap_or("?")
             );

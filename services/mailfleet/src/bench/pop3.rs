@@ -771,7 +771,7 @@ async fn seed(target: &Target, smtp: &str, account: &str, sizes: &[usize]) -> an
     for (i, &size) in sizes.iter().enumerate().skip(have) {
         let m = message(account, i, size);
         let code = client
-            .send("bench-sender@example.org", account, &m)
+            .send("bench-sender@example.org", &[account.to_owned()], &m)
             .await
             .map_err(|e| anyhow!("seeding {account} over SMTP failed: {e}"))?;
         if code != 250 {
