@@ -15,8 +15,21 @@
 use mailfleet_proto::v1::{ExpungeResponse, UidSet};
 
 use crate::error::{Result, StoreError};
-use crate::flags::{DELETED, SEEN, uid_ranges};
+use crate::flags::{SEEN, uid_ranges};
 use crate::store::Store;
+
+/// The rows an expunge may remove: live ones, and with `only_deleted`
+/// those flagged \Deleted, spelled as the `messages_deleted` index's
+/// predicate (migration 0010) so that the planner reads that index, not
+/// every row the mailbox ever had. A literal, not a parameter: a
+/// parameter's value cannot prove a partial index's predicate.
+fn live_filter(only_deleted: bool) -> &'static str {
+    if only_deleted {
+        "m.expunged_modseq IS NULL AND '\\Deleted' = ANY (m.flags)"
+    } else {
+        "m.expunged_modseq IS NULL"
+    }
+}
 
 impl Store {
     pub async fn expunge(
@@ -37,20 +50,19 @@ impl Store {
         let max_uid = Self::star_uid(&mut tx, mailbox_id, uids).await?;
         let (lo, hi) = uid_ranges(uids, max_uid)?;
         let new_modseq = highest + 1;
-        let gone: Vec<(i64, i64, bool)> = sqlx::query_as(
+        let gone: Vec<(i64, i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE messages m SET expunged_modseq = $4, modseq = $4 \
              FROM UNNEST($2::int8[], $3::int8[]) AS r(lo, hi) \
              WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi \
-               AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($2::int8[]) v) AND (SELECT max(v) FROM UNNEST($3::int8[]) v) AND m.expunged_modseq IS NULL \
-               AND (NOT $5 OR $6 = ANY(m.flags)) \
-             RETURNING m.uid, m.size, $7 = ANY(m.flags)",
-        )
+               AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($2::int8[]) v) AND (SELECT max(v) FROM UNNEST($3::int8[]) v) \
+               AND {} \
+             RETURNING m.uid, m.size, $5 = ANY(m.flags)",
+            live_filter(only_deleted)
+        )))
         .bind(mailbox_id)
         .bind(&lo)
         .bind(&hi)
         .bind(new_modseq)
-        .bind(only_deleted)
-        .bind(DELETED)
         .bind(SEEN)
         .fetch_all(&mut *tx)
         .await?;
@@ -120,17 +132,17 @@ impl Store {
         // `1:*` covers every UID.
         let (lo, hi) = uid_ranges(uids, i64::from(u32::MAX))?;
         let addr = crate::store::parse_address(account)?;
-        let row: Option<(i64, i64, Option<Vec<i64>>)> = sqlx::query_as(
+        let row: Option<(i64, i64, Option<Vec<i64>>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH mb AS (SELECT b.id, b.highestmodseq + 1 AS new \
                    FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
                    WHERE a.address = $1 AND b.name = $2 FOR UPDATE OF b), \
                gone AS (UPDATE messages m SET expunged_modseq = mb.new, modseq = mb.new \
                    FROM mb, UNNEST((SELECT $3::int8[]), (SELECT $4::int8[])) AS r(lo, hi) \
-                   WHERE m.mailbox_id = mb.id AND m.uid BETWEEN r.lo AND r.hi \
+                   WHERE m.mailbox_id = (SELECT id FROM mb) AND m.uid BETWEEN r.lo AND r.hi \
                      AND m.uid BETWEEN (SELECT min(v) FROM UNNEST($3::int8[]) v) \
                                    AND (SELECT max(v) FROM UNNEST($4::int8[]) v) \
-                     AND m.expunged_modseq IS NULL AND (NOT $5 OR $6 = ANY(m.flags)) \
-                   RETURNING m.uid, m.size, $7 = ANY(m.flags) AS seen), \
+                     AND {} \
+                   RETURNING m.uid, m.size, $5 = ANY(m.flags) AS seen), \
                t AS (SELECT count(*) AS n, COALESCE(sum(size), 0)::int8 AS bytes, \
                    count(*) FILTER (WHERE NOT seen) AS unseen, array_agg(uid ORDER BY uid) AS uids \
                    FROM gone), \
@@ -141,13 +153,12 @@ impl Store {
                acc AS (UPDATE accounts a SET used_bytes = GREATEST(a.used_bytes - t.bytes, 0) \
                    FROM box, t WHERE a.id = box.account_id RETURNING 1) \
              SELECT mb.id, CASE WHEN t.n > 0 THEN mb.new ELSE mb.new - 1 END, t.uids FROM mb, t",
-        )
+            live_filter(only_deleted)
+        )))
         .bind(addr.full())
         .bind(crate::mailboxes::canonical_name(mailbox))
         .bind(&lo)
         .bind(&hi)
-        .bind(only_deleted)
-        .bind(DELETED)
         .bind(SEEN)
         .fetch_optional(&self.pool)
         .await?;
