@@ -434,6 +434,7 @@ mod tests {
                         idempotency_key: d.idempotency_key,
                         status: status as i32,
                         detail: String::new(),
+                        outbound: Vec::new(),
                     }
                 })
                 .collect())

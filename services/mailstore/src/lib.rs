@@ -152,6 +152,7 @@ pub async fn run(
         mailbox_cache: mailbox_cache::MailboxCache::new(config.mailbox_cache_size),
         over_quota: Default::default(),
         auth_guard,
+        sieve_cache: Default::default(),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

@@ -45,6 +45,8 @@ pub struct Store {
     pub over_quota: Arc<crate::append::OverQuota>,
     /// The brute-force limits of every login (see `crate::auth_guard`).
     pub auth_guard: crate::auth_guard::AuthGuard,
+    /// Compiled active Sieve scripts (see `crate::sieve::run`).
+    pub sieve_cache: Arc<crate::sieve::run::ScriptCache>,
 }
 
 /// The outcome of a login.

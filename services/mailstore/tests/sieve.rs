@@ -253,3 +253,313 @@ async fn the_quota_bounds_scripts_and_bytes_per_account() {
     assert_eq!(listing(&mut c, USER).await.len(), 2);
     stop(running).await;
 }
+
+/// Delivers `raw` from `from` to USER with this idempotency key.
+async fn deliver(
+    ms: &mut MailStore,
+    config: &Config,
+    key: &str,
+    from: &str,
+    raw: &[u8],
+) -> pb::DeliveryResult {
+    let blob = put_blob(config, raw).await;
+    let mut res = ms
+        .deliver(pb::DeliverRequest {
+            deliveries: vec![pb::Delivery {
+                idempotency_key: key.into(),
+                recipient: USER.into(),
+                blob_id: blob,
+                blob_size: raw.len() as u64,
+                return_path: from.into(),
+                internal_date_ms: 0,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    res.pop().unwrap()
+}
+
+/// (subject, flags) of each message in `mailbox`, in UID order.
+async fn messages(ms: &mut MailStore, mailbox: &str) -> Vec<(String, Vec<String>)> {
+    ms.list_messages(pb::ListMessagesRequest {
+        account: USER.into(),
+        mailbox: mailbox.into(),
+        uid_from: 1,
+        limit: 0,
+    })
+    .await
+    .map(|r| {
+        r.into_inner()
+            .messages
+            .into_iter()
+            .map(|m| (m.subject, m.flags))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn activate_script(c: &mut Sieve, name: &str, script: &str) {
+    put(c, USER, name, script).await.unwrap();
+    activate(c, USER, name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_script_files_flags_discards_and_rejects_at_delivery() {
+    let db = Database(unique_db_name("sieve_deliver"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let cfg = config(&db.0, blob_dir.path());
+    let running = start(cfg.clone()).await;
+    add_account(&running, USER, 0, 0).await;
+    let mut c = sieve(&running, SERVICE_TOKEN);
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    activate_script(
+        &mut c,
+        "rules",
+        "require [\"fileinto\", \"imap4flags\", \"mailbox\", \"reject\"];\r\n\
+         if header :contains \"subject\" \"report\" {\r\n\
+           addflag \"\\\\Flagged\";\r\n\
+           fileinto :create \"Reports\";\r\n\
+         } elsif header :contains \"subject\" \"spam\" {\r\n\
+           discard;\r\n\
+         } elsif header :contains \"subject\" \"go away\" {\r\n\
+           reject \"not here\";\r\n\
+         } elsif header :contains \"subject\" \"nowhere\" {\r\n\
+           fileinto \"Missing\";\r\n\
+         } else {\r\n\
+           keep :flags \"$Seen-By-Sieve\";\r\n\
+         }\r\n",
+    )
+    .await;
+    let msg =
+        |s: &str| format!("From: x@remote.test\r\nTo: {USER}\r\nSubject: {s}\r\n\r\nbody {s}\r\n");
+
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "j1",
+        "x@remote.test",
+        msg("weekly report").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), pb::DeliveryStatus::DeliveryStored);
+    assert_eq!(
+        messages(&mut ms, "Reports").await,
+        vec![("weekly report".to_owned(), vec!["\\Flagged".to_owned()])]
+    );
+    assert!(messages(&mut ms, "INBOX").await.is_empty());
+
+    deliver(
+        &mut ms,
+        &cfg,
+        "j2",
+        "x@remote.test",
+        msg("hello").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        messages(&mut ms, "INBOX").await,
+        vec![("hello".to_owned(), vec!["$Seen-By-Sieve".to_owned()])]
+    );
+
+    // discard: stored nowhere, and that is a success.
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "j3",
+        "x@remote.test",
+        msg("spam offer").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), pb::DeliveryStatus::DeliveryStored);
+    // reject: nothing stored, the worker bounces with the reason.
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "j4",
+        "x@remote.test",
+        msg("go away").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), pb::DeliveryStatus::DeliveryRejected);
+    assert_eq!(r.detail, "not here");
+    // fileinto a mailbox that does not exist, without :create: INBOX.
+    deliver(
+        &mut ms,
+        &cfg,
+        "j5",
+        "x@remote.test",
+        msg("nowhere").as_bytes(),
+    )
+    .await;
+    let inbox: Vec<String> = messages(&mut ms, "INBOX")
+        .await
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(inbox, vec!["hello", "nowhere"]);
+    assert_eq!(messages(&mut ms, "Reports").await.len(), 1);
+
+    // Without an active script, everything goes to INBOX again; a changed
+    // script is seen at the next delivery.
+    activate(&mut c, USER, "").await.unwrap();
+    deliver(
+        &mut ms,
+        &cfg,
+        "j6",
+        "x@remote.test",
+        msg("report two").as_bytes(),
+    )
+    .await;
+    assert_eq!(messages(&mut ms, "INBOX").await.len(), 3);
+    activate_script(
+        &mut c,
+        "rules",
+        "require \"fileinto\";\r\nfileinto \"Reports\";\r\n",
+    )
+    .await;
+    deliver(
+        &mut ms,
+        &cfg,
+        "j7",
+        "x@remote.test",
+        msg("anything").as_bytes(),
+    )
+    .await;
+    assert_eq!(messages(&mut ms, "Reports").await.len(), 2);
+
+    let metrics = http_get(running.http, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("mailfleet_store_sieve_runs_total 6"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mailfleet_store_sieve_actions_total{kind=\"discard\"} 1"));
+    assert!(metrics.contains("mailfleet_store_sieve_actions_total{kind=\"fileinto\"} 3"));
+    stop(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacation_replies_once_per_sender_and_period_and_redirects_go_out() {
+    let db = Database(unique_db_name("sieve_vacation"));
+    let blob_dir = tempfile::tempdir().unwrap();
+    let cfg = config(&db.0, blob_dir.path());
+    let running = start(cfg.clone()).await;
+    add_account(&running, USER, 0, 0).await;
+    let mut c = sieve(&running, SERVICE_TOKEN);
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    activate_script(
+        &mut c,
+        "away",
+        "require [\"vacation\", \"copy\"];\r\n\
+         redirect :copy \"archive@elsewhere.test\";\r\n\
+         vacation :days 7 :subject \"Away\" \"I am away.\";\r\n",
+    )
+    .await;
+    let msg = |from: &str, extra: &str| {
+        format!(
+            "From: {from}\r\nTo: {USER}\r\nSubject: hi\r\nMessage-ID: <m-{from}@x>\r\n{extra}\r\nbody\r\n"
+        )
+    };
+    let kinds = |r: &pb::DeliveryResult| -> Vec<(String, String)> {
+        r.outbound
+            .iter()
+            .map(|o| (o.kind.clone(), o.to.clone()))
+            .collect()
+    };
+
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "v1",
+        "bob@remote.test",
+        msg("bob@remote.test", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), pb::DeliveryStatus::DeliveryStored);
+    assert_eq!(
+        kinds(&r),
+        vec![
+            ("redirect".into(), "archive@elsewhere.test".into()),
+            ("vacation".into(), "bob@remote.test".into())
+        ]
+    );
+    let v = &r.outbound[1];
+    assert_eq!(
+        (v.subject.as_str(), v.reason.as_str()),
+        ("Away", "I am away.")
+    );
+    assert_eq!(v.from, USER);
+    assert_eq!(v.in_reply_to, "<m-bob@remote.test@x>");
+    // The copy was kept (implicit keep).
+    assert_eq!(messages(&mut ms, "INBOX").await.len(), 1);
+
+    // The same delivery again (a redelivered job): DUPLICATE, with the same
+    // outbound, so a worker that died before publishing still publishes.
+    let again = deliver(
+        &mut ms,
+        &cfg,
+        "v1",
+        "bob@remote.test",
+        msg("bob@remote.test", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(again.status(), pb::DeliveryStatus::DeliveryDuplicate);
+    assert_eq!(kinds(&again), kinds(&r));
+
+    // A second message from bob within the period: no second reply.
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "v2",
+        "bob@remote.test",
+        msg("bob@remote.test", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        kinds(&r),
+        vec![("redirect".into(), "archive@elsewhere.test".into())]
+    );
+    // Another sender gets one.
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "v3",
+        "carol@remote.test",
+        msg("carol@remote.test", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(kinds(&r).len(), 2);
+    // A list message never gets one.
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "v4",
+        "list-bounces@lists.test",
+        msg("dave@remote.test", "List-Id: <talk.lists.test>\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        kinds(&r),
+        vec![("redirect".into(), "archive@elsewhere.test".into())]
+    );
+
+    // Once the period is over, bob gets a reply again.
+    let mut conn = sqlx::PgConnection::connect(&cfg.database_url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sieve_vacation_sent SET sent_at = now() - interval '8 days'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let r = deliver(
+        &mut ms,
+        &cfg,
+        "v5",
+        "bob@remote.test",
+        msg("bob@remote.test", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(kinds(&r).len(), 2);
+    stop(running).await;
+}
