@@ -4,9 +4,11 @@
 //! handles groups, comments, quoted local parts and encoded words, which a small parser of our
 //! own would get wrong, and it is the parser the rest of mailfleet uses.
 
+use std::cell::OnceCell;
+
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// Most header fields a message may have before the rest are ignored.
 const MAX_FIELDS: usize = 10_000;
@@ -16,6 +18,8 @@ pub(crate) struct Msg<'a> {
     /// (name, raw value after the colon, folds included, final line break excluded)
     fields: Vec<(&'a [u8], &'a [u8])>,
     body_start: usize,
+    /// The MIME parse, made on the first `body :text` / `:content` test and kept for the others.
+    mime: OnceCell<Option<Message<'a>>>,
 }
 
 impl<'a> Msg<'a> {
@@ -56,6 +60,7 @@ impl<'a> Msg<'a> {
             raw,
             fields,
             body_start,
+            mime: OnceCell::new(),
         }
     }
 
@@ -88,7 +93,11 @@ impl<'a> Msg<'a> {
     /// The decoded body parts `:text` / `:content` look at, each cut to fit `budget` in total.
     pub(crate) fn body_parts(&self, content: Option<&[String]>, budget: usize) -> Vec<String> {
         let mut out = Vec::new();
-        let Some(m) = MessageParser::default().parse(self.raw) else {
+        let raw = self.raw;
+        let Some(m) = self
+            .mime
+            .get_or_init(|| MessageParser::default().parse(raw))
+        else {
             return out;
         };
         let mut left = budget;

@@ -313,3 +313,22 @@ fn script_reports_required_extensions_and_capabilities_list_them() {
     }
     assert!(!supported_extensions().contains(&"regex"));
 }
+
+#[test]
+fn script_is_shareable_between_deliveries() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<mailfleet_sieve::Script>();
+}
+
+#[test]
+fn quoted_string_escapes_and_size_quantifiers() {
+    // RFC 5228 2.4.2: \\ and \" are escapes; a backslash before anything else is dropped.
+    let s = r#"require "fileinto"; fileinto "a\\b\"c\d";"#;
+    assert_eq!(actions(s, &msg(&[], "")), vec![fileinto("a\\b\"cd")]);
+    let big = msg(&[], &"x".repeat(1100));
+    assert_eq!(
+        actions("if size :over 1K { discard; }", &big),
+        vec![Action::Discard]
+    );
+    assert_eq!(actions("if size :over 2k { discard; }", &big), vec![keep()]);
+}
