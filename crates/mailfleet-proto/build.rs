@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "admin.proto",
         "queue.proto",
         "outbound.proto",
+        "sieve.proto",
     ]
     .map(|f| root.join("mailfleet/v1").join(f));
     for f in &files {

@@ -576,3 +576,121 @@ fn relay_survives_a_worker_crash() {
     let duplicates = counts.values().filter(|n| **n > 1).count();
     eprintln!("relay crash test: {N} messages, {duplicates} duplicated (accepted before the kill)");
 }
+
+/// Sends `message` to port 25's listener (the MX role) from `from`.
+fn send_mx(port: u16, from: &str, to: &str, message: &str) {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import smtplib, sys\n\
+             s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)\n\
+             assert not s.sendmail(sys.argv[2], [sys.argv[3]], sys.stdin.buffer.read())\n\
+             s.quit()\n",
+        )
+        .args([port.to_string(), from.to_owned(), to.to_owned()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sending failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Sieve script put with `mailfleet sieve put --activate` redirects a copy
+/// out through the relay and answers with one vacation reply per sender.
+#[test]
+fn sieve_redirects_and_vacation_replies_leave_through_the_relay() {
+    let peer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_port = peer_listener.local_addr().unwrap().port();
+    let peer = Peer::start(peer_listener);
+    let env = [
+        (
+            "MAILFLEET_RELAY_ROUTES".to_owned(),
+            format!("remote.test=127.0.0.1:{peer_port}"),
+        ),
+        (
+            "MAILFLEET_SMTP_VERIFY_INBOUND".to_owned(),
+            "false".to_owned(),
+        ),
+    ];
+    let env_ref = env_refs(&env);
+    let stack = Stack::start(Blobs::Local, &[ALICE], &env_ref);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("rules.sieve");
+    std::fs::write(
+        &script,
+        "require [\"vacation\", \"copy\"];\r\n\
+         redirect :copy \"fwd@remote.test\";\r\n\
+         vacation :days 1 :subject \"Away\" \"I am away.\";\r\n",
+    )
+    .unwrap();
+    stack.cli_ok(&[
+        "sieve",
+        "put",
+        ALICE,
+        "rules",
+        &script.display().to_string(),
+        "--activate",
+    ]);
+    let listed = String::from_utf8(stack.cli_ok(&["sieve", "list", ALICE])).unwrap();
+    assert_eq!(listed, "rules ACTIVE\n");
+
+    let message = |n: u32| {
+        format!(
+            "From: Bob <bob@remote.test>\r\nTo: {ALICE}\r\nSubject: hello {n}\r\n\
+             Message-ID: <sieve-{n}@remote.test>\r\n\r\nHi {n}.\r\n"
+        )
+    };
+    send_mx(stack.smtp_port, "bob@remote.test", ALICE, &message(1));
+    let copy = wait_for("the redirected copy", Duration::from_secs(30), || {
+        peer.copies_for("fwd@remote.test").pop()
+    });
+    assert!(String::from_utf8_lossy(&copy.data).contains("Subject: hello 1"));
+    let reply = wait_for("the vacation reply", Duration::from_secs(30), || {
+        peer.copies_for("bob@remote.test").pop()
+    });
+    let text = String::from_utf8_lossy(&reply.data).into_owned();
+    for h in [
+        "Auto-Submitted: auto-replied",
+        "In-Reply-To: <sieve-1@remote.test>",
+        "Subject: Away",
+        "I am away.",
+    ] {
+        assert!(text.contains(h), "{h} missing from {text}");
+    }
+    // The message itself was kept.
+    assert_eq!(stack.messages(ALICE).len(), 1);
+
+    // A second message from bob: redirected again, but no second reply.
+    // The worker publishes all of a delivery's Sieve jobs together, so once
+    // the second redirect arrived its log shows every job that delivery made.
+    send_mx(stack.smtp_port, "bob@remote.test", ALICE, &message(2));
+    wait_for(
+        "the second redirected copy",
+        Duration::from_secs(30),
+        || (peer.copies_for("fwd@remote.test").len() == 2).then_some(()),
+    );
+    let log = stack.log(Svc::DeliveryWorker);
+    let sent = |kind: &str| {
+        log.lines()
+            .filter(|l| l.contains("Sieve message sent.") && l.contains(&format!("kind={kind}")))
+            .count()
+    };
+    assert_eq!((sent("redirect"), sent("vacation")), (2, 1), "{log}");
+    assert_eq!(peer.copies_for("bob@remote.test").len(), 1);
+    let metrics = stack.http_get(Svc::Mailstore, "/metrics");
+    assert!(
+        metrics.contains("mailfleet_store_sieve_runs_total 2"),
+        "{metrics}"
+    );
+}

@@ -284,6 +284,14 @@ settings! {
     pop3_listen: SocketAddr = "0.0.0.0:110";
     /// POP3 listener with implicit TLS.
     pop3s_listen: SocketAddr = "0.0.0.0:995";
+    /// ManageSieve listener (RFC 5804; STARTTLS), served by imap-frontend.
+    sieve_listen: SocketAddr = "0.0.0.0:4190";
+    /// Most Sieve scripts one account may store.
+    sieve_max_scripts: u32 = "20";
+    /// Most bytes of Sieve scripts one account may store, all scripts together.
+    sieve_max_bytes: u64 = "1048576";
+    /// Largest single Sieve script in bytes (at most 1 MiB).
+    sieve_max_script_size: usize = "65536";
     /// TLS certificate chain (PEM) for every protocol listener; empty disables TLS.
     tls_cert: String = "";
     /// TLS private key (PEM).

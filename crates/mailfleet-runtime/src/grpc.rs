@@ -19,6 +19,7 @@ use crate::Config;
 
 use mailfleet_proto::v1::admin_client::AdminClient;
 use mailfleet_proto::v1::mail_store_client::MailStoreClient;
+use mailfleet_proto::v1::sieve_scripts_client::SieveScriptsClient;
 
 /// Adds the bearer token to every outgoing call.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ impl Interceptor for BearerToken {
 pub type AuthedChannel = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
 pub type MailStore = MailStoreClient<AuthedChannel>;
 pub type Admin = AdminClient<AuthedChannel>;
+pub type Sieve = SieveScriptsClient<AuthedChannel>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
@@ -204,6 +206,12 @@ pub fn mailstore_client_with(
     tls: &GrpcTls,
 ) -> Result<MailStore, GrpcError> {
     Ok(mailstore_over(channel_with(url, tls)?, token))
+}
+
+/// A SieveScripts client over `channel` that presents `token` (the service
+/// token for ManageSieve, the admin token for the CLI).
+pub fn sieve_over(channel: Channel, token: &str) -> Sieve {
+    SieveScriptsClient::with_interceptor(channel, BearerToken::new(token))
 }
 
 /// Checks the bearer token of an incoming call against the accepted tokens,

@@ -36,7 +36,7 @@ pub(crate) fn run(
     prog: &Program,
     ctx: &Context,
     limits: &Limits,
-) -> Result<Vec<Action>, RuntimeError> {
+) -> Result<(Vec<Action>, bool), RuntimeError> {
     let mut r = Run {
         ctx,
         limits,
@@ -388,7 +388,8 @@ impl Run<'_> {
         }))
     }
 
-    fn finish(mut self) -> Result<Vec<Action>, RuntimeError> {
+    /// The final actions, and whether the keep among them is the implicit one.
+    fn finish(mut self) -> Result<(Vec<Action>, bool), RuntimeError> {
         let rejected = self
             .actions
             .iter()
@@ -425,7 +426,7 @@ impl Run<'_> {
         if self.discarded && !delivers {
             self.actions.push(Action::Discard);
         }
-        Ok(self.actions)
+        Ok((self.actions, self.implicit_keep))
     }
 
     fn test(&mut self, t: &Test) -> Result<bool, RuntimeError> {

@@ -240,18 +240,24 @@ pub struct Outcome {
     /// The final actions, implicit keep applied (RFC 5228 2.10.2). After a runtime error this
     /// is exactly `[Action::Keep { flags: vec![] }]`.
     pub actions: Vec<Action>,
+    /// The `Keep` in `actions` is the implicit one (no action of the script
+    /// cancelled it, or a runtime error): the caller may file such a copy
+    /// by its own rule (spam into Junk), which an explicit `keep` overrides.
+    pub implicit_keep: bool,
     pub error: Option<RuntimeError>,
 }
 
 /// Runs a script against one message.
 pub fn execute(script: &Script, ctx: &Context, limits: &Limits) -> Outcome {
     match interp::run(&script.inner, ctx, limits) {
-        Ok(actions) => Outcome {
+        Ok((actions, implicit_keep)) => Outcome {
             actions,
+            implicit_keep,
             error: None,
         },
         Err(e) => Outcome {
             actions: vec![Action::Keep { flags: Vec::new() }],
+            implicit_keep: true,
             error: Some(e),
         },
     }

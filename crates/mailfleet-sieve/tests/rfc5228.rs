@@ -332,3 +332,29 @@ fn quoted_string_escapes_and_size_quantifiers() {
     );
     assert_eq!(actions("if size :over 2k { discard; }", &big), vec![keep()]);
 }
+
+/// The caller files an implicit keep by its own rules (spam into Junk); a
+/// `keep` the script wrote, or any action that cancels implicit keep, is the
+/// script's decision and says so.
+#[test]
+fn the_outcome_says_whether_its_keep_is_the_implicit_one() {
+    let m = msg(&["Subject: x"], "body");
+    let run = Run::default();
+    assert!(run.on("", &m).implicit_keep);
+    assert!(run.on("if false { keep; }", &m).implicit_keep);
+    assert!(!run.on("keep;", &m).implicit_keep);
+    assert!(!run.on("discard;", &m).implicit_keep);
+    let filed = run.on(r#"require "fileinto"; fileinto "x";"#, &m);
+    assert!(!filed.implicit_keep);
+    assert_eq!(filed.actions, vec![fileinto("x")]);
+    // A runtime error falls back to the implicit keep.
+    let tight = Run {
+        limits: Limits {
+            max_steps: 1,
+            ..Limits::default()
+        },
+        ..Run::default()
+    };
+    let failed = tight.on("if true { if true { keep; } }", &m);
+    assert!(failed.error.is_some() && failed.implicit_keep, "{failed:?}");
+}

@@ -66,6 +66,7 @@ items:
     ports:
       - { name: imap, port: 143, containerPort: 1143, setting: IMAP_LISTEN, tls: false }
       - { name: imaps, port: 993, containerPort: 1993, setting: IMAPS_LISTEN, tls: true }
+      - { name: sieve, port: 4190, containerPort: 4190, setting: SIEVE_LISTEN, tls: false }
   - key: pop3Frontend
     name: pop3-frontend
     needs: [s3]

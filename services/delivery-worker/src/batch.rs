@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use mailfleet_proto::v1::{Delivery, DeliveryJob, DeliveryResult, JobRecipient};
+use mailfleet_proto::v1::{Delivery, DeliveryJob, DeliveryResult, JobRecipient, SieveOutbound};
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::http::HealthFlag;
 use tonic::{Code, Status};
@@ -46,6 +46,8 @@ pub struct Handoff {
     /// One per delivery, with the outcome of local delivery.
     pub recipients: Vec<JobRecipient>,
     pub outcomes: Vec<Outcome>,
+    /// What the recipients' Sieve scripts send, to publish before the ack.
+    pub sieve: Vec<crate::sieve::Outbound>,
 }
 
 /// The idempotency key of one recipient's copy of one job.
@@ -142,7 +144,11 @@ impl<S: Store> BatchContext<S> {
         }
 
         let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
-        if !self.deliver_all(&jobs, &items, &mut outcomes).await {
+        let mut sieve: HashMap<String, Vec<SieveOutbound>> = HashMap::new();
+        if !self
+            .deliver_all(&jobs, &items, &mut outcomes, &mut sieve)
+            .await
+        {
             return abandon(&jobs);
         }
         self.refine_unknown(&items, &mut outcomes).await;
@@ -161,7 +167,21 @@ impl<S: Store> BatchContext<S> {
         }
         let mut report = BatchReport::default();
         for (job, outcomes) in jobs.into_iter().zip(per_job) {
-            if self.finisher.is_some() && needs_finishing(&job.job, &outcomes) {
+            let job_sieve: Vec<crate::sieve::Outbound> = job
+                .deliveries
+                .iter()
+                .filter_map(|d| {
+                    sieve
+                        .remove(&d.idempotency_key)
+                        .map(|items| crate::sieve::Outbound {
+                            key: d.idempotency_key.clone(),
+                            items,
+                        })
+                })
+                .collect();
+            if self.finisher.is_some()
+                && (needs_finishing(&job.job, &outcomes) || !job_sieve.is_empty())
+            {
                 let recipients = job
                     .deliveries
                     .iter()
@@ -182,6 +202,7 @@ impl<S: Store> BatchContext<S> {
                     job: job.job,
                     recipients,
                     outcomes,
+                    sieve: job_sieve,
                 });
                 continue;
             }
@@ -200,6 +221,7 @@ impl<S: Store> BatchContext<S> {
         jobs: &[PendingJob],
         items: &[(usize, &Delivery)],
         outcomes: &mut [Option<Outcome>],
+        sieve: &mut HashMap<String, Vec<SieveOutbound>>,
     ) -> bool {
         // Slicing below stays in bounds: start < end <= items.len() and
         // start <= at < stop <= end, and outcomes has items.len() slots.
@@ -212,7 +234,7 @@ impl<S: Store> BatchContext<S> {
                 .call(chunk.iter().map(|(_, d)| (*d).clone()).collect())
                 .await
             {
-                Call::Answered(results) => assign(&mut outcomes[start..end], chunk, results),
+                Call::Answered(results) => assign(&mut outcomes[start..end], chunk, results, sieve),
                 Call::Abandoned => return false,
                 Call::Refused(status) => {
                     // Find the job the refusal belongs to: one call per job.
@@ -233,7 +255,7 @@ impl<S: Store> BatchContext<S> {
                         };
                         match single {
                             Call::Answered(results) => {
-                                assign(&mut outcomes[at..stop], part, results)
+                                assign(&mut outcomes[at..stop], part, results, sieve)
                             }
                             Call::Abandoned => return false,
                             Call::Refused(status) => {
@@ -363,10 +385,16 @@ fn assign(
     slots: &mut [Option<Outcome>],
     items: &[(usize, &Delivery)],
     results: Vec<DeliveryResult>,
+    sieve: &mut HashMap<String, Vec<SieveOutbound>>,
 ) {
     let mut by_key: HashMap<String, DeliveryResult> = results
         .into_iter()
-        .map(|r| (r.idempotency_key.clone(), r))
+        .map(|mut r| {
+            if !r.outbound.is_empty() {
+                sieve.insert(r.idempotency_key.clone(), std::mem::take(&mut r.outbound));
+            }
+            (r.idempotency_key.clone(), r)
+        })
         .collect();
     for (slot, (_, delivery)) in slots.iter_mut().zip(items) {
         *slot = Some(match by_key.remove(&delivery.idempotency_key) {
@@ -435,6 +463,7 @@ mod tests {
                         idempotency_key: d.idempotency_key,
                         status: status as i32,
                         detail: String::new(),
+                        outbound: Vec::new(),
                     }
                 })
                 .collect())

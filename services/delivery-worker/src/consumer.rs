@@ -424,8 +424,12 @@ impl<S: Store> Session<S> {
                 job,
                 recipients,
                 outcomes,
+                sieve,
             } = handoff;
-            (tag, finisher.finish(&job, recipients, outcomes).await)
+            (
+                tag,
+                finisher.finish(&job, recipients, outcomes, sieve).await,
+            )
         }));
     }
 

@@ -155,7 +155,11 @@ impl Finisher {
         job: &DeliveryJob,
         recipients: Vec<JobRecipient>,
         mut outcomes: Vec<Outcome>,
+        sieve: Vec<crate::sieve::Outbound>,
     ) -> Finished {
+        if self.send_sieve(job, &sieve).await == Finished::Abandoned {
+            return Finished::Abandoned;
+        }
         self.metrics
             .attempts
             .get_or_create(&OutcomeLabels {
@@ -409,6 +413,56 @@ impl Finisher {
             .get_or_create(&OutcomeLabels { outcome: action })
             .inc();
         info!(job_id = %job.job_id, dsn_job = %dsn_job.job_id, to = %job.return_path, recipients = reports.len(), action, "DSN sent.");
+        Finished::Done
+    }
+
+    /// Publishes what the recipients' Sieve scripts send (redirects,
+    /// vacation replies) as jobs of their own, before the original is acked.
+    async fn send_sieve(&self, job: &DeliveryJob, sieve: &[crate::sieve::Outbound]) -> Finished {
+        for outbound in sieve {
+            for (n, o) in outbound.items.iter().enumerate() {
+                let id = crate::sieve::job_id(&outbound.key, n);
+                let (blob_id, blob_size) = if o.kind == "vacation" {
+                    let message = match crate::sieve::vacation_message(
+                        o,
+                        &format!("{id}@{}", self.hostname),
+                    ) {
+                        Ok(m) => m,
+                        Err(error) => {
+                            warn!(job_id = %job.job_id, %error, "Cannot build a vacation reply; not sent.");
+                            continue;
+                        }
+                    };
+                    let stored = self
+                        .persist_value("store the vacation reply", || async {
+                            let mut writer = self.blobs.writer();
+                            writer.write(&message).await.map_err(|e| e.to_string())?;
+                            writer.finish().await.map_err(|e| e.to_string())
+                        })
+                        .await;
+                    let Some(blob) = stored else {
+                        return Finished::Abandoned;
+                    };
+                    (blob.id, blob.size)
+                } else {
+                    (job.blob_id.clone(), job.blob_size)
+                };
+                let out =
+                    crate::sieve::job(job, o, id, blob_id, blob_size, now_ms(), &self.hostname);
+                let published = self
+                    .persist("publish a Sieve job", || async {
+                        self.publisher
+                            .publish_job(&out, PUBLISH_DEADLINE)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                    .await;
+                if !published {
+                    return Finished::Abandoned;
+                }
+                info!(job_id = %job.job_id, sieve_job = %out.job_id, kind = %o.kind, to = %o.to, "Sieve message sent.");
+            }
+        }
         Finished::Done
     }
 

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod relay;
 pub mod retry;
+pub mod sieve;
 pub mod store;
 
 use std::sync::Arc;

@@ -57,6 +57,12 @@ impl Outcome {
                 detail: detail.to_owned(),
             },
             Ok(DeliveryStatus::DeliveryTemporaryFailure) => Outcome::temp(detail),
+            // The recipient's Sieve script said reject: the message was
+            // accepted already, so the refusal is a bounce (RFC 5429 2.1).
+            Ok(DeliveryStatus::DeliveryRejected) => Outcome::PermFail {
+                reason: "sieve_reject",
+                detail: format!("5.7.1 rejected by the recipient's filter: {detail}"),
+            },
             // Over quota is temporary in RFC 3463 (4.2.2): the owner may make room.
             Ok(DeliveryStatus::DeliveryOverQuota) => Outcome::temp(format!("over quota: {detail}")),
             Ok(DeliveryStatus::Unspecified) | Err(_) => {
@@ -147,6 +153,10 @@ mod tests {
         assert!(matches!(
             Outcome::from_status(99, ""),
             Outcome::TempFail { .. }
+        ));
+        assert!(matches!(
+            Outcome::from_status(DeliveryStatus::DeliveryRejected as i32, "not here"),
+            Outcome::PermFail { reason: "sieve_reject", detail } if detail.contains("5.7.1") && detail.contains("not here")
         ));
     }
 

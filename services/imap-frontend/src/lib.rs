@@ -5,7 +5,8 @@
 //! and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`; \Recent and
 //! IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to mailstore in
 //! `append`, literal8 included; BINARY in `binary`; SEARCHRES in
-//! `searchres`).
+//! `searchres`). ManageSieve (RFC 5804) has its own listener here too
+//! (`managesieve`).
 //!
 //! Main items: [`Listeners`] and [`run`]. Every command is parsed by
 //! [`proto`] (one typed [`Command`] from the exact bytes the client sent;
@@ -29,6 +30,7 @@ mod errors;
 mod events;
 mod ext;
 mod fetch;
+pub mod managesieve;
 mod metrics;
 pub mod proto;
 mod rev2;
@@ -70,6 +72,8 @@ pub struct Listeners {
     pub imap: TcpListener,
     /// Port 993: implicit TLS; needs `tls_cert`/`tls_key`.
     pub imaps: Option<TcpListener>,
+    /// Port 4190: ManageSieve, STARTTLS when TLS is configured.
+    pub sieve: Option<TcpListener>,
     pub http: TcpListener,
 }
 
@@ -86,6 +90,7 @@ impl Listeners {
         Ok(Self {
             imap,
             imaps,
+            sieve: Some(listener::bind(config.sieve_listen, "ManageSieve").await?),
             http: listener::bind(config.http_listen, "HTTP").await?,
         })
     }
@@ -167,6 +172,17 @@ pub async fn run(
     if let Some(tls) = &tls {
         metrics.register_tls(&mut registry, tls.expiry_gauge());
     }
+    let sieve_channel = mailfleet_runtime::grpc::channel_for(&config)
+        .context("cannot set up gRPC to mailstore for ManageSieve")?;
+    let sieve_shared = Arc::new(managesieve::Shared::new(
+        client.clone(),
+        mailfleet_runtime::grpc::sieve_over(sieve_channel, config.service_token.expose()),
+        tls.clone(),
+        config.allow_plaintext_auth,
+        config.sieve_max_script_size,
+        config.imap_timeout,
+        &mut registry,
+    ));
     let health = Health::new();
     let tracker = TaskTracker::new();
     tracker.spawn(mailfleet_runtime::readiness::watch_mailstore(
@@ -224,27 +240,46 @@ pub async fn run(
         shutdown.clone(),
         tracker.clone(),
     );
-    match listeners.imaps {
-        Some(imaps) => {
-            if let Ok(addr) = imaps.local_addr() {
-                tracing::info!(%addr, "IMAPS listening.");
-            }
-            let secure = listener::serve_with(
-                imaps,
-                Arc::new(Imap {
-                    shared,
-                    implicit_tls: true,
-                }),
-                limits,
-                proxy.clone(),
-                "imaps",
-                shutdown.clone(),
-                tracker.clone(),
-            );
-            tokio::join!(plain, secure);
+    let sieve = async {
+        let Some(sieve) = listeners.sieve else { return };
+        if let Ok(addr) = sieve.local_addr() {
+            tracing::info!(%addr, "ManageSieve listening.");
         }
-        None => plain.await,
-    }
+        listener::serve_with(
+            sieve,
+            Arc::new(managesieve::ManageSieve(sieve_shared)),
+            limits,
+            proxy.clone(),
+            "managesieve",
+            shutdown.clone(),
+            tracker.clone(),
+        )
+        .await
+    };
+    let imap = async {
+        match listeners.imaps {
+            Some(imaps) => {
+                if let Ok(addr) = imaps.local_addr() {
+                    tracing::info!(%addr, "IMAPS listening.");
+                }
+                let secure = listener::serve_with(
+                    imaps,
+                    Arc::new(Imap {
+                        shared,
+                        implicit_tls: true,
+                    }),
+                    limits,
+                    proxy.clone(),
+                    "imaps",
+                    shutdown.clone(),
+                    tracker.clone(),
+                );
+                tokio::join!(plain, secure);
+            }
+            None => plain.await,
+        }
+    };
+    tokio::join!(imap, sieve);
 
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())

@@ -72,6 +72,13 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Manage an account's Sieve scripts (mail filters, vacation replies).
+    Sieve {
+        #[command(subcommand)]
+        command: crate::sieve::SieveCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Exit 0 when a service's health endpoint answers 200 (container
     /// health checks: the image has no shell and no curl).
     Health {
@@ -132,6 +139,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             command,
             connection,
         } => crate::queue::queue(&connection, command).await,
+        Command::Sieve {
+            command,
+            connection,
+        } => crate::sieve::sieve(&connection, command).await,
         Command::Bench {
             command: BenchCommand::Smtp(args),
         } => crate::bench::smtp(args).await,
@@ -209,6 +220,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn sieve_commands_take_an_address_and_a_script_name() {
+        match parse(&["sieve", "put", "a@b.test", "rules", "-", "--activate"])
+            .unwrap()
+            .command
+        {
+            Command::Sieve {
+                command:
+                    crate::sieve::SieveCommand::Put {
+                        address,
+                        name,
+                        file,
+                        activate,
+                    },
+                ..
+            } => {
+                assert_eq!((address.as_str(), name.as_str()), ("a@b.test", "rules"));
+                assert_eq!(file.as_os_str(), "-");
+                assert!(activate);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["sieve", "activate", "a@b.test"]).is_err());
+        assert!(parse(&["sieve", "list", "a@b.test"]).is_ok());
     }
 
     #[test]

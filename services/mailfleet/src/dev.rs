@@ -52,6 +52,7 @@ pub struct Ports {
     pub imaps: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    pub sieve: u16,
     pub grpc: u16,
     // Served from the issues that bring them (with TLS for the last three):
     // submission 2587, submissions 2465, IMAPS 1993, POP3S 1995. Add them here,
@@ -74,6 +75,7 @@ impl Ports {
             imaps: p(1993)?,
             pop3: p(1110)?,
             pop3s: p(1995)?,
+            sieve: p(14190)?,
             grpc: p(50051)?,
             http: [
                 (Service::Mailstore, p(9103)?),
@@ -137,6 +139,10 @@ pub fn defaults(
         (
             "MAILFLEET_POP3S_LISTEN",
             format!("127.0.0.1:{}", ports.pop3s),
+        ),
+        (
+            "MAILFLEET_SIEVE_LISTEN",
+            format!("127.0.0.1:{}", ports.sieve),
         ),
     ]
     .into_iter()
@@ -383,6 +389,7 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
          \n  IMAPS            {imaps}   (implicit TLS, self-signed certificate)\
          \n  POP3             {pop3}   (STLS; USER/PASS, SASL PLAIN)\
          \n  POP3S            {pop3s}   (implicit TLS, self-signed certificate)\
+         \n  ManageSieve      {sieve}  (STARTTLS; AUTHENTICATE PLAIN)\
          \n  mailstore gRPC   {grpc}\
          \n  spam filter      {spam}\
          \n  health/metrics   smtp-gateway :{h1}  delivery-worker :{h2}  mailstore :{h3}  imap-frontend :{h4}  pop3-frontend :{h5}\
@@ -400,6 +407,7 @@ fn print_summary(config: &Config, ports: &Ports, file: &std::path::Path) {
         imaps = config.imaps_listen,
         pop3 = config.pop3_listen,
         pop3s = config.pop3s_listen,
+        sieve = config.sieve_listen,
         grpc = config.mailstore_url,
         h1 = http(Service::SmtpGateway),
         h2 = http(Service::DeliveryWorker),

@@ -5,6 +5,7 @@
 //! - `mailfleet domain|account|alias|message …` administer through the mailstore
 //!   gRPC API ([`admin`]), finding endpoint and token from flags, environment or
 //!   the file `mailfleet dev` leaves behind ([`devfile`]);
+//! - `mailfleet sieve …` manages users' Sieve scripts ([`sieve`]);
 //! - `mailfleet bench smtp …` is the load generator ([`bench`]).
 //!
 //! The subcommand list and dispatch are in [`cli`]; each command module owns
@@ -22,6 +23,7 @@ mod exit;
 mod probe;
 pub mod queue;
 pub mod serve;
+pub mod sieve;
 pub mod target;
 
 use std::process::ExitCode;

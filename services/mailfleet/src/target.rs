@@ -95,6 +95,12 @@ impl Target {
             .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))
     }
 
+    pub fn sieve(&self) -> anyhow::Result<grpc::Sieve> {
+        let channel = grpc::channel_with(&self.endpoint, &grpc_tls()?)
+            .with_context(|| format!("invalid mailstore endpoint {:?}", self.endpoint))?;
+        Ok(grpc::sieve_over(channel, &self.token))
+    }
+
     /// Turns a failed call into one sentence.
     pub fn explain(&self, status: &Status) -> anyhow::Error {
         let detail = status.message().trim_end_matches('.');

@@ -17,6 +17,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A per-account limit would be exceeded (Sieve script count or bytes).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The caller went away before the answer (see `detach::caller_gone`).
@@ -64,6 +67,7 @@ impl From<StoreError> for Status {
             StoreError::NotFound(m) => Status::not_found(m),
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::QuotaExceeded(m) => Status::resource_exhausted(m),
             StoreError::Cancelled => Status::cancelled("the caller went away"),
             StoreError::Blob(e) if e.is_not_found() => {
                 tracing::error!(error = %e, "A stored message has no body in object storage.");

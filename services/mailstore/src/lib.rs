@@ -4,7 +4,8 @@
 //! [`run`] applies the embedded migrations, then serves `mailfleet.v1.MailStore`
 //! (authentication, recipient resolution, batched idempotent delivery,
 //! listings and body streaming), `mailfleet.v1.Admin` (domains, accounts,
-//! aliases) and the gRPC health service on the gRPC listener, and
+//! aliases), `mailfleet.v1.SieveScripts` (stored Sieve scripts) and the
+//! gRPC health service on the gRPC listener, and
 //! `/healthz`, `/readyz`, `/metrics` on the HTTP listener. Message metadata
 //! comes from `mailfleet-mime`, bodies from `mailfleet-blob`. The process
 //! keeps no state of its own: any number of replicas can run.
@@ -39,6 +40,7 @@ pub mod queue_index;
 pub mod seal;
 pub mod search;
 mod search_text;
+pub mod sieve;
 pub mod sort;
 pub mod store;
 mod subject;
@@ -112,6 +114,17 @@ pub async fn run(
         .await
         .context("password hasher set-up panicked")?
         .map_err(|e| anyhow::anyhow!("invalid MAILFLEET_ARGON2_* settings: {e}"))?;
+    let sieve_quota = sieve::SieveQuota {
+        max_scripts: config.sieve_max_scripts,
+        max_bytes: config.sieve_max_bytes,
+        max_script_size: config.sieve_max_script_size,
+    };
+    if sieve_quota.max_script_size > sieve::scripts::MAX_SCRIPT_BYTES {
+        anyhow::bail!(
+            "MAILFLEET_SIEVE_MAX_SCRIPT_SIZE is at most {} octets",
+            sieve::scripts::MAX_SCRIPT_BYTES
+        );
+    }
     let pool = db::connect(&config.database_url, config.database_max_connections).await?;
 
     let mut registry = Registry::default();
@@ -160,6 +173,7 @@ pub async fn run(
         auth_guard,
         spam_junk: config.spam_junk,
         learner,
+        sieve_cache: Default::default(),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),
@@ -202,6 +216,14 @@ pub async fn run(
             store: store.clone(),
             tokens: tokens.clone(),
         });
+    let sieve = mailfleet_proto::v1::sieve_scripts_server::SieveScriptsServer::new(
+        sieve::grpc::SieveService {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            quota: sieve_quota,
+        },
+    )
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let admin = AdminServer::new(AdminService { store, tokens })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
@@ -235,6 +257,7 @@ pub async fn run(
         .add_service(mail_store)
         .add_service(admin)
         .add_service(outbound)
+        .add_service(sieve)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     let grace = config.shutdown_grace;

@@ -26,6 +26,17 @@ pub struct Metrics {
     pub search_reads: Counter,
     /// SEARCH calls stopped because the caller went away.
     pub search_cancelled: Counter,
+    /// Sieve scripts run at delivery (one per copy of an account with an active script).
+    pub sieve_runs: Counter,
+    /// Sieve actions by kind (keep, fileinto, redirect, reject, discard, vacation).
+    pub sieve_actions: Family<KindLabel, Counter>,
+    /// Sieve scripts that failed at run time (or no longer compile): the copy went to INBOX.
+    pub sieve_errors: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -37,7 +48,25 @@ impl Metrics {
             auth: Family::default(),
             search_reads: Counter::default(),
             search_cancelled: Counter::default(),
+            sieve_runs: Counter::default(),
+            sieve_actions: Family::default(),
+            sieve_errors: Counter::default(),
         };
+        registry.register(
+            "mailfleet_store_sieve_runs",
+            "Sieve scripts run at delivery, one per copy",
+            m.sieve_runs.clone(),
+        );
+        registry.register(
+            "mailfleet_store_sieve_actions",
+            "Sieve actions at delivery by kind",
+            m.sieve_actions.clone(),
+        );
+        registry.register(
+            "mailfleet_store_sieve_errors",
+            "Sieve scripts that failed at run time (the copy went to INBOX)",
+            m.sieve_errors.clone(),
+        );
         registry.register(
             "mailfleet_store_deliveries",
             "Deliveries by outcome",
@@ -69,6 +98,21 @@ impl Metrics {
             m.search_cancelled.clone(),
         );
         m
+    }
+
+    /// Counts one Sieve action by its kind.
+    pub fn sieve_action(&self, action: &mailfleet_sieve::Action) {
+        use mailfleet_sieve::Action;
+        let kind = match action {
+            Action::Keep { .. } => "keep",
+            Action::FileInto { .. } => "fileinto",
+            Action::Redirect { .. } => "redirect",
+            Action::Reject { .. } => "reject",
+            Action::Ereject { .. } => "ereject",
+            Action::Discard => "discard",
+            Action::Vacation(_) => "vacation",
+        };
+        self.sieve_actions.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// The login guard's lockouts by scope (pair, address), each known

@@ -49,6 +49,8 @@ pub struct Store {
     pub spam_junk: bool,
     /// Spam lessons from Junk moves (see `crate::learn`).
     pub learner: crate::learn::Learner,
+    /// Compiled active Sieve scripts (see `crate::sieve::run`).
+    pub sieve_cache: Arc<crate::sieve::run::ScriptCache>,
 }
 
 /// The outcome of a login.

@@ -113,9 +113,9 @@ async fn append(ms: &mut MailStore, i: i64) -> pb::AppendMessageResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_into_a_mailbox_of_100000_messages_reads_no_message_table_scan() {
-    let db = Database(unique_db_name("large"));
+    let db = ScratchDb::new("mailstore_large");
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut config = config(&db.0, blob_dir.path());
+    let mut config = config(&db, blob_dir.path());
     // One connection: all of mailstore's statements run in one backend,
     // whose counters Postgres reports together.
     config.database_max_connections = 1;
@@ -125,8 +125,8 @@ async fn append_into_a_mailbox_of_100000_messages_reads_no_message_table_scan() 
     let first = append(&mut ms, 0).await;
     assert_eq!(first.uid, 1);
 
-    seed(&db.0).await;
-    let before = counters_after(&db.0, SEEDED + 1, 0).await;
+    seed(&db.name).await;
+    let before = counters_after(&db.name, SEEDED + 1, 0).await;
 
     // Each round: what the frontend asks after an APPEND (the changes
     // since the modseq its view had), then the next APPEND, so that the
@@ -158,7 +158,7 @@ async fn append_into_a_mailbox_of_100000_messages_reads_no_message_table_scan() 
         last = Some(r);
     }
     // The last APPEND's insert comes after every statement above.
-    let after = counters_after(&db.0, before.n_tup_ins + APPENDS, 0).await;
+    let after = counters_after(&db.name, before.n_tup_ins + APPENDS, 0).await;
     assert_eq!(
         after.seq_scan - before.seq_scan,
         0,
@@ -170,15 +170,15 @@ async fn append_into_a_mailbox_of_100000_messages_reads_no_message_table_scan() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expunge_in_a_mailbox_of_100000_messages_reads_only_the_deleted_ones() {
-    let db = Database(unique_db_name("large_expunge"));
+    let db = ScratchDb::new("mailstore_large_expunge");
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut config = config(&db.0, blob_dir.path());
+    let mut config = config(&db, blob_dir.path());
     config.database_max_connections = 1;
     let running = start(config).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
     add_account(&running, USER, 0, 0).await;
     append(&mut ms, 0).await;
-    seed(&db.0).await;
+    seed(&db.name).await;
     let set = |uids: &[u32]| pb::UidSet {
         ranges: uids
             .iter()
@@ -223,14 +223,14 @@ async fn expunge_in_a_mailbox_of_100000_messages_reads_only_the_deleted_ones() {
     }
     // The writes above, counted (50,000 expunged rows, then one per STORE).
     let updated = 50_000 + i64::try_from(deleted.len()).unwrap();
-    let before = counters_after(&db.0, 0, updated).await;
+    let before = counters_after(&db.name, 0, updated).await;
     // IMAP's EXPUNGE: `1:*`, only what is flagged \Deleted.
     let all = pb::UidSet {
         ranges: vec![pb::UidRange { first: 1, last: 0 }],
     };
     let r = expunge(&mut ms, Some(all), true).await;
     assert_eq!(r.expunged, deleted);
-    let after = counters_after(&db.0, 0, before.n_tup_upd + 2).await;
+    let after = counters_after(&db.name, 0, before.n_tup_upd + 2).await;
     let read = after.rows_read - before.rows_read;
     assert!(
         read < 100,

@@ -185,6 +185,7 @@ impl Store for MemStore {
                 idempotency_key: d.idempotency_key,
                 status: status as i32,
                 detail: String::new(),
+                outbound: Vec::new(),
             });
         }
         Ok(results)

@@ -7,6 +7,7 @@
 
 mod commands;
 mod content;
+mod managesieve;
 mod security;
 mod support;
 mod sync;

@@ -26,6 +26,8 @@ pub(crate) fn rabbitmqctl(args: &[&str]) {
 pub(crate) struct Env {
     pub(crate) imap: u16,
     pub(crate) imaps: u16,
+    /// ManageSieve.
+    pub(crate) sieve: u16,
     pub(crate) cert: std::path::PathBuf,
     /// mailstore's HTTP port (metrics).
     pub(crate) store_http: std::net::SocketAddr,
@@ -84,6 +86,8 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
 
     let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let imaps = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sieve = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sieve_port = sieve.local_addr().unwrap().port();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (imap_port, imaps_port) = (
         imap.local_addr().unwrap().port(),
@@ -96,6 +100,7 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
         imap_frontend::Listeners {
             imap,
             imaps: Some(imaps),
+            sieve: Some(sieve),
             http,
         },
         shutdown.clone(),
@@ -105,6 +110,7 @@ pub(crate) async fn start_with(frontend: impl FnOnce(&mut Config)) -> Env {
     Env {
         imap: imap_port,
         imaps: imaps_port,
+        sieve: sieve_port,
         cert,
         store_http: store_addr,
         db: db.name.clone(),
