@@ -20,7 +20,7 @@ use crate::store::Store;
 
 /// The rows an expunge may remove: live ones, and with `only_deleted`
 /// those flagged \Deleted, spelled as the `messages_deleted` index's
-/// predicate (migration 0010) so that the planner reads that index, not
+/// predicate (migration 0012) so that the planner reads that index, not
 /// every row the mailbox ever had. A literal, not a parameter: a
 /// parameter's value cannot prove a partial index's predicate.
 fn live_filter(only_deleted: bool) -> &'static str {
