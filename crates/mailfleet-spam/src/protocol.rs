@@ -197,12 +197,15 @@ impl Check {
 /// the message over the size limit).
 pub const UNCHECKED: &str = "X-Spam-Status: unchecked\r\n";
 
-/// The byte ranges of every `Subject:` field (continuation lines included)
-/// in the header block of `message`, to leave out when rspamd rewrote it.
-/// Only the header block is looked at (up to the first empty line).
-pub fn subject_ranges(message: &[u8]) -> Vec<Range<usize>> {
+/// The byte ranges of the header fields (continuation lines included) of
+/// `message` that the gateway leaves out of a message rspamd checked: every
+/// `X-Spam-*` field the client sent (only the ones this gateway writes may
+/// speak for rspamd, as with Authentication-Results), and every `Subject:`
+/// when rspamd rewrote it (`new_subject`). Only the header block is looked
+/// at (up to the first empty line); the ranges are in order.
+pub fn replaced_field_ranges(message: &[u8], new_subject: bool) -> Vec<Range<usize>> {
     let mut ranges: Vec<Range<usize>> = Vec::new();
-    let mut in_subject = false;
+    let mut leaving = false;
     let mut pos = 0;
     while pos < message.len() {
         let end = memchr_newline(&message[pos..]).map_or(message.len(), |i| pos + i + 1);
@@ -212,12 +215,17 @@ pub fn subject_ranges(message: &[u8]) -> Vec<Range<usize>> {
         }
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if continuation {
-            if in_subject && let Some(last) = ranges.last_mut() {
+            if leaving && let Some(last) = ranges.last_mut() {
                 last.end = end;
             }
         } else {
-            in_subject = line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:");
-            if in_subject {
+            let name = line
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(&line[..0], |colon| line[..colon].trim_ascii_end());
+            leaving = (name.len() > 7 && name[..7].eq_ignore_ascii_case(b"x-spam-"))
+                || (new_subject && name.eq_ignore_ascii_case(b"subject"));
+            if leaving {
                 ranges.push(pos..end);
             }
         }
@@ -375,13 +383,32 @@ mod tests {
     }
 
     #[test]
-    fn subject_ranges_cover_folded_fields_in_the_header_block_only() {
-        let message = b"From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\nsubject: again\r\n\r\nSubject: body\r\n";
-        let ranges = subject_ranges(message);
-        let taken: Vec<&[u8]> = ranges.iter().map(|r| &message[r.clone()]).collect();
+    fn replaced_fields_cover_folded_fields_in_the_header_block_only() {
+        let message = b"From: a@b\r\nSubject: one\r\n two\r\nX-Spam-Status: No\r\n\tscore=-100\r\n\
+To: c@d\r\nsubject: again\r\nx-spam-flag : NO\r\nX-Spamd: kept\r\n\r\nSubject: body\r\nX-Spam-Status: body\r\n";
+        let taken = |new_subject| -> Vec<&[u8]> {
+            replaced_field_ranges(message, new_subject)
+                .into_iter()
+                .map(|r| &message[r])
+                .collect()
+        };
         assert_eq!(
-            taken,
-            vec![&b"Subject: one\r\n two\r\n"[..], &b"subject: again\r\n"[..]]
+            taken(true),
+            vec![
+                &b"Subject: one\r\n two\r\n"[..],
+                &b"X-Spam-Status: No\r\n\tscore=-100\r\n"[..],
+                &b"subject: again\r\n"[..],
+                &b"x-spam-flag : NO\r\n"[..],
+            ]
+        );
+        // Without a rewritten Subject the client's Subject stays; forged
+        // X-Spam fields go all the same.
+        assert_eq!(
+            taken(false),
+            vec![
+                &b"X-Spam-Status: No\r\n\tscore=-100\r\n"[..],
+                &b"x-spam-flag : NO\r\n"[..],
+            ]
         );
     }
 }

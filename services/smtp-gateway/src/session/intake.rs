@@ -15,10 +15,12 @@
 //! On the MX role with a spam filter the body is held the same way, up to
 //! `spam_max_size`, so that rspamd sees the whole message before the reply
 //! and its `X-Spam-*` fields go in front of the stored message (a larger
-//! message is stored `X-Spam-Status: unchecked`). When rspamd rewrites the
-//! Subject, the client's Subject fields are left out of the held header
-//! block and the new one goes in front: a bounded edit of bytes already in
-//! memory, never a rewrite of the body.
+//! message is stored `X-Spam-Status: unchecked`). The client's own `X-Spam-*`
+//! fields are left out of the held header block (only ours speak for
+//! rspamd), and so are its Subject fields when rspamd rewrites the Subject
+//! (the new one goes in front): a bounded edit of bytes already in memory,
+//! never a rewrite of the body. A message over the size limit streams and
+//! keeps whatever X-Spam fields it came with, behind our `unchecked`.
 //!
 //! Every byte held here or in the body writer is charged to the gateway's
 //! [`BodyMemory`](crate::memory::BodyMemory) before it is taken: when the
@@ -28,7 +30,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use mailfleet_spam::protocol::{UNCHECKED, subject_ranges};
+use mailfleet_spam::protocol::{UNCHECKED, replaced_field_ranges};
 
 use super::transaction::Transaction;
 use crate::backend::{Backend, BackendError, BodyWriter};
@@ -261,9 +263,7 @@ impl<W: BodyWriter> Intake<W> {
                 }) => {
                     fields.push_str(&headers);
                     self.spam = spam;
-                    if new_subject {
-                        leave_out = subject_ranges(&held);
-                    }
+                    leave_out = replaced_field_ranges(&held, new_subject);
                 }
                 None => {}
             }

@@ -85,9 +85,17 @@ async fn rspamd_actions_decide_the_reply_the_headers_and_the_junk_flag() {
 
     // A clean message: accepted, rspamd's verdict in front of the client's
     // header block (after our Received), not spam.
-    let reply = send(server.port, "lunch", "Lunch tomorrow at noon?").await;
+    // The client's own X-Spam fields (a spammer's "No") are left out.
+    let reply = send(
+        server.port,
+        "lunch\r\nX-Spam-Status: No, score=-100 (forged)\r\nx-spam-flag: NO (forged)",
+        "Lunch tomorrow at noon?",
+    )
+    .await;
     assert!(reply.starts_with("250 "), "{reply}");
     let stored = last_stored(&backend);
+    assert!(!stored.contains("forged"), "{stored}");
+    assert_eq!(stored.matches("X-Spam-Status:").count(), 1, "{stored}");
     assert!(stored.starts_with("Received: "), "{stored}");
     let head = stored.split("\r\nFrom: ").next().unwrap();
     assert!(head.contains("\r\nX-Spam-Status: No, score="), "{stored}");
