@@ -26,9 +26,13 @@ mf_apt() {
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  mf_log "apt-get install ${missing[*]}"
-  mf_as_root apt-get update -qq >/dev/null
-  mf_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  mf_apt_packages "${missing[@]}"
+}
+
+mf_apt_packages() {
+  mf_log "apt-get install $*"
+  mf_as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  mf_as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Sets ENGINE (docker|podman) and the engine command array E.
@@ -39,6 +43,12 @@ mf_engine() {
   fi
   if [ "$ENGINE" = podman ]; then
     mf_apt podman:podman runc:runc
+    # Compose services find each other by name through the CNI dnsname
+    # plugin, which podman only recommends (and --no-install-recommends
+    # leaves out): without it "postgres" does not resolve in the stack.
+    if [ ! -x /usr/lib/cni/dnsname ] && podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null | grep -qx cni; then
+      mf_apt_packages golang-github-containernetworking-plugin-dnsname
+    fi
     # Read by every podman process, the API service's included.
     export CONTAINERS_CONF="$MF_ROOT/deploy/container/containers.conf"
     E=(podman)
