@@ -228,6 +228,12 @@ impl Stack {
                 "MAILFLEET_SMTP_LISTEN".into(),
                 format!("127.0.0.1:{smtp_port}"),
             ),
+            // imap-frontend's ManageSieve listener: a port of its own, never
+            // 4190 (a stack running beside the tests may hold it).
+            (
+                "MAILFLEET_SIEVE_LISTEN".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
             ("MAILFLEET_SERVICE_TOKEN".into(), unique("service")),
             ("MAILFLEET_ADMIN_TOKEN".into(), admin_token.clone()),
             ("MAILFLEET_HOSTNAME".into(), "mx.example.test".into()),
