@@ -155,10 +155,11 @@ pub async fn run(
     }
 }
 
-/// Relay, retry queues and DSNs, from the settings.
 /// The spam lesson consumer, when MAILFLEET_SPAM_LEARN_URL names rspamd's
-/// controller.
+/// controller. Its counters are served either way (at 0 without it), as
+/// every labelled counter is from start-up.
 fn learner(config: &Config, registry: &mut Registry) -> anyhow::Result<Option<learn::Learner>> {
+    let metrics = learn::LearnMetrics::new(registry);
     if config.spam_learn_url.is_empty() {
         return Ok(None);
     }
@@ -172,10 +173,11 @@ fn learner(config: &Config, registry: &mut Registry) -> anyhow::Result<Option<le
         rspamd,
         blobs,
         max_size: config.spam_max_size,
-        metrics: learn::LearnMetrics::new(registry),
+        metrics,
     }))
 }
 
+/// Relay, retry queues and DSNs, from the settings.
 fn outbound_pipeline(
     config: &Config,
     metrics: Metrics,
