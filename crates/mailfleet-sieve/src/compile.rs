@@ -22,6 +22,19 @@ enum Kind {
     List,
 }
 
+/// What an argument of `kind` should have been, when `arg` is not one.
+fn mismatch(kind: Kind, arg: &Arg) -> Option<&'static str> {
+    match (kind, arg) {
+        (Kind::Num, Arg::Number(_))
+        | (Kind::Str, Arg::Strings { list: false, .. })
+        | (Kind::List, Arg::Strings { .. })
+        | (Kind::Flag, _) => None,
+        (Kind::Num, _) => Some("a number"),
+        (Kind::Str, _) => Some("a string"),
+        (Kind::List, _) => Some("a string list"),
+    }
+}
+
 /// The tags a command or test accepts: the tag's argument kind and the extension it needs.
 type Spec = fn(&str) -> Option<(Kind, Option<&'static str>)>;
 
@@ -113,18 +126,7 @@ impl Compiler {
                             let Some((p, _)) = it.next() else {
                                 return Err(err(line, format!("tag :{t} needs an argument")));
                             };
-                            let ok = matches!(
-                                (kind, p),
-                                (Kind::Num, Arg::Number(_))
-                                    | (Kind::Str, Arg::Strings { list: false, .. })
-                                    | (Kind::List, Arg::Strings { .. })
-                            );
-                            if !ok {
-                                let want = match kind {
-                                    Kind::Num => "a number",
-                                    Kind::Str => "a string",
-                                    _ => "a string list",
-                                };
+                            if let Some(want) = mismatch(kind, p) {
                                 return Err(err(line, format!("tag :{t} needs {want}")));
                             }
                             Some(p.clone())
@@ -184,18 +186,7 @@ impl Compiler {
         }
         let mut out = Vec::new();
         for ((arg, line), (kind, name)) in p.pos.iter().zip(kinds) {
-            let ok = matches!(
-                (kind, arg),
-                (Kind::Num, Arg::Number(_))
-                    | (Kind::Str, Arg::Strings { list: false, .. })
-                    | (Kind::List, Arg::Strings { .. })
-            );
-            if !ok {
-                let want = match kind {
-                    Kind::Num => "a number",
-                    Kind::Str => "a string",
-                    _ => "a string list",
-                };
+            if let Some(want) = mismatch(*kind, arg) {
                 return Err(err(*line, format!("{}: {name} must be {want}", node.name)));
             }
             out.push(arg.clone());
