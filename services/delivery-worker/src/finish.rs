@@ -372,14 +372,7 @@ impl Finisher {
                 return Finished::Done;
             }
         };
-        let stored = self
-            .persist_value("store the DSN", || async {
-                let mut writer = self.blobs.writer();
-                writer.write(&message).await.map_err(|e| e.to_string())?;
-                writer.finish().await.map_err(|e| e.to_string())
-            })
-            .await;
-        let Some(blob) = stored else {
+        let Some(blob) = self.store_message("store the DSN", &message).await else {
             return Finished::Abandoned;
         };
         let dsn_job = DeliveryJob {
@@ -397,15 +390,7 @@ impl Finisher {
             client_helo: self.hostname.clone(),
             ..DeliveryJob::default()
         };
-        let published = self
-            .persist("publish the DSN", || async {
-                self.publisher
-                    .publish_job(&dsn_job, PUBLISH_DEADLINE)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-        if !published {
+        if !self.publish("publish the DSN", &dsn_job).await {
             return Finished::Abandoned;
         }
         self.metrics
@@ -434,11 +419,7 @@ impl Finisher {
                         }
                     };
                     let stored = self
-                        .persist_value("store the vacation reply", || async {
-                            let mut writer = self.blobs.writer();
-                            writer.write(&message).await.map_err(|e| e.to_string())?;
-                            writer.finish().await.map_err(|e| e.to_string())
-                        })
+                        .store_message("store the vacation reply", &message)
                         .await;
                     let Some(blob) = stored else {
                         return Finished::Abandoned;
@@ -449,21 +430,37 @@ impl Finisher {
                 };
                 let out =
                     crate::sieve::job(job, o, id, blob_id, blob_size, now_ms(), &self.hostname);
-                let published = self
-                    .persist("publish a Sieve job", || async {
-                        self.publisher
-                            .publish_job(&out, PUBLISH_DEADLINE)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                    .await;
-                if !published {
+                if !self.publish("publish a Sieve job", &out).await {
                     return Finished::Abandoned;
                 }
                 info!(job_id = %job.job_id, sieve_job = %out.job_id, kind = %o.kind, to = %o.to, "Sieve message sent.");
             }
         }
         Finished::Done
+    }
+
+    /// Stores a message this worker wrote (a DSN, a vacation reply) as a
+    /// body of its own, retried like every step before the ack; `None`
+    /// when it could not be stored before shutdown.
+    async fn store_message(&self, what: &str, message: &[u8]) -> Option<mailfleet_blob::BlobRef> {
+        self.persist_value(what, || async {
+            let mut writer = self.blobs.writer();
+            writer.write(message).await.map_err(|e| e.to_string())?;
+            writer.finish().await.map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// Publishes a job this worker made, retried like every step before
+    /// the ack; false when it could not be published before shutdown.
+    async fn publish(&self, what: &str, job: &DeliveryJob) -> bool {
+        self.persist(what, || async {
+            self.publisher
+                .publish_job(job, PUBLISH_DEADLINE)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
     }
 
     async fn persist<F, Fut>(&self, what: &str, f: F) -> bool
