@@ -205,13 +205,22 @@ s.quit()
 "#;
 
 fn submit(port: u16, rcpts: &[&str], message: &str) {
+    let args = [
+        port.to_string(),
+        ALICE.into(),
+        PASSWORD.into(),
+        rcpts.join(","),
+    ];
+    python_with_stdin(SEND, &args, message, "submission");
+}
+
+/// Runs a Python client script with `args`, `message` on its stdin, and
+/// fails the test with its stderr when it fails.
+fn python_with_stdin(script: &str, args: &[String], message: &str, what: &str) {
     let mut child = Command::new("python3")
         .arg("-c")
-        .arg(SEND)
-        .arg(port.to_string())
-        .arg(ALICE)
-        .arg(PASSWORD)
-        .arg(rcpts.join(","))
+        .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -226,7 +235,7 @@ fn submit(port: u16, rcpts: &[&str], message: &str) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "submission failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -579,30 +588,14 @@ fn relay_survives_a_worker_crash() {
 
 /// Sends `message` to port 25's listener (the MX role) from `from`.
 fn send_mx(port: u16, from: &str, to: &str, message: &str) {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import smtplib, sys\n\
-             s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)\n\
-             assert not s.sendmail(sys.argv[2], [sys.argv[3]], sys.stdin.buffer.read())\n\
-             s.quit()\n",
-        )
-        .args([port.to_string(), from.to_owned(), to.to_owned()])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sending failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    python_with_stdin(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)\n\
+         assert not s.sendmail(sys.argv[2], [sys.argv[3]], sys.stdin.buffer.read())\n\
+         s.quit()\n",
+        &[port.to_string(), from.to_owned(), to.to_owned()],
+        message,
+        "sending",
     );
 }
 
