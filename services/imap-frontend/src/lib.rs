@@ -21,24 +21,17 @@
 
 #![forbid(unsafe_code)]
 
-mod append;
-mod binary;
-mod condstore;
+mod cmd;
 mod conn;
 mod encode;
 mod errors;
 mod events;
 mod ext;
-mod fetch;
 pub mod managesieve;
 mod metrics;
+mod names;
 pub mod proto;
-mod rev2;
-mod search;
-mod searchres;
 mod session;
-mod sort;
-mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,12 +4,6 @@
 //! UTF8=ACCEPT, UTF-8 (`names`, `mutf7`). Their syntax is parsed in
 //! `proto`; this module runs them on a session.
 
-pub(crate) mod esearch;
-pub(crate) mod list;
-pub(crate) mod mutf7;
-pub(crate) mod names;
-pub(crate) mod quota;
-pub(crate) mod status;
 
 use crate::proto;
 use crate::session::{Reply, Session};
@@ -29,29 +23,29 @@ pub(crate) async fn search(s: &mut Session, cmd: proto::Search) -> std::io::Resu
     let save = cmd.ret.is_some_and(|r| r.save);
     let reply = search_inner(s, cmd).await?;
     if save && !matches!(reply, Reply::Ok(_)) {
-        crate::searchres::reset(s);
+        crate::session::searchres::reset(s);
     }
     Ok(reply)
 }
 
 async fn search_inner(s: &mut Session, cmd: proto::Search) -> std::io::Result<Reply> {
-    if let Some(reply) = crate::search::charset_reply(cmd.charset.as_deref()) {
+    if let Some(reply) = crate::cmd::search::charset_reply(cmd.charset.as_deref()) {
         return Ok(reply);
     }
     let opts = cmd.ret.unwrap_or_default();
-    let (hits, modseqs) = match crate::search::matching(s, &cmd.key, cmd.uid).await? {
+    let (hits, modseqs) = match crate::cmd::search::matching(s, &cmd.key, cmd.uid).await? {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
     if opts.save {
-        crate::searchres::save(s, &hits, cmd.uid, opts);
+        crate::session::searchres::save(s, &hits, cmd.uid, opts);
     }
     if opts.answers() {
-        let mut response = esearch::Esearch::new(&s.tag, cmd.uid, opts, &hits);
+        let mut response = crate::cmd::search::esearch::Esearch::new(&s.tag, cmd.uid, opts, &hits);
         // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something
         // matched, the highest of the messages the response returns.
         response.modseq = modseqs
-            .map(|m| esearch::returned_modseq(opts, &m))
+            .map(|m| crate::cmd::search::esearch::returned_modseq(opts, &m))
             .filter(|&h| h > 0 && !hits.is_empty());
         let line = response.line();
         s.untagged(&line);

@@ -86,10 +86,10 @@ async fn deleted(
 pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io::Result<Reply> {
     // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) turns CONDSTORE on.
     if items.contains(&Item::HighestModSeq) {
-        crate::condstore::enable_condstore(s);
+        crate::session::condstore::enable_condstore(s);
     }
-    let name = match super::names::from_client(raw, s.ext.utf8) {
-        Ok(n) => super::names::canonical(n),
+    let name = match crate::names::from_client(raw, s.ext.utf8) {
+        Ok(n) => crate::names::canonical(n),
         Err(e) => return Ok(Reply::No(e.into())),
     };
     let account = s.account()?;
@@ -110,7 +110,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         Err(status) => return Ok(crate::session::status_reply(status)),
     };
     let mut line = b"* STATUS ".to_vec();
-    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    crate::names::to_client(&mut line, &mb.name, s.ext.utf8);
     line.push(b' ');
     line.extend_from_slice(values.as_bytes());
     line.extend_from_slice(b"\r\n");

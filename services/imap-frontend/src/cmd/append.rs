@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::proto::{AppendData, LiteralMode};
 use crate::session::{Reply, Session};
-use crate::state::MessageState;
+use crate::session::view::MessageState;
 
 /// Octets read from the socket and sent to mailstore at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -46,10 +46,10 @@ pub(crate) fn message_literal(
     utf8: bool,
 ) -> Option<Pending> {
     let head = crate::proto::parse_append_head(buf)?;
-    let mailbox = crate::ext::names::from_client(&head.mailbox.0, utf8).ok()?;
+    let mailbox = crate::names::from_client(&head.mailbox.0, utf8).ok()?;
     Some(Pending {
         tag: head.tag,
-        mailbox: crate::ext::names::canonical(mailbox),
+        mailbox: crate::names::canonical(mailbox),
         flags: head.flags,
         internal_date_ms: head.date.map(|d| d.timestamp_millis()).unwrap_or(0),
         length,
@@ -219,7 +219,7 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     }
     let (id, exists) = (sel.id, sel.uids.len());
     s.untagged(&format!("{exists} EXISTS"));
-    if let Some(l) = crate::rev2::recent_line(s) {
+    if let Some(l) = crate::session::rev2::recent_line(s) {
         s.untagged(&l);
     }
     // The view is now at the append's modseq, with nothing missed.

@@ -53,7 +53,7 @@ pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::R
         Err(status) => return Ok(crate::session::status_reply(status)),
     };
     let mut line = b"* QUOTAROOT ".to_vec();
-    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    crate::names::to_client(&mut line, &mb.name, s.ext.utf8);
     if quota.is_some() {
         line.extend_from_slice(format!(" \"{ROOT}\"").as_bytes());
     }

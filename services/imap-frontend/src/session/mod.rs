@@ -22,11 +22,16 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 use tracing::Instrument;
 
+pub(crate) mod condstore;
+pub(crate) mod rev2;
+pub(crate) mod searchres;
+pub(crate) mod view;
+
 use crate::conn::{Conn, MaybeTls};
 use crate::encode;
 use crate::metrics::Metrics;
 use crate::proto::{self, CommandBody, LiteralMode, SeqOrUid, Sequence, SequenceSet, StoreMode};
-use crate::state::MessageState;
+use crate::session::view::MessageState;
 
 /// How often an IDLE session resynchronises even without events (a lost
 /// event, or RabbitMQ down, costs at most this delay).
@@ -421,13 +426,13 @@ pub(crate) struct Session {
     pub events: broadcast::Receiver<MailboxEvent>,
     pub out: Vec<u8>,
     pub ext: crate::ext::ExtState,
-    pub rfc7162: crate::condstore::State,
+    pub rfc7162: crate::session::condstore::State,
     /// The client sent ENABLE IMAP4rev2.
     pub rev2: bool,
     /// Tag of the command being run (ESEARCH answers carry it).
     pub tag: String,
     /// The saved SEARCH result, `$` (RFC 5182).
-    pub searchres: crate::searchres::Saved,
+    pub searchres: crate::session::searchres::Saved,
     /// The command being run has read the selected mailbox's changes from
     /// mailstore (a resync or SELECT); if not, it does at its end.
     pub resynced: bool,
@@ -441,7 +446,7 @@ pub(crate) struct Session {
 enum Input {
     Command(Vec<u8>),
     /// An APPEND whose message literal is still to be read (crate::append).
-    Append(Box<crate::append::Pending>),
+    Append(Box<crate::cmd::append::Pending>),
     /// Already answered (literal refused, line too long); read the next.
     Handled,
     Eof,
@@ -459,10 +464,10 @@ impl Session {
             selected: None,
             out: Vec::with_capacity(4096),
             ext: crate::ext::ExtState::default(),
-            rfc7162: crate::condstore::State::default(),
+            rfc7162: crate::session::condstore::State::default(),
             rev2: false,
             tag: String::new(),
-            searchres: crate::searchres::Saved::default(),
+            searchres: crate::session::searchres::Saved::default(),
             resynced: false,
             expunge_allowed: true,
             logging_out: false,
@@ -641,7 +646,7 @@ impl Session {
                     Reply::Bad(e.reason),
                 ),
                 Err(p) => {
-                    crate::append::run(self, *p)
+                    crate::cmd::append::run(self, *p)
                         .instrument(span.clone())
                         .await?
                 }
@@ -815,7 +820,7 @@ impl Session {
             // here; it has its own limit (APPENDLIMIT).
             if authed
                 && literals <= 2
-                && let Some(p) = crate::append::message_literal(&buf, length, mode, self.ext.utf8)
+                && let Some(p) = crate::cmd::append::message_literal(&buf, length, mode, self.ext.utf8)
             {
                 if length > self.shared.append_limit {
                     return self.too_big(&tag, mode).await;
@@ -853,7 +858,7 @@ impl Session {
             body,
             CommandBody::Select { .. } | CommandBody::Unselect | CommandBody::Close
         ) {
-            crate::searchres::reset(self);
+            crate::session::searchres::reset(self);
         }
         let reply = self.dispatch(&tag, body, shutdown).await?;
         Ok((tag, name, reply))
@@ -862,8 +867,8 @@ impl Session {
     /// A mailbox argument as stored (UTF-8, INBOX spelled so); the error is
     /// the command's NO.
     fn mailbox_arg(&self, m: &proto::Mailbox) -> Result<String, Reply> {
-        crate::ext::names::from_client(&m.0, self.ext.utf8)
-            .map(crate::ext::names::canonical)
+        crate::names::from_client(&m.0, self.ext.utf8)
+            .map(crate::names::canonical)
             .map_err(|why| Reply::No(why.into()))
     }
 
@@ -919,13 +924,13 @@ impl Session {
             CommandBody::Enable(capabilities) => {
                 let mut line = String::from("ENABLED");
                 for c in &capabilities {
-                    if let Some(name) = crate::condstore::enable(self, c) {
+                    if let Some(name) = crate::session::condstore::enable(self, c) {
                         line.push(' ');
                         line.push_str(name);
                     }
                 }
                 line.push_str(&crate::ext::enable(self, &capabilities).concat());
-                line.push_str(&crate::rev2::enable(self, &capabilities));
+                line.push_str(&crate::session::rev2::enable(self, &capabilities));
                 self.untagged(&line);
                 Reply::Ok("ENABLE completed".into())
             }
@@ -935,7 +940,7 @@ impl Session {
                 params,
             } => {
                 let name = mailbox!(mailbox);
-                crate::condstore::select(self, &name, read_only, &params).await?
+                crate::session::condstore::select(self, &name, read_only, &params).await?
             }
             CommandBody::Create(mailbox) => {
                 let name = mailbox!(mailbox);
@@ -978,9 +983,9 @@ impl Session {
                 let name = mailbox!(mailbox);
                 self.subscribe(name, false).await?
             }
-            CommandBody::List(list) => crate::ext::list::run(self, list).await?,
+            CommandBody::List(list) => crate::cmd::list::run(self, list).await?,
             CommandBody::Status { mailbox, items } => {
-                crate::ext::status::run(self, &mailbox.0, &items).await?
+                crate::cmd::list::status::run(self, &mailbox.0, &items).await?
             }
             CommandBody::Append(append) => {
                 let name = mailbox!(append.mailbox);
@@ -1008,12 +1013,12 @@ impl Session {
                 ))
             }
             CommandBody::Idle => self.idle(tag, shutdown).await?,
-            CommandBody::GetQuota(root) => crate::ext::quota::get_quota(self, &root).await?,
+            CommandBody::GetQuota(root) => crate::cmd::quota::get_quota(self, &root).await?,
             CommandBody::GetQuotaRoot(mailbox) => {
                 let name = mailbox!(mailbox);
-                crate::ext::quota::get_quota_root(self, &name).await?
+                crate::cmd::quota::get_quota_root(self, &name).await?
             }
-            CommandBody::SetQuota { .. } => crate::ext::quota::set_quota(),
+            CommandBody::SetQuota { .. } => crate::cmd::quota::set_quota(),
             CommandBody::Unselect => {
                 self.selected = None;
                 Reply::Ok("UNSELECT completed".into())
@@ -1045,7 +1050,7 @@ impl Session {
             }
             CommandBody::Expunge => self.expunge(None).await?,
             CommandBody::UidExpunge(set) => {
-                let uids = match crate::searchres::resolve(self, set, true) {
+                let uids = match crate::session::searchres::resolve(self, set, true) {
                     Some(set) => self
                         .selected
                         .as_ref()
@@ -1064,35 +1069,35 @@ impl Session {
             CommandBody::Search(search) if search.ret.is_some() => {
                 crate::ext::search(self, search).await?
             }
-            CommandBody::Search(search) => crate::search::search(self, &search).await?,
+            CommandBody::Search(search) => crate::cmd::search::search(self, &search).await?,
             CommandBody::Fetch(fetch) => {
-                match crate::searchres::resolve(self, fetch.set.clone(), fetch.uid) {
-                    Some(set) => crate::fetch::fetch(self, &set, &fetch).await?,
+                match crate::session::searchres::resolve(self, fetch.set.clone(), fetch.uid) {
+                    Some(set) => crate::cmd::fetch::fetch(self, &set, &fetch).await?,
                     None => self.nothing_to_do("FETCH", fetch.uid).await?,
                 }
             }
             CommandBody::Store(store) => {
-                match crate::searchres::resolve(self, store.set.clone(), store.uid) {
+                match crate::session::searchres::resolve(self, store.set.clone(), store.uid) {
                     Some(set) => self.store(&set, &store).await?,
                     None => self.nothing_to_do("STORE", store.uid).await?,
                 }
             }
             CommandBody::Copy { uid, set, mailbox } => {
                 let target = mailbox!(mailbox);
-                match crate::searchres::resolve(self, set, uid) {
+                match crate::session::searchres::resolve(self, set, uid) {
                     Some(set) => self.copy(&set, &target, uid, false).await?,
                     None => self.nothing_to_do("COPY", uid).await?,
                 }
             }
             CommandBody::Move { uid, set, mailbox } => {
                 let target = mailbox!(mailbox);
-                match crate::searchres::resolve(self, set, uid) {
+                match crate::session::searchres::resolve(self, set, uid) {
                     Some(set) => self.copy(&set, &target, uid, true).await?,
                     None => self.nothing_to_do("MOVE", uid).await?,
                 }
             }
-            CommandBody::Sort(sort) => crate::sort::run(self, sort.into()).await?,
-            CommandBody::Thread(thread) => crate::sort::run(self, thread.into()).await?,
+            CommandBody::Sort(sort) => crate::cmd::sort::run(self, sort.into()).await?,
+            CommandBody::Thread(thread) => crate::cmd::sort::run(self, thread.into()).await?,
         };
         Ok(reply)
     }
@@ -1360,7 +1365,7 @@ impl Session {
         }
         // UNCHANGEDSINCE makes it a CONDSTORE enabling command (RFC 7162 3.1).
         if cmd.unchanged_since.is_some() {
-            crate::condstore::enable_condstore(self);
+            crate::session::condstore::enable_condstore(self);
         }
         // New messages become addressable first (EXPUNGE only for UID STORE).
         self.sync(uid).await?;
@@ -1421,7 +1426,7 @@ impl Session {
                     }
                     if answer {
                         let mut f = b"FLAGS ".to_vec();
-                        encode::flags(&mut f, &crate::rev2::flags_of(self, u.uid, &u.flags));
+                        encode::flags(&mut f, &crate::session::rev2::flags_of(self, u.uid, &u.flags));
                         parts.push(f);
                     }
                     if condstore {
@@ -1446,7 +1451,7 @@ impl Session {
                     .map(|n| n as u32)
                     .collect();
             }
-            return Ok(crate::condstore::modified_reply(&modified));
+            return Ok(crate::session::condstore::modified_reply(&modified));
         }
         Ok(Reply::Ok("STORE completed".into()))
     }
@@ -1536,7 +1541,7 @@ impl Session {
         if self.rfc7162.condstore
             && let Some(sel) = &self.selected
         {
-            let highest = crate::condstore::reported_modseq(sel);
+            let highest = crate::session::condstore::reported_modseq(sel);
             return Ok(Reply::Ok(format!(
                 "[HIGHESTMODSEQ {highest}] EXPUNGE completed"
             )));
@@ -1561,7 +1566,7 @@ impl Session {
         if self.rfc7162.qresync {
             // RFC 7162 3.2.10: VANISHED (by UID) replaces EXPUNGE.
             gone.sort_unstable();
-            lines = crate::condstore::vanished_lines(&gone, false);
+            lines = crate::session::condstore::vanished_lines(&gone, false);
         }
         sel.pending_expunge.retain(|u| !uids.contains(u));
         if sel.pending_expunge.is_empty() {
@@ -1667,7 +1672,7 @@ impl Session {
                     flags.push("\\Recent".into());
                 }
                 if condstore {
-                    lines.push(crate::condstore::flags_fetch_line(seq, uid, &flags, modseq));
+                    lines.push(crate::session::condstore::flags_fetch_line(seq, uid, &flags, modseq));
                     continue;
                 }
                 let mut line = format!("* {seq} FETCH (UID {uid} FLAGS ").into_bytes();
@@ -1712,7 +1717,7 @@ impl Session {
         }
         if exists != had {
             self.untagged(&format!("{exists} EXISTS"));
-            if let Some(l) = crate::rev2::recent_line(self) {
+            if let Some(l) = crate::session::rev2::recent_line(self) {
                 self.untagged(&l);
             }
         }

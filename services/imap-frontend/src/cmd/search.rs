@@ -5,13 +5,15 @@
 //! nothing but flags, modseqs and sets is evaluated here, over the
 //! session's own message state.
 
+pub(crate) mod esearch;
+
 use chrono::NaiveDate;
 use mailfleet_proto::v1 as pb;
 use pb::SearchOp as Op;
 
 use crate::proto::{self, SearchKey, SeqSet};
 use crate::session::{Reply, Selected, Session, uid_set};
-use crate::state::MessageState;
+use crate::session::view::MessageState;
 
 /// Deepest key nesting accepted (imap-codec bounds recursion too).
 const MAX_DEPTH: usize = 64;
@@ -196,7 +198,7 @@ pub(crate) async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Res
         Err(reply) => return Ok(reply),
     };
     let highest = modseqs.map(|m| m.into_iter().max().unwrap_or(0));
-    let mut line = crate::rev2::search_line(s, &hits, uid);
+    let mut line = crate::session::rev2::search_line(s, &hits, uid);
     // RFC 7162 3.1.5: the highest modseq of the messages found, if any
     // (RFC 4731 form in an ESEARCH answer).
     if let Some(highest) = highest.filter(|&h| h > 0) {
@@ -222,7 +224,7 @@ pub(crate) async fn matching(
     uid: bool,
 ) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
-    let saved = crate::searchres::saved(s);
+    let saved = crate::session::searchres::saved(s);
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
     };
@@ -231,7 +233,7 @@ pub(crate) async fn matching(
     };
     let with_modseqs = criteria.has_modseq();
     if with_modseqs {
-        crate::condstore::enable_condstore(s);
+        crate::session::condstore::enable_condstore(s);
     }
     if let Some(found) = s.selected.as_ref().and_then(|sel| local(&key, sel)) {
         let (hits, modseqs) = found

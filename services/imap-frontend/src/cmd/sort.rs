@@ -136,15 +136,15 @@ pub(crate) fn thread_text(nodes: &[pb::ThreadNode], label: impl Fn(u32) -> Optio
 
 /// Runs a parsed SORT or THREAD command.
 pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Reply> {
-    if let Some(reply) = crate::search::charset_reply(Some(&cmd.charset)) {
+    if let Some(reply) = crate::cmd::search::charset_reply(Some(&cmd.charset)) {
         return Ok(reply);
     }
     s.sync(cmd.uid).await?;
-    let saved = crate::searchres::saved(s);
+    let saved = crate::session::searchres::saved(s);
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };
-    let Some(key) = crate::search::convert(&cmd.key, sel, &saved, 0) else {
+    let Some(key) = crate::cmd::search::convert(&cmd.key, sel, &saved, 0) else {
         return Ok(Reply::Bad("Search key too complex".into()));
     };
     let Some(sel) = s.selected.as_ref() else {

@@ -3,6 +3,8 @@
 //! streamed from GetBody by the byte ranges recorded in that metadata, so no
 //! message is parsed again and none is held whole in memory.
 
+pub(crate) mod binary;
+
 use std::ops::Range;
 
 use futures::StreamExt;
@@ -293,15 +295,15 @@ pub(crate) async fn fetch(
 ) -> std::io::Result<Reply> {
     let uid = cmd.uid;
     let list = cmd.items.items();
-    let binary: Vec<crate::binary::Item> = list
+    let binary: Vec<crate::cmd::fetch::binary::Item> = list
         .iter()
-        .filter_map(crate::binary::Item::from_fetch)
+        .filter_map(crate::cmd::fetch::binary::Item::from_fetch)
         .collect();
     let (mut items, mut need_meta, mut implies_seen) = items(&list, uid);
     if !binary.is_empty() {
         // BINARY items need the part map.
         need_meta = true;
-        implies_seen |= crate::binary::sets_seen(&binary);
+        implies_seen |= crate::cmd::fetch::binary::sets_seen(&binary);
     }
     if cmd.vanished && !uid {
         return Ok(Reply::Bad("VANISHED needs UID FETCH".into()));
@@ -321,7 +323,7 @@ pub(crate) async fn fetch(
     }
     // A CONDSTORE enabling command (RFC 7162 3.1).
     if asks_modseq || cmd.changed_since.is_some() {
-        crate::condstore::enable_condstore(s);
+        crate::session::condstore::enable_condstore(s);
     }
     let Some(sel) = s.selected.as_ref() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
@@ -333,14 +335,14 @@ pub(crate) async fn fetch(
     if let Some(since) = cmd.changed_since {
         // Changes are read from the lowest UID that can matter on.
         let from = if cmd.vanished {
-            crate::condstore::lowest(set)
+            crate::session::condstore::lowest(set)
         } else {
             uids.first().copied().unwrap_or(u32::MAX)
         };
         let (live, gone) = if from == u32::MAX {
             (Vec::new(), Vec::new())
         } else {
-            match crate::condstore::changed_since(s, since, from).await {
+            match crate::session::condstore::changed_since(s, since, from).await {
                 Ok(c) => c,
                 Err(status) => return Ok(crate::session::status_reply(status)),
             }
@@ -352,9 +354,9 @@ pub(crate) async fn fetch(
             // Expunged UIDs of the set the session no longer has.
             let gone: Vec<u32> = gone
                 .into_iter()
-                .filter(|&u| crate::condstore::set_contains(set, u) && sel.seq_of(u).is_none())
+                .filter(|&u| crate::session::condstore::set_contains(set, u) && sel.seq_of(u).is_none())
                 .collect();
-            for line in crate::condstore::vanished_lines(&gone, true) {
+            for line in crate::session::condstore::vanished_lines(&gone, true) {
                 s.untagged(&line);
             }
         }
@@ -409,7 +411,7 @@ pub(crate) async fn fetch(
         // Before any \Seen is set: a BINARY that cannot be served fails
         // the command (UNKNOWN-CTE); without BINARY items this is free.
         for m in &messages {
-            if let Err(reply) = crate::binary::check(&binary, m) {
+            if let Err(reply) = crate::cmd::fetch::binary::check(&binary, m) {
                 return Ok(reply);
             }
         }
@@ -492,7 +494,7 @@ fn write_local(s: &mut Session, items: &[Item], uid: u32) {
 async fn write_message(
     s: &mut Session,
     items: &[Item],
-    binary: &[crate::binary::Item],
+    binary: &[crate::cmd::fetch::binary::Item],
     m: &pb::FetchedMessage,
     add_flags: bool,
 ) -> std::io::Result<()> {
@@ -533,7 +535,7 @@ async fn write_message(
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
-                let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+                let flags = crate::session::rev2::flags_of(s, m.uid, &m.flags).into_owned();
                 encode::flags(&mut s.out, &flags);
             }
             Item::InternalDate => {
@@ -602,11 +604,11 @@ async fn write_message(
             s.out.push(b' ');
         }
         first = false;
-        crate::binary::write_item(s, item, m, &meta).await?;
+        crate::cmd::fetch::binary::write_item(s, item, m, &meta).await?;
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
-        let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+        let flags = crate::session::rev2::flags_of(s, m.uid, &m.flags).into_owned();
         encode::flags(&mut s.out, &flags);
     }
     // An implicit \Seen is a flag change: with CONDSTORE on, it carries

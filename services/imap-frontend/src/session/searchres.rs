@@ -6,7 +6,7 @@
 //! UIDs, so messages expunged since drop out of it by themselves, and `$`
 //! means the same messages in UID and sequence-number commands.
 
-use crate::ext::esearch::ReturnOpts;
+use crate::proto::ReturnOpts;
 use crate::proto::{SeqOrUid, SeqSet, Sequence, SequenceSet};
 use crate::session::{Selected, Session, uid_set};
 
