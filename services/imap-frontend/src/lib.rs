@@ -23,10 +23,10 @@
 
 mod cmd;
 mod conn;
+mod connection;
 mod encode;
 mod errors;
 mod events;
-mod ext;
 pub mod managesieve;
 mod metrics;
 mod names;
@@ -51,9 +51,7 @@ use crate::session::{Session, Shared};
 
 pub use crate::proto::{Command, ParseError, parse_command};
 
-/// Largest literal other than an APPEND message (those are streamed, up to
-/// `smtp_max_message_size`): these are read into memory before parsing.
-pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
+pub use crate::connection::MEMORY_LITERAL_LIMIT;
 /// Change events buffered per session before it must resynchronise.
 const EVENT_BUFFER: usize = 1024;
 /// Longest TLS handshake.

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use mailfleet_proto::v1 as pb;
 
+use crate::errors::rpc;
 use crate::proto::ListCommand;
-use crate::session::{Reply, Session, rpc};
+use crate::session::{Reply, Session};
 
 /// LIST pattern matching: `*` matches anything, `%` anything but "/".
 /// INBOX matches case-insensitively.
@@ -226,8 +227,8 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
             .list_mailboxes(pb::ListMailboxesRequest { account })
     );
     if let Some(mb) = s
-        .selected
-        .as_ref()
+        .state
+        .selected()
         .and_then(|sel| r.mailboxes.iter().find(|m| m.id == sel.id))
     {
         s.note_mailbox(mb);

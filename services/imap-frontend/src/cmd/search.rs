@@ -7,188 +7,27 @@
 
 pub(crate) mod esearch;
 
-use chrono::NaiveDate;
 use mailfleet_proto::v1 as pb;
 use pb::SearchOp as Op;
 
-use crate::proto::{self, SearchKey, SeqSet};
-use crate::session::{Reply, Selected, Session, uid_set};
-use crate::session::view::MessageState;
+use crate::errors::{self, Target};
+use crate::proto::{self, SearchKey};
+use crate::session::search_key::{MAX_DEPTH, charset_reply, convert};
+use crate::session::view::{MessageState, Selected};
+use crate::session::{Reply, Session, condstore, rev2, searchres};
 
-/// Deepest key nesting accepted (imap-codec bounds recursion too).
-const MAX_DEPTH: usize = 64;
-
-fn op(op: Op) -> pb::SearchKey {
-    pb::SearchKey {
-        op: op as i32,
-        ..Default::default()
-    }
-}
-
-fn flag(f: &str) -> pb::SearchKey {
-    pb::SearchKey {
-        op: Op::SearchFlag as i32,
-        text: f.into(),
-        ..Default::default()
-    }
-}
-
-fn not(k: pb::SearchKey) -> pb::SearchKey {
-    pb::SearchKey {
-        op: Op::SearchNot as i32,
-        children: vec![k],
-        ..Default::default()
-    }
-}
-
-fn header(name: &str, value: &[u8]) -> pb::SearchKey {
-    pb::SearchKey {
-        op: Op::SearchHeader as i32,
-        header: name.into(),
-        text: String::from_utf8_lossy(value).into_owned(),
-        ..Default::default()
-    }
-}
-
-fn date(o: Op, day: &NaiveDate) -> pb::SearchKey {
-    let ms = day
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis())
-        .unwrap_or(0);
-    pb::SearchKey {
-        op: o as i32,
-        date_ms: ms,
-        ..Default::default()
-    }
-}
-
-pub(crate) fn recent(sel: &Selected) -> pb::SearchKey {
-    pb::SearchKey {
-        op: Op::SearchUid as i32,
-        uids: Some(uid_set(&sel.recent)),
-        ..Default::default()
-    }
-}
-
-/// The UIDs a sequence set of a search key names; `saved` is the saved
-/// result (`$`, RFC 5182), as UIDs.
-fn set_key(set: &SeqSet, uid: bool, sel: &Selected, saved: &[u32]) -> pb::SearchKey {
-    let uids = match set {
-        SeqSet::Saved => saved.to_vec(),
-        SeqSet::Set(set) => sel.resolve(set, uid),
-    };
-    pb::SearchKey {
-        op: Op::SearchUid as i32,
-        uids: Some(uid_set(&uids)),
-        ..Default::default()
-    }
-}
-
-/// The mailstore key for `k`; `saved` is what `$` stands for (UIDs).
-/// `None` when nested deeper than mailstore accepts.
-pub(crate) fn convert(
-    k: &SearchKey,
-    sel: &Selected,
-    saved: &[u32],
-    depth: usize,
-) -> Option<pb::SearchKey> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let text = |o: Op, s: &[u8]| pb::SearchKey {
-        op: o as i32,
-        text: String::from_utf8_lossy(s).into_owned(),
-        ..Default::default()
-    };
-    Some(match k {
-        SearchKey::And(keys) => pb::SearchKey {
-            op: Op::SearchAnd as i32,
-            children: keys
-                .iter()
-                .map(|k| convert(k, sel, saved, depth + 1))
-                .collect::<Option<Vec<_>>>()?,
-            ..Default::default()
-        },
-        SearchKey::Or(a, b) => pb::SearchKey {
-            op: Op::SearchOr as i32,
-            children: vec![
-                convert(a, sel, saved, depth + 1)?,
-                convert(b, sel, saved, depth + 1)?,
-            ],
-            ..Default::default()
-        },
-        SearchKey::Not(a) => not(convert(a, sel, saved, depth + 1)?),
-        SearchKey::Seq(set) => set_key(set, false, sel, saved),
-        SearchKey::Uid(set) => set_key(set, true, sel, saved),
-        // Per-flag modseqs are not kept: the message's modseq serves for
-        // every entry (RFC 7162 3.1.5 allows a server without them).
-        SearchKey::ModSeq { modseq, .. } => pb::SearchKey {
-            op: Op::SearchModseq as i32,
-            modseq: *modseq,
-            ..Default::default()
-        },
-        SearchKey::All => op(Op::SearchAll),
-        // \Recent is the session's own: its UIDs go to mailstore as a set.
-        SearchKey::Recent => recent(sel),
-        SearchKey::Old => not(recent(sel)),
-        SearchKey::New => pb::SearchKey {
-            op: Op::SearchAnd as i32,
-            children: vec![recent(sel), not(flag("\\Seen"))],
-            ..Default::default()
-        },
-        SearchKey::Answered => flag("\\Answered"),
-        SearchKey::Deleted => flag("\\Deleted"),
-        SearchKey::Draft => flag("\\Draft"),
-        SearchKey::Flagged => flag("\\Flagged"),
-        SearchKey::Seen => flag("\\Seen"),
-        SearchKey::Keyword(a) => flag(a),
-        SearchKey::Unanswered => not(flag("\\Answered")),
-        SearchKey::Undeleted => not(flag("\\Deleted")),
-        SearchKey::Undraft => not(flag("\\Draft")),
-        SearchKey::Unflagged => not(flag("\\Flagged")),
-        SearchKey::Unseen => not(flag("\\Seen")),
-        SearchKey::Unkeyword(a) => not(flag(a)),
-        SearchKey::Bcc(s) => header("bcc", s),
-        SearchKey::Cc(s) => header("cc", s),
-        SearchKey::From(s) => header("from", s),
-        SearchKey::To(s) => header("to", s),
-        SearchKey::Subject(s) => header("subject", s),
-        SearchKey::Header(name, value) => header(&String::from_utf8_lossy(name), value),
-        SearchKey::Body(s) => text(Op::SearchBody, s),
-        SearchKey::Text(s) => text(Op::SearchText, s),
-        SearchKey::Before(d) => date(Op::SearchBefore, d),
-        SearchKey::On(d) => date(Op::SearchOn, d),
-        SearchKey::Since(d) => date(Op::SearchSince, d),
-        SearchKey::SentBefore(d) => date(Op::SearchSentBefore, d),
-        SearchKey::SentOn(d) => date(Op::SearchSentOn, d),
-        SearchKey::SentSince(d) => date(Op::SearchSentSince, d),
-        SearchKey::Larger(n) => pb::SearchKey {
-            op: Op::SearchLarger as i32,
-            size: u64::from(*n),
-            ..Default::default()
-        },
-        SearchKey::Smaller(n) => pb::SearchKey {
-            op: Op::SearchSmaller as i32,
-            size: u64::from(*n),
-            ..Default::default()
-        },
-    })
-}
-
-/// Whether SEARCH may run with this CHARSET (RFC 3501 6.4.4): the BAD
-/// answer otherwise.
-pub(crate) fn charset_reply(charset: Option<&str>) -> Option<Reply> {
-    match charset {
-        None | Some("UTF-8" | "US-ASCII") => None,
-        Some(_) => Some(Reply::No(
-            "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset".into(),
-        )),
+/// SEARCH or UID SEARCH, with RETURN (RFC 4731) or without.
+pub(crate) async fn run(s: &mut Session, cmd: proto::Search) -> std::io::Result<Reply> {
+    if cmd.ret.is_some() {
+        search_return(s, cmd).await
+    } else {
+        search(s, &cmd).await
     }
 }
 
 /// SEARCH without RETURN (a `* SEARCH` answer, ESEARCH after ENABLE
-/// IMAP4rev2); with RETURN see `ext::search`.
-pub(crate) async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Result<Reply> {
+/// IMAP4rev2).
+async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Result<Reply> {
     if let Some(reply) = charset_reply(cmd.charset.as_deref()) {
         return Ok(reply);
     }
@@ -198,7 +37,7 @@ pub(crate) async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Res
         Err(reply) => return Ok(reply),
     };
     let highest = modseqs.map(|m| m.into_iter().max().unwrap_or(0));
-    let mut line = crate::session::rev2::search_line(s, &hits, uid);
+    let mut line = rev2::search_line(s, &hits, uid);
     // RFC 7162 3.1.5: the highest modseq of the messages found, if any
     // (RFC 4731 form in an ESEARCH answer).
     if let Some(highest) = highest.filter(|&h| h > 0) {
@@ -214,9 +53,49 @@ pub(crate) async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Res
     Ok(Reply::Ok("SEARCH completed".into()))
 }
 
+/// SEARCH RETURN (...) (RFC 4731), answered with ESEARCH.
+async fn search_return(s: &mut Session, cmd: proto::Search) -> std::io::Result<Reply> {
+    let save = cmd.ret.is_some_and(|r| r.save);
+    let reply = search_inner(s, cmd).await?;
+    if save && !matches!(reply, Reply::Ok(_)) {
+        searchres::reset(s);
+    }
+    Ok(reply)
+}
+
+async fn search_inner(s: &mut Session, cmd: proto::Search) -> std::io::Result<Reply> {
+    if let Some(reply) = charset_reply(cmd.charset.as_deref()) {
+        return Ok(reply);
+    }
+    let opts = cmd.ret.unwrap_or_default();
+    let (hits, modseqs) = match matching(s, &cmd.key, cmd.uid).await? {
+        Ok(found) => found,
+        Err(reply) => return Ok(reply),
+    };
+    if opts.save {
+        searchres::save(s, &hits, cmd.uid, opts);
+    }
+    if opts.answers() {
+        let mut response = esearch::Esearch::new(&s.tag, cmd.uid, opts, &hits);
+        // RFC 7162 3.1.5 with RFC 4731: MODSEQ return data when something
+        // matched, the highest of the messages the response returns.
+        response.modseq = modseqs
+            .map(|m| esearch::returned_modseq(opts, &m))
+            .filter(|&h| h > 0 && !hits.is_empty());
+        let line = response.line();
+        s.untagged(&line);
+    }
+    s.sync(cmd.uid).await?;
+    Ok(Reply::Ok(if opts.save {
+        "SEARCH completed, result saved".into()
+    } else {
+        "SEARCH completed".into()
+    }))
+}
+
 /// The matching messages, ascending: UIDs (`uid`) or sequence numbers, and
 /// with a MODSEQ key the modseq of each. Also used by ESEARCH
-/// (`crate::ext`), which reports the modseq of the messages it returns.
+/// (`esearch`), which reports the modseq of the messages it returns.
 /// The inner error is the reply.
 pub(crate) async fn matching(
     s: &mut Session,
@@ -224,8 +103,8 @@ pub(crate) async fn matching(
     uid: bool,
 ) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
-    let saved = crate::session::searchres::saved(s);
-    let Some(sel) = s.selected.as_ref() else {
+    let saved = searchres::saved(s);
+    let Some(sel) = s.state.selected() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
     };
     let Some(key) = convert(criteria, sel, &saved, 0) else {
@@ -233,9 +112,9 @@ pub(crate) async fn matching(
     };
     let with_modseqs = criteria.has_modseq();
     if with_modseqs {
-        crate::session::condstore::enable_condstore(s);
+        condstore::enable_condstore(s);
     }
-    if let Some(found) = s.selected.as_ref().and_then(|sel| local(&key, sel)) {
+    if let Some(found) = s.state.selected().and_then(|sel| local(&key, sel)) {
         let (hits, modseqs) = found
             .iter()
             .map(|&(u, seq, m)| (if uid { u } else { seq }, m))
@@ -262,10 +141,10 @@ pub(crate) async fn matching(
     };
     let r = match r {
         Ok(r) => r.into_inner(),
-        Err(status) => return Ok(Err(crate::session::status_reply(status))),
+        Err(status) => return Ok(Err(errors::reply(&status, Target::Mailbox))),
     };
     let mut found = Vec::with_capacity(r.uids.len());
-    if let Some(sel) = s.selected.as_ref() {
+    if let Some(sel) = s.state.selected() {
         for (i, &u) in r.uids.iter().enumerate() {
             // Messages the session does not know yet are left out.
             let Some(seq) = sel.seq_of(u) else { continue };

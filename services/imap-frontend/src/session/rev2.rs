@@ -15,19 +15,6 @@ use std::borrow::Cow;
 
 use crate::session::{Selected, Session, uid_text};
 
-/// ENABLE: switches on what we support among `caps`; returns the ENABLED
-/// list (each with a leading space).
-pub(crate) fn enable(s: &mut Session, caps: &[String]) -> String {
-    let mut enabled = String::new();
-    for c in caps {
-        if c.eq_ignore_ascii_case("IMAP4rev2") {
-            s.rev2 = true;
-            enabled.push_str(" IMAP4rev2");
-        }
-    }
-    enabled
-}
-
 impl Selected {
     pub(crate) fn is_recent(&self, uid: u32) -> bool {
         self.recent.binary_search(&uid).is_ok()
@@ -58,7 +45,7 @@ impl Selected {
 /// The flags of a message as the session shows them: \Recent added for a
 /// rev1 session that holds the message as recent.
 pub(crate) fn flags_of<'a>(s: &Session, uid: u32, flags: &'a [String]) -> Cow<'a, [String]> {
-    let recent = !s.rev2 && s.selected.as_ref().is_some_and(|sel| sel.is_recent(uid));
+    let recent = !s.rev2 && s.state.selected().is_some_and(|sel| sel.is_recent(uid));
     if recent {
         let mut f = flags.to_vec();
         f.push("\\Recent".into());
@@ -73,7 +60,7 @@ pub(crate) fn recent_line(s: &Session) -> Option<String> {
     if s.rev2 {
         return None;
     }
-    let n = s.selected.as_ref().map_or(0, Selected::recent_count);
+    let n = s.state.selected().map_or(0, Selected::recent_count);
     Some(format!("{n} RECENT"))
 }
 

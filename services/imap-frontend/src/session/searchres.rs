@@ -32,8 +32,8 @@ impl Saved {
 /// The saved messages still in the selected mailbox, as UIDs (`UID
 /// EXPUNGE $`, parsed in `extra`).
 pub(crate) fn saved(s: &Session) -> Vec<u32> {
-    s.selected
-        .as_ref()
+    s.state
+        .selected()
         .map(|sel| s.searchres.live(sel))
         .unwrap_or_default()
 }
@@ -46,7 +46,7 @@ pub(crate) fn resolve(s: &Session, set: SeqSet, uid: bool) -> Option<SequenceSet
     if let SeqSet::Set(set) = set {
         return Some(set);
     }
-    let sel = s.selected.as_ref()?;
+    let sel = s.state.selected()?;
     let live = s.searchres.live(sel);
     let numbers: Vec<u32> = if uid {
         live
@@ -93,7 +93,7 @@ pub(crate) fn save(s: &mut Session, hits: &[u32], uid: bool, opts: ReturnOpts) {
         v
     };
     if !uid {
-        let Some(sel) = s.selected.as_ref() else {
+        let Some(sel) = s.state.selected() else {
             s.searchres = Saved::default();
             return;
         };

@@ -129,7 +129,7 @@ fn plan(
             cte,
         }));
     }
-    let Some(node) = crate::cmd::fetch::find_part(root, path) else {
+    let Some(node) = super::find_part(root, path) else {
         return Ok(None);
     };
     // A composite part is served as BODY[part] serves it (its encoding is

@@ -4,7 +4,8 @@
 
 use mailfleet_proto::v1 as pb;
 
-use crate::session::{Reply, Session, UID_CHUNK, rpc, uid_set};
+use crate::errors::rpc;
+use crate::session::{Reply, Session, UID_CHUNK, uid_set};
 
 pub(crate) use crate::proto::StatusItem as Item;
 
@@ -102,12 +103,17 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         claim_recent: false,
     }));
     let Some(mb) = r.mailbox else {
-        return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+        return Ok(crate::errors::no_such_mailbox());
     };
     s.note_mailbox(&mb);
     let values = match values(s, &mb, items).await {
         Ok(v) => v,
-        Err(status) => return Ok(crate::session::status_reply(status)),
+        Err(status) => {
+            return Ok(crate::errors::reply(
+                &status,
+                crate::errors::Target::Mailbox,
+            ));
+        }
     };
     let mut line = b"* STATUS ".to_vec();
     crate::names::to_client(&mut line, &mb.name, s.ext.utf8);
