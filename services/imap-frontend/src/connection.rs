@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::cmd;
 use crate::proto::{self, CommandBody, LiteralMode};
-use crate::session::{Reply, Session, searchres, state};
+use crate::session::{Reply, Session, state};
 
 /// Largest literal other than an APPEND message (those are streamed, up to
 /// `smtp_max_message_size`): these are read into memory before parsing.
@@ -242,7 +242,7 @@ impl Session {
             body,
             CommandBody::Select { .. } | CommandBody::Unselect | CommandBody::Close
         ) {
-            searchres::reset(self);
+            self.searchres = Default::default();
         }
         let reply = self.dispatch(&tag, body, shutdown).await?;
         Ok((tag, name, reply))

@@ -245,7 +245,7 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     }
     let (id, exists) = (sel.id, sel.uids.len());
     s.untagged(&format!("{exists} EXISTS"));
-    if let Some(l) = crate::session::rev2::recent_line(s) {
+    if let Some(l) = s.recent_line() {
         s.untagged(&l);
     }
     // The view is now at the append's modseq, with nothing missed.

@@ -5,7 +5,7 @@ use mailfleet_proto::v1 as pb;
 
 use crate::errors::{self, Target};
 use crate::proto::{SeqSet, SequenceSet};
-use crate::session::{Reply, Session, searchres, uid_set, uid_text};
+use crate::session::{Reply, Session, uid_set, uid_text};
 
 /// COPY (`is_move` false) or MOVE of the set the command names, into
 /// `target` (a mailbox name as stored).
@@ -17,7 +17,7 @@ pub(crate) async fn run(
     is_move: bool,
 ) -> std::io::Result<Reply> {
     let verb = if is_move { "MOVE" } else { "COPY" };
-    match searchres::resolve(s, set, uid) {
+    match s.resolve_saved(set, uid) {
         Some(set) => copy(s, &set, target, uid, is_move).await,
         None => s.nothing_to_do(verb, uid).await,
     }

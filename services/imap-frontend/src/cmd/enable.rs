@@ -2,7 +2,7 @@
 //! rest of the session (CONDSTORE, QRESYNC, UTF8=ACCEPT, IMAP4rev2), and
 //! who the server is.
 
-use crate::session::{Reply, Session, condstore};
+use crate::session::{Reply, Session};
 
 /// ENABLE: the ENABLED response lists what this command turned on: the
 /// RFC 7162 extensions first, then UTF8=ACCEPT, then IMAP4rev2.
@@ -22,7 +22,7 @@ pub(crate) fn enable(s: &mut Session, capabilities: &[String]) -> Reply {
         }
     }
     for c in capabilities {
-        // RFC 9051: no \Recent, ESEARCH answers SEARCH (see `session::rev2`).
+        // RFC 9051: no \Recent, ESEARCH answers SEARCH (`Session::flags_shown`, `search_line`).
         if c.eq_ignore_ascii_case("IMAP4rev2") {
             s.rev2 = true;
             line.push_str(" IMAP4rev2");
@@ -39,14 +39,14 @@ fn rfc7162(s: &mut Session, name: &str) -> Option<&'static str> {
         if s.rfc7162.condstore {
             return None;
         }
-        condstore::enable_condstore(s);
+        s.enable_condstore();
         Some("CONDSTORE")
     } else if name.eq_ignore_ascii_case("QRESYNC") {
         if s.rfc7162.qresync {
             return None;
         }
         // QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
-        condstore::enable_condstore(s);
+        s.enable_condstore();
         s.rfc7162.qresync = true;
         Some("QRESYNC")
     } else {

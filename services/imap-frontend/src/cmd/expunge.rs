@@ -5,11 +5,11 @@ use mailfleet_proto::v1 as pb;
 
 use crate::errors::rpc;
 use crate::proto::SeqSet;
-use crate::session::{Reply, Session, condstore, searchres, uid_set};
+use crate::session::{Reply, Session, condstore, uid_set};
 
 /// UID EXPUNGE of a set (`$` resolved first).
 pub(crate) async fn uid_expunge(s: &mut Session, set: SeqSet) -> std::io::Result<Reply> {
-    let uids = match searchres::resolve(s, set, true) {
+    let uids = match s.resolve_saved(set, true) {
         Some(set) => s
             .state
             .selected()

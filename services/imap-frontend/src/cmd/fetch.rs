@@ -4,18 +4,20 @@
 //! message is parsed again and none is held whole in memory.
 
 pub(crate) mod binary;
+mod part;
 
 use std::ops::Range;
 
 use futures::StreamExt;
-use mailfleet_mime::{BodyPart, MessageMeta};
+use mailfleet_mime::MessageMeta;
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 
+use self::part::find_part;
 use crate::encode;
 use crate::errors::rpc;
 use crate::proto::{self, FetchItem, PartPath, Section, SequenceSet};
-use crate::session::{Reply, Session, condstore, rev2, searchres, uid_set};
+use crate::session::{Reply, Session, condstore, uid_set};
 
 /// Messages per FetchMessages call, with and without metadata.
 const CHUNK_META: usize = 200;
@@ -24,28 +26,6 @@ const CHUNK_PLAIN: usize = 5000;
 const FLUSH_AT: usize = 64 * 1024;
 /// Largest header block read for HEADER.FIELDS filtering.
 const MAX_HEADER_READ: u64 = 1024 * 1024;
-
-/// The part a section path designates (RFC 3501 6.4.5).
-pub(crate) fn find_part<'m>(
-    root: &'m BodyPart,
-    path: &[std::num::NonZeroU32],
-) -> Option<&'m BodyPart> {
-    let mut node = root;
-    for (i, n) in path.iter().enumerate() {
-        if i > 0
-            && let Some(m) = &node.message
-        {
-            node = &m.body;
-        }
-        let n = n.get() as usize;
-        if node.is_multipart() {
-            node = node.parts.get(n - 1)?;
-        } else if n != 1 {
-            return None;
-        }
-    }
-    Some(node)
-}
 
 /// What a section is, in served-byte offsets.
 enum Piece {
@@ -288,7 +268,7 @@ fn items(list: &[FetchItem], uid: bool) -> (Vec<Item>, bool, bool) {
 
 /// FETCH of the set the command names (`$` resolved first).
 pub(crate) async fn run(s: &mut Session, cmd: proto::Fetch) -> std::io::Result<Reply> {
-    match searchres::resolve(s, cmd.set.clone(), cmd.uid) {
+    match s.resolve_saved(cmd.set.clone(), cmd.uid) {
         Some(set) => fetch(s, &set, &cmd).await,
         None => s.nothing_to_do("FETCH", cmd.uid).await,
     }
@@ -325,7 +305,7 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
     }
     // A CONDSTORE enabling command (RFC 7162 3.1).
     if asks_modseq || cmd.changed_since.is_some() {
-        condstore::enable_condstore(s);
+        s.enable_condstore();
     }
     let Some(sel) = s.state.selected() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
@@ -344,7 +324,7 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
         let (live, gone) = if from == u32::MAX {
             (Vec::new(), Vec::new())
         } else {
-            match condstore::changed_since(s, since, from).await {
+            match changed_since(s, since, from).await {
                 Ok(c) => c,
                 Err(status) => {
                     return Ok(crate::errors::reply(
@@ -461,6 +441,23 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
     Ok(Reply::Ok("FETCH completed".into()))
 }
 
+/// Messages changed after `since` in the selected mailbox, from UID `from`
+/// on: (live UIDs, expunged UIDs), both ascending.
+async fn changed_since(
+    s: &mut Session,
+    since: u64,
+    from: u32,
+) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
+    let (account, mailbox) = s.target()?;
+    let listing =
+        crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
+            .await?;
+    let (gone, live): (Vec<_>, Vec<_>) = listing.messages.iter().partition(|m| m.expunged);
+    let live = live.iter().map(|m| m.uid).collect();
+    let gone = gone.iter().map(|m| m.uid).collect();
+    Ok((live, gone))
+}
+
 /// One FETCH response of UID, FLAGS and MODSEQ items from the session's
 /// own state.
 fn write_local(s: &mut Session, items: &[Item], uid: u32) {
@@ -542,7 +539,7 @@ async fn write_message(
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
-                let flags = rev2::flags_of(s, m.uid, &m.flags).into_owned();
+                let flags = s.flags_shown(m.uid, &m.flags).into_owned();
                 encode::flags(&mut s.out, &flags);
             }
             Item::InternalDate => {
@@ -615,7 +612,7 @@ async fn write_message(
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
-        let flags = rev2::flags_of(s, m.uid, &m.flags).into_owned();
+        let flags = s.flags_shown(m.uid, &m.flags).into_owned();
         encode::flags(&mut s.out, &flags);
     }
     // An implicit \Seen is a flag change: with CONDSTORE on, it carries

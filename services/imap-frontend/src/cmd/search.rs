@@ -13,8 +13,9 @@ use pb::SearchOp as Op;
 use crate::errors::{self, Target};
 use crate::proto::{self, SearchKey};
 use crate::session::search_key::{MAX_DEPTH, charset_reply, convert};
+use crate::session::searchres::Saved;
 use crate::session::view::{MessageState, Selected};
-use crate::session::{Reply, Session, condstore, rev2, searchres};
+use crate::session::{Reply, Session};
 
 /// SEARCH or UID SEARCH, with RETURN (RFC 4731) or without.
 pub(crate) async fn run(s: &mut Session, cmd: proto::Search) -> std::io::Result<Reply> {
@@ -37,7 +38,7 @@ async fn search(s: &mut Session, cmd: &proto::Search) -> std::io::Result<Reply> 
         Err(reply) => return Ok(reply),
     };
     let highest = modseqs.map(|m| m.into_iter().max().unwrap_or(0));
-    let mut line = rev2::search_line(s, &hits, uid);
+    let mut line = search_line(s, &hits, uid);
     // RFC 7162 3.1.5: the highest modseq of the messages found, if any
     // (RFC 4731 form in an ESEARCH answer).
     if let Some(highest) = highest.filter(|&h| h > 0) {
@@ -58,7 +59,7 @@ async fn search_return(s: &mut Session, cmd: proto::Search) -> std::io::Result<R
     let save = cmd.ret.is_some_and(|r| r.save);
     let reply = search_inner(s, cmd).await?;
     if save && !matches!(reply, Reply::Ok(_)) {
-        searchres::reset(s);
+        s.searchres = Default::default();
     }
     Ok(reply)
 }
@@ -73,7 +74,7 @@ async fn search_inner(s: &mut Session, cmd: proto::Search) -> std::io::Result<Re
         Err(reply) => return Ok(reply),
     };
     if opts.save {
-        searchres::save(s, &hits, cmd.uid, opts);
+        s.searchres = Saved::new(s.state.selected(), &hits, cmd.uid, opts);
     }
     if opts.answers() {
         let mut response = esearch::Esearch::new(&s.tag, cmd.uid, opts, &hits);
@@ -103,7 +104,7 @@ pub(crate) async fn matching(
     uid: bool,
 ) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
-    let saved = searchres::saved(s);
+    let saved = s.saved_uids();
     let Some(sel) = s.state.selected() else {
         return Ok(Err(Reply::Bad("No mailbox selected".into())));
     };
@@ -112,7 +113,7 @@ pub(crate) async fn matching(
     };
     let with_modseqs = criteria.has_modseq();
     if with_modseqs {
-        condstore::enable_condstore(s);
+        s.enable_condstore();
     }
     if let Some(found) = s.state.selected().and_then(|sel| local(&key, sel)) {
         let (hits, modseqs) = found
@@ -155,6 +156,39 @@ pub(crate) async fn matching(
     found.sort_unstable();
     let (hits, modseqs) = found.into_iter().unzip();
     Ok(Ok((hits, with_modseqs.then_some(modseqs))))
+}
+
+/// The SEARCH answer: `* SEARCH n...` for rev1, `* ESEARCH (TAG "t") [UID]
+/// ALL set` for rev2. `numbers` are sequence numbers or UIDs, ascending.
+fn search_line(s: &Session, numbers: &[u32], uid: bool) -> String {
+    if !s.rev2 {
+        let mut line = String::from("* SEARCH");
+        for n in numbers {
+            line.push(' ');
+            line.push_str(&n.to_string());
+        }
+        return line;
+    }
+    let mut line = format!("* ESEARCH (TAG \"{}\")", quoted(&s.tag));
+    if uid {
+        line.push_str(" UID");
+    }
+    if !numbers.is_empty() {
+        line.push_str(" ALL ");
+        line.push_str(&crate::session::uid_text(numbers));
+    }
+    line
+}
+
+/// A tag is ASTRING-CHARs, but escape anyway: it goes inside quotes.
+fn quoted(tag: &str) -> String {
+    tag.chars()
+        .filter(|c| !c.is_control())
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// Whether `key` needs nothing but flags, modseqs, UIDs and sequence
@@ -207,4 +241,15 @@ fn local(key: &pb::SearchKey, sel: &Selected) -> Option<Vec<(u32, u32, u64)>> {
             .map(|(i, (&uid, state))| (uid, i as u32 + 1, state.modseq))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_quoted_safely() {
+        assert_eq!(quoted("a1"), "a1");
+        assert_eq!(quoted("a\"b\\c\r"), "a\\\"b\\\\c");
+    }
 }

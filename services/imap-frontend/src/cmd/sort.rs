@@ -141,7 +141,7 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
         return Ok(reply);
     }
     s.sync(cmd.uid).await?;
-    let saved = crate::session::searchres::saved(s);
+    let saved = s.saved_uids();
     let Some(sel) = s.state.selected() else {
         return Ok(Reply::Bad("No mailbox selected".into()));
     };

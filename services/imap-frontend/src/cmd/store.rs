@@ -6,11 +6,11 @@ use mailfleet_proto::v1 as pb;
 use crate::encode;
 use crate::errors::rpc;
 use crate::proto::{self, SequenceSet, StoreMode};
-use crate::session::{Reply, Session, UID_CHUNK, condstore, rev2, searchres, uid_set, uid_text};
+use crate::session::{Reply, Session, UID_CHUNK, uid_set, uid_text};
 
 /// STORE of the set the command names (`$` resolved first).
 pub(crate) async fn run(s: &mut Session, cmd: proto::Store) -> std::io::Result<Reply> {
-    match searchres::resolve(s, cmd.set.clone(), cmd.uid) {
+    match s.resolve_saved(cmd.set.clone(), cmd.uid) {
         Some(set) => store(s, &set, &cmd).await,
         None => s.nothing_to_do("STORE", cmd.uid).await,
     }
@@ -23,7 +23,7 @@ async fn store(s: &mut Session, set: &SequenceSet, cmd: &proto::Store) -> std::i
     }
     // UNCHANGEDSINCE makes it a CONDSTORE enabling command (RFC 7162 3.1).
     if cmd.unchanged_since.is_some() {
-        condstore::enable_condstore(s);
+        s.enable_condstore();
     }
     // New messages become addressable first (EXPUNGE only for UID STORE).
     s.sync(uid).await?;
@@ -84,7 +84,7 @@ async fn store(s: &mut Session, set: &SequenceSet, cmd: &proto::Store) -> std::i
                 }
                 if answer {
                     let mut f = b"FLAGS ".to_vec();
-                    encode::flags(&mut f, &rev2::flags_of(s, u.uid, &u.flags));
+                    encode::flags(&mut f, &s.flags_shown(u.uid, &u.flags));
                     parts.push(f);
                 }
                 if condstore {

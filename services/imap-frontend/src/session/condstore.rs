@@ -8,9 +8,9 @@
 //! and keeps expunged messages' UIDs with the modseq of their expunge, so
 //! every answer here is exact (seq-match-data is never needed).
 
+use super::view::{Selected, uid_set};
 use crate::encode;
 use crate::proto::{SeqOrUid, Sequence, SequenceSet};
-use crate::session::{Selected, Session, uid_set};
 
 /// UID ranges per VANISHED line, so that no line grows without bound
 /// (RFC 7162 4 asks clients to accept 8192-octet lines).
@@ -21,19 +21,6 @@ const VANISHED_RANGES_PER_LINE: usize = 300;
 pub(crate) struct State {
     pub condstore: bool,
     pub qresync: bool,
-}
-
-/// Turns CONDSTORE on; the first time, with a mailbox selected, the client
-/// learns its HIGHESTMODSEQ (RFC 7162 3.1).
-pub(crate) fn enable_condstore(s: &mut Session) {
-    if s.rfc7162.condstore {
-        return;
-    }
-    s.rfc7162.condstore = true;
-    if let Some(sel) = s.state.selected() {
-        let line = format!("OK [HIGHESTMODSEQ {}] Highest", reported_modseq(sel));
-        s.untagged(&line);
-    }
 }
 
 /// The highest modseq the client may take as fully reported: below any
@@ -107,23 +94,6 @@ pub(crate) fn lowest(set: &SequenceSet) -> u32 {
         })
         .min()
         .unwrap_or(u32::MAX)
-}
-
-/// Messages changed after `since` in the selected mailbox, from UID `from`
-/// on: (live UIDs, expunged UIDs), both ascending.
-pub(crate) async fn changed_since(
-    s: &mut Session,
-    since: u64,
-    from: u32,
-) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
-    let (account, mailbox) = s.target()?;
-    let listing =
-        crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
-            .await?;
-    let (gone, live): (Vec<_>, Vec<_>) = listing.messages.iter().partition(|m| m.expunged);
-    let live = live.iter().map(|m| m.uid).collect();
-    let gone = gone.iter().map(|m| m.uid).collect();
-    Ok((live, gone))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! A session's state, below the commands: the RFC state with its data
 //! ([`State`], in `state`, with the one gate of commands per state), the
-//! selected mailbox's view (`view`), what the client enabled (`condstore`,
-//! `rev2`, `ext`), the saved search result (`searchres`), the reading of
+//! selected mailbox's view (`view`), what the client enabled (`rfc7162`,
+//! `ext`, `rev2` fields), the saved search result (`searchres`), search
+//! keys for mailstore (`search_key`), the reading of
 //! lines, the response buffer, and bringing the view up to date with what
 //! other sessions did (`Session::sync`). The commands (`crate::cmd`) act
 //! on it; the connection loop (`crate::connection`) reads and dispatches.
@@ -11,6 +12,7 @@
 //! where RFC 3501 7.4.1 allows: untagged EXPUNGE is never sent during
 //! FETCH, STORE or SEARCH.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 
 pub(crate) mod condstore;
-pub(crate) mod rev2;
 pub(crate) mod search_key;
 pub(crate) mod searchres;
 pub(crate) mod state;
@@ -33,10 +34,10 @@ use crate::conn::Conn;
 use crate::encode;
 use crate::metrics::Metrics;
 pub(crate) use crate::proto::Reply;
-use crate::proto::{self, SequenceSet};
+use crate::proto::{self, SeqSet, SequenceSet};
 pub(crate) use state::{NoTarget, State};
 use view::MessageState;
-pub(crate) use view::Selected;
+pub(crate) use view::{Selected, uid_set, uid_text};
 
 /// UIDs per FetchMessages/StoreFlags call.
 pub(crate) const UID_CHUNK: usize = 1000;
@@ -65,34 +66,6 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub events: broadcast::Sender<MailboxEvent>,
     pub feed: crate::events::Feed,
-}
-
-/// Compresses ascending UIDs into ranges.
-pub(crate) fn uid_set(uids: &[u32]) -> pb::UidSet {
-    let mut ranges: Vec<pb::UidRange> = Vec::new();
-    for &u in uids {
-        match ranges.last_mut() {
-            Some(r) if r.last.checked_add(1) == Some(u) => r.last = u,
-            _ => ranges.push(pb::UidRange { first: u, last: u }),
-        }
-    }
-    pb::UidSet { ranges }
-}
-
-/// "1:3,5" form of ascending UIDs (COPYUID, APPENDUID).
-pub(crate) fn uid_text(uids: &[u32]) -> String {
-    uid_set(uids)
-        .ranges
-        .iter()
-        .map(|r| {
-            if r.first == r.last {
-                r.first.to_string()
-            } else {
-                format!("{}:{}", r.first, r.last)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// One SelectMailbox listing, all its pages.
@@ -560,7 +533,7 @@ impl Session {
         }
         if exists != had {
             self.untagged(&format!("{exists} EXISTS"));
-            if let Some(l) = rev2::recent_line(self) {
+            if let Some(l) = self.recent_line() {
                 self.untagged(&l);
             }
         }
@@ -568,5 +541,53 @@ impl Session {
             self.announce_expunged(&pending);
         }
         Ok(())
+    }
+
+    /// Turns CONDSTORE on; the first time, with a mailbox selected, the client
+    /// learns its HIGHESTMODSEQ (RFC 7162 3.1).
+    pub(crate) fn enable_condstore(&mut self) {
+        if self.rfc7162.condstore {
+            return;
+        }
+        self.rfc7162.condstore = true;
+        if let Some(sel) = self.state.selected() {
+            let line = format!(
+                "OK [HIGHESTMODSEQ {}] Highest",
+                condstore::reported_modseq(sel)
+            );
+            self.untagged(&line);
+        }
+    }
+
+    /// The flags of a message as the session shows them: \Recent added for a
+    /// rev1 session that holds the message as recent.
+    pub(crate) fn flags_shown<'a>(&self, uid: u32, flags: &'a [String]) -> Cow<'a, [String]> {
+        let recent = !self.rev2 && self.state.selected().is_some_and(|sel| sel.is_recent(uid));
+        if recent {
+            let mut f = flags.to_vec();
+            f.push("\\Recent".into());
+            Cow::Owned(f)
+        } else {
+            Cow::Borrowed(flags)
+        }
+    }
+
+    /// The `* RECENT` response after SELECT or new mail, none for rev2.
+    pub(crate) fn recent_line(&self) -> Option<String> {
+        if self.rev2 {
+            return None;
+        }
+        let n = self.state.selected().map_or(0, Selected::recent_count);
+        Some(format!("{n} RECENT"))
+    }
+
+    /// The sequence set a command names, `$` resolved (see `searchres`).
+    pub(crate) fn resolve_saved(&self, set: SeqSet, uid: bool) -> Option<SequenceSet> {
+        self.searchres.resolve(self.state.selected(), set, uid)
+    }
+
+    /// The saved search result still in the selected mailbox, as UIDs.
+    pub(crate) fn saved_uids(&self) -> Vec<u32> {
+        self.searchres.live(self.state.selected())
     }
 }

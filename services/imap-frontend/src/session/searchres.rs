@@ -2,13 +2,13 @@
 //! the session, and `$` names it in later sequence sets. `$` is a typed
 //! sequence set ([`SeqSet::Saved`]) from the parser on: [`resolve`] turns
 //! it into the saved messages for FETCH, STORE, COPY, MOVE and UID
-//! EXPUNGE, and `search::convert` for search keys. The result is kept as
+//! EXPUNGE, and `search_key::convert` for search keys. The result is kept as
 //! UIDs, so messages expunged since drop out of it by themselves, and `$`
 //! means the same messages in UID and sequence-number commands.
 
+use super::view::{Selected, uid_set};
 use crate::proto::ReturnOpts;
 use crate::proto::{SeqOrUid, SeqSet, Sequence, SequenceSet};
-use crate::session::{Selected, Session, uid_set};
 
 /// The saved search result of a session: UIDs, ascending. Empty both when
 /// nothing was saved and when an empty result was (RFC 5182 2.1: `$` is
@@ -19,44 +19,74 @@ pub(crate) struct Saved {
 }
 
 impl Saved {
-    /// The saved messages still in the selected mailbox.
-    fn live(&self, sel: &Selected) -> Vec<u32> {
+    /// The saved messages still in the selected mailbox `sel`, as UIDs
+    /// (none without a selected mailbox).
+    pub(crate) fn live(&self, sel: Option<&Selected>) -> Vec<u32> {
+        let Some(sel) = sel else {
+            return Vec::new();
+        };
         self.uids
             .iter()
             .copied()
             .filter(|&u| sel.seq_of(u).is_some())
             .collect()
     }
-}
 
-/// The saved messages still in the selected mailbox, as UIDs (`UID
-/// EXPUNGE $`, parsed in `extra`).
-pub(crate) fn saved(s: &Session) -> Vec<u32> {
-    s.state
-        .selected()
-        .map(|sel| s.searchres.live(sel))
-        .unwrap_or_default()
-}
-
-/// The sequence set a command names: `$` becomes the saved messages
-/// (UIDs for a UID command, else their sequence numbers, which stay valid
-/// through the command: a non-UID command never announces an expunge).
-/// `None`: `$` is empty, the command has nothing to do.
-pub(crate) fn resolve(s: &Session, set: SeqSet, uid: bool) -> Option<SequenceSet> {
-    if let SeqSet::Set(set) = set {
-        return Some(set);
+    /// The sequence set a command names: `$` becomes the saved messages
+    /// (UIDs for a UID command, else their sequence numbers, which stay
+    /// valid through the command: a non-UID command never announces an
+    /// expunge). `None`: `$` is empty, the command has nothing to do.
+    pub(crate) fn resolve(
+        &self,
+        sel: Option<&Selected>,
+        set: SeqSet,
+        uid: bool,
+    ) -> Option<SequenceSet> {
+        if let SeqSet::Set(set) = set {
+            return Some(set);
+        }
+        let sel = sel?;
+        let live = self.live(Some(sel));
+        let numbers: Vec<u32> = if uid {
+            live
+        } else {
+            live.iter()
+                .filter_map(|&u| sel.seq_of(u))
+                .filter_map(|n| u32::try_from(n).ok())
+                .collect()
+        };
+        sequence_set(&numbers)
     }
-    let sel = s.state.selected()?;
-    let live = s.searchres.live(sel);
-    let numbers: Vec<u32> = if uid {
-        live
-    } else {
-        live.iter()
-            .filter_map(|&u| sel.seq_of(u))
-            .filter_map(|n| u32::try_from(n).ok())
-            .collect()
-    };
-    sequence_set(&numbers)
+
+    /// The result of a SEARCH with SAVE: `hits` are UIDs (`uid`) or
+    /// sequence numbers of `sel`, ascending. With MIN and/or MAX but
+    /// neither ALL nor COUNT only those are saved (RFC 5182 2.4).
+    pub(crate) fn new(sel: Option<&Selected>, hits: &[u32], uid: bool, opts: ReturnOpts) -> Saved {
+        let mut chosen: Vec<u32> = if opts.all || opts.count || !(opts.min || opts.max) {
+            hits.to_vec()
+        } else {
+            let mut v = Vec::new();
+            if opts.min {
+                v.extend(hits.first());
+            }
+            if opts.max {
+                v.extend(hits.last());
+            }
+            v
+        };
+        if !uid {
+            let Some(sel) = sel else {
+                return Saved::default();
+            };
+            chosen = chosen
+                .iter()
+                .filter_map(|&n| sel.uids.get((n as usize).checked_sub(1)?).copied())
+                .collect();
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        Saved { uids: chosen }
+    }
 }
 
 /// Ascending numbers as a sequence set; `None` when empty.
@@ -74,42 +104,6 @@ fn sequence_set(numbers: &[u32]) -> Option<SequenceSet> {
         })
         .collect();
     SequenceSet::try_from(seqs).ok()
-}
-
-/// Saves a SEARCH result: `hits` are UIDs (`uid`) or sequence numbers,
-/// ascending. With MIN and/or MAX but neither ALL nor COUNT only those are
-/// saved (RFC 5182 2.4).
-pub(crate) fn save(s: &mut Session, hits: &[u32], uid: bool, opts: ReturnOpts) {
-    let mut chosen: Vec<u32> = if opts.all || opts.count || !(opts.min || opts.max) {
-        hits.to_vec()
-    } else {
-        let mut v = Vec::new();
-        if opts.min {
-            v.extend(hits.first());
-        }
-        if opts.max {
-            v.extend(hits.last());
-        }
-        v
-    };
-    if !uid {
-        let Some(sel) = s.state.selected() else {
-            s.searchres = Saved::default();
-            return;
-        };
-        chosen = chosen
-            .iter()
-            .filter_map(|&n| sel.uids.get((n as usize).checked_sub(1)?).copied())
-            .collect();
-    }
-    chosen.sort_unstable();
-    chosen.dedup();
-    s.searchres = Saved { uids: chosen };
-}
-
-/// A SEARCH with SAVE that failed leaves `$` empty (RFC 5182 2.1).
-pub(crate) fn reset(s: &mut Session) {
-    s.searchres = Saved::default();
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub(crate) struct Selected {
     pub pending_expunge: Vec<u32>,
     /// Below the modseq of the earliest of `pending_expunge` (RFC 7162).
     pub expunge_floor: Option<u64>,
-    /// UIDs that are \Recent in this session, ascending (see `rev2`).
+    /// UIDs that are \Recent in this session, ascending (see `add_recent`).
     pub recent: Vec<u32>,
     /// The event feed's connection this state is current for (None: it
     /// was down); any other value means events may have been missed.
@@ -232,6 +232,66 @@ impl Selected {
         out.dedup();
         out
     }
+}
+
+/// \Recent (RFC 3501): mailstore hands each new UID to exactly one
+/// session, the first to SELECT (or, while selected, to resynchronise)
+/// after it arrived; the view keeps the UIDs it was given. After ENABLE
+/// IMAP4rev2 (RFC 9051) the session shows no \Recent flag and no RECENT
+/// response, but still takes \Recent on SELECT: it saw the messages first.
+impl Selected {
+    pub(crate) fn is_recent(&self, uid: u32) -> bool {
+        self.recent.binary_search(&uid).is_ok()
+    }
+
+    /// Recent messages still in the mailbox.
+    pub(crate) fn recent_count(&self) -> usize {
+        self.recent
+            .iter()
+            .filter(|&&u| self.seq_of(u).is_some())
+            .count()
+    }
+
+    /// Records the session's UIDs in `[from, to)` as recent (all of them,
+    /// not only new ones: one that arrived just before the claim is known
+    /// already and claimed at the next resync).
+    pub(crate) fn add_recent(&mut self, from: u32, to: u32) {
+        let start = self.uids.partition_point(|&u| u < from);
+        let end = self.uids.partition_point(|&u| u < to);
+        if let Some(claimed) = self.uids.get(start..end.max(start)) {
+            self.recent.extend_from_slice(claimed);
+        }
+        self.recent.sort_unstable();
+        self.recent.dedup();
+    }
+}
+
+/// Compresses ascending UIDs into ranges.
+pub(crate) fn uid_set(uids: &[u32]) -> pb::UidSet {
+    let mut ranges: Vec<pb::UidRange> = Vec::new();
+    for &u in uids {
+        match ranges.last_mut() {
+            Some(r) if r.last.checked_add(1) == Some(u) => r.last = u,
+            _ => ranges.push(pb::UidRange { first: u, last: u }),
+        }
+    }
+    pb::UidSet { ranges }
+}
+
+/// "1:3,5" form of ascending UIDs (COPYUID, APPENDUID).
+pub(crate) fn uid_text(uids: &[u32]) -> String {
+    uid_set(uids)
+        .ranges
+        .iter()
+        .map(|r| {
+            if r.first == r.last {
+                r.first.to_string()
+            } else {
+                format!("{}:{}", r.first, r.last)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The system flags every mailbox has, as FLAGS and PERMANENTFLAGS list them.

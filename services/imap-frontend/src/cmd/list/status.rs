@@ -87,7 +87,7 @@ async fn deleted(
 pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io::Result<Reply> {
     // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) turns CONDSTORE on.
     if items.contains(&Item::HighestModSeq) {
-        crate::session::condstore::enable_condstore(s);
+        s.enable_condstore();
     }
     let name = match crate::names::from_client(raw, s.ext.utf8) {
         Ok(n) => crate::names::canonical(n),
