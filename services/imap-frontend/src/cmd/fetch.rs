@@ -300,16 +300,11 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
     }
     // New messages become addressable first (EXPUNGE only for UID FETCH).
     s.sync(uid).await?;
-    if s.state.selected().is_none() {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    }
     // A CONDSTORE enabling command (RFC 7162 3.1).
     if asks_modseq || cmd.changed_since.is_some() {
         s.enable_condstore();
     }
-    let Some(sel) = s.state.selected() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     if !uid && sel.names_missing_message(set) {
         return Ok(Reply::Bad("Invalid message sequence number".into()));
     }
@@ -348,9 +343,7 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
             }
         }
     }
-    let Some(sel) = s.state.selected() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     let set_seen = implies_seen && !sel.read_only;
     // Flags, UIDs and modseqs are the session's own knowledge: no call.
     let local = cmd.changed_since.is_none()

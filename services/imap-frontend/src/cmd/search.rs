@@ -105,9 +105,7 @@ pub(crate) async fn matching(
 ) -> std::io::Result<Result<(Vec<u32>, Option<Vec<u64>>), Reply>> {
     s.sync(uid).await?;
     let saved = s.saved_uids();
-    let Some(sel) = s.state.selected() else {
-        return Ok(Err(Reply::Bad("No mailbox selected".into())));
-    };
+    let sel = s.view()?;
     let Some(key) = convert(criteria, sel, &saved, 0) else {
         return Ok(Err(Reply::Bad("Search key too complex".into())));
     };

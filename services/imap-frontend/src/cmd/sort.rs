@@ -142,15 +142,11 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
     }
     s.sync(cmd.uid).await?;
     let saved = s.saved_uids();
-    let Some(sel) = s.state.selected() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     let Some(key) = crate::session::search_key::convert(&cmd.key, sel, &saved, 0) else {
         return Ok(Reply::Bad("Search key too complex".into()));
     };
-    let Some(sel) = s.state.selected() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     // Only messages the session knows may appear in the answer.
     let key = pb::SearchKey {
         op: pb::SearchOp::SearchAnd as i32,
@@ -189,9 +185,7 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
             .nodes,
         ),
     };
-    let Some(sel) = s.state.selected() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     let label = |u: u32| -> Option<u32> {
         let seq = sel.seq_of(u)?;
         Some(if cmd.uid {

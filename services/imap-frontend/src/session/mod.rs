@@ -355,6 +355,12 @@ impl Session {
         self.state.user().map(str::to_owned).ok_or(NoTarget)
     }
 
+    /// The selected mailbox's view; see [`Self::account`] (the gate lets
+    /// only commands of the Selected state ask).
+    pub(crate) fn view(&self) -> Result<&Selected, NoTarget> {
+        self.state.selected().ok_or(NoTarget)
+    }
+
     /// (account, selected mailbox name); see [`Self::account`].
     pub(crate) fn target(&self) -> Result<(String, String), NoTarget> {
         let mailbox = self.state.selected().ok_or(NoTarget)?.name.clone();
