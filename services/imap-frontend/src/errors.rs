@@ -1,11 +1,17 @@
 //! The one map from mailstore's answers (gRPC status) to IMAP responses
 //! with response codes (RFC 5530). mailstore's own text is logged, never
 //! sent: it may name tables, accounts or internals, and it is not written
-//! for IMAP clients.
+//! for IMAP clients. Every command reaches mailstore through [`rpc!`] or
+//! calls [`reply`] itself; the answers that mean the same without a
+//! failed call ([`no_such_mailbox`], [`unavailable`]) are here too, so a
+//! client reads one wording for one condition.
 
 use tonic::Code;
 
 use crate::proto::Reply;
+
+const NONEXISTENT: &str = "[NONEXISTENT] No such mailbox";
+const UNAVAILABLE: &str = "[UNAVAILABLE] Temporary server failure, try again";
 
 /// What the failed call was about, where that changes the response code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +39,40 @@ pub(crate) fn reply(status: &tonic::Status, target: Target) -> Reply {
         Code::ResourceExhausted => "[LIMIT] A server limit was reached",
         _ => {
             tracing::warn!(code = ?status.code(), message, "mailstore call failed.");
-            "[UNAVAILABLE] Temporary server failure, try again"
+            UNAVAILABLE
         }
     };
     Reply::No(text.into())
 }
+
+/// The NO for a mailbox that mailstore reports absent in a successful
+/// answer (a status or listing without the mailbox).
+pub(crate) fn no_such_mailbox() -> Reply {
+    Reply::No(NONEXISTENT.into())
+}
+
+/// The NO for a failure on our side of the call (a task that died).
+pub(crate) fn unavailable() -> Reply {
+    Reply::No(UNAVAILABLE.into())
+}
+
+/// Calls mailstore (`$call` is the call's future); a failure becomes the
+/// command's NO about the selected or a named mailbox ([`reply`] with
+/// [`Target::Mailbox`]).
+macro_rules! rpc {
+    ($call:expr) => {
+        match $call.await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                return Ok(crate::errors::reply(
+                    &status,
+                    crate::errors::Target::Mailbox,
+                ));
+            }
+        }
+    };
+}
+pub(crate) use rpc;
 
 #[cfg(test)]
 mod tests {

@@ -1,44 +1,40 @@
 //! imap-frontend: the IMAP server (RFC 3501 IMAP4rev1 with IDLE, UIDPLUS,
 //! MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE, UNSELECT, CHILDREN, SASL-IR,
-//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC
-//! in `condstore`; LIST-EXTENDED, LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA
-//! and UTF8=ACCEPT in `ext`; SORT and THREAD in `sort`; \Recent and
-//! IMAP4rev2 after ENABLE in `rev2`; APPEND streamed to mailstore in
-//! `append`, literal8 included; BINARY in `binary`; SEARCHRES in
-//! `searchres`). ManageSieve (RFC 5804) has its own listener here too
-//! (`managesieve`).
+//! LITERAL+, APPENDLIMIT, STARTTLS and implicit TLS; CONDSTORE and QRESYNC;
+//! LIST-EXTENDED, LIST-STATUS, ESEARCH, STATUS=SIZE, QUOTA and UTF8=ACCEPT;
+//! SORT and THREAD; \Recent, and IMAP4rev2 after ENABLE; APPEND streamed
+//! to mailstore, literal8 included; BINARY; SEARCHRES). ManageSieve (RFC
+//! 5804) has its own listener here too (`managesieve`).
 //!
-//! Main items: [`Listeners`] and [`run`]. Every command is parsed by
+//! Main items: [`Listeners`] and [`run`]. The layers, each importing only
+//! those below it: `connection` (the loop that reads a command, refuses it
+//! when the state does not allow it, dispatches it and writes the reply)
+//! above `cmd` (one file per command family, never importing each other)
+//! above `session` (the RFC state enum with its data, the selected
+//! mailbox's view, what the client enabled, resynchronisation) and
+//! `errors` (the one map from mailstore failures to IMAP responses), above
 //! [`proto`] (one typed [`Command`] from the exact bytes the client sent;
-//! [`parse_command`] is the fuzz entry point). A session (`session`) runs
-//! it, keeps the protocol state (login, selected mailbox, sequence-number
-//! map) and asks mailstore over gRPC for everything else: mailstore speaks
-//! UIDs only. FETCH (`fetch`) serves ENVELOPE and BODYSTRUCTURE from
+//! [`parse_command`] is the fuzz entry point; no I/O), `encode` and
+//! `names`. mailstore speaks UIDs only: the session keeps the
+//! sequence-number map. FETCH serves ENVELOPE and BODYSTRUCTURE from
 //! metadata cached at delivery and streams body sections by byte range;
-//! SEARCH (`search`) is evaluated by mailstore. Change events from RabbitMQ
-//! (`events`) wake IDLE sessions. No storage crate is used here, and
-//! nothing is kept between connections.
+//! SEARCH is evaluated by mailstore unless the view can answer it. Change
+//! events from RabbitMQ (`events`) wake IDLE sessions. No storage crate is
+//! used here, and nothing is kept between connections.
 
 #![forbid(unsafe_code)]
 
-mod append;
-mod binary;
-mod condstore;
+mod cmd;
 mod conn;
+mod connection;
 mod encode;
 mod errors;
 mod events;
-mod ext;
-mod fetch;
 pub mod managesieve;
 mod metrics;
+mod names;
 pub mod proto;
-mod rev2;
-mod search;
-mod searchres;
 mod session;
-mod sort;
-mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,9 +54,7 @@ use crate::session::{Session, Shared};
 
 pub use crate::proto::{Command, ParseError, parse_command};
 
-/// Largest literal other than an APPEND message (those are streamed, up to
-/// `smtp_max_message_size`): these are read into memory before parsing.
-pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
+pub use crate::connection::MEMORY_LITERAL_LIMIT;
 /// Change events buffered per session before it must resynchronise.
 const EVENT_BUFFER: usize = 1024;
 /// Longest TLS handshake.

@@ -12,81 +12,20 @@ mod conn;
 pub mod proto;
 pub mod response;
 mod session;
+mod shared;
+
+pub(crate) use shared::Shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailfleet_runtime::CancellationToken;
-use mailfleet_runtime::grpc::{MailStore, Sieve};
 use mailfleet_runtime::listener::Handler;
-use mailfleet_runtime::tls::Tls;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::{Conn, MaybeTls};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabel {
-    command: &'static str,
-}
-
-/// Settings and handles shared by every ManageSieve session.
-pub(crate) struct Shared {
-    pub client: MailStore,
-    pub sieve: Sieve,
-    pub tls: Option<Tls>,
-    pub allow_plaintext: bool,
-    /// Largest script literal after login (`sieve_max_script_size`).
-    pub max_script_size: usize,
-    pub idle_timeout: Duration,
-    commands: Family<CommandLabel, Counter>,
-    connections: Counter,
-}
-
-impl Shared {
-    pub fn new(
-        client: MailStore,
-        sieve: Sieve,
-        tls: Option<Tls>,
-        allow_plaintext: bool,
-        max_script_size: usize,
-        idle_timeout: Duration,
-        registry: &mut Registry,
-    ) -> Self {
-        let shared = Self {
-            client,
-            sieve,
-            tls,
-            allow_plaintext,
-            max_script_size,
-            idle_timeout,
-            commands: Family::default(),
-            connections: Counter::default(),
-        };
-        registry.register(
-            "mailfleet_imap_managesieve_commands",
-            "ManageSieve commands by name",
-            shared.commands.clone(),
-        );
-        registry.register(
-            "mailfleet_imap_managesieve_connections",
-            "ManageSieve connections accepted",
-            shared.connections.clone(),
-        );
-        shared
-    }
-
-    fn command(&self, name: &'static str) {
-        self.commands
-            .get_or_create(&CommandLabel { command: name })
-            .inc();
-    }
-}
 
 /// The handler of the ManageSieve listener.
 pub(crate) struct ManageSieve(pub Arc<Shared>);

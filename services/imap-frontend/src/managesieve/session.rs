@@ -12,9 +12,9 @@ use base64::Engine;
 use mailfleet_proto::v1 as pb;
 use tonic::{Code as GrpcCode, Status};
 
-use super::Shared;
 use super::proto::Command;
 use super::response::{self, Code};
+use super::shared::Shared;
 
 /// Failed logins before the connection is closed.
 const MAX_AUTH_FAILURES: u32 = 3;

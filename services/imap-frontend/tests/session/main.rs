@@ -7,8 +7,10 @@
 
 mod commands;
 mod content;
+mod layers;
 mod managesieve;
 mod security;
+mod states;
 mod support;
 mod sync;
 mod timeouts;

@@ -3,16 +3,21 @@
 //! streamed from GetBody by the byte ranges recorded in that metadata, so no
 //! message is parsed again and none is held whole in memory.
 
+pub(crate) mod binary;
+mod part;
+
 use std::ops::Range;
 
 use futures::StreamExt;
-use mailfleet_mime::{BodyPart, MessageMeta};
+use mailfleet_mime::MessageMeta;
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 
+use self::part::find_part;
 use crate::encode;
+use crate::errors::rpc;
 use crate::proto::{self, FetchItem, PartPath, Section, SequenceSet};
-use crate::session::{Reply, Session, rpc, uid_set};
+use crate::session::{Reply, Session, condstore, uid_set};
 
 /// Messages per FetchMessages call, with and without metadata.
 const CHUNK_META: usize = 200;
@@ -21,28 +26,6 @@ const CHUNK_PLAIN: usize = 5000;
 const FLUSH_AT: usize = 64 * 1024;
 /// Largest header block read for HEADER.FIELDS filtering.
 const MAX_HEADER_READ: u64 = 1024 * 1024;
-
-/// The part a section path designates (RFC 3501 6.4.5).
-pub(crate) fn find_part<'m>(
-    root: &'m BodyPart,
-    path: &[std::num::NonZeroU32],
-) -> Option<&'m BodyPart> {
-    let mut node = root;
-    for (i, n) in path.iter().enumerate() {
-        if i > 0
-            && let Some(m) = &node.message
-        {
-            node = &m.body;
-        }
-        let n = n.get() as usize;
-        if node.is_multipart() {
-            node = node.parts.get(n - 1)?;
-        } else if n != 1 {
-            return None;
-        }
-    }
-    Some(node)
-}
 
 /// What a section is, in served-byte offsets.
 enum Piece {
@@ -283,25 +266,26 @@ fn items(list: &[FetchItem], uid: bool) -> (Vec<Item>, bool, bool) {
     (out, meta, seen)
 }
 
+/// FETCH of the set the command names (`$` resolved first).
+pub(crate) async fn run(s: &mut Session, cmd: proto::Fetch) -> std::io::Result<Reply> {
+    match s.resolve_saved(cmd.set.clone(), cmd.uid) {
+        Some(set) => fetch(s, &set, &cmd).await,
+        None => s.nothing_to_do("FETCH", cmd.uid).await,
+    }
+}
+
 /// FETCH and UID FETCH of `set` (`$` already resolved), with the RFC 7162
 /// MODSEQ item and CHANGEDSINCE/VANISHED modifiers and RFC 3516 BINARY
 /// items.
-pub(crate) async fn fetch(
-    s: &mut Session,
-    set: &SequenceSet,
-    cmd: &proto::Fetch,
-) -> std::io::Result<Reply> {
+async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::io::Result<Reply> {
     let uid = cmd.uid;
     let list = cmd.items.items();
-    let binary: Vec<crate::binary::Item> = list
-        .iter()
-        .filter_map(crate::binary::Item::from_fetch)
-        .collect();
+    let binary: Vec<binary::Item> = list.iter().filter_map(binary::Item::from_fetch).collect();
     let (mut items, mut need_meta, mut implies_seen) = items(&list, uid);
     if !binary.is_empty() {
         // BINARY items need the part map.
         need_meta = true;
-        implies_seen |= crate::binary::sets_seen(&binary);
+        implies_seen |= binary::sets_seen(&binary);
     }
     if cmd.vanished && !uid {
         return Ok(Reply::Bad("VANISHED needs UID FETCH".into()));
@@ -316,16 +300,11 @@ pub(crate) async fn fetch(
     }
     // New messages become addressable first (EXPUNGE only for UID FETCH).
     s.sync(uid).await?;
-    if s.selected.is_none() {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    }
     // A CONDSTORE enabling command (RFC 7162 3.1).
     if asks_modseq || cmd.changed_since.is_some() {
-        crate::condstore::enable_condstore(s);
+        s.enable_condstore();
     }
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     if !uid && sel.names_missing_message(set) {
         return Ok(Reply::Bad("Invalid message sequence number".into()));
     }
@@ -333,35 +312,38 @@ pub(crate) async fn fetch(
     if let Some(since) = cmd.changed_since {
         // Changes are read from the lowest UID that can matter on.
         let from = if cmd.vanished {
-            crate::condstore::lowest(set)
+            condstore::lowest(set)
         } else {
             uids.first().copied().unwrap_or(u32::MAX)
         };
         let (live, gone) = if from == u32::MAX {
             (Vec::new(), Vec::new())
         } else {
-            match crate::condstore::changed_since(s, since, from).await {
+            match changed_since(s, since, from).await {
                 Ok(c) => c,
-                Err(status) => return Ok(crate::session::status_reply(status)),
+                Err(status) => {
+                    return Ok(crate::errors::reply(
+                        &status,
+                        crate::errors::Target::Mailbox,
+                    ));
+                }
             }
         };
         uids.retain(|u| live.binary_search(u).is_ok());
         if cmd.vanished
-            && let Some(sel) = s.selected.as_ref()
+            && let Some(sel) = s.state.selected()
         {
             // Expunged UIDs of the set the session no longer has.
             let gone: Vec<u32> = gone
                 .into_iter()
-                .filter(|&u| crate::condstore::set_contains(set, u) && sel.seq_of(u).is_none())
+                .filter(|&u| condstore::set_contains(set, u) && sel.seq_of(u).is_none())
                 .collect();
-            for line in crate::condstore::vanished_lines(&gone, true) {
+            for line in condstore::vanished_lines(&gone, true) {
                 s.untagged(&line);
             }
         }
     }
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     let set_seen = implies_seen && !sel.read_only;
     // Flags, UIDs and modseqs are the session's own knowledge: no call.
     let local = cmd.changed_since.is_none()
@@ -400,7 +382,7 @@ pub(crate) async fn fetch(
             with_meta: need_meta,
             with_header,
         }));
-        let mailbox_id = s.selected.as_ref().map_or(0, |sel| sel.id);
+        let mailbox_id = s.state.selected().map_or(0, |sel| sel.id);
         s.note_highest(mailbox_id, r.highestmodseq, false);
         let mut messages = r.messages;
         if let Some(since) = cmd.changed_since {
@@ -409,7 +391,7 @@ pub(crate) async fn fetch(
         // Before any \Seen is set: a BINARY that cannot be served fails
         // the command (UNKNOWN-CTE); without BINARY items this is free.
         for m in &messages {
-            if let Err(reply) = crate::binary::check(&binary, m) {
+            if let Err(reply) = binary::check(&binary, m) {
                 return Ok(reply);
             }
         }
@@ -429,7 +411,7 @@ pub(crate) async fn fetch(
                     flags: vec!["\\Seen".into()],
                     unchanged_since: 0,
                 }));
-                if let Some(sel) = s.selected.as_mut() {
+                if let Some(sel) = s.state.selected_mut() {
                     for u in &r.updated {
                         sel.learn(u.uid, &u.flags, u.modseq);
                     }
@@ -452,11 +434,28 @@ pub(crate) async fn fetch(
     Ok(Reply::Ok("FETCH completed".into()))
 }
 
+/// Messages changed after `since` in the selected mailbox, from UID `from`
+/// on: (live UIDs, expunged UIDs), both ascending.
+async fn changed_since(
+    s: &mut Session,
+    since: u64,
+    from: u32,
+) -> Result<(Vec<u32>, Vec<u32>), tonic::Status> {
+    let (account, mailbox) = s.target()?;
+    let listing =
+        crate::session::list_mailbox(s.client.clone(), &account, &mailbox, since, from, false)
+            .await?;
+    let (gone, live): (Vec<_>, Vec<_>) = listing.messages.iter().partition(|m| m.expunged);
+    let live = live.iter().map(|m| m.uid).collect();
+    let gone = gone.iter().map(|m| m.uid).collect();
+    Ok((live, gone))
+}
+
 /// One FETCH response of UID, FLAGS and MODSEQ items from the session's
 /// own state.
 fn write_local(s: &mut Session, items: &[Item], uid: u32) {
     if items.iter().any(|i| matches!(i, Item::Flags)) {
-        let unknown: Option<Vec<String>> = s.selected.as_ref().and_then(|sel| {
+        let unknown: Option<Vec<String>> = s.state.selected().and_then(|sel| {
             let keywords = sel.state_of(uid)?.flags.keywords();
             (!sel.knows_keywords(keywords.clone())).then(|| keywords.map(str::to_owned).collect())
         });
@@ -464,7 +463,7 @@ fn write_local(s: &mut Session, items: &[Item], uid: u32) {
             s.announce_keywords(&keywords);
         }
     }
-    let Some(sel) = s.selected.as_ref() else {
+    let Some(sel) = s.state.selected() else {
         return;
     };
     let (Some(seq), Some(state)) = (sel.seq_of(uid), sel.state_of(uid)) else {
@@ -492,11 +491,11 @@ fn write_local(s: &mut Session, items: &[Item], uid: u32) {
 async fn write_message(
     s: &mut Session,
     items: &[Item],
-    binary: &[crate::binary::Item],
+    binary: &[binary::Item],
     m: &pb::FetchedMessage,
     add_flags: bool,
 ) -> std::io::Result<()> {
-    let Some(seq) = s.selected.as_ref().and_then(|sel| sel.seq_of(m.uid)) else {
+    let Some(seq) = s.state.selected().and_then(|sel| sel.seq_of(m.uid)) else {
         return Ok(());
     };
     let meta: Option<MessageMeta> = if m.meta_json.is_empty() {
@@ -533,7 +532,7 @@ async fn write_message(
             Item::Flags => {
                 flags_written = true;
                 s.out.extend_from_slice(b"FLAGS ");
-                let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+                let flags = s.flags_shown(m.uid, &m.flags).into_owned();
                 encode::flags(&mut s.out, &flags);
             }
             Item::InternalDate => {
@@ -602,11 +601,11 @@ async fn write_message(
             s.out.push(b' ');
         }
         first = false;
-        crate::binary::write_item(s, item, m, &meta).await?;
+        binary::write_item(s, item, m, &meta).await?;
     }
     if add_flags && !flags_written {
         s.out.extend_from_slice(b" FLAGS ");
-        let flags = crate::rev2::flags_of(s, m.uid, &m.flags).into_owned();
+        let flags = s.flags_shown(m.uid, &m.flags).into_owned();
         encode::flags(&mut s.out, &flags);
     }
     // An implicit \Seen is a flag change: with CONDSTORE on, it carries

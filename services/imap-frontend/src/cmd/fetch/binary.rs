@@ -1,7 +1,7 @@
 //! BINARY (RFC 3516, part of IMAP4rev2): `FETCH BINARY[section]<partial>`,
 //! `BINARY.PEEK[...]` and `BINARY.SIZE[section]`.
 //!
-//! The items are parsed in `proto`; `fetch` asks [`check`] whether every
+//! The items are parsed in `proto`; FETCH asks [`check`] whether every
 //! message can serve them and writes each with [`write_item`]. A leaf part's
 //! content-transfer-encoding is undone by a [`Decoder`] while the part's
 //! bytes stream from GetBody, so memory stays bounded whatever the size of
@@ -129,7 +129,7 @@ fn plan(
             cte,
         }));
     }
-    let Some(node) = crate::fetch::find_part(root, path) else {
+    let Some(node) = super::part::find_part(root, path) else {
         return Ok(None);
     };
     // A composite part is served as BODY[part] serves it (its encoding is

@@ -5,7 +5,8 @@
 
 use mailfleet_proto::v1 as pb;
 
-use crate::session::{Reply, Session, rpc};
+use crate::errors::rpc;
+use crate::session::{Reply, Session};
 
 pub(crate) const ROOT: &str = "User quota";
 
@@ -46,14 +47,19 @@ pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::R
         claim_recent: false,
     }));
     let Some(mb) = r.mailbox else {
-        return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+        return Ok(crate::errors::no_such_mailbox());
     };
     let quota = match quota_line(s).await {
         Ok(q) => q,
-        Err(status) => return Ok(crate::session::status_reply(status)),
+        Err(status) => {
+            return Ok(crate::errors::reply(
+                &status,
+                crate::errors::Target::Mailbox,
+            ));
+        }
     };
     let mut line = b"* QUOTAROOT ".to_vec();
-    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    crate::names::to_client(&mut line, &mb.name, s.ext.utf8);
     if quota.is_some() {
         line.extend_from_slice(format!(" \"{ROOT}\"").as_bytes());
     }
@@ -69,7 +75,12 @@ pub(crate) async fn get_quota(s: &mut Session, root: &[u8]) -> std::io::Result<R
     let quota = if root == ROOT.as_bytes() {
         match quota_line(s).await {
             Ok(q) => q,
-            Err(status) => return Ok(crate::session::status_reply(status)),
+            Err(status) => {
+                return Ok(crate::errors::reply(
+                    &status,
+                    crate::errors::Target::Mailbox,
+                ));
+            }
         }
     } else {
         None

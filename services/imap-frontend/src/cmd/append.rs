@@ -11,9 +11,10 @@
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 
-use crate::proto::{AppendData, LiteralMode};
+use crate::errors::{self, Target};
+use crate::proto::{self, AppendData, LiteralMode};
+use crate::session::view::MessageState;
 use crate::session::{Reply, Session};
-use crate::state::MessageState;
 
 /// Octets read from the socket and sent to mailstore at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -46,10 +47,10 @@ pub(crate) fn message_literal(
     utf8: bool,
 ) -> Option<Pending> {
     let head = crate::proto::parse_append_head(buf)?;
-    let mailbox = crate::ext::names::from_client(&head.mailbox.0, utf8).ok()?;
+    let mailbox = crate::names::from_client(&head.mailbox.0, utf8).ok()?;
     Some(Pending {
         tag: head.tag,
-        mailbox: crate::ext::names::canonical(mailbox),
+        mailbox: crate::names::canonical(mailbox),
         flags: head.flags,
         internal_date_ms: head.date.map(|d| d.timestamp_millis()).unwrap_or(0),
         length,
@@ -60,7 +61,7 @@ pub(crate) fn message_literal(
 
 /// The reply to a failed AppendMessageStream.
 fn failure(status: tonic::Status) -> Reply {
-    crate::errors::reply(&status, crate::errors::Target::Destination)
+    errors::reply(&status, Target::Destination)
 }
 
 /// Reads the literal of `p` in chunks, streams it to mailstore and answers.
@@ -167,11 +168,7 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
         Ok(Err(status)) => return Ok((p.tag, name, failure(status))),
         Err(error) => {
             tracing::warn!(%error, "APPEND call task failed.");
-            return Ok((
-                p.tag,
-                name,
-                Reply::No("[UNAVAILABLE] Temporary server failure, try again".into()),
-            ));
+            return Ok((p.tag, name, errors::unavailable()));
         }
     };
     if into_selected(s, &p.mailbox).is_some() {
@@ -188,11 +185,40 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
     ))
 }
 
+/// An APPEND whose message came whole with the command (a literal the
+/// streamed path did not take); `mailbox` as stored.
+pub(crate) async fn append(
+    s: &mut Session,
+    mailbox: String,
+    append: proto::Append,
+) -> std::io::Result<Reply> {
+    let account = s.account()?;
+    let r = match s
+        .client
+        .append_message(pb::AppendMessageRequest {
+            account,
+            mailbox,
+            flags: append.flags,
+            internal_date_ms: append.date.map(|d| d.timestamp_millis()).unwrap_or(0),
+            data: append.message,
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Ok(failure(status)),
+    };
+    s.sync(true).await?;
+    Ok(Reply::Ok(format!(
+        "[APPENDUID {} {}] APPEND completed",
+        r.uidvalidity, r.uid
+    )))
+}
+
 /// Whether `mailbox` is the session's selected mailbox: Some(read-only).
 fn into_selected(s: &Session, mailbox: &str) -> Option<bool> {
-    s.selected
-        .as_ref()
-        .filter(|sel| crate::session::same_name(&sel.name, mailbox))
+    s.state
+        .selected()
+        .filter(|sel| crate::session::view::same_name(&sel.name, mailbox))
         .map(|sel| sel.read_only)
 }
 
@@ -200,7 +226,7 @@ fn into_selected(s: &Session, mailbox: &str) -> Option<bool> {
 /// (RFC 3501 6.3.11: the server should send EXISTS) when nothing else
 /// changed the mailbox in between; otherwise the resync finds it.
 fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[String]) {
-    let Some(sel) = s.selected.as_mut() else {
+    let Some(sel) = s.state.selected_mut() else {
         return;
     };
     let newest = sel.uids.last().copied().unwrap_or(0);
@@ -210,7 +236,7 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     sel.uids.push(r.uid);
     sel.states.push(MessageState::new(flags, r.modseq));
     s.announce_keywords(flags);
-    let Some(sel) = s.selected.as_mut() else {
+    let Some(sel) = s.state.selected_mut() else {
         return;
     };
     sel.modseq = r.modseq;
@@ -219,7 +245,7 @@ fn learn_appended(s: &mut Session, r: &pb::AppendMessageResponse, flags: &[Strin
     }
     let (id, exists) = (sel.id, sel.uids.len());
     s.untagged(&format!("{exists} EXISTS"));
-    if let Some(l) = crate::rev2::recent_line(s) {
+    if let Some(l) = s.recent_line() {
         s.untagged(&l);
     }
     // The view is now at the append's modseq, with nothing missed.

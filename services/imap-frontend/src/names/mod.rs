@@ -2,7 +2,7 @@
 //! modified UTF-7 for IMAP4rev1 clients, UTF-8 after ENABLE UTF8=ACCEPT
 //! (RFC 6855), both ways.
 
-use super::mutf7;
+pub(crate) mod mutf7;
 use crate::encode;
 
 pub(crate) const BAD_MUTF7: &str = "Mailbox name is not valid mUTF-7";

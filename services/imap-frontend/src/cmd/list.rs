@@ -4,13 +4,15 @@
 //! (RFC 5819) and SPECIAL-USE (RFC 6154). [`plan`] decides the responses
 //! from the mailbox list (pure); [`run`] asks mailstore and writes them.
 
+pub(crate) mod status;
+
 use std::collections::BTreeMap;
 
 use mailfleet_proto::v1 as pb;
 
-use super::status;
+use crate::errors::rpc;
 use crate::proto::ListCommand;
-use crate::session::{Reply, Session, rpc};
+use crate::session::{Reply, Session};
 
 /// LIST pattern matching: `*` matches anything, `%` anything but "/".
 /// INBOX matches case-insensitively.
@@ -207,7 +209,7 @@ pub(crate) fn plan(
 pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Reply> {
     let verb = if cmd.lsub { "LSUB" } else { "LIST" };
     let utf8 = s.ext.utf8;
-    let decode = |raw: &[u8]| super::names::pattern_from_client(raw, utf8);
+    let decode = |raw: &[u8]| crate::names::pattern_from_client(raw, utf8);
     let reference = decode(&cmd.reference);
     let patterns: Vec<String> = cmd
         .patterns
@@ -225,15 +227,15 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
             .list_mailboxes(pb::ListMailboxesRequest { account })
     );
     if let Some(mb) = s
-        .selected
-        .as_ref()
+        .state
+        .selected()
         .and_then(|sel| r.mailboxes.iter().find(|m| m.id == sel.id))
     {
         s.note_mailbox(mb);
     }
     for entry in plan(&cmd, &r.mailboxes, &r.subscribed_only, &patterns) {
         let mut line = format!("* {verb} ({}) \"/\" ", entry.attrs.join(" ")).into_bytes();
-        super::names::to_client(&mut line, &entry.name, utf8);
+        crate::names::to_client(&mut line, &entry.name, utf8);
         if !entry.childinfo.is_empty() {
             let opts: Vec<String> = entry.childinfo.iter().map(|o| format!("\"{o}\"")).collect();
             line.extend_from_slice(format!(" (\"CHILDINFO\" ({}))", opts.join(" ")).as_bytes());
@@ -248,7 +250,7 @@ pub(crate) async fn run(s: &mut Session, cmd: ListCommand) -> std::io::Result<Re
         match status::values(s, mb, items).await {
             Ok(values) => {
                 let mut line = b"* STATUS ".to_vec();
-                super::names::to_client(&mut line, &mb.name, utf8);
+                crate::names::to_client(&mut line, &mb.name, utf8);
                 line.push(b' ');
                 line.extend_from_slice(values.as_bytes());
                 line.extend_from_slice(b"\r\n");

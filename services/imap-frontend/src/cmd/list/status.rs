@@ -4,7 +4,8 @@
 
 use mailfleet_proto::v1 as pb;
 
-use crate::session::{Reply, Session, UID_CHUNK, rpc, uid_set};
+use crate::errors::rpc;
+use crate::session::{Reply, Session, UID_CHUNK, uid_set};
 
 pub(crate) use crate::proto::StatusItem as Item;
 
@@ -86,10 +87,10 @@ async fn deleted(
 pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io::Result<Reply> {
     // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) turns CONDSTORE on.
     if items.contains(&Item::HighestModSeq) {
-        crate::condstore::enable_condstore(s);
+        s.enable_condstore();
     }
-    let name = match super::names::from_client(raw, s.ext.utf8) {
-        Ok(n) => super::names::canonical(n),
+    let name = match crate::names::from_client(raw, s.ext.utf8) {
+        Ok(n) => crate::names::canonical(n),
         Err(e) => return Ok(Reply::No(e.into())),
     };
     let account = s.account()?;
@@ -102,15 +103,20 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         claim_recent: false,
     }));
     let Some(mb) = r.mailbox else {
-        return Ok(Reply::No("[NONEXISTENT] No such mailbox".into()));
+        return Ok(crate::errors::no_such_mailbox());
     };
     s.note_mailbox(&mb);
     let values = match values(s, &mb, items).await {
         Ok(v) => v,
-        Err(status) => return Ok(crate::session::status_reply(status)),
+        Err(status) => {
+            return Ok(crate::errors::reply(
+                &status,
+                crate::errors::Target::Mailbox,
+            ));
+        }
     };
     let mut line = b"* STATUS ".to_vec();
-    super::names::to_client(&mut line, &mb.name, s.ext.utf8);
+    crate::names::to_client(&mut line, &mb.name, s.ext.utf8);
     line.push(b' ');
     line.extend_from_slice(values.as_bytes());
     line.extend_from_slice(b"\r\n");

@@ -7,8 +7,9 @@
 
 use mailfleet_proto::v1 as pb;
 
+use crate::errors::rpc;
 use crate::proto::{self, SearchKey, SortKey, ThreadAlgorithm};
-use crate::session::{Reply, Session, rpc, uid_set};
+use crate::session::{Reply, Session, uid_set};
 
 #[derive(Debug, PartialEq)]
 pub(crate) enum Kind {
@@ -136,20 +137,16 @@ pub(crate) fn thread_text(nodes: &[pb::ThreadNode], label: impl Fn(u32) -> Optio
 
 /// Runs a parsed SORT or THREAD command.
 pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Reply> {
-    if let Some(reply) = crate::search::charset_reply(Some(&cmd.charset)) {
+    if let Some(reply) = crate::session::search_key::charset_reply(Some(&cmd.charset)) {
         return Ok(reply);
     }
     s.sync(cmd.uid).await?;
-    let saved = crate::searchres::saved(s);
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
-    let Some(key) = crate::search::convert(&cmd.key, sel, &saved, 0) else {
+    let saved = s.saved_uids();
+    let sel = s.view()?;
+    let Some(key) = crate::session::search_key::convert(&cmd.key, sel, &saved, 0) else {
         return Ok(Reply::Bad("Search key too complex".into()));
     };
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     // Only messages the session knows may appear in the answer.
     let key = pb::SearchKey {
         op: pb::SearchOp::SearchAnd as i32,
@@ -188,9 +185,7 @@ pub(crate) async fn run(s: &mut Session, cmd: SortCommand) -> std::io::Result<Re
             .nodes,
         ),
     };
-    let Some(sel) = s.selected.as_ref() else {
-        return Ok(Reply::Bad("No mailbox selected".into()));
-    };
+    let sel = s.view()?;
     let label = |u: u32| -> Option<u32> {
         let seq = sel.seq_of(u)?;
         Some(if cmd.uid {
