@@ -16,8 +16,8 @@
 -- (synchronous_commit off for this transaction only): it writes nothing but
 -- the lease, and a lease lost in a Postgres crash is one the crash would have
 -- made moot anyway (deletions at QUIT are by UID, and a message gone stays
--- gone), while the flush per login was a good part of Postgres's CPU per POP3
--- session. The walwriter flushes it within wal_writer_delay.
+-- gone), and the backend no longer flushes WAL for every login: the walwriter
+-- flushes many leases at once, within wal_writer_delay.
 CREATE FUNCTION pop3_lock(
     p_account  BIGINT,
     p_resource TEXT,
