@@ -89,6 +89,9 @@ pub struct BlobRef {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     inline_limit: usize,
+    /// The directory of a `file://` store, for [`BlobStore::stream`]'s
+    /// fast path.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl BlobStore {
@@ -97,6 +100,7 @@ impl BlobStore {
     /// settings.
     pub fn from_config(config: &Config) -> Result<Self, BlobError> {
         let url = config.blob_url.trim();
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(BlobError::Config("file:// needs a directory".into()));
@@ -104,6 +108,9 @@ impl BlobStore {
             std::fs::create_dir_all(path).map_err(|e| {
                 BlobError::Config(format!("cannot create blob directory {path}: {e}"))
             })?;
+            local_root = Some(std::fs::canonicalize(path).map_err(|e| {
+                BlobError::Config(format!("cannot resolve blob directory {path}: {e}"))
+            })?);
             // A body is on disk before the row that names it is committed
             // (Postgres fsyncs that), as S3 has it before it answers a PUT:
             // without the fsync, a machine crash could leave a message row
@@ -139,7 +146,9 @@ impl BlobStore {
                 "MAILFLEET_BLOB_URL must start with file:// or s3://, got {url:?}"
             )));
         };
-        Ok(Self::new(store, config.blob_inline_limit))
+        let mut blobs = Self::new(store, config.blob_inline_limit);
+        blobs.local_root = local_root;
+        Ok(blobs)
     }
 
     /// Wraps any object store (tests use an in-memory one).
@@ -147,6 +156,7 @@ impl BlobStore {
         Self {
             store,
             inline_limit: inline_limit.max(1),
+            local_root: None,
         }
     }
 
@@ -196,6 +206,9 @@ impl BlobStore {
             return Ok(futures::stream::empty().boxed());
         }
         let path = content_path(id)?;
+        if let (Some(root), None) = (&self.local_root, &range) {
+            return local_stream(root.join(path.as_ref()), id).await;
+        }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
@@ -225,6 +238,37 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A whole body of a `file://` store: opened, measured and read up to its
+/// first [`FILE_CHUNK`] in one blocking task, so a body of that size or
+/// less costs one hand-off to the blocking pool (object_store's `get` takes
+/// one to open the file and another to read it, and POP3 reads several
+/// bodies per session).
+async fn local_stream(
+    file_path: std::path::PathBuf,
+    id: &str,
+) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+    let opened = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&file_path)?;
+        let len = file.metadata()?.len();
+        let first = usize::try_from(len).unwrap_or(usize::MAX).min(FILE_CHUNK);
+        let mut chunk = vec![0; first];
+        file.read_exact(&mut chunk)?;
+        Ok::<_, std::io::Error>((file, Bytes::from(chunk), first as u64..len))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let (file, first, rest) = match opened {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BlobError::NotFound(id.into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let first = futures::stream::once(async move { Ok(first) });
+    Ok(first.chain(file_stream(file, rest)).boxed())
 }
 
 /// `range` of a local file, [`FILE_CHUNK`] octets per blocking read.
@@ -358,6 +402,7 @@ impl BlobWriter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use futures::TryStreamExt;
     use object_store::memory::InMemory;
 
     fn store(limit: usize) -> BlobStore {
@@ -449,8 +494,22 @@ mod tests {
             }
             assert!(got == want, "streamed {} octets", got.len());
         }
+        // A small body is one chunk; a missing one is "not found", also on
+        // the local fast path.
+        let chunks: Vec<Bytes> = s
+            .stream(&r.id, None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(chunks, [Bytes::from_static(b"hello")]);
         s.delete(&r.id).await.unwrap();
         assert_eq!(s.size(&r.id).await.unwrap(), None);
+        match s.stream(&r.id, None).await {
+            Err(e) => assert!(e.is_not_found(), "{e}"),
+            Ok(_) => panic!("a deleted body streamed"),
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

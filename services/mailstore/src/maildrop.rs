@@ -4,13 +4,15 @@
 //! snapshot carries each message's content key and served prefix, and
 //! pop3-frontend reads the body from object storage itself.
 //!
-//! The lock is the account's "pop3-maildrop" lease (`crate::lease`): one
-//! statement takes it (with the login guard's check and the account's row
-//! when the credential cache knows the password), and the snapshot is a
-//! second statement run after it commits. They cannot be one: a statement that takes over a lease the
-//! previous holder is releasing at that moment waits for that release, but
-//! its SELECT still reads the messages as they were when it started, before
-//! that session's expunges.
+//! The lock is the account's "pop3-maildrop" lease (`crate::lease`). The
+//! SQL function `pop3_lock` (migration 0015) takes it and then snapshots the
+//! INBOX, in one round trip: a login the credential cache knows is a single
+//! statement (the login guard's check, the account's row, `pop3_lock`). The
+//! snapshot is a statement of its own inside the function, with a fresh
+//! snapshot: a statement that takes over a lease the previous holder is
+//! releasing at that moment waits for that release, but a SELECT in the same
+//! statement would still read the messages as they were when it started,
+//! before that session's expunges.
 
 use mailfleet_proto::v1::{FlagsMode, UidSet};
 
@@ -35,15 +37,35 @@ pub struct SnapshotMessage {
     pub seen: bool,
 }
 
-/// (uidvalidity, then the message or NULLs for an empty INBOX: uid, size,
-/// blob id, return path, seen).
-type SnapshotRow = (
-    i64,
+/// What `pop3_lock` (migration 0015) returns: whether the lease was won,
+/// then the INBOX's uidvalidity (NULL: no INBOX) and the snapshot as arrays
+/// in UID order (NULL when the INBOX is empty): uid, size, blob id, return
+/// path, \Seen.
+type LockRow = (
+    bool,
     Option<i64>,
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+    Option<Vec<String>>,
+    Option<Vec<Option<String>>>,
+    Option<Vec<bool>>,
+);
+
+/// What the cached login's statement returns: the guard's `locked` and
+/// `pair_counted`, the account's id, address and hash, then a [`LockRow`].
+type CachedRow = (
+    bool,
+    bool,
     Option<i64>,
     Option<String>,
     Option<String>,
-    Option<bool>,
+    bool,
+    Option<i64>,
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+    Option<Vec<String>>,
+    Option<Vec<Option<String>>>,
+    Option<Vec<bool>>,
 );
 
 /// A locked maildrop.
@@ -94,19 +116,18 @@ impl Store {
             AuthResult::Failed => return Ok(Opened::Failed),
             AuthResult::Locked => return Ok(Opened::Locked),
         };
-        let Some(lease_id) = self.take_maildrop(id, holder, ttl_seconds).await? else {
-            return Ok(Opened::InUse { address });
-        };
-        let snapshot = self.snapshot_after_lock(id, lease_id).await?;
-        Ok(Opened::Ok { address, snapshot })
+        Ok(match self.lock(id, holder, ttl_seconds).await? {
+            Some(snapshot) => Opened::Ok { address, snapshot },
+            None => Opened::InUse { address },
+        })
     }
 
     /// A login the credential cache knows (the usual one: clients poll with
-    /// the same password): the login guard's standing, the account and the
-    /// lease in one statement, the lease taken only when the account's hash
-    /// is still the one this password was verified against and the guard
-    /// does not refuse. `None` when the cache does not know it or the hash
-    /// changed: then the full login runs.
+    /// the same password), in one statement: the login guard's standing,
+    /// the account, and `pop3_lock` (lease and snapshot), which is given the
+    /// account only when its hash is still the one this password was
+    /// verified against and the guard does not refuse. `None` when the cache
+    /// does not know it or the hash changed: then the full login runs.
     async fn open_cached(
         &self,
         username: &str,
@@ -123,44 +144,37 @@ impl Store {
         let (key_list, window) = self.auth_guard.standing_params(&keys);
         let lease_id = uuid::Uuid::new_v4().to_string();
         let holder: String = holder.chars().take(200).collect();
-        let (locked, pair_counted, id, address, hash, won): (
-            bool,
-            bool,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH g AS ({}), \
-                  a AS (SELECT id, address, password_hash FROM accounts WHERE address = $1), \
-                  l AS (INSERT INTO leases (account_id, resource, lease_id, holder, expires_at) \
-                        SELECT a.id, $4, $5, $6, now() + make_interval(secs => $7) FROM a, g \
-                        WHERE NOT g.locked AND a.password_hash = $8 \
-                        ON CONFLICT (account_id, resource) DO UPDATE \
-                          SET lease_id = EXCLUDED.lease_id, holder = EXCLUDED.holder, \
-                              expires_at = EXCLUDED.expires_at \
-                          WHERE leases.expires_at <= now() \
-                        RETURNING lease_id) \
-             SELECT g.locked, g.pair_counted, a.id, a.address, a.password_hash, \
-                    (SELECT lease_id FROM l) \
-             FROM g LEFT JOIN a ON true",
-            crate::auth_guard::AuthGuard::STANDING_SQL
-        )))
-        .bind(&username)
-        .bind(key_list)
-        .bind(window)
-        .bind(RESOURCE)
-        .bind(&lease_id)
-        .bind(&holder)
-        .bind(lease::ttl(ttl_seconds))
-        .bind(&cached)
-        .fetch_one(&self.pool)
-        .await?;
+        // The function is called once (one row of `g`, at most one of `a`),
+        // from FROM rather than the select list, where `(f()).*` would call
+        // it once per column.
+        let row: CachedRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "WITH g AS ({}), \
+                      a AS (SELECT id, address, password_hash FROM accounts WHERE address = $1) \
+                 SELECT g.locked, g.pair_counted, a.id, a.address, a.password_hash, \
+                        p.won, p.uidvalidity, p.uids, p.sizes, p.blob_ids, p.return_paths, p.seen \
+                 FROM g LEFT JOIN a ON true, \
+                      LATERAL pop3_lock(CASE WHEN NOT g.locked AND a.password_hash = $8 THEN a.id END, \
+                                        $4, $5, $6, $7, $9) p",
+                crate::auth_guard::AuthGuard::STANDING_SQL
+            )))
+            .bind(&username)
+            .bind(key_list)
+            .bind(window)
+            .bind(RESOURCE)
+            .bind(&lease_id)
+            .bind(&holder)
+            .bind(lease::ttl(ttl_seconds))
+            .bind(&cached)
+            .bind(crate::flags::SEEN)
+            .fetch_one(&self.pool)
+            .await?;
+        let (locked, pair_counted, id, address, hash) = (row.0, row.1, row.2, row.3, row.4);
+        let lock = (row.5, row.6, row.7, row.8, row.9, row.10, row.11);
         if locked {
             tokio::time::sleep(self.auth_guard.failure_delay).await;
             return Ok(Some(Opened::Locked));
         }
-        let (Some(id), Some(address), Some(hash)) = (id, address, hash) else {
+        let (Some(_), Some(address), Some(hash)) = (id, address, hash) else {
             return Ok(None);
         };
         // The lease was taken exactly when the hash is the cached one, that
@@ -171,11 +185,8 @@ impl Store {
         if pair_counted {
             self.auth_guard.succeeded(&self.pool, &keys).await?;
         }
-        Ok(Some(match won {
-            Some(lease_id) => Opened::Ok {
-                snapshot: self.snapshot_after_lock(id, lease_id).await?,
-                address,
-            },
+        Ok(Some(match snapshot(lease_id, lock)? {
+            Some(snapshot) => Opened::Ok { snapshot, address },
             None => Opened::InUse { address },
         }))
     }
@@ -196,90 +207,27 @@ impl Store {
         let Some((id,)) = id else {
             return Err(StoreError::NotFound(format!("no account {address}")));
         };
-        match self.take_maildrop(id, holder, ttl_seconds).await? {
-            Some(lease_id) => Ok(Some(self.snapshot_after_lock(id, lease_id).await?)),
-            None => Ok(None),
-        }
+        self.lock(id, holder, ttl_seconds).await
     }
 
-    /// One statement: the lease, unless a live one is held (as
-    /// [`Store::acquire_lease`], by account id).
-    async fn take_maildrop(
-        &self,
-        id: i64,
-        holder: &str,
-        ttl_seconds: u32,
-    ) -> Result<Option<String>> {
+    /// The lease (unless a live one is held, as [`Store::acquire_lease`] by
+    /// account id) and the snapshot: one statement, `pop3_lock`.
+    async fn lock(&self, id: i64, holder: &str, ttl_seconds: u32) -> Result<Option<Snapshot>> {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let holder: String = holder.chars().take(200).collect();
-        let won: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO leases (account_id, resource, lease_id, holder, expires_at) \
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
-             ON CONFLICT (account_id, resource) DO UPDATE \
-               SET lease_id = EXCLUDED.lease_id, holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-               WHERE leases.expires_at <= now() \
-             RETURNING lease_id",
+        let row: LockRow = sqlx::query_as(
+            "SELECT won, uidvalidity, uids, sizes, blob_ids, return_paths, seen \
+             FROM pop3_lock($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(RESOURCE)
         .bind(&lease_id)
         .bind(&holder)
         .bind(lease::ttl(ttl_seconds))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(won.map(|w| w.0))
-    }
-
-    /// The INBOX snapshot, in one statement; the lease is released again if
-    /// it fails, so a failed login does not hold the maildrop.
-    async fn snapshot_after_lock(&self, id: i64, lease_id: String) -> Result<Snapshot> {
-        let rows: Result<Vec<SnapshotRow>> = sqlx::query_as(
-            "SELECT mb.uidvalidity, m.uid, m.size, m.blob_id, m.return_path, $2 = ANY(m.flags) \
-                 FROM mailboxes mb \
-                 LEFT JOIN messages m ON m.mailbox_id = mb.id AND m.expunged_modseq IS NULL \
-                 WHERE mb.account_id = $1 AND mb.name = 'INBOX' \
-                 ORDER BY m.uid",
-        )
-        .bind(id)
         .bind(crate::flags::SEEN)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::from);
-        let rows = match rows {
-            Ok(r) if !r.is_empty() => r,
-            other => {
-                let _ = sqlx::query(
-                    "DELETE FROM leases WHERE account_id = $1 AND resource = $2 AND lease_id = $3",
-                )
-                .bind(id)
-                .bind(RESOURCE)
-                .bind(&lease_id)
-                .execute(&self.pool)
-                .await;
-                return Err(match other {
-                    Err(e) => e,
-                    Ok(_) => StoreError::NotFound("the account has no INBOX".into()),
-                });
-            }
-        };
-        let uidvalidity = rows.first().map_or(0, |r| u32::try_from(r.0).unwrap_or(0));
-        let messages = rows
-            .into_iter()
-            .filter_map(|(_, uid, size, blob_id, return_path, seen)| {
-                Some(SnapshotMessage {
-                    uid: u32::try_from(uid?).ok()?,
-                    size: u64::try_from(size?).unwrap_or(0),
-                    blob_id: blob_id?,
-                    prefix: return_path_line(return_path.as_deref()),
-                    seen: seen.unwrap_or(false),
-                })
-            })
-            .collect();
-        Ok(Snapshot {
-            lease_id,
-            uidvalidity,
-            messages,
-        })
+        .fetch_one(&self.pool)
+        .await?;
+        snapshot(lease_id, row)
     }
 
     /// UPDATE (RFC 1939 6): expunge `expunge`, flag `seen` \Seen (a
@@ -313,4 +261,44 @@ impl Store {
         self.release_lease(account, RESOURCE, lease_id).await?;
         expunged
     }
+}
+
+/// The snapshot `pop3_lock` returned: `None` when the lease was held by
+/// another session; an error when the account has no INBOX (the function
+/// gave the lease back already).
+fn snapshot(lease_id: String, row: LockRow) -> Result<Option<Snapshot>> {
+    let (won, uidvalidity, uids, sizes, blob_ids, return_paths, seen) = row;
+    if !won {
+        return Ok(None);
+    }
+    let Some(uidvalidity) = uidvalidity else {
+        return Err(StoreError::NotFound("the account has no INBOX".into()));
+    };
+    let (uids, sizes, blob_ids) = (
+        uids.unwrap_or_default(),
+        sizes.unwrap_or_default(),
+        blob_ids.unwrap_or_default(),
+    );
+    let (return_paths, seen) = (return_paths.unwrap_or_default(), seen.unwrap_or_default());
+    let messages = uids
+        .into_iter()
+        .zip(sizes)
+        .zip(blob_ids)
+        .zip(return_paths)
+        .zip(seen)
+        .filter_map(|((((uid, size), blob_id), return_path), seen)| {
+            Some(SnapshotMessage {
+                uid: u32::try_from(uid).ok()?,
+                size: u64::try_from(size).unwrap_or(0),
+                blob_id,
+                prefix: return_path_line(return_path.as_deref()),
+                seen,
+            })
+        })
+        .collect();
+    Ok(Some(Snapshot {
+        lease_id,
+        uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
+        messages,
+    }))
 }
