@@ -199,7 +199,10 @@ impl Store {
                 StoreError::Internal("the message row was not written".into())
             });
         };
-        self.events.changed(vec![mailbox_id]);
+        match modseq {
+            Some(modseq) => self.events.changed_at(mailbox_id, modseq),
+            None => self.events.changed(vec![mailbox_id]),
+        }
         if let Some(modseq) = modseq {
             // The statement took highestmodseq from modseq - 1 to modseq.
             self.mailbox_cache

@@ -491,3 +491,85 @@ async fn concurrent_stores_lose_no_update() {
     assert_eq!(inbox(&mut ms).await.unseen, 3);
     stop(running).await;
 }
+
+/// Transactions Postgres counted for the database once every backend of
+/// it has gone: a backend reports its counters before it leaves
+/// `pg_stat_activity`, so none is missing.
+async fn committed_after_exit(db: &str) -> i64 {
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if others == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mailstore's backends never left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// Postgres statements (each its own transaction) of one mailstore run
+/// that makes `stores` STOREs, each changing \Seen of UID 1 and 2.
+async fn statements_of_a_run(db: &str, config: &Config, stores: usize) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for i in 0..stores {
+        let mode = if i % 2 == 0 {
+            pb::FlagsMode::FlagsAdd
+        } else {
+            pb::FlagsMode::FlagsRemove
+        };
+        let r = store(&mut ms, &[(1, 2)], mode, &["\\Seen"], 0)
+            .await
+            .unwrap();
+        assert_eq!(r.updated.len(), 2, "STORE {i} changed both messages");
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// A STORE costs mailstore one Postgres statement: the flags are read and
+/// written by one UPDATE (it was a read and then a write), and the change
+/// event needs no read of the mailbox (it was one per write). Counted as
+/// the transactions of two runs that differ only in the number of STOREs,
+/// so what a start-up costs cancels out; the health check's ping every two
+/// seconds is what the slack allows for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_is_one_postgres_statement() {
+    const STORES: usize = 30;
+    let db = ScratchDb::new("mailstore_flagcount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    for i in 0..2 {
+        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
+        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
+    }
+    stop(running).await;
+
+    let few = statements_of_a_run(&db.name, &config, STORES).await;
+    let many = statements_of_a_run(&db.name, &config, 2 * STORES).await;
+    let per_store = many - few;
+    assert!(
+        per_store <= STORES as i64 + 3,
+        "{STORES} more STOREs cost {per_store} more Postgres statements"
+    );
+}
