@@ -573,7 +573,7 @@ async fn write_message(
                                 );
                                 s.out.extend_from_slice(data);
                             }
-                            None => stream_literal(s, m.uid, r).await?,
+                            None => stream_literal(s, m, r).await?,
                         }
                     }
                     Piece::Fields { range, names, not } => {
@@ -581,7 +581,7 @@ async fn write_message(
                         let data = match header_slice(m, &range) {
                             Some(block) => filter_fields(block, &names, not),
                             None => {
-                                let block = read_range(s, m.uid, range).await?;
+                                let block = read_range(s, m, range).await?;
                                 filter_fields(&block, &names, not)
                             }
                         };
@@ -652,7 +652,12 @@ fn clip(r: Range<u64>, size: u64, partial: Option<(u32, u32)>) -> Range<u64> {
 }
 
 /// Reads a (small) range of the served message.
-async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<Vec<u8>> {
+async fn read_range(
+    s: &mut Session,
+    m: &pb::FetchedMessage,
+    r: Range<u64>,
+) -> std::io::Result<Vec<u8>> {
+    let uid = m.uid;
     let mut out = Vec::new();
     if r.is_empty() {
         return Ok(out);
@@ -669,6 +674,8 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
             // The session still holds the message: another session's
             // expunge since FetchMessages must not turn it into nothing.
             include_expunged: true,
+            // What FetchMessages read: no second lookup of the row.
+            body_ref: m.body_ref.clone(),
         })
         .await;
     match stream {
@@ -692,7 +699,12 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
 /// Writes `{n}\r\n` and the bytes of the range, streamed from mailstore.
 /// Exactly n bytes are written whatever storage returns (padded or cut), so
 /// the protocol stream stays in step even if a body went missing.
-async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<()> {
+async fn stream_literal(
+    s: &mut Session,
+    m: &pb::FetchedMessage,
+    r: Range<u64>,
+) -> std::io::Result<()> {
+    let uid = m.uid;
     let n = r.end - r.start;
     s.out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
     if n == 0 {
@@ -710,6 +722,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
             offset: r.start,
             length: n,
             include_expunged: true,
+            body_ref: m.body_ref.clone(),
         })
         .await
     {

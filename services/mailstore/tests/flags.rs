@@ -299,6 +299,7 @@ async fn flags_expunge_and_leases() {
             offset: 0,
             length: 0,
             include_expunged: false,
+            body_ref: None,
         })
         .await;
     if let Ok(stream) = &mut gone {
@@ -317,6 +318,7 @@ async fn flags_expunge_and_leases() {
             offset: 0,
             length: 0,
             include_expunged: true,
+            body_ref: None,
         })
         .await
         .unwrap()
@@ -492,37 +494,6 @@ async fn concurrent_stores_lose_no_update() {
     stop(running).await;
 }
 
-/// Transactions Postgres counted for the database once every backend of
-/// it has gone: a backend reports its counters before it leaves
-/// `pg_stat_activity`, so none is missing.
-async fn committed_after_exit(db: &str) -> i64 {
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (others,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if others == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "mailstore's backends never left");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    n
-}
-
 /// Postgres statements (each its own transaction) of one mailstore run
 /// that makes `stores` STOREs, each changing \Seen of UID 1 and 2.
 async fn statements_of_a_run(db: &str, config: &Config, stores: usize) -> i64 {
@@ -571,5 +542,76 @@ async fn a_store_is_one_postgres_statement() {
     assert!(
         per_store <= STORES as i64 + 3,
         "{STORES} more STOREs cost {per_store} more Postgres statements"
+    );
+}
+
+/// Postgres statements of one mailstore run that fetches the body of UID 1
+/// `fetches` times as an IMAP FETCH does (FetchMessages, then GetBody with
+/// what it returned), checking the bytes each time.
+async fn statements_of_body_fetches(db: &str, config: &Config, fetches: usize, want: &[u8]) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for _ in 0..fetches {
+        let m = ms
+            .fetch_messages(pb::FetchMessagesRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                uids: uids(&[(1, 1)]),
+                with_meta: false,
+                with_header: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages
+            .remove(0);
+        let mut stream = ms
+            .get_body(pb::GetBodyRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                uid: 1,
+                offset: 0,
+                length: 0,
+                include_expunged: true,
+                body_ref: m.body_ref,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            got.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(got, want, "the served message, Return-Path line first");
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// A FETCH of a body costs one Postgres statement: GetBody serves what
+/// FetchMessages read (its body_ref) without looking the message up again
+/// (it was one statement more per body). Counted as in
+/// `a_store_is_one_postgres_statement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_fetch_is_one_postgres_statement() {
+    const FETCHES: usize = 30;
+    let db = ScratchDb::new("mailstore_bodycount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    let data = "Subject: m\r\n\r\nbody\r\n";
+    deliver_one(&mut ms, &config, "job-1", data).await;
+    stop(running).await;
+    let want = format!("Return-Path: <s@example.org>\r\n{data}").into_bytes();
+
+    let few = statements_of_body_fetches(&db.name, &config, FETCHES, &want).await;
+    let many = statements_of_body_fetches(&db.name, &config, 2 * FETCHES, &want).await;
+    let per_fetch = many - few;
+    assert!(
+        per_fetch <= FETCHES as i64 + 3,
+        "{FETCHES} more body FETCHes cost {per_fetch} more Postgres statements"
     );
 }
