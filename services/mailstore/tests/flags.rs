@@ -615,3 +615,49 @@ async fn a_body_fetch_is_one_postgres_statement() {
         "{FETCHES} more body FETCHes cost {per_fetch} more Postgres statements"
     );
 }
+
+/// Postgres statements of one mailstore run that APPENDs `appends`
+/// messages to alice's INBOX as IMAP APPEND does (AppendMessageStream).
+async fn statements_of_appends(db: &str, config: &Config, appends: usize) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for i in 0..appends {
+        let data = format!("Subject: a{i}\r\nMessage-ID: <a{i}.{appends}@x>\r\n\r\nbody {i}\r\n");
+        let start = pb::AppendStart {
+            account: "alice@example.test".into(),
+            mailbox: "INBOX".into(),
+            size: data.len() as u64,
+            ..Default::default()
+        };
+        let r = append_stream(&mut ms, start, vec![data.into_bytes()])
+            .await
+            .unwrap();
+        assert!(r.uid > 0);
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// An APPEND costs one Postgres statement once mailstore has seen its
+/// mailbox: the mailbox's id is kept, and the insert checks it (it was a
+/// look-up, the insert and the event publisher's read). Counted as in
+/// `a_store_is_one_postgres_statement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_one_postgres_statement() {
+    const APPENDS: usize = 20;
+    let db = ScratchDb::new("mailstore_appendcount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    add_account(&running, "alice@example.test", 0, 0).await;
+    stop(running).await;
+
+    let few = statements_of_appends(&db.name, &config, APPENDS).await;
+    let many = statements_of_appends(&db.name, &config, 2 * APPENDS).await;
+    let per_append = many - few;
+    assert!(
+        per_append <= APPENDS as i64 + 3,
+        "{APPENDS} more APPENDs cost {per_append} more Postgres statements"
+    );
+}
