@@ -499,12 +499,8 @@ async fn write_message(
     let Some(seq) = s.selected.as_ref().and_then(|sel| sel.seq_of(m.uid)) else {
         return Ok(());
     };
-    let meta: Option<MessageMeta> = if m.meta_json.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&m.meta_json).ok()
-    };
-    let meta = meta.unwrap_or_default();
+    // Parsed once per blob for the whole process.
+    let meta = s.shared.meta_cache.get(m);
     let prefix = u64::from(m.prefix_len);
     if add_flags || items.iter().any(|i| matches!(i, Item::Flags)) {
         s.announce_keywords(&m.flags);

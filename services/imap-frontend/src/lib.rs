@@ -31,6 +31,7 @@ mod events;
 mod ext;
 mod fetch;
 pub mod managesieve;
+mod meta_cache;
 mod metrics;
 pub mod proto;
 mod rev2;
@@ -63,6 +64,9 @@ pub use crate::proto::{Command, ParseError, parse_command};
 pub const MEMORY_LITERAL_LIMIT: usize = 15 * 1024 * 1024;
 /// Change events buffered per session before it must resynchronise.
 const EVENT_BUFFER: usize = 1024;
+/// Memory for parsed message metadata shared by all sessions (FETCH of
+/// ENVELOPE and BODYSTRUCTURE; see `meta_cache.rs`).
+const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -218,6 +222,7 @@ pub async fn run(
         metrics,
         events: events_tx,
         feed,
+        meta_cache: crate::meta_cache::MetaCache::new(META_CACHE_BYTES),
     });
     let limits = Limits {
         max_connections: config.max_connections,
