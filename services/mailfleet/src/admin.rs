@@ -295,6 +295,7 @@ async fn message_inner(connection: &Connection, command: MessageCommand) -> anyh
                     offset: 0,
                     length: 0,
                     include_expunged: false,
+                    body_ref: None,
                 })
                 .await
                 .map_err(|s| target.explain(&s))?

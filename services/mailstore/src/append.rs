@@ -32,7 +32,7 @@ fn strip_nul(v: &mut serde_json::Value) {
 /// The SQLSTATE `mailfleet_over_quota()` raises.
 const OVER_QUOTA: &str = "MF001";
 
-/// An APPEND of a body up to this size to a mailbox with a kept listing
+/// An APPEND of a body up to this size to a mailbox whose id is kept
 /// skips the look-up that refuses it before its body is stored (see
 /// [`crate::over_quota::OverQuota`]); a larger one is refused before it costs an upload.
 const UNCHECKED_APPEND: u64 = 1024 * 1024;
@@ -121,6 +121,8 @@ impl Store {
         .bind(&name)
         .fetch_optional(&self.pool)
         .await?;
+        self.mailbox_cache
+            .remember_id(&addr.full(), &name, row.map(|r| r.0));
         row.ok_or_else(|| StoreError::NotFound(format!("no mailbox {name:?} for {}", addr.full())))
     }
 
@@ -199,7 +201,10 @@ impl Store {
                 StoreError::Internal("the message row was not written".into())
             });
         };
-        self.events.changed(vec![mailbox_id]);
+        match modseq {
+            Some(modseq) => self.events.changed_at(mailbox_id, modseq),
+            None => self.events.changed(vec![mailbox_id]),
+        }
         if let Some(modseq) = modseq {
             // The statement took highestmodseq from modseq - 1 to modseq.
             self.mailbox_cache
@@ -252,13 +257,12 @@ impl Store {
         flags.sort();
         flags.dedup();
         let account = crate::store::parse_address(&start.account)?.full();
-        // A small body goes to a mailbox this replica keeps a listing of
+        // A small body goes to a mailbox whose id this replica keeps
         // without a look-up first, unless its account was over quota lately;
         // the insert finds out the rest.
         let known = self
             .mailbox_cache
-            .peek(&account, &mailbox)
-            .map(|l| l.mailbox_id)
+            .mailbox_id(&account, &mailbox)
             .filter(|_| start.size <= UNCHECKED_APPEND && !self.over_quota.lately(&account));
         let mailbox_id = match known {
             Some(id) => id,
@@ -319,9 +323,10 @@ impl Store {
             )
             .await;
         match inserted {
-            // The kept listing's mailbox is gone; one of that name may
+            // The kept id's mailbox is gone; one of that name may
             // have been created since.
             Err(StoreError::NotFound(_)) if known.is_some() => {
+                self.mailbox_cache.remember_id(&account, &mailbox, None);
                 let (id, _, _) = self.append_target(&account, &mailbox).await?;
                 self.insert_into(
                     (&account, &mailbox, id),

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use mailfleet_proto::v1::BodyChunk;
+use mailfleet_proto::v1::{BodyChunk, BodyRef};
 use tonic::Status;
 
 use crate::deliver::return_path_line;
@@ -17,6 +17,12 @@ use crate::store::Store;
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
+
+/// Whether `id` has the form of a blob id (SHA-256, lower-case hex), so
+/// that a body_ref can name nothing else in object storage.
+fn is_blob_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 /// Splits `data` into slices of at most [`CHUNK_SIZE`] (no copy).
 fn split(data: Bytes) -> Vec<Bytes> {
@@ -44,7 +50,42 @@ impl Store {
         uid: u32,
         (offset, length): (u64, u64),
         include_expunged: bool,
+        body_ref: Option<&BodyRef>,
     ) -> Result<BodyStream> {
+        // A FETCH has just read the row (FetchMessages) and hands back what
+        // it said; an IMAP session reads messages it still shows, expunged
+        // or not, so only then. The caller holds the service credential,
+        // with which it may read any account's mail anyway; the blob id is
+        // checked to be one (it becomes an object-storage key).
+        let given = body_ref.filter(|r| include_expunged && is_blob_id(&r.blob_id));
+        let row = match given {
+            Some(r) => Some((
+                r.blob_id.clone(),
+                r.has_return_path.then(|| r.return_path.clone()),
+                i64::try_from(r.size).unwrap_or(i64::MAX),
+            )),
+            None => {
+                self.body_row(account, mailbox, uid, include_expunged)
+                    .await?
+            }
+        };
+        let Some((blob_id, return_path, size)) = row else {
+            return Err(StoreError::NotFound(format!(
+                "no message with UID {uid} in {mailbox:?}"
+            )));
+        };
+        self.serve(&blob_id, return_path.as_deref(), size, (offset, length))
+            .await
+    }
+
+    /// The blob, return path and served size of a message, by UID.
+    async fn body_row(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid: u32,
+        include_expunged: bool,
+    ) -> Result<Option<(String, Option<String>, i64)>> {
         // One statement finds the mailbox and the message (a FETCH of bodies
         // makes one call per message).
         let addr = crate::store::parse_address(account)?;
@@ -60,12 +101,19 @@ impl Store {
         .bind(include_expunged)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((blob_id, return_path, size)) = row else {
-            return Err(StoreError::NotFound(format!(
-                "no message with UID {uid} in {mailbox:?}"
-            )));
-        };
-        let prefix = return_path_line(return_path.as_deref());
+        Ok(row)
+    }
+
+    /// Streams a range of what a message serves: the Return-Path line,
+    /// then the blob.
+    async fn serve(
+        &self,
+        blob_id: &str,
+        return_path: Option<&str>,
+        size: i64,
+        (offset, length): (u64, u64),
+    ) -> Result<BodyStream> {
+        let prefix = return_path_line(return_path);
         let plen = prefix.len() as u64;
         let total = u64::try_from(size).unwrap_or(0).max(plen);
         let start = offset.min(total);
@@ -93,7 +141,7 @@ impl Store {
             if blob_range.is_empty() {
                 Box::pin(futures::stream::empty())
             } else {
-                let s = self.blobs.stream(&blob_id, Some(blob_range)).await?;
+                let s = self.blobs.stream(blob_id, Some(blob_range)).await?;
                 Box::pin(s.map(|r| {
                     r.map_err(|error| {
                         tracing::warn!(%error, "Failed to read a message body.");
@@ -126,5 +174,19 @@ impl Store {
                 })
             });
         Ok(Box::pin(chunks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_blob_id;
+
+    #[test]
+    fn only_sha256_hex_is_a_blob_id() {
+        assert!(is_blob_id(&"ab12".repeat(16)));
+        assert!(!is_blob_id(&"AB12".repeat(16)));
+        assert!(!is_blob_id("../../etc/passwd"));
+        assert!(!is_blob_id(&format!("{}/x", "a".repeat(62))));
+        assert!(!is_blob_id(""));
     }
 }

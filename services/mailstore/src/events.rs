@@ -7,9 +7,16 @@
 //! itself: a frontend resynchronises from mailstore, so a lost or reordered
 //! event only delays a notification until the next NOOP. Publishing is
 //! therefore best effort and never blocks a request: request paths queue the
-//! mailbox ids on a bounded channel, and one background task looks up the
-//! mailboxes and publishes, reconnecting to RabbitMQ as needed.
+//! mailbox ids on a bounded channel, and one background task publishes,
+//! reconnecting to RabbitMQ as needed.
+//!
+//! A writer that knows the modseq it committed hands it over
+//! ([`Events::changed_at`]); a mailbox's account never changes, so the task
+//! keeps a bounded map of mailbox to account, and such a notice costs no
+//! Postgres read. Only notices without a modseq (a delivery batch) and
+//! mailboxes not in the map are looked up, in one statement per batch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
@@ -25,6 +32,9 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 4096;
 /// Wait before reconnecting after a failure.
 const RETRY: Duration = Duration::from_secs(1);
+/// Mailboxes whose account the task remembers; beyond this the map starts
+/// afresh (a miss costs one read, never a wrong event).
+const ACCOUNTS_KEPT: usize = 100_000;
 
 /// The request side: cheap to clone, never blocks.
 #[derive(Clone)]
@@ -32,9 +42,10 @@ pub struct Events {
     tx: Option<mpsc::Sender<Notice>>,
 }
 
-/// What changed: mailboxes by id.
+/// What changed: mailboxes by id, each with the highestmodseq its writer
+/// committed when it knows it.
 #[derive(Debug)]
-struct Notice(Vec<i64>);
+struct Notice(Vec<(i64, Option<i64>)>);
 
 impl Events {
     /// Events that go nowhere (tests of other features).
@@ -59,7 +70,15 @@ impl Events {
         if mailbox_ids.is_empty() {
             return;
         }
-        self.send(Notice(mailbox_ids));
+        self.send(Notice(
+            mailbox_ids.into_iter().map(|id| (id, None)).collect(),
+        ));
+    }
+
+    /// Announces that a mailbox reached `highestmodseq` (after the commit),
+    /// so that the publisher needs no read of the mailbox row.
+    pub fn changed_at(&self, mailbox_id: i64, highestmodseq: i64) {
+        self.send(Notice(vec![(mailbox_id, Some(highestmodseq))]));
     }
 
     fn send(&self, notice: Notice) {
@@ -95,6 +114,7 @@ async fn publish_loop(
 ) {
     let exchange = mailfleet_queue::names(&prefix).events;
     let mut link: Option<Link> = None;
+    let mut accounts: HashMap<i64, i64> = HashMap::new();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -107,16 +127,8 @@ async fn publish_loop(
         {
             notices.push(more);
         }
-        let mut ids: Vec<i64> = notices.into_iter().flat_map(|n| n.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows: Vec<(i64, i64, i64)> = match sqlx::query_as(
-            "SELECT id, account_id, highestmodseq FROM mailboxes WHERE id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&pool)
-        .await
-        {
+        let changes = merge(notices.into_iter().flat_map(|n| n.0));
+        let rows = match resolve(&pool, &mut accounts, changes).await {
             Ok(r) => r,
             Err(error) => {
                 tracing::warn!(%error, "Cannot read mailboxes for change events.");
@@ -168,5 +180,73 @@ async fn publish_loop(
                 }
             }
         }
+    }
+}
+
+/// One entry per mailbox: the highest modseq announced for it, or `None`
+/// when any notice for it came without one (then it is read).
+fn merge(changes: impl Iterator<Item = (i64, Option<i64>)>) -> Vec<(i64, Option<i64>)> {
+    let mut merged: HashMap<i64, Option<i64>> = HashMap::new();
+    for (id, modseq) in changes {
+        merged
+            .entry(id)
+            .and_modify(|m| *m = m.zip(modseq).map(|(a, b)| a.max(b)))
+            .or_insert(modseq);
+    }
+    let mut out: Vec<_> = merged.into_iter().collect();
+    out.sort_unstable();
+    out
+}
+
+/// (mailbox, account, highestmodseq) for each change: from the notices and
+/// the kept accounts where they suffice, else in one read of the rest.
+async fn resolve(
+    pool: &PgPool,
+    accounts: &mut HashMap<i64, i64>,
+    changes: Vec<(i64, Option<i64>)>,
+) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut unknown = Vec::new();
+    for (id, modseq) in changes {
+        match (accounts.get(&id), modseq) {
+            (Some(&account), Some(modseq)) => rows.push((id, account, modseq)),
+            _ => unknown.push(id),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(rows);
+    }
+    let read: Vec<(i64, i64, i64)> =
+        sqlx::query_as("SELECT id, account_id, highestmodseq FROM mailboxes WHERE id = ANY($1)")
+            .bind(&unknown)
+            .fetch_all(pool)
+            .await?;
+    if accounts.len() + read.len() > ACCOUNTS_KEPT {
+        accounts.clear();
+    }
+    for &(id, account, _) in &read {
+        accounts.insert(id, account);
+    }
+    rows.extend(read);
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+
+    #[test]
+    fn a_notice_without_modseq_wins_and_modseqs_take_the_highest() {
+        let merged = merge(
+            [
+                (1, Some(5)),
+                (2, Some(3)),
+                (1, Some(7)),
+                (2, None),
+                (3, Some(1)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(merged, [(1, Some(7)), (2, None), (3, Some(1))]);
     }
 }

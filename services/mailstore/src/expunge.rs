@@ -96,7 +96,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.events.changed(vec![mailbox_id]);
+        self.events.changed_at(mailbox_id, new_modseq);
         let mut expunged: Vec<u32> = gone
             .iter()
             .map(|g| u32::try_from(g.0).unwrap_or(u32::MAX))
@@ -174,7 +174,7 @@ impl Store {
             .map(|u| u32::try_from(u).unwrap_or(u32::MAX))
             .collect();
         if !expunged.is_empty() {
-            self.events.changed(vec![mailbox_id]);
+            self.events.changed_at(mailbox_id, highest);
         }
         Ok(Some(ExpungeResponse {
             expunged,

@@ -126,6 +126,12 @@ impl Store {
                         },
                         prefix_len: prefix.len() as u32,
                         header,
+                        body_ref: Some(pb::BodyRef {
+                            has_return_path: return_path.is_some(),
+                            return_path: return_path.unwrap_or_default(),
+                            blob_id: blob,
+                            size: u64::try_from(size).unwrap_or(0),
+                        }),
                     }
                 },
             )

@@ -156,10 +156,14 @@ impl Store {
         if flags.len() > MAX_FLAGS {
             return Err(invalid(format!("at most {MAX_FLAGS} flags per call")));
         }
-        let given = flags
-            .iter()
-            .map(|f| canonical_flag(f))
-            .collect::<Result<Vec<_>>>()?;
+        let mut given: Vec<String> = Vec::with_capacity(flags.len());
+        for f in flags {
+            let f = canonical_flag(f)?;
+            // One spelling of each flag, as the SQL of a STORE expects.
+            if !has(&given, &f) {
+                given.push(f);
+            }
+        }
         let unchanged_since = i64::try_from(unchanged_since).unwrap_or(i64::MAX);
         let has_star = uids.is_some_and(|s| s.ranges.iter().any(|r| r.first == 0 || r.last == 0));
         let addr = crate::store::parse_address(account)?;
@@ -185,16 +189,16 @@ impl Store {
                     }
                 }
             }
-            for _ in 0..OPTIMISTIC_ATTEMPTS {
-                let (mailbox_id, highest, rows) = self.flag_rows(account, mailbox, uids).await?;
-                let plan = FlagPlan::new(rows, mode, &given, unchanged_since, highest + 1);
+            // Otherwise read and written in one statement, which gives up
+            // (None) only when another writer got in between.
+            if let Some((mailbox_id, highest, plan)) = self
+                .store_at_once((account, mailbox), uids, mode, &given, unchanged_since)
+                .await?
+            {
                 if plan.updated.is_empty() {
                     return Ok(plan.response(highest));
                 }
-                let mut conn = self.pool.acquire().await?;
-                if write_flags(&mut conn, (mailbox_id, mailbox), Some(highest), &plan).await? {
-                    return Ok(self.flags_written(account, mailbox, mailbox_id, highest, plan));
-                }
+                return Ok(self.flags_written(account, mailbox, mailbox_id, highest, plan));
             }
         }
         // `*`, or a mailbox other writers keep changing: under the row lock.
@@ -234,8 +238,8 @@ impl Store {
         highest: i64,
         plan: FlagPlan,
     ) -> StoreFlagsResponse {
-        self.events.changed(vec![mailbox_id]);
         let after = highest + 1;
+        self.events.changed_at(mailbox_id, after);
         self.mailbox_cache
             .advance(account, mailbox, mailbox_id, (highest, after), |listing| {
                 plan.updated
@@ -256,46 +260,119 @@ impl Store {
         plan.response(after)
     }
 
-    /// The mailbox (id, highestmodseq) and the live messages of a `*`-free
-    /// UID set as (uid, modseq, flags), in one statement without locks: the
-    /// read of an optimistic STORE.
-    async fn flag_rows(
+    /// A STORE of a `*`-free UID set in one statement: the mailbox row is
+    /// locked, and the plan made from the messages as the statement's
+    /// snapshot has them, then written, only if the locked row's
+    /// highestmodseq is the snapshot's. Every writer of a message raises it
+    /// under that lock, so then no write came between the snapshot and the
+    /// lock, and the snapshot's flags are the current ones. Otherwise
+    /// `None`: the caller retries under an explicit transaction. The new
+    /// flags are worked out in SQL as [`apply`] does (keywords compare
+    /// case-insensitively; `given` holds no two spellings of one flag).
+    /// Returns (mailbox id, highestmodseq before, what changed).
+    async fn store_at_once(
         &self,
-        account: &str,
-        mailbox: &str,
+        (account, mailbox): (&str, &str),
         uids: Option<&UidSet>,
-    ) -> Result<(i64, i64, Vec<(i64, i64, Vec<String>)>)> {
-        let addr = crate::store::parse_address(account)?;
+        mode: FlagsMode,
+        given: &[String],
+        unchanged_since: i64,
+    ) -> Result<Option<(i64, i64, FlagPlan)>> {
         let (lo, hi) = uid_ranges(uids, 0)?;
-        type FlagRow = (i64, i64, Option<i64>, Option<i64>, Option<Vec<String>>);
-        let rows: Vec<FlagRow> = sqlx::query_as(
-            "SELECT mb.id, mb.highestmodseq, m.uid, m.modseq, m.flags \
-             FROM (SELECT b.id, b.highestmodseq FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
-                   WHERE a.address = $1 AND b.name = $2) mb \
-             LEFT JOIN LATERAL (SELECT DISTINCT ON (x.uid) x.uid, x.modseq, x.flags \
-                 FROM UNNEST($3::int8[], $4::int8[]) AS r(lo, hi) \
-                 JOIN messages x ON x.mailbox_id = mb.id AND x.uid BETWEEN r.lo AND r.hi \
-                   AND x.uid BETWEEN (SELECT min(v) FROM UNNEST($3::int8[]) v) AND (SELECT max(v) FROM UNNEST($4::int8[]) v) \
-                 WHERE x.expunged_modseq IS NULL ORDER BY x.uid) m ON true \
-             ORDER BY m.uid",
+        let mode_code: i32 = match mode {
+            FlagsMode::FlagsAdd => 1,
+            FlagsMode::FlagsRemove => 2,
+            _ => 3,
+        };
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Vec<i64>,
+            Vec<String>,
+            Vec<i64>,
+        );
+        let (found, mailbox_id, highest, uid_col, flags_col, refused): Row = sqlx::query_as(
+            "WITH mb AS (SELECT b.id, b.highestmodseq FROM mailboxes b JOIN accounts a ON a.id = b.account_id \
+                   WHERE a.address = $1 AND b.name = $2 FOR UPDATE OF b), \
+               ok AS (SELECT mb.id, mb.highestmodseq + 1 AS new FROM mb \
+                   WHERE mb.highestmodseq = (SELECT s.highestmodseq FROM mailboxes s WHERE s.id = mb.id)), \
+               old AS MATERIALIZED (SELECT DISTINCT ON (x.uid) x.uid, x.modseq, x.flags \
+                   FROM ok, UNNEST((SELECT $3::int8[]), (SELECT $4::int8[])) AS r(lo, hi) \
+                   JOIN messages x ON x.uid BETWEEN r.lo AND r.hi \
+                   WHERE x.mailbox_id = ok.id AND x.expunged_modseq IS NULL \
+                     AND x.uid BETWEEN (SELECT min(v) FROM UNNEST($3::int8[]) v) \
+                                   AND (SELECT max(v) FROM UNNEST($4::int8[]) v) \
+                   ORDER BY x.uid), \
+               plan AS (SELECT o.uid, o.flags AS oldf, \
+                   CASE $6::int4 \
+                     WHEN 1 THEN o.flags || ARRAY(SELECT g.f FROM UNNEST($5::text[]) WITH ORDINALITY g(f, i) \
+                         WHERE lower(g.f) <> ALL (SELECT lower(e) FROM UNNEST(o.flags) e) ORDER BY g.i) \
+                     WHEN 2 THEN ARRAY(SELECT e.f FROM UNNEST(o.flags) WITH ORDINALITY e(f, i) \
+                         WHERE lower(e.f) <> ALL (SELECT lower(g) FROM UNNEST($5::text[]) g) ORDER BY e.i) \
+                     ELSE $5::text[] END AS newf, \
+                   ($7::int8 > 0 AND o.modseq > $7::int8) AS refused \
+                   FROM old o), \
+               ch AS MATERIALIZED (SELECT p.uid, p.newf, $8 = ANY(p.oldf) AS was_seen, $8 = ANY(p.newf) AS is_seen \
+                   FROM plan p WHERE NOT p.refused \
+                     AND (SELECT array_agg(lower(x) ORDER BY lower(x)) FROM UNNEST(p.newf) x) \
+                         IS DISTINCT FROM (SELECT array_agg(lower(x) ORDER BY lower(x)) FROM UNNEST(p.oldf) x)), \
+               u AS (UPDATE messages m SET flags = ch.newf, modseq = ok.new FROM ok, ch \
+                   WHERE m.mailbox_id = ok.id AND m.uid = ch.uid RETURNING 1), \
+               box AS (UPDATE mailboxes b SET highestmodseq = ok.new, unseen_count = b.unseen_count \
+                     + (SELECT count(*) FILTER (WHERE was_seen AND NOT is_seen) \
+                             - count(*) FILTER (WHERE is_seen AND NOT was_seen) FROM ch) \
+                   FROM ok WHERE b.id = ok.id AND EXISTS (SELECT 1 FROM ch) RETURNING 1) \
+             SELECT (SELECT count(*) FROM mb), (SELECT id FROM ok), (SELECT highestmodseq FROM mb), \
+                 ARRAY(SELECT uid FROM ch ORDER BY uid), \
+                 ARRAY(SELECT array_to_string(newf, ' ') FROM ch ORDER BY uid), \
+                 ARRAY(SELECT uid FROM plan WHERE refused ORDER BY uid)",
         )
-        .bind(addr.full())
-        .bind(crate::mailboxes::canonical_name(mailbox))
+        .bind(account)
+        .bind(mailbox)
         .bind(&lo)
         .bind(&hi)
-        .fetch_all(&self.pool)
+        .bind(given)
+        .bind(mode_code)
+        .bind(unchanged_since)
+        .bind(SEEN)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(&(id, highest, ..)) = rows.first() else {
+        if found == 0 {
             return Err(StoreError::NotFound(format!(
-                "no mailbox {mailbox:?} for {}",
-                addr.full()
+                "no mailbox {mailbox:?} for {account}"
             )));
+        }
+        let (Some(mailbox_id), Some(highest)) = (mailbox_id, highest) else {
+            return Ok(None);
         };
-        let messages = rows
-            .into_iter()
-            .filter_map(|(_, _, uid, modseq, flags)| Some((uid?, modseq?, flags?)))
+        let new_modseq = highest + 1;
+        let updated = uid_col
+            .iter()
+            .zip(&flags_col)
+            .map(|(&uid, f)| FlagUpdate {
+                uid: u32::try_from(uid).unwrap_or(u32::MAX),
+                // Flags are atoms, so a space cannot occur inside one.
+                flags: f
+                    .split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                modseq: u64::try_from(new_modseq).unwrap_or(0),
+            })
             .collect();
-        Ok((id, highest, messages))
+        let plan = FlagPlan {
+            updated,
+            modified: refused
+                .into_iter()
+                .map(|u| u32::try_from(u).unwrap_or(u32::MAX))
+                .collect(),
+            uid_col: Vec::new(),
+            flags_col: Vec::new(),
+            unseen_delta: 0,
+            new_modseq,
+        };
+        Ok(Some((mailbox_id, highest, plan)))
     }
 }
 
@@ -319,10 +396,6 @@ fn cached_rows(
     rows.dedup_by_key(|r| r.0);
     rows
 }
-
-/// Attempts of an optimistic STORE (read, then write only if the mailbox's
-/// highestmodseq is still what was read) before it takes the row lock.
-const OPTIMISTIC_ATTEMPTS: usize = 2;
 
 /// What a STORE changes, worked out from the messages' current flags.
 struct FlagPlan {

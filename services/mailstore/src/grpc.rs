@@ -234,6 +234,7 @@ impl MailStore for MailStoreService {
                 r.uid,
                 (r.offset, r.length),
                 r.include_expunged,
+                r.body_ref.as_ref(),
             )
             .await?;
         Ok(Response::new(stream))

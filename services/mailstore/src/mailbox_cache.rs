@@ -124,18 +124,56 @@ type Row = (
 
 type Listings = Cache<Box<str>, Arc<Listing>, Weight>;
 
+/// Mailbox ids kept without a listing (APPEND's target).
+const IDS_KEPT: usize = 10_000;
+
 /// Shared by every call of one mailstore process.
 #[derive(Clone)]
-pub struct MailboxCache(Option<Arc<Listings>>);
+pub struct MailboxCache {
+    listings: Option<Arc<Listings>>,
+    /// The id of each mailbox a call looked up lately, so that an APPEND
+    /// needs no look-up before its insert. An id never moves to another
+    /// mailbox, and the insert writes only while the row still has the
+    /// account's mailbox name, so a stale entry costs a retry, never a
+    /// wrong write.
+    ids: Option<Arc<Cache<Box<str>, i64>>>,
+}
 
 impl MailboxCache {
     /// A cache of at most `bytes` (0: none, every listing is read whole).
     pub fn new(bytes: u64) -> MailboxCache {
         if bytes == 0 {
-            return MailboxCache(None);
+            return MailboxCache {
+                listings: None,
+                ids: None,
+            };
         }
         let items = usize::try_from((bytes / TYPICAL_LISTING).max(16)).unwrap_or(usize::MAX);
-        MailboxCache(Some(Arc::new(Cache::with_weighter(items, bytes, Weight))))
+        MailboxCache {
+            listings: Some(Arc::new(Cache::with_weighter(items, bytes, Weight))),
+            ids: Some(Arc::new(Cache::new(IDS_KEPT))),
+        }
+    }
+
+    /// The id of `account`'s mailbox `name` as last seen, from a listing
+    /// or a look-up; the caller's write must check that it still holds.
+    pub(crate) fn mailbox_id(&self, account: &str, name: &str) -> Option<i64> {
+        let key = Self::key(account, name);
+        let listed = self.listings.as_ref().and_then(|c| c.get(&key));
+        listed
+            .map(|l| l.mailbox_id)
+            .or_else(|| self.ids.as_ref()?.get(&key))
+    }
+
+    /// Notes the id a look-up found (`None`: forgets it).
+    pub(crate) fn remember_id(&self, account: &str, name: &str, id: Option<i64>) {
+        let Some(ids) = &self.ids else { return };
+        match id {
+            Some(id) => ids.insert(Self::key(account, name), id),
+            None => {
+                ids.remove(&Self::key(account, name));
+            }
+        }
     }
 
     fn key(account: &str, name: &str) -> Box<str> {
@@ -146,7 +184,7 @@ impl MailboxCache {
     /// Postgres whether it is current: a writer that checks the mailbox's
     /// highestmodseq in its own statement may plan from it.
     pub(crate) fn peek(&self, account: &str, name: &str) -> Option<Arc<Listing>> {
-        self.0.as_ref()?.get(&Self::key(account, name))
+        self.listings.as_ref()?.get(&Self::key(account, name))
     }
 
     /// Records a write the caller just made to mailbox `mailbox_id`, which
@@ -163,7 +201,7 @@ impl MailboxCache {
         (before, after): (i64, i64),
         changes: impl FnOnce(&Listing) -> Vec<(Message, bool)>,
     ) {
-        let Some(c) = &self.0 else { return };
+        let Some(c) = &self.listings else { return };
         // Taken out while it moves, so that it can change in place; a
         // reader in between reads the mailbox whole.
         let Some((key, old)) = c.remove(&Self::key(account, name)) else {
@@ -187,7 +225,7 @@ impl MailboxCache {
         name: &str,
     ) -> Result<Arc<Listing>> {
         let key = Self::key(account, name);
-        let cached = self.0.as_ref().and_then(|c| c.get(&key));
+        let cached = self.listings.as_ref().and_then(|c| c.get(&key));
         let listing = match cached {
             Some(old) => {
                 let rows: Vec<Row> = sqlx::query_as(
@@ -212,7 +250,7 @@ impl MailboxCache {
                     Some(r) => {
                         let highest = r.1;
                         let changes = rows.into_iter().filter_map(message).collect();
-                        if let Some(c) = &self.0 {
+                        if let Some(c) = &self.listings {
                             c.remove(&key);
                         }
                         Listing::updated(old, highest, changes)
@@ -222,7 +260,7 @@ impl MailboxCache {
             None => full(pool, account, name).await?,
         };
         let listing = Arc::new(listing);
-        if let Some(c) = &self.0 {
+        if let Some(c) = &self.listings {
             c.insert(key, listing.clone());
         }
         Ok(listing)
@@ -328,7 +366,7 @@ mod tests {
     #[test]
     fn the_cache_stays_within_its_bytes() {
         let cache = MailboxCache::new(64 * 1024);
-        let c = cache.0.as_ref().unwrap();
+        let c = cache.listings.as_ref().unwrap();
         for i in 0..100 {
             let messages = (1..=50).map(|u| msg(u, u, "\\Seen")).collect();
             c.insert(
@@ -338,6 +376,6 @@ mod tests {
         }
         assert!(c.weight() <= 64 * 1024, "{}", c.weight());
         assert!(c.len() > 1);
-        assert!(MailboxCache::new(0).0.is_none());
+        assert!(MailboxCache::new(0).listings.is_none());
     }
 }

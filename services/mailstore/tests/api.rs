@@ -23,6 +23,7 @@ async fn body(
             offset,
             length,
             include_expunged: false,
+            body_ref: None,
         })
         .await
         .unwrap()

@@ -299,6 +299,7 @@ async fn flags_expunge_and_leases() {
             offset: 0,
             length: 0,
             include_expunged: false,
+            body_ref: None,
         })
         .await;
     if let Ok(stream) = &mut gone {
@@ -317,6 +318,7 @@ async fn flags_expunge_and_leases() {
             offset: 0,
             length: 0,
             include_expunged: true,
+            body_ref: None,
         })
         .await
         .unwrap()
@@ -490,4 +492,172 @@ async fn concurrent_stores_lose_no_update() {
     .unwrap();
     assert_eq!(inbox(&mut ms).await.unseen, 3);
     stop(running).await;
+}
+
+/// Postgres statements (each its own transaction) of one mailstore run
+/// that makes `stores` STOREs, each changing \Seen of UID 1 and 2.
+async fn statements_of_a_run(db: &str, config: &Config, stores: usize) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for i in 0..stores {
+        let mode = if i % 2 == 0 {
+            pb::FlagsMode::FlagsAdd
+        } else {
+            pb::FlagsMode::FlagsRemove
+        };
+        let r = store(&mut ms, &[(1, 2)], mode, &["\\Seen"], 0)
+            .await
+            .unwrap();
+        assert_eq!(r.updated.len(), 2, "STORE {i} changed both messages");
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// A STORE costs mailstore one Postgres statement: the flags are read and
+/// written by one UPDATE (it was a read and then a write), and the change
+/// event needs no read of the mailbox (it was one per write). Counted as
+/// the transactions of two runs that differ only in the number of STOREs,
+/// so what a start-up costs cancels out; the health check's ping every two
+/// seconds is what the slack allows for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_is_one_postgres_statement() {
+    const STORES: usize = 30;
+    let db = ScratchDb::new("mailstore_flagcount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    for i in 0..2 {
+        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
+        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
+    }
+    stop(running).await;
+
+    let few = statements_of_a_run(&db.name, &config, STORES).await;
+    let many = statements_of_a_run(&db.name, &config, 2 * STORES).await;
+    let per_store = many - few;
+    assert!(
+        per_store <= STORES as i64 + 3,
+        "{STORES} more STOREs cost {per_store} more Postgres statements"
+    );
+}
+
+/// Postgres statements of one mailstore run that fetches the body of UID 1
+/// `fetches` times as an IMAP FETCH does (FetchMessages, then GetBody with
+/// what it returned), checking the bytes each time.
+async fn statements_of_body_fetches(db: &str, config: &Config, fetches: usize, want: &[u8]) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for _ in 0..fetches {
+        let m = ms
+            .fetch_messages(pb::FetchMessagesRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                uids: uids(&[(1, 1)]),
+                with_meta: false,
+                with_header: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages
+            .remove(0);
+        let mut stream = ms
+            .get_body(pb::GetBodyRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                uid: 1,
+                offset: 0,
+                length: 0,
+                include_expunged: true,
+                body_ref: m.body_ref,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            got.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(got, want, "the served message, Return-Path line first");
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// A FETCH of a body costs one Postgres statement: GetBody serves what
+/// FetchMessages read (its body_ref) without looking the message up again
+/// (it was one statement more per body). Counted as in
+/// `a_store_is_one_postgres_statement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_fetch_is_one_postgres_statement() {
+    const FETCHES: usize = 30;
+    let db = ScratchDb::new("mailstore_bodycount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    let data = "Subject: m\r\n\r\nbody\r\n";
+    deliver_one(&mut ms, &config, "job-1", data).await;
+    stop(running).await;
+    let want = format!("Return-Path: <s@example.org>\r\n{data}").into_bytes();
+
+    let few = statements_of_body_fetches(&db.name, &config, FETCHES, &want).await;
+    let many = statements_of_body_fetches(&db.name, &config, 2 * FETCHES, &want).await;
+    let per_fetch = many - few;
+    assert!(
+        per_fetch <= FETCHES as i64 + 3,
+        "{FETCHES} more body FETCHes cost {per_fetch} more Postgres statements"
+    );
+}
+
+/// Postgres statements of one mailstore run that APPENDs `appends`
+/// messages to alice's INBOX as IMAP APPEND does (AppendMessageStream).
+async fn statements_of_appends(db: &str, config: &Config, appends: usize) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for i in 0..appends {
+        let data = format!("Subject: a{i}\r\nMessage-ID: <a{i}.{appends}@x>\r\n\r\nbody {i}\r\n");
+        let start = pb::AppendStart {
+            account: "alice@example.test".into(),
+            mailbox: "INBOX".into(),
+            size: data.len() as u64,
+            ..Default::default()
+        };
+        let r = append_stream(&mut ms, start, vec![data.into_bytes()])
+            .await
+            .unwrap();
+        assert!(r.uid > 0);
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// An APPEND costs one Postgres statement once mailstore has seen its
+/// mailbox: the mailbox's id is kept, and the insert checks it (it was a
+/// look-up, the insert and the event publisher's read). Counted as in
+/// `a_store_is_one_postgres_statement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_one_postgres_statement() {
+    const APPENDS: usize = 20;
+    let db = ScratchDb::new("mailstore_appendcount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    add_account(&running, "alice@example.test", 0, 0).await;
+    stop(running).await;
+
+    let few = statements_of_appends(&db.name, &config, APPENDS).await;
+    let many = statements_of_appends(&db.name, &config, 2 * APPENDS).await;
+    let per_append = many - few;
+    assert!(
+        per_append <= APPENDS as i64 + 3,
+        "{APPENDS} more APPENDs cost {per_append} more Postgres statements"
+    );
 }

@@ -498,12 +498,8 @@ async fn write_message(
     let Some(seq) = s.state.selected().and_then(|sel| sel.seq_of(m.uid)) else {
         return Ok(());
     };
-    let meta: Option<MessageMeta> = if m.meta_json.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&m.meta_json).ok()
-    };
-    let meta = meta.unwrap_or_default();
+    // Parsed once per blob for the whole process.
+    let meta = s.shared.meta_cache.get(m);
     let prefix = u64::from(m.prefix_len);
     if add_flags || items.iter().any(|i| matches!(i, Item::Flags)) {
         s.announce_keywords(&m.flags);
@@ -572,7 +568,7 @@ async fn write_message(
                                 );
                                 s.out.extend_from_slice(data);
                             }
-                            None => stream_literal(s, m.uid, r).await?,
+                            None => stream_literal(s, m, r).await?,
                         }
                     }
                     Piece::Fields { range, names, not } => {
@@ -580,7 +576,7 @@ async fn write_message(
                         let data = match header_slice(m, &range) {
                             Some(block) => filter_fields(block, &names, not),
                             None => {
-                                let block = read_range(s, m.uid, range).await?;
+                                let block = read_range(s, m, range).await?;
                                 filter_fields(&block, &names, not)
                             }
                         };
@@ -651,7 +647,12 @@ fn clip(r: Range<u64>, size: u64, partial: Option<(u32, u32)>) -> Range<u64> {
 }
 
 /// Reads a (small) range of the served message.
-async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<Vec<u8>> {
+async fn read_range(
+    s: &mut Session,
+    m: &pb::FetchedMessage,
+    r: Range<u64>,
+) -> std::io::Result<Vec<u8>> {
+    let uid = m.uid;
     let mut out = Vec::new();
     if r.is_empty() {
         return Ok(out);
@@ -668,6 +669,8 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
             // The session still holds the message: another session's
             // expunge since FetchMessages must not turn it into nothing.
             include_expunged: true,
+            // What FetchMessages read: no second lookup of the row.
+            body_ref: m.body_ref.clone(),
         })
         .await;
     match stream {
@@ -691,7 +694,12 @@ async fn read_range(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result
 /// Writes `{n}\r\n` and the bytes of the range, streamed from mailstore.
 /// Exactly n bytes are written whatever storage returns (padded or cut), so
 /// the protocol stream stays in step even if a body went missing.
-async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Result<()> {
+async fn stream_literal(
+    s: &mut Session,
+    m: &pb::FetchedMessage,
+    r: Range<u64>,
+) -> std::io::Result<()> {
+    let uid = m.uid;
     let n = r.end - r.start;
     s.out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
     if n == 0 {
@@ -709,6 +717,7 @@ async fn stream_literal(s: &mut Session, uid: u32, r: Range<u64>) -> std::io::Re
             offset: r.start,
             length: n,
             include_expunged: true,
+            body_ref: m.body_ref.clone(),
         })
         .await
     {

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub events: broadcast::Sender<MailboxEvent>,
     pub feed: crate::events::Feed,
+    /// Parsed message metadata by blob id (see `meta_cache.rs`).
+    pub meta_cache: crate::meta_cache::MetaCache,
 }
 
 /// One SelectMailbox listing, all its pages.

@@ -164,3 +164,34 @@ pub async fn meta_of(
     assert_eq!(fetched.len(), 1, "no message {uid} in {mailbox}");
     serde_json::from_slice(&fetched[0].meta_json).unwrap()
 }
+
+/// Transactions Postgres counted for the database once every backend of
+/// it has gone: a backend reports its counters before it leaves
+/// `pg_stat_activity`, so none is missing.
+pub async fn committed_after_exit(db: &str) -> i64 {
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if others == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mailstore's backends never left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    n
+}

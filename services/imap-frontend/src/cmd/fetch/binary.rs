@@ -278,6 +278,7 @@ async fn pump(
                 length: range_len(&range),
                 // Not yet expunged for this session (see fetch.rs).
                 include_expunged: true,
+                body_ref: None,
             })
             .await
         {
