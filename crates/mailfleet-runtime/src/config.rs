@@ -292,6 +292,8 @@ settings! {
     sieve_max_bytes: u64 = "1048576";
     /// Largest single Sieve script in bytes (at most 1 MiB).
     sieve_max_script_size: usize = "65536";
+    /// Bytes of a delivered message a Sieve script sees (header, address, body and date tests read at most this much; `size` always sees the whole size); read from object storage per message, so memory per delivery batch is bounded by it.
+    sieve_max_message_size: u64 = "1048576";
     /// TLS certificate chain (PEM) for every protocol listener; empty disables TLS.
     tls_cert: String = "";
     /// TLS private key (PEM).
