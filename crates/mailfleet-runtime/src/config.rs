@@ -358,6 +358,8 @@ settings! {
     spam_url: String = "";
     /// rspamd's controller (e.g. http://127.0.0.1:11334): delivery-worker teaches it spam and ham when users move mail into or out of Junk; empty turns learning off.
     spam_learn_url: String = "";
+    /// Password for rspamd's controller (sent as its `Password` header with every lesson); empty sends none, for a controller that trusts the worker's address (secure_ip).
+    spam_learn_password: SecretString = "";
     /// Longest wait for rspamd's answer (connect, check, learn).
     spam_timeout: Duration = "10s";
     /// When rspamd does not answer in time or cannot be reached: accept the message marked `X-Spam-Status: unchecked` (true) or answer 451 4.7.1 (false).
