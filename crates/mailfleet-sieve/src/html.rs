@@ -303,6 +303,18 @@ mod tests {
         assert_eq!(to_text("x <"), "x <");
     }
 
+    proptest::proptest! {
+        /// Any input, markup-heavy or not: no panic (every slice is on a
+        /// character boundary) and never more output than input.
+        #[test]
+        fn any_input_converts_within_its_length(
+            html in "([<>&;#xX/!a-z0-9 \"'=-]|script|style|<!--|-->|&amp;|&#|\u{e9}|\u{1F600}){0,200}"
+        ) {
+            let text = to_text(&html);
+            proptest::prop_assert!(text.len() <= html.len());
+        }
+    }
+
     #[test]
     fn output_is_never_longer_than_input() {
         for html in [
