@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             auth: None,
         },
         message: MESSAGE,
+        size: MESSAGE.len() as u64,
         now,
         own_addresses: &["me@example.com"],
     };

@@ -2,7 +2,7 @@
 //! of its own): GTUBE is refused at the MX, rspamd's "add header" verdict
 //! lands in the recipient's Junk, and IMAP MOVE into and out of Junk reaches
 //! rspamd's learn endpoints through mailstore, RabbitMQ and delivery-worker
-//! (rspamd's `/stat` learned count).
+//! (rspamd's `/stat` learned count), with the controller's password.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,18 +13,22 @@ use crate::harness::{Blobs, Stack, Svc, TlsSetup, env_refs, run};
 
 const ALICE: &str = "alice@example.test";
 const PASSWORD: &str = "secret-pw";
+const RSPAMD_PASSWORD: &str = "controller-pw";
 
 #[test]
 fn gtube_is_refused_spam_lands_in_junk_and_junk_moves_teach_rspamd() {
     if !TestRspamd::available() {
         return;
     }
-    let rspamd = TestRspamd::start();
+    // The controller wants a password from every address, as the Helm
+    // chart's rspamd does: lessons arrive only if delivery-worker sends it.
+    let rspamd = TestRspamd::start_with_password(RSPAMD_PASSWORD);
     let tls = TlsSetup::new();
     let imap = tls.port("IMAP");
     let env = tls.env(&[
         ("MAILFLEET_SPAM_URL", rspamd.url.clone()),
         ("MAILFLEET_SPAM_LEARN_URL", rspamd.controller_url.clone()),
+        ("MAILFLEET_SPAM_LEARN_PASSWORD", RSPAMD_PASSWORD.to_owned()),
     ]);
     let mut stack = Stack::start(Blobs::Local, &[ALICE], &env_refs(&env));
     stack.spawn(Svc::ImapFrontend);

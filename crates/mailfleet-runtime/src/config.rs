@@ -292,6 +292,8 @@ settings! {
     sieve_max_bytes: u64 = "1048576";
     /// Largest single Sieve script in bytes (at most 1 MiB).
     sieve_max_script_size: usize = "65536";
+    /// Bytes of a delivered message a Sieve script sees (header, address, body and date tests read at most this much; `size` always sees the whole size); read from object storage per message, so memory per delivery batch is bounded by it.
+    sieve_max_message_size: u64 = "1048576";
     /// TLS certificate chain (PEM) for every protocol listener; empty disables TLS.
     tls_cert: String = "";
     /// TLS private key (PEM).
@@ -356,6 +358,8 @@ settings! {
     spam_url: String = "";
     /// rspamd's controller (e.g. http://127.0.0.1:11334): delivery-worker teaches it spam and ham when users move mail into or out of Junk; empty turns learning off.
     spam_learn_url: String = "";
+    /// Password for rspamd's controller (sent as its `Password` header with every lesson); empty sends none, for a controller that trusts the worker's address (secure_ip).
+    spam_learn_password: SecretString = "";
     /// Longest wait for rspamd's answer (connect, check, learn).
     spam_timeout: Duration = "10s";
     /// When rspamd does not answer in time or cannot be reached: accept the message marked `X-Spam-Status: unchecked` (true) or answer 451 4.7.1 (false).

@@ -39,6 +39,7 @@ fn main() {
             auth: None,
         },
         message: message.as_bytes(),
+        size: message.len() as u64,
         now: chrono::DateTime::parse_from_rfc3339("2026-12-07T19:30:00+01:00").unwrap(),
         own_addresses: &["me@example.com"],
     };

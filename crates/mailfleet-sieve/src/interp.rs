@@ -453,7 +453,8 @@ impl Run<'_> {
             }
             Test::Exists(names) => self.expand_all(names).iter().all(|n| self.msg.has(n)),
             Test::Size { over, limit } => {
-                let size = self.ctx.message.len() as u64;
+                // The stored size, not the bytes at hand: a caller may pass only the start.
+                let size = self.ctx.size.max(self.ctx.message.len() as u64);
                 if *over { size > *limit } else { size < *limit }
             }
             Test::Header {

@@ -11,6 +11,7 @@
 
 mod ast;
 mod compile;
+mod html;
 mod interp;
 mod lexer;
 mod matching;
@@ -186,8 +187,11 @@ pub struct Envelope<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub envelope: Envelope<'a>,
-    /// The whole RFC 5322 message as stored (headers and body).
+    /// The RFC 5322 message as stored (headers and body), or its first part when the caller bounds
+    /// what a script may read.
     pub message: &'a [u8],
+    /// The whole message's size, for the `size` test (at least `message.len()`).
+    pub size: u64,
     /// For `date` / `currentdate`; its offset is the "local" zone.
     pub now: chrono::DateTime<chrono::FixedOffset>,
     /// The recipient account's addresses (vacation never replies to them).

@@ -127,6 +127,9 @@ impl<'a> Msg<'a> {
                 continue;
             }
             let text: String = match &part.body {
+                // `:text` reads HTML as the text a reader sees; `:content "text/html"` asks for
+                // the markup itself (RFC 5173 5.2, 5.3).
+                PartType::Html(t) if content.is_none() => crate::html::to_text(t),
                 PartType::Text(t) | PartType::Html(t) => t.to_string(),
                 PartType::Binary(b) | PartType::InlineBinary(b) => {
                     String::from_utf8_lossy(b).into_owned()

@@ -577,6 +577,48 @@ if body :content "audio/mp3" :contains "" {
     assert_eq!(r.on(s, &plain).actions, vec![keep()]);
 }
 
+#[test]
+fn body_text_reads_html_as_text() {
+    // An HTML-only message: `:text` sees what a reader sees (tags gone, entities decoded,
+    // script and style skipped), `:content "text/html"` the markup.
+    let html = msg(
+        &[
+            "MIME-Version: 1.0",
+            "Content-Type: text/html; charset=utf-8",
+        ],
+        "<html><head><style>.offer { color: red }</style></head><body>\r\n\
+         <p class=\"offer\">Special&nbsp;<b>offer</b> &amp; discount</p>\r\n\
+         <script>var hidden = 'secret word';</script></body></html>\r\n",
+    );
+    let text = |key: &str| {
+        format!(
+            r#"require ["body", "fileinto"]; if body :text :contains "{key}" {{ fileinto "hit"; }}"#
+        )
+    };
+    assert_eq!(
+        actions(&text("Special offer & discount"), &html),
+        vec![fileinto("hit")]
+    );
+    for hidden in ["<b>", "&amp;", "color: red", "secret word"] {
+        assert_eq!(actions(&text(hidden), &html), vec![keep()], "{hidden}");
+    }
+    let markup = r#"require ["body", "fileinto"]; if body :content "text/html" :contains "<b>offer</b>" { fileinto "hit"; }"#;
+    assert_eq!(actions(markup, &html), vec![fileinto("hit")]);
+
+    // multipart/alternative: the plain part and the converted HTML part are both text.
+    let alt = msg(
+        &[
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/alternative; boundary=\"b\"",
+        ],
+        "--b\r\nContent-Type: text/plain\r\n\r\nplain words\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<p>html&#32;only</p>\r\n--b--\r\n",
+    );
+    assert_eq!(actions(&text("html only"), &alt), vec![fileinto("hit")]);
+    assert_eq!(actions(&text("plain words"), &alt), vec![fileinto("hit")]);
+    assert_eq!(actions(&text("<p>"), &alt), vec![keep()]);
+}
+
 // ---- RFC 3894 copy, RFC 5490 mailbox ----
 
 #[test]

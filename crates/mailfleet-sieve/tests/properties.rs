@@ -108,6 +108,7 @@ fn ctx(message: &[u8]) -> Context<'_> {
             auth: None,
         },
         message,
+        size: message.len() as u64,
         now: chrono::DateTime::parse_from_rfc3339(common::NOW).unwrap(),
         own_addresses: &["me@example.com"],
     }

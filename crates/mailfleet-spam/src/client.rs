@@ -18,13 +18,27 @@ use crate::protocol::Check;
 const MAX_ANSWER: usize = 1024 * 1024;
 
 /// rspamd at one URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rspamd {
     /// `host:port`, for connecting and for the Host header.
     authority: String,
     /// Path prefix (a reverse proxy in front), without the trailing slash.
     prefix: String,
     timeout: Duration,
+    /// The controller's password, sent with learn requests (`Password`).
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Rspamd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Rspamd")
+            .field("authority", &self.authority)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// The SMTP envelope and client rspamd is told about with a check.
@@ -97,7 +111,21 @@ impl Rspamd {
             authority,
             prefix: prefix.trim_end_matches('/').to_owned(),
             timeout,
+            password: None,
         })
+    }
+
+    /// Sends `password` (rspamd's controller `password`/`enable_password`,
+    /// in clear: rspamd compares it with its stored hash) with every learn
+    /// request; an empty one sends none.
+    pub fn with_password(mut self, password: &str) -> Result<Self, SpamError> {
+        self.password = if password.is_empty() {
+            None
+        } else {
+            HeaderValue::from_str(password).map_err(|_| SpamError::Password)?;
+            Some(password.to_owned())
+        };
+        Ok(self)
     }
 
     /// `host:port` this client talks to.
@@ -136,7 +164,11 @@ impl Rspamd {
 
     /// Teaches rspamd that `message` is spam or ham.
     pub async fn learn(&self, kind: Learn, message: Bytes) -> Result<Learned, SpamError> {
-        let (status, body) = self.post(kind.path(), &[], message).await?;
+        let headers = match &self.password {
+            Some(password) => vec![("Password", password.clone())],
+            None => Vec::new(),
+        };
+        let (status, body) = self.post(kind.path(), &headers, message).await?;
         match status {
             200 => Ok(Learned::Now),
             204 => Ok(Learned::Nothing),
@@ -190,7 +222,8 @@ impl Rspamd {
         for (name, value) in headers {
             // A value HTTP cannot carry (a control character in a HELO)
             // is left out rather than failing the check.
-            if let Ok(value) = HeaderValue::from_str(value) {
+            if let Ok(mut value) = HeaderValue::from_str(value) {
+                value.set_sensitive(*name == "Password");
                 request = request.header(*name, value);
             }
         }

@@ -34,6 +34,10 @@ pub enum SpamError {
     /// rspamd answered with an HTTP error status.
     #[error("rspamd answered HTTP {status}: {detail}")]
     Status { status: u16, detail: String },
+    /// The controller password cannot travel in an HTTP header (a control
+    /// character or line break in it).
+    #[error("the rspamd controller password must be printable text")]
+    Password,
     /// rspamd's answer is not the JSON we expect.
     #[error("unexpected answer from rspamd: {0}")]
     Answer(String),

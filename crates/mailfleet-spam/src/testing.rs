@@ -36,6 +36,8 @@ pub struct TestRspamd {
     /// Controller (`/learnspam`, `/stat`).
     pub controller_url: String,
     controller: u16,
+    /// The controller password, when started with one.
+    pub password: Option<String>,
     _state: tempfile::TempDir,
     log: PathBuf,
 }
@@ -63,6 +65,17 @@ impl TestRspamd {
 
     /// Starts rspamd and waits for `/ping`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts rspamd whose controller wants `password` from everyone
+    /// (loopback included: `secure_ip` is a TEST-NET address), so learning
+    /// works only with the password.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> Self {
         let state = tempfile::Builder::new()
             .prefix("mf-rspamd-")
             .tempdir()
@@ -73,11 +86,18 @@ impl TestRspamd {
         let run = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rspamd/run");
         let out = std::fs::File::create(&log).expect("the log file");
         let err = out.try_clone().expect("the log file");
-        let child = Command::new(run)
+        let mut command = Command::new(run);
+        command
             .env("RSPAMD_STATE", state.path())
             .env("RSPAMD_NORMAL", format!("127.0.0.1:{normal}"))
             .env("RSPAMD_CONTROLLER", format!("127.0.0.1:{controller}"))
-            .env("RSPAMD_TEST_PATTERNS", "true")
+            .env("RSPAMD_TEST_PATTERNS", "true");
+        if let Some(password) = password {
+            command
+                .env("RSPAMD_PASSWORD", password)
+                .env("RSPAMD_SECURE_IP", "192.0.2.1");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -88,12 +108,13 @@ impl TestRspamd {
             url: format!("http://127.0.0.1:{normal}"),
             controller_url: format!("http://127.0.0.1:{controller}"),
             controller,
+            password: password.map(str::to_owned),
             _state: state,
             log,
         };
         let until = Instant::now() + START_TIMEOUT;
         loop {
-            if get(normal, "/ping")
+            if get(normal, "/ping", None)
                 .is_some_and(|(status, body)| status == 200 && body.contains("pong"))
             {
                 return rspamd;
@@ -114,7 +135,8 @@ impl TestRspamd {
 
     /// The controller's `learned` count (`/stat`).
     pub fn learned(&self) -> u64 {
-        let (_, body) = get(self.controller, "/stat").expect("rspamd answers /stat");
+        let (_, body) =
+            get(self.controller, "/stat", self.password.as_deref()).expect("rspamd answers /stat");
         let stat: serde_json::Value = serde_json::from_str(&body).expect("/stat is JSON");
         stat["learned"].as_u64().unwrap_or(0)
     }
@@ -156,10 +178,15 @@ fn free_port() -> u16 {
 }
 
 /// A blocking HTTP/1.0 GET on loopback: status and body.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+fn get(port: u16, path: &str, password: Option<&str>) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = password.map_or(String::new(), |p| format!("Password: {p}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let status = answer.split_whitespace().nth(1)?.parse().ok()?;

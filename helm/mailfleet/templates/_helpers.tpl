@@ -76,6 +76,14 @@ items:
 {{- end -}}
 
 {{/* A secret-backed variable: (dict "env" NAME "secret" S "key" K). */}}
+{{/*
+The Secret holding rspamd's controller password: rspamd.existingSecret, or
+the one the chart makes (templates/rspamd.yaml).
+*/}}
+{{- define "mailfleet.rspamdSecret" -}}
+{{- .Values.rspamd.existingSecret | default (printf "%s-rspamd" (include "mailfleet.fullname" .)) -}}
+{{- end -}}
+
 {{- define "mailfleet.secretEnv" -}}
 - name: {{ .env }}
   valueFrom:

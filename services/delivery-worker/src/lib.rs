@@ -164,7 +164,9 @@ fn learner(config: &Config, registry: &mut Registry) -> anyhow::Result<Option<le
         return Ok(None);
     }
     let rspamd = mailfleet_spam::Rspamd::new(&config.spam_learn_url, config.spam_timeout)
-        .context("invalid MAILFLEET_SPAM_LEARN_URL")?;
+        .context("invalid MAILFLEET_SPAM_LEARN_URL")?
+        .with_password(config.spam_learn_password.expose())
+        .context("invalid MAILFLEET_SPAM_LEARN_PASSWORD")?;
     let blobs = mailfleet_blob::BlobStore::from_config(config)
         .map_err(|e| anyhow!("cannot use object storage at {}: {e}", config.blob_url))?;
     Ok(Some(learn::Learner {

@@ -150,7 +150,7 @@ pub async fn run(
         let (learner, task) =
             learn::Learner::start(&config.amqp_url, &config.queue_prefix, shutdown.clone());
         registry.register(
-            "mailfleet_mailstore_spam_lessons_dropped",
+            "mailfleet_store_spam_lessons_dropped",
             "Spam/ham lessons (Junk moves) dropped: queue full or broker unreachable",
             learner.dropped.clone(),
         );
@@ -173,7 +173,7 @@ pub async fn run(
         auth_guard,
         spam_junk: config.spam_junk,
         learner,
-        sieve_cache: Default::default(),
+        sieve_cache: Arc::new(sieve::run::ScriptCache::new(config.sieve_max_message_size)),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

@@ -659,3 +659,37 @@ async fn a_script_decides_over_junk_only_where_it_acts() {
     assert_eq!(subjects(messages(&mut ms, "Filed").await), ["filed"]);
     stop(running).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_read_only_the_configured_start_of_a_message_but_see_its_size() {
+    let db = ScratchDb::new("mailstore_sieve_view");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&db, blob_dir.path());
+    cfg.sieve_max_message_size = 4096;
+    let running = start(cfg.clone()).await;
+    add_account(&running, USER, 0, 0).await;
+    let mut c = sieve(&running, SERVICE_TOKEN);
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    activate_script(
+        &mut c,
+        "view",
+        "require [\"fileinto\", \"body\", \"mailbox\"];\r\n\
+         if body :raw :contains \"late-marker\" { fileinto :create \"SeenLate\"; stop; }\r\n\
+         if body :raw :contains \"early-marker\" { fileinto :create \"SeenEarly\"; }\r\n\
+         if size :over 8K { fileinto :create \"Big\"; }\r\n",
+    )
+    .await;
+    // A marker at the start and one past the 4 KiB view, in a 10 KiB message.
+    let mut raw =
+        format!("From: x@remote.test\r\nTo: {USER}\r\nSubject: long\r\n\r\nearly-marker\r\n");
+    while raw.len() < 10 * 1024 {
+        raw.push_str("filler line that no rule looks for, to make the message long\r\n");
+    }
+    raw.push_str("late-marker\r\n");
+    let r = deliver(&mut ms, &cfg, "v1", "x@remote.test", raw.as_bytes()).await;
+    assert_eq!(r.status(), pb::DeliveryStatus::DeliveryStored);
+    assert!(messages(&mut ms, "SeenLate").await.is_empty());
+    assert_eq!(messages(&mut ms, "SeenEarly").await.len(), 1);
+    // `size` is the stored size, not the view's.
+    assert_eq!(messages(&mut ms, "Big").await.len(), 1);
+}

@@ -209,11 +209,15 @@ const FIELD_LIMIT: usize = 64 * 1024;
 
 /// Streams a message and drops, from its header block only, every
 /// `Authentication-Results` field whose authserv-id is `hostname` (any
-/// case of the field name, folded or not, after any comments). Memory is
-/// one header field at most ([`FIELD_LIMIT`]); input may be split anywhere.
+/// case of the field name, folded or not, after any comments), and with
+/// [`ResultsFilter::dropping_spam_fields`] every `X-Spam-*` field too.
+/// Memory is one header field at most ([`FIELD_LIMIT`]); input may be
+/// split anywhere.
 #[derive(Debug)]
 pub struct ResultsFilter {
     hostname: String,
+    /// Also drop the client's `X-Spam-*` fields (only ours speak for rspamd).
+    spam_fields: bool,
     /// The blank line after the header block went by: pass everything.
     body: bool,
     /// The field being read (while its end is not known).
@@ -231,6 +235,7 @@ impl ResultsFilter {
     pub fn new(hostname: &str) -> Self {
         Self {
             hostname: hostname.to_owned(),
+            spam_fields: false,
             body: false,
             field: Vec::new(),
             in_field: false,
@@ -238,6 +243,13 @@ impl ResultsFilter {
             judged: None,
             removed: false,
         }
+    }
+
+    /// Drops `X-Spam-*` fields as well (the MX role with a spam filter):
+    /// a message stored unchecked must not carry a verdict the sender wrote.
+    pub fn dropping_spam_fields(mut self, drop: bool) -> Self {
+        self.spam_fields = drop;
+        self
     }
 
     /// True once a field was dropped.
@@ -279,7 +291,7 @@ impl ResultsFilter {
                 }
             }
             if self.judged.is_none() && self.field.len() > FIELD_LIMIT {
-                let ours = self.is_ours(&self.field);
+                let ours = self.drops(&self.field);
                 self.removed |= ours;
                 if !ours {
                     out.extend_from_slice(&self.field);
@@ -297,7 +309,7 @@ impl ResultsFilter {
 
     fn end_field(&mut self, out: &mut Vec<u8>) {
         if self.in_field && self.judged.is_none() {
-            if self.is_ours(&self.field) {
+            if self.drops(&self.field) {
                 self.removed = true;
             } else {
                 out.extend_from_slice(&self.field);
@@ -306,6 +318,11 @@ impl ResultsFilter {
         self.field.clear();
         self.in_field = false;
         self.judged = None;
+    }
+
+    /// A field this filter leaves out.
+    fn drops(&self, field: &[u8]) -> bool {
+        self.is_ours(field) || (self.spam_fields && is_spam_field(field))
     }
 
     /// An `Authentication-Results` field whose authserv-id is our name.
@@ -324,6 +341,15 @@ impl ResultsFilter {
         let host = self.hostname.trim_end_matches('.');
         !id.is_empty() && id.eq_ignore_ascii_case(host.as_bytes())
     }
+}
+
+/// An `X-Spam-*` field (any case), as rspamd and SpamAssassin write them.
+fn is_spam_field(field: &[u8]) -> bool {
+    let Some(colon) = field.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = field[..colon].trim_ascii();
+    name.len() > 7 && name[..7].eq_ignore_ascii_case(b"x-spam-")
 }
 
 /// The authserv-id at the start of an Authentication-Results value: the
@@ -425,5 +451,34 @@ Authentication-Results: mx.local.test; body\r\n";
         );
         let out = strip_forged_results(long.as_bytes(), "mx.local.test").unwrap_or_default();
         assert_eq!(out, b"Subject: s\r\n\r\nb");
+    }
+
+    /// With spam fields dropped, the client's X-Spam-* go from the header
+    /// block (folded, any case, split anywhere), never from the body.
+    #[test]
+    fn spam_fields_are_dropped_from_the_header_block_only() {
+        let message: &[u8] = b"Received: x\r\n\
+X-Spam-Status: No, score=-100\r\n\
+x-spam-FLAG: NO\r\n\tfolded\r\n\
+X-Spamish: kept\r\n\
+Subject: s\r\n\
+\r\n\
+X-Spam-Status: in the body stays\r\n";
+        let expected: &[u8] = b"Received: x\r\n\
+X-Spamish: kept\r\n\
+Subject: s\r\n\
+\r\n\
+X-Spam-Status: in the body stays\r\n";
+        for split in [1, 7, message.len()] {
+            let mut filter = super::ResultsFilter::new("mx.local.test").dropping_spam_fields(true);
+            let mut out = Vec::new();
+            for piece in message.chunks(split) {
+                filter.push(piece, &mut out);
+            }
+            filter.finish(&mut out);
+            assert_eq!(out, expected, "split {split}");
+        }
+        // Off by default.
+        assert!(strip_forged_results(message, "mx.local.test").is_none());
     }
 }

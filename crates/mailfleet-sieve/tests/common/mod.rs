@@ -47,6 +47,7 @@ impl Run<'_> {
                 auth: None,
             },
             message: message.as_bytes(),
+            size: message.len() as u64,
             now: chrono::DateTime::parse_from_rfc3339(self.now).unwrap(),
             own_addresses: self.own,
         };

@@ -15,19 +15,27 @@ use mailfleet_sieve::{Action, Context, Envelope, Limits, Script};
 use crate::error::Result;
 use crate::store::Store;
 
-/// The part of a message a script sees: header and body tests read at most
-/// this much, so a large message is never held whole.
-pub const MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
 /// Compiled scripts kept per replica; beyond it the cache starts over.
 const CACHE_ENTRIES: usize = 10_000;
 
-/// Compiled active scripts by account: (version, script).
-#[derive(Default)]
+/// Compiled active scripts by account: (version, script), and how much of a
+/// message they may read.
 pub struct ScriptCache {
     map: Mutex<HashMap<i64, (i64, Script)>>,
+    /// The part of a message a script sees (`sieve_max_message_size`):
+    /// header and body tests read at most this much, so a large message is
+    /// never held whole; `size` is told the stored size.
+    max_message_bytes: u64,
 }
 
 impl ScriptCache {
+    pub fn new(max_message_bytes: u64) -> Self {
+        Self {
+            map: Mutex::default(),
+            max_message_bytes,
+        }
+    }
+
     fn get(&self, account: i64, version: i64) -> Option<Script> {
         let map = self.map.lock().ok()?;
         map.get(&account)
@@ -243,7 +251,7 @@ impl Store {
                 continue;
             };
             if !bodies.contains_key(s.blob_id) {
-                let end = s.blob_size.min(MAX_MESSAGE_BYTES);
+                let end = s.blob_size.min(self.sieve_cache.max_message_bytes);
                 let body = self.blobs.get_range(s.blob_id, 0..end).await?;
                 bodies.insert(s.blob_id, body);
             }
@@ -259,6 +267,7 @@ impl Store {
                     auth: None,
                 },
                 message,
+                size: s.blob_size,
                 now,
                 own_addresses: &own,
             };

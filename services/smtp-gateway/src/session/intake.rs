@@ -19,8 +19,9 @@
 //! fields are left out of the held header block (only ours speak for
 //! rspamd), and so are its Subject fields when rspamd rewrites the Subject
 //! (the new one goes in front): a bounded edit of bytes already in memory,
-//! never a rewrite of the body. A message over the size limit streams and
-//! keeps whatever X-Spam fields it came with, behind our `unchecked`.
+//! never a rewrite of the body. A message over the size limit streams; the
+//! streaming filter that drops forged `Authentication-Results` drops its
+//! `X-Spam-*` fields as well, so `unchecked` is the only verdict it carries.
 //!
 //! Every byte held here or in the body writer is charged to the gateway's
 //! [`BodyMemory`](crate::memory::BodyMemory) before it is taken: when the
@@ -106,7 +107,10 @@ impl<W: BodyWriter> Intake<W> {
             head: tx.account.is_some().then(Vec::new),
             head_complete: false,
             head_overflow: false,
-            results: ResultsFilter::new(&gw.settings.hostname),
+            // A message too big for rspamd streams past the held header
+            // edit: the filter takes the client's X-Spam-* out of it too.
+            results: ResultsFilter::new(&gw.settings.hostname)
+                .dropping_spam_fields(spam_limit.is_some()),
             filtered: Vec::new(),
             charge: Charge::new(gw.body_memory.clone()),
             error: None,

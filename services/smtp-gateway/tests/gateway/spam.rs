@@ -24,6 +24,12 @@ async fn gateway(overrides: &[(&str, &str)], backend: FakeBackend) -> Server<Fak
 
 /// One message from 127.0.0.1 to user@local.test; the reply to its final dot.
 async fn send(port: u16, subject: &str, body: &str) -> String {
+    send_with(port, "", subject, body).await
+}
+
+/// `send`, with `fields` (whole lines, CRLF-terminated) at the top of the
+/// header block.
+async fn send_with(port: u16, fields: &str, subject: &str, body: &str) -> String {
     let mut raw = Raw::greeted(port).await;
     assert!(raw.cmd("EHLO client.example").await.starts_with("250"));
     assert!(
@@ -40,7 +46,7 @@ async fn send(port: u16, subject: &str, body: &str) -> String {
     let id = uuid::Uuid::new_v4();
     raw.send(
         format!(
-            "From: Sender <sender@example.org>\r\nTo: <user@local.test>\r\nSubject: {subject}\r\n\
+            "{fields}From: Sender <sender@example.org>\r\nTo: <user@local.test>\r\nSubject: {subject}\r\n\
              Message-ID: <{id}@example.org>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\n{body}\r\n.\r\n"
         )
         .as_bytes(),
@@ -234,14 +240,25 @@ async fn messages_over_the_spam_size_limit_are_stored_unchecked() {
     let reply = send(server.port, "small", "short").await;
     assert!(reply.starts_with("451 4.7.1 "), "{reply}");
 
+    // The sender's own verdict fields go, as they do from checked mail:
+    // only our `unchecked` speaks for the filter.
     let big = "0123456789abcdef ".repeat(60).trim_end().to_owned() + "\r\n";
-    let reply = send(server.port, "big", &big.repeat(8)).await;
+    let forged = "X-Spam-Status: No, score=-100.00\r\nx-spam-flag: NO\r\n\tfolded\r\n\
+                  X-Spam-Action: no action\r\n";
+    let reply = send_with(server.port, forged, "big", &big.repeat(8)).await;
     assert!(reply.starts_with("250 "), "{reply}");
     let stored = last_stored(&backend);
     assert!(
         stored.contains("\r\nX-Spam-Status: unchecked\r\n"),
         "{stored}"
     );
+    let (head, _) = stored.split_once("\r\n\r\n").unwrap();
+    let spam_fields: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-spam-"))
+        .collect();
+    assert_eq!(spam_fields, ["X-Spam-Status: unchecked"], "{head}");
+    assert!(!head.contains("folded"), "{head}");
     assert_eq!(count(&server.gateway.metrics, "too_big"), 1);
     assert_eq!(
         server.gateway.metrics.spam_check_errors.get(),
