@@ -173,7 +173,9 @@ pub async fn run(
         auth_guard,
         spam_junk: config.spam_junk,
         learner,
-        sieve_cache: Arc::new(sieve::run::ScriptCache::new(config.sieve_max_message_size)),
+        sieve_cache: Arc::new(sieve::cache::ScriptCache::new(
+            config.sieve_max_message_size,
+        )),
     };
     let tokens = Tokens {
         service: config.service_token.clone(),

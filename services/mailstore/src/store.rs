@@ -50,7 +50,7 @@ pub struct Store {
     /// Spam lessons from Junk moves (see `crate::learn`).
     pub learner: crate::learn::Learner,
     /// Compiled active Sieve scripts (see `crate::sieve::run`).
-    pub sieve_cache: Arc<crate::sieve::run::ScriptCache>,
+    pub sieve_cache: Arc<crate::sieve::cache::ScriptCache>,
 }
 
 /// The outcome of a login.
