@@ -9,13 +9,20 @@
 //! therefore best effort and never blocks a request: request paths queue the
 //! mailbox ids on a bounded channel, and one background task looks up the
 //! mailboxes and publishes, reconnecting to RabbitMQ as needed.
+//!
+//! Directory changes (a domain, account or alias added or removed) go the
+//! same way as a [`DirectoryEvent`] on the `{prefix}.directory` fanout
+//! exchange: smtp-gateway's recipient cache drops its answers on each. A lost
+//! one leaves a stale answer for the cache's few seconds at most.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Connection};
-use mailfleet_proto::v1::MailboxEvent;
+use mailfleet_proto::v1::{DirectoryEvent, MailboxEvent};
 use mailfleet_runtime::CancellationToken;
+use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -30,16 +37,31 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Events {
     tx: Option<mpsc::Sender<Notice>>,
+    /// Directory changes so far (`mailfleet_store_directory_changes`): the
+    /// last one's number is the `seq` of its event.
+    directory_changes: Counter,
+    /// Numbers directory changes and queues them as one step, so their
+    /// events leave in the order of their numbers.
+    directory_order: Arc<Mutex<()>>,
 }
 
-/// What changed: mailboxes by id.
+/// What changed.
 #[derive(Debug)]
-struct Notice(Vec<i64>);
+enum Notice {
+    /// Mailboxes by id.
+    Mailboxes(Vec<i64>),
+    /// A directory change, by its number.
+    Directory(u64),
+}
 
 impl Events {
     /// Events that go nowhere (tests of other features).
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            directory_changes: Counter::default(),
+            directory_order: Arc::default(),
+        }
     }
 
     /// Starts the publishing task; it ends when `shutdown` is cancelled.
@@ -47,11 +69,19 @@ impl Events {
         pool: PgPool,
         amqp_url: String,
         prefix: String,
+        directory_changes: Counter,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(publish_loop(pool, amqp_url, prefix, rx, shutdown));
-        (Self { tx: Some(tx) }, task)
+        (
+            Self {
+                tx: Some(tx),
+                directory_changes,
+                directory_order: Arc::default(),
+            },
+            task,
+        )
     }
 
     /// Announces that these mailboxes changed (after the commit).
@@ -59,7 +89,19 @@ impl Events {
         if mailbox_ids.is_empty() {
             return;
         }
-        self.send(Notice(mailbox_ids));
+        self.send(Notice::Mailboxes(mailbox_ids));
+    }
+
+    /// Announces a committed domain, account or alias change.
+    pub fn directory_changed(&self) {
+        // A poisoned lock only means another caller panicked between two
+        // plain calls; the order it guards is still sound.
+        let _order = self
+            .directory_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seq = self.directory_changes.inc() + 1;
+        self.send(Notice::Directory(seq));
     }
 
     fn send(&self, notice: Notice) {
@@ -94,6 +136,7 @@ async fn publish_loop(
     shutdown: CancellationToken,
 ) {
     let exchange = mailfleet_queue::names(&prefix).events;
+    let directory_exchange = mailfleet_queue::names(&prefix).directory;
     let mut link: Option<Link> = None;
     loop {
         let first = tokio::select! {
@@ -107,7 +150,35 @@ async fn publish_loop(
         {
             notices.push(more);
         }
-        let mut ids: Vec<i64> = notices.into_iter().flat_map(|n| n.0).collect();
+        let mut ids: Vec<i64> = Vec::new();
+        let mut directory: Option<u64> = None;
+        for n in notices {
+            match n {
+                Notice::Mailboxes(m) => ids.extend(m),
+                // One event stands for every change before it.
+                Notice::Directory(seq) => directory = directory.max(Some(seq)),
+            }
+        }
+        if let Some(seq) = directory {
+            let payload = DirectoryEvent { seq }.encode_to_vec();
+            if publish(
+                &mut link,
+                &amqp_url,
+                &prefix,
+                &directory_exchange,
+                "",
+                &payload,
+                &shutdown,
+            )
+            .await
+            .is_none()
+            {
+                return;
+            }
+        }
+        if ids.is_empty() {
+            continue;
+        }
         ids.sort_unstable();
         ids.dedup();
         let rows: Vec<(i64, i64, i64)> = match sqlx::query_as(
@@ -131,42 +202,63 @@ async fn publish_loop(
             };
             let payload = event.encode_to_vec();
             let key = format!("account.{account_id}");
-            // One retry on a fresh connection, then the event is dropped.
-            for attempt in 0..2 {
-                if link.is_none() {
-                    match connect(&amqp_url, &prefix).await {
-                        Ok(l) => link = Some(l),
-                        Err(error) => {
-                            tracing::warn!(%error, "Cannot publish change events.");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = tokio::time::sleep(RETRY) => {}
-                            }
-                            continue;
-                        }
-                    }
-                }
-                let Some(l) = &link else { continue };
-                let sent = l
-                    .channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        key.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &payload,
-                        BasicProperties::default(),
-                    )
-                    .await;
-                match sent {
-                    Ok(_) => break,
-                    Err(error) => {
-                        if attempt == 1 {
-                            tracing::warn!(%error, "Failed to publish a change event.");
-                        }
-                        link = None;
-                    }
-                }
+            if publish(
+                &mut link, &amqp_url, &prefix, &exchange, &key, &payload, &shutdown,
+            )
+            .await
+            .is_none()
+            {
+                return;
             }
         }
     }
+}
+
+/// Publishes one event, with one retry on a fresh connection before it is
+/// dropped. `None` when shutdown came first.
+async fn publish(
+    link: &mut Option<Link>,
+    amqp_url: &str,
+    prefix: &str,
+    exchange: &str,
+    key: &str,
+    payload: &[u8],
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    for attempt in 0..2 {
+        if link.is_none() {
+            match connect(amqp_url, prefix).await {
+                Ok(l) => *link = Some(l),
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot publish change events.");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(RETRY) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(l) = link.as_ref() else { continue };
+        let sent = l
+            .channel
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default(),
+            )
+            .await;
+        match sent {
+            Ok(_) => break,
+            Err(error) => {
+                if attempt == 1 {
+                    tracing::warn!(%error, "Failed to publish a change event.");
+                }
+                *link = None;
+            }
+        }
+    }
+    Some(())
 }

@@ -139,7 +139,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
-            Some(_) => Ok(name),
+            Some(_) => {
+                self.events.directory_changed();
+                Ok(name)
+            }
             None => Err(StoreError::AlreadyExists(format!(
                 "domain {name} already exists"
             ))),
@@ -225,6 +228,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.events.directory_changed();
         Ok(AccountRow {
             address,
             quota_bytes: quota,
@@ -285,6 +289,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no account {}", addr.full())));
         }
+        self.events.directory_changed();
         Ok(())
     }
 
@@ -347,6 +352,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.events.directory_changed();
         Ok((alias, found.into_iter().map(|(_, a)| a).collect()))
     }
 
@@ -382,6 +388,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no alias {alias}")));
         }
+        self.events.directory_changed();
         Ok(())
     }
 
