@@ -136,7 +136,9 @@ pub async fn run(
         blobs,
         publisher: Publisher::new(&config.amqp_url, &config.queue_prefix),
         publish_timeout: config.smtp_publish_timeout,
-        recipients: Arc::new(recipients::RecipientCache::default()),
+        recipients: Arc::new(recipients::RecipientCache::new(
+            config.smtp_recipient_cache_ttl,
+        )),
     };
 
     let mut metrics = Metrics::default();

@@ -2,11 +2,11 @@
 //! not make one gRPC call (and one Postgres query) per RCPT for the same
 //! few addresses.
 //!
-//! An answer is kept for [`TTL`] at most, and only while the directory
+//! An answer is kept for its TTL (`smtp_recipient_cache_ttl`) at most, and only while the directory
 //! events of mailstore flow ([`watch`]): every domain, account or alias
 //! change committed in mailstore empties the cache, so an account deleted or
 //! an alias removed is refused as soon as its event has arrived, and within
-//! [`TTL`] should the event be lost. While the event consumer is down the
+//! the TTL should the event be lost. While the event consumer is down the
 //! cache answers nothing. Answers that depend on the size and the usage of
 //! the moment (a recipient with a quota) are never kept.
 
@@ -27,9 +27,6 @@ use prost::Message;
 
 use crate::backend::Resolution;
 
-/// How long an answer is served without asking mailstore again: the bound
-/// on staleness should a directory event be lost.
-pub const TTL: Duration = Duration::from_secs(5);
 /// Most addresses held; a full cache starts again empty.
 pub const MAX_ENTRIES: usize = 10_000;
 /// Wait before reconnecting the event consumer.
@@ -57,6 +54,9 @@ struct Inner {
 /// The cache, shared by every session of the process.
 pub struct RecipientCache {
     inner: Mutex<Inner>,
+    /// How long an answer is served without asking mailstore again: the
+    /// bound on staleness should a directory event be lost. Zero: off.
+    ttl: Duration,
     /// Whether the directory event consumer is up.
     live: AtomicBool,
     hits: Counter,
@@ -70,7 +70,14 @@ pub struct RecipientCache {
 
 impl Default for RecipientCache {
     fn default() -> Self {
+        Self::new(Duration::from_secs(5))
+    }
+}
+
+impl RecipientCache {
+    pub fn new(ttl: Duration) -> Self {
         Self {
+            ttl,
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 generation: 0,
@@ -141,7 +148,7 @@ impl RecipientCache {
         }
         let k = key(address);
         match inner.entries.get(&k) {
-            Some(e) if e.at.elapsed() < TTL => {
+            Some(e) if e.at.elapsed() < self.ttl => {
                 self.hits.inc();
                 Ok(e.answer.clone())
             }
@@ -161,11 +168,14 @@ impl RecipientCache {
     /// `generation`, unless the directory changed in between.
     pub fn put(&self, address: &str, generation: u64, answer: Answer) {
         let mut inner = self.lock();
-        if inner.generation != generation || !self.live.load(Ordering::Acquire) {
+        if inner.generation != generation
+            || !self.live.load(Ordering::Acquire)
+            || self.ttl.is_zero()
+        {
             return;
         }
         if inner.entries.len() >= MAX_ENTRIES {
-            inner.entries.retain(|_, e| e.at.elapsed() < TTL);
+            inner.entries.retain(|_, e| e.at.elapsed() < self.ttl);
             if inner.entries.len() >= MAX_ENTRIES {
                 inner.entries.clear();
             }
