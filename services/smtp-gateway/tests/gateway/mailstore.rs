@@ -375,7 +375,11 @@ async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
     .await;
     // A fresh transaction: a recipient already taken is not checked again.
     assert!(c.cmd("RSET").await.starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<s@remote.example>").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.example>")
+            .await
+            .starts_with("250")
+    );
     let reply = c.cmd("RCPT TO:<sales@local.test>").await;
     assert!(reply.starts_with("550 5.1.1"), "{reply}");
     let reply = c.cmd("RCPT TO:<u@local.test>").await;
