@@ -2,7 +2,7 @@
 //! 250 ends up exactly once in every recipient's mailbox.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::harness::{Blobs, Load, LoadSpec, Stack, Svc};
 use crate::verify::assert_exactly_once;
@@ -77,14 +77,38 @@ fn delivery_worker_killed_mid_load() {
 
 #[test]
 fn mailstore_stopped_mid_load() {
-    let mut stack = Stack::start(Blobs::Local, &ACCOUNTS, &[]);
+    // Without the recipient cache, every RCPT needs mailstore (with it, a
+    // recipient answered in the last seconds is still accepted and queued).
+    let mut stack = Stack::start(
+        Blobs::Local,
+        &ACCOUNTS,
+        &[("MAILFLEET_SMTP_RECIPIENT_CACHE_TTL", "0s")],
+    );
     let spec = load_spec("storedown");
     let mut load = Load::start(stack.smtp_port, &spec);
     load.wait_done(100);
     stack.kill(Svc::Mailstore);
     // While mailstore is down the gateway cannot check recipients: it must
     // answer 4xx (the client retries), never 250 for what it cannot queue.
-    std::thread::sleep(Duration::from_secs(3));
+    // The outage lasts until the client has seen one.
+    // (The client reports a message once it is through, so the gateway's
+    // count of 4xx replies is what says it happened.)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stack
+        .http_get(Svc::SmtpGateway, "/metrics")
+        .lines()
+        .any(|l| {
+            l.starts_with("mailfleet_smtp_replies_rejected_total{")
+                && l.contains("code=\"4")
+                && !l.ends_with(" 0")
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never answered 4xx while mailstore was down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let during = load.done();
     stack.spawn(Svc::Mailstore);
     stack.wait_ready(Svc::Mailstore);

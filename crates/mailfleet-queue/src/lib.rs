@@ -70,6 +70,8 @@ pub struct Names {
     pub dead: String,
     /// Topic exchange of mailbox change events.
     pub events: String,
+    /// Fanout exchange of directory (domain, account, alias) change events.
+    pub directory: String,
     /// Durable queue of spam/ham learning jobs (Junk moves) for rspamd.
     pub learn: String,
 }
@@ -79,6 +81,7 @@ pub fn names(prefix: &str) -> Names {
         work: format!("{prefix}.delivery"),
         dead: format!("{prefix}.delivery.dead"),
         events: format!("{prefix}.events"),
+        directory: format!("{prefix}.directory"),
         learn: format!("{prefix}.learn"),
     }
 }
@@ -182,6 +185,17 @@ pub async fn declare_topology(channel: &Channel, prefix: &str) -> Result<(), Que
         .exchange_declare(
             n.events.as_str().into(),
             ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            n.directory.as_str().into(),
+            ExchangeKind::Fanout,
             ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()

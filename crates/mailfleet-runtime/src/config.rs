@@ -336,6 +336,8 @@ settings! {
     smtp_preauth_timeout: Duration = "60s";
     /// Longest wait for the broker's publisher confirm before answering 451.
     smtp_publish_timeout: Duration = "15s";
+    /// How long smtp-gateway serves a recipient answer without asking mailstore again, while mailstore's directory events flow (0 turns the cache off).
+    smtp_recipient_cache_ttl: Duration = "5s";
     /// Failed logins (IMAP, POP3, SMTP AUTH together) for one account from one client address (IPv6: its /64) before that pair is locked out.
     auth_max_failures: u32 = "5";
     /// Failed logins from one client address (IPv6: its /64), whatever the account, before that address is locked out.

@@ -3,7 +3,8 @@
 //!
 //! Before the transaction: each distinct body not yet known is streamed
 //! from object storage and analysed once as it goes by (its metadata is
-//! shared by every recipient; the body is never held whole), and each distinct recipient is resolved. In the transaction:
+//! shared by every recipient; the body is never held whole), and the distinct
+//! recipients are resolved with one query. In the transaction:
 //! idempotency keys are inserted with `ON CONFLICT DO NOTHING RETURNING`
 //! (keys not returned are duplicates), the target inboxes and their accounts
 //! are locked once each in id order, UIDs are allocated per inbox with one
@@ -136,14 +137,15 @@ impl Store {
 
         // Bodies: known ones from the blobs table, new ones read and analysed.
         let blob_sizes = self.ensure_blobs(items).await?;
-        // Recipients: each distinct one resolved once.
-        let mut resolved: HashMap<&str, Resolution> = HashMap::new();
-        for d in items {
-            if !resolved.contains_key(d.recipient.as_str()) {
-                let r = self.resolve(&d.recipient).await?;
-                resolved.insert(d.recipient.as_str(), r);
-            }
-        }
+        // Recipients: each distinct one resolved once, all in one query.
+        let mut distinct: Vec<&str> = items.iter().map(|d| d.recipient.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let resolved: HashMap<&str, Resolution> = distinct
+            .iter()
+            .copied()
+            .zip(self.resolve_many(&distinct).await?)
+            .collect();
         let mut candidates = Vec::new();
         for (i, d) in items.iter().enumerate() {
             let Some(&blob_size) = blob_sizes.get(d.blob_id.as_str()) else {

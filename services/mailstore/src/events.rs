@@ -15,14 +15,21 @@
 //! keeps a bounded map of mailbox to account, and such a notice costs no
 //! Postgres read. Only notices without a modseq (a delivery batch) and
 //! mailboxes not in the map are looked up, in one statement per batch.
+//!
+//! Directory changes (a domain, account or alias added or removed) go the
+//! same way as a [`DirectoryEvent`] on the `{prefix}.directory` fanout
+//! exchange: smtp-gateway's recipient cache drops its answers on each. A lost
+//! one leaves a stale answer for the cache's few seconds at most.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Connection};
-use mailfleet_proto::v1::MailboxEvent;
+use mailfleet_proto::v1::{DirectoryEvent, MailboxEvent};
 use mailfleet_runtime::CancellationToken;
+use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -40,17 +47,32 @@ const ACCOUNTS_KEPT: usize = 100_000;
 #[derive(Clone)]
 pub struct Events {
     tx: Option<mpsc::Sender<Notice>>,
+    /// Directory changes so far (`mailfleet_store_directory_changes`): the
+    /// last one's number is the `seq` of its event.
+    directory_changes: Counter,
+    /// Numbers directory changes and queues them as one step, so their
+    /// events leave in the order of their numbers.
+    directory_order: Arc<Mutex<()>>,
 }
 
-/// What changed: mailboxes by id, each with the highestmodseq its writer
-/// committed when it knows it.
+/// What changed.
 #[derive(Debug)]
-struct Notice(Vec<(i64, Option<i64>)>);
+enum Notice {
+    /// Mailboxes by id, each with the highestmodseq its writer committed
+    /// when it knows it.
+    Mailboxes(Vec<(i64, Option<i64>)>),
+    /// A directory change, by its number.
+    Directory(u64),
+}
 
 impl Events {
     /// Events that go nowhere (tests of other features).
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            directory_changes: Counter::default(),
+            directory_order: Arc::default(),
+        }
     }
 
     /// Starts the publishing task; it ends when `shutdown` is cancelled.
@@ -58,11 +80,19 @@ impl Events {
         pool: PgPool,
         amqp_url: String,
         prefix: String,
+        directory_changes: Counter,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(publish_loop(pool, amqp_url, prefix, rx, shutdown));
-        (Self { tx: Some(tx) }, task)
+        (
+            Self {
+                tx: Some(tx),
+                directory_changes,
+                directory_order: Arc::default(),
+            },
+            task,
+        )
     }
 
     /// Announces that these mailboxes changed (after the commit).
@@ -70,7 +100,7 @@ impl Events {
         if mailbox_ids.is_empty() {
             return;
         }
-        self.send(Notice(
+        self.send(Notice::Mailboxes(
             mailbox_ids.into_iter().map(|id| (id, None)).collect(),
         ));
     }
@@ -78,7 +108,19 @@ impl Events {
     /// Announces that a mailbox reached `highestmodseq` (after the commit),
     /// so that the publisher needs no read of the mailbox row.
     pub fn changed_at(&self, mailbox_id: i64, highestmodseq: i64) {
-        self.send(Notice(vec![(mailbox_id, Some(highestmodseq))]));
+        self.send(Notice::Mailboxes(vec![(mailbox_id, Some(highestmodseq))]));
+    }
+
+    /// Announces a committed domain, account or alias change.
+    pub fn directory_changed(&self) {
+        // A poisoned lock only means another caller panicked between two
+        // plain calls; the order it guards is still sound.
+        let _order = self
+            .directory_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seq = self.directory_changes.inc() + 1;
+        self.send(Notice::Directory(seq));
     }
 
     fn send(&self, notice: Notice) {
@@ -113,6 +155,7 @@ async fn publish_loop(
     shutdown: CancellationToken,
 ) {
     let exchange = mailfleet_queue::names(&prefix).events;
+    let directory_exchange = mailfleet_queue::names(&prefix).directory;
     let mut link: Option<Link> = None;
     let mut accounts: HashMap<i64, i64> = HashMap::new();
     loop {
@@ -127,7 +170,34 @@ async fn publish_loop(
         {
             notices.push(more);
         }
-        let changes = merge(notices.into_iter().flat_map(|n| n.0));
+        let mut mailboxes = Vec::new();
+        let mut directory: Option<u64> = None;
+        for n in notices {
+            match n {
+                Notice::Mailboxes(m) => mailboxes.extend(m),
+                // One event stands for every change before it.
+                Notice::Directory(seq) => directory = directory.max(Some(seq)),
+            }
+        }
+        if let Some(seq) = directory {
+            let payload = DirectoryEvent { seq }.encode_to_vec();
+            let sent = publish(
+                &mut link,
+                &amqp_url,
+                &prefix,
+                &directory_exchange,
+                "",
+                &payload,
+                &shutdown,
+            );
+            if sent.await.is_none() {
+                return;
+            }
+        }
+        if mailboxes.is_empty() {
+            continue;
+        }
+        let changes = merge(mailboxes.into_iter());
         let rows = match resolve(&pool, &mut accounts, changes).await {
             Ok(r) => r,
             Err(error) => {
@@ -143,44 +213,63 @@ async fn publish_loop(
             };
             let payload = event.encode_to_vec();
             let key = format!("account.{account_id}");
-            // One retry on a fresh connection, then the event is dropped.
-            for attempt in 0..2 {
-                if link.is_none() {
-                    match connect(&amqp_url, &prefix).await {
-                        Ok(l) => link = Some(l),
-                        Err(error) => {
-                            tracing::warn!(%error, "Cannot publish change events.");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = tokio::time::sleep(RETRY) => {}
-                            }
-                            continue;
-                        }
-                    }
-                }
-                let Some(l) = &link else { continue };
-                let sent = l
-                    .channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        key.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &payload,
-                        BasicProperties::default(),
-                    )
-                    .await;
-                match sent {
-                    Ok(_) => break,
-                    Err(error) => {
-                        if attempt == 1 {
-                            tracing::warn!(%error, "Failed to publish a change event.");
-                        }
-                        link = None;
-                    }
-                }
+            let sent = publish(
+                &mut link, &amqp_url, &prefix, &exchange, &key, &payload, &shutdown,
+            );
+            if sent.await.is_none() {
+                return;
             }
         }
     }
+}
+
+/// Publishes one event, with one retry on a fresh connection before it is
+/// dropped. `None` when shutdown came first.
+async fn publish(
+    link: &mut Option<Link>,
+    amqp_url: &str,
+    prefix: &str,
+    exchange: &str,
+    key: &str,
+    payload: &[u8],
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    for attempt in 0..2 {
+        if link.is_none() {
+            match connect(amqp_url, prefix).await {
+                Ok(l) => *link = Some(l),
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot publish change events.");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(RETRY) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(l) = link.as_ref() else { continue };
+        let sent = l
+            .channel
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default(),
+            )
+            .await;
+        match sent {
+            Ok(_) => break,
+            Err(error) => {
+                if attempt == 1 {
+                    tracing::warn!(%error, "Failed to publish a change event.");
+                }
+                *link = None;
+            }
+        }
+    }
+    Some(())
 }
 
 /// One entry per mailbox: the highest modseq announced for it, or `None`

@@ -128,26 +128,47 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::ResolveRecipientResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let (status, accounts, over_quota) = match self.store.resolve(&r.address).await? {
-            Resolution::Local(a) => {
-                // Only accounts with a quota need their usage read.
-                let limited: Vec<i64> = a.iter().filter(|a| a.limited).map(|a| a.id).collect();
-                let over_quota = self.store.over_quota(&limited, r.size).await?;
-                (
-                    pb::RecipientStatus::RecipientLocal,
-                    a.into_iter().map(|a| a.address).collect(),
-                    over_quota,
-                )
-            }
-            Resolution::UnknownUser => {
-                (pb::RecipientStatus::RecipientUnknownUser, Vec::new(), false)
-            }
-            Resolution::NotLocal => (pb::RecipientStatus::RecipientNotLocal, Vec::new(), false),
+        let (status, accounts, over_quota, quota_limited) =
+            match self.store.resolve(&r.address).await? {
+                Resolution::Local(a) => {
+                    // Only accounts with a quota need their usage read.
+                    let limited: Vec<i64> = a.iter().filter(|a| a.limited).map(|a| a.id).collect();
+                    let over_quota = self.store.over_quota(&limited, r.size).await?;
+                    (
+                        pb::RecipientStatus::RecipientLocal,
+                        a.into_iter().map(|a| a.address).collect(),
+                        over_quota,
+                        !limited.is_empty(),
+                    )
+                }
+                Resolution::UnknownUser => (
+                    pb::RecipientStatus::RecipientUnknownUser,
+                    Vec::new(),
+                    false,
+                    false,
+                ),
+                Resolution::NotLocal => (
+                    pb::RecipientStatus::RecipientNotLocal,
+                    Vec::new(),
+                    false,
+                    false,
+                ),
+            };
+        let label = match status {
+            pb::RecipientStatus::RecipientLocal => "local",
+            pb::RecipientStatus::RecipientUnknownUser => "unknown_user",
+            _ => "not_local",
         };
+        self.store
+            .metrics
+            .recipient_checks
+            .get_or_create(&StatusLabel { status: label })
+            .inc();
         Ok(Response::new(pb::ResolveRecipientResponse {
             status: status as i32,
             accounts,
             over_quota,
+            quota_limited,
         }))
     }
 

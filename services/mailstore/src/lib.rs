@@ -134,6 +134,7 @@ pub async fn run(
         pool.clone(),
         config.amqp_url.clone(),
         config.queue_prefix.clone(),
+        metrics.directory_changes.clone(),
         shutdown.clone(),
     );
     let auth_guard = auth_guard::AuthGuard::new(

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub sieve_actions: Family<KindLabel, Counter>,
     /// Sieve scripts that failed at run time (or no longer compile): the copy went to INBOX.
     pub sieve_errors: Counter,
+    /// ResolveRecipient calls by answer (local, unknown_user, not_local).
+    pub recipient_checks: Family<StatusLabel, Counter>,
+    /// Domain, account and alias changes committed (each is a directory event).
+    pub directory_changes: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,7 +55,19 @@ impl Metrics {
             sieve_runs: Counter::default(),
             sieve_actions: Family::default(),
             sieve_errors: Counter::default(),
+            recipient_checks: Family::default(),
+            directory_changes: Counter::default(),
         };
+        registry.register(
+            "mailfleet_store_recipient_checks",
+            "ResolveRecipient calls by answer",
+            m.recipient_checks.clone(),
+        );
+        registry.register(
+            "mailfleet_store_directory_changes",
+            "Domain, account and alias changes committed; the last one's number is the seq of its directory event",
+            m.directory_changes.clone(),
+        );
         registry.register(
             "mailfleet_store_sieve_runs",
             "Sieve scripts run at delivery, one per copy",

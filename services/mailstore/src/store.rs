@@ -139,7 +139,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
-            Some(_) => Ok(name),
+            Some(_) => {
+                self.events.directory_changed();
+                Ok(name)
+            }
             None => Err(StoreError::AlreadyExists(format!(
                 "domain {name} already exists"
             ))),
@@ -225,6 +228,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.events.directory_changed();
         Ok(AccountRow {
             address,
             quota_bytes: quota,
@@ -285,6 +289,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no account {}", addr.full())));
         }
+        self.events.directory_changed();
         Ok(())
     }
 
@@ -347,6 +352,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.events.directory_changed();
         Ok((alias, found.into_iter().map(|(_, a)| a).collect()))
     }
 
@@ -382,6 +388,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no alias {alias}")));
         }
+        self.events.directory_changed();
         Ok(())
     }
 
@@ -391,47 +398,95 @@ impl Store {
     /// alias, then (for `user+tag`) the account and alias without the tag,
     /// then the catch-all `@domain`. The lowest rank that matches wins.
     pub async fn resolve(&self, raw: &str) -> Result<Resolution> {
-        let Some(addr) = Address::parse(raw) else {
-            // Not an address we could ever own.
-            return Ok(Resolution::NotLocal);
-        };
-        let exact = addr.full();
-        let untagged = addr.without_tag().map(|a| a.full()).unwrap_or_default();
-        let catch_all = format!("@{}", addr.domain);
+        let mut all = self.resolve_many(&[raw]).await?;
+        Ok(all.pop().unwrap_or(Resolution::NotLocal))
+    }
+
+    /// [`Store::resolve`] for many recipients in one query (Deliver's batch,
+    /// a fan-out's 50 recipients): one answer per address, in order.
+    pub async fn resolve_many(&self, raws: &[&str]) -> Result<Vec<Resolution>> {
+        let parsed: Vec<Option<Address>> = raws.iter().map(|r| Address::parse(r)).collect();
+        // Rows of the query name the address by its place among the parsed ones.
+        let (mut exact, mut untagged, mut catch_all, mut domain, mut slot) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, addr) in parsed.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            exact.push(addr.full());
+            untagged.push(addr.without_tag().map(|a| a.full()).unwrap_or_default());
+            catch_all.push(format!("@{}", addr.domain));
+            domain.push(addr.domain.clone());
+            slot.push(i);
+        }
+        // Not an address we could ever own, until a row says otherwise.
+        let mut out: Vec<Resolution> = vec![Resolution::NotLocal; raws.len()];
+        if slot.is_empty() {
+            return Ok(out);
+        }
         // Each account row says whether it has a quota at all, so RCPT's
         // over-quota check reads nothing more for the usual unlimited one.
-        let rows: Vec<(i32, i64, String, bool)> = sqlx::query_as(
-            "SELECT 0, 0::int8, name, false FROM domains WHERE name = $4 \
-             UNION ALL SELECT 1, id, address, quota_bytes > 0 OR quota_messages > 0 FROM accounts WHERE address = $1 \
-             UNION ALL SELECT 2, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $1 \
-             UNION ALL SELECT 3, id, address, quota_bytes > 0 OR quota_messages > 0 FROM accounts WHERE address = $2 \
-             UNION ALL SELECT 4, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $2 \
-             UNION ALL SELECT 5, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 FROM alias_targets t JOIN accounts a ON a.id = t.account_id WHERE t.alias = $3",
+        let rows: Vec<(i64, i32, i64, String, bool)> = sqlx::query_as(
+            "WITH r AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+                          WITH ORDINALITY AS r(exact, untagged, catch_all, domain, i)) \
+             SELECT r.i, 0, 0::int8, d.name, false FROM r JOIN domains d ON d.name = r.domain \
+             UNION ALL SELECT r.i, 1, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 \
+               FROM r JOIN accounts a ON a.address = r.exact \
+             UNION ALL SELECT r.i, 2, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 \
+               FROM r JOIN alias_targets t ON t.alias = r.exact JOIN accounts a ON a.id = t.account_id \
+             UNION ALL SELECT r.i, 3, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 \
+               FROM r JOIN accounts a ON a.address = r.untagged \
+             UNION ALL SELECT r.i, 4, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 \
+               FROM r JOIN alias_targets t ON t.alias = r.untagged JOIN accounts a ON a.id = t.account_id \
+             UNION ALL SELECT r.i, 5, a.id, a.address, a.quota_bytes > 0 OR a.quota_messages > 0 \
+               FROM r JOIN alias_targets t ON t.alias = r.catch_all JOIN accounts a ON a.id = t.account_id",
         )
         .bind(&exact)
         .bind(&untagged)
         .bind(&catch_all)
-        .bind(&addr.domain)
+        .bind(&domain)
         .fetch_all(&self.pool)
         .await?;
-        if !rows.iter().any(|r| r.0 == 0) {
-            return Ok(Resolution::NotLocal);
+        // Per parsed address: (domain is ours, rows of rank > 0).
+        let mut found: Vec<(bool, Vec<(i32, LocalAccount)>)> =
+            vec![(false, Vec::new()); slot.len()];
+        for (ordinal, rank, id, address, limited) in rows {
+            // ORDINALITY counts from 1.
+            let Some(f) = usize::try_from(ordinal - 1)
+                .ok()
+                .and_then(|k| found.get_mut(k))
+            else {
+                continue;
+            };
+            if rank == 0 {
+                f.0 = true;
+            } else {
+                f.1.push((
+                    rank,
+                    LocalAccount {
+                        id,
+                        address,
+                        limited,
+                    },
+                ));
+            }
         }
-        let Some(best) = rows.iter().filter(|r| r.0 > 0).map(|r| r.0).min() else {
-            return Ok(Resolution::UnknownUser);
-        };
-        let mut accounts: Vec<LocalAccount> = rows
-            .into_iter()
-            .filter(|r| r.0 == best)
-            .map(|r| LocalAccount {
-                id: r.1,
-                address: r.2,
-                limited: r.3,
-            })
-            .collect();
-        accounts.sort_by(|a, b| (a.id, &a.address).cmp(&(b.id, &b.address)));
-        accounts.dedup_by(|a, b| a.id == b.id);
-        Ok(Resolution::Local(accounts))
+        for ((ours, rows), i) in found.into_iter().zip(slot) {
+            let Some(o) = out.get_mut(i).filter(|_| ours) else {
+                continue;
+            };
+            let Some(best) = rows.iter().map(|r| r.0).min() else {
+                *o = Resolution::UnknownUser;
+                continue;
+            };
+            let mut accounts: Vec<LocalAccount> = rows
+                .into_iter()
+                .filter(|r| r.0 == best)
+                .map(|r| r.1)
+                .collect();
+            accounts.sort_by(|a, b| (a.id, &a.address).cmp(&(b.id, &b.address)));
+            accounts.dedup_by(|a, b| a.id == b.id);
+            *o = Resolution::Local(accounts);
+        }
+        Ok(out)
     }
 
     /// Whether any of `accounts` (ids) could not take a message of `size`

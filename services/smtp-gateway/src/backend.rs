@@ -4,6 +4,7 @@
 //! put fakes behind the same trait to drive failure paths.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailfleet_blob::{BlobStore, BlobWriter};
@@ -12,6 +13,8 @@ use mailfleet_proto::v1::{
 };
 use mailfleet_queue::Publisher;
 use mailfleet_runtime::grpc::MailStore;
+
+use crate::recipients::{Answer, RecipientCache};
 
 /// The answer of the recipient check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +118,8 @@ pub struct Mailfleet {
     pub blobs: BlobStore,
     pub publisher: Publisher,
     pub publish_timeout: Duration,
+    /// Recent recipient answers (see `crate::recipients`).
+    pub recipients: Arc<RecipientCache>,
 }
 
 /// How long one recipient check may take before the client hears 451.
@@ -127,19 +132,46 @@ impl Mailfleet {
     /// Whether mailstore answers a cheap, authenticated call right now.
     pub async fn mailstore_ready(&self) -> bool {
         // A domain that can never be ours: the answer is NOT_LOCAL when
-        // mailstore, its database and our credential all work.
-        self.resolve_recipient("readiness-probe@mailfleet.invalid", 0)
+        // mailstore, its database and our credential all work. Never from
+        // the cache, which would hide mailstore going away.
+        self.ask_mailstore("readiness-probe@mailfleet.invalid", 0)
             .await
             .is_ok()
     }
 }
 
 impl Mailfleet {
+    /// The recipient check, from the cache when it holds a fresh answer.
     async fn resolve(
         &self,
         address: &str,
         size: u64,
     ) -> Result<(Resolution, Vec<String>), BackendError> {
+        let generation = match self.recipients.get(address) {
+            Ok(a) => return Ok((a.resolution, a.accounts)),
+            Err(generation) => generation,
+        };
+        let (resolution, accounts, cacheable) = self.ask_mailstore(address, size).await?;
+        if cacheable {
+            self.recipients.put(
+                address,
+                generation,
+                Answer {
+                    resolution,
+                    accounts: accounts.clone(),
+                },
+            );
+        }
+        Ok((resolution, accounts))
+    }
+
+    /// One ResolveRecipient call: the answer, the accounts, and whether the
+    /// answer holds whatever the size (no quota involved).
+    async fn ask_mailstore(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<(Resolution, Vec<String>, bool), BackendError> {
         let mut client = self.mailstore.clone();
         let call = client.resolve_recipient(ResolveRecipientRequest {
             address: address.to_owned(),
@@ -164,7 +196,7 @@ impl Mailfleet {
                 )));
             }
         };
-        Ok((resolution, response.accounts))
+        Ok((resolution, response.accounts, !response.quota_limited))
     }
 }
 

@@ -23,6 +23,7 @@ mod connection;
 pub mod gateway;
 pub mod memory;
 pub mod metrics;
+pub mod recipients;
 pub mod role;
 pub mod session;
 pub mod spam;
@@ -135,11 +136,15 @@ pub async fn run(
         blobs,
         publisher: Publisher::new(&config.amqp_url, &config.queue_prefix),
         publish_timeout: config.smtp_publish_timeout,
+        recipients: Arc::new(recipients::RecipientCache::new(
+            config.smtp_recipient_cache_ttl,
+        )),
     };
 
     let mut metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    backend.recipients.register(&mut registry);
     if let Some(tls) = &tls {
         metrics.register_tls(&mut registry, tls.expiry_gauge());
     }
@@ -148,6 +153,12 @@ pub async fn run(
     let mailstore_ready = health.register("mailstore");
 
     let tracker = TaskTracker::new();
+    tracker.spawn(recipients::watch(
+        backend.recipients.clone(),
+        config.amqp_url.clone(),
+        config.queue_prefix.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(watch_readiness(
         backend.clone(),
         broker_ready,

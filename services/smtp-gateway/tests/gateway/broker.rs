@@ -140,6 +140,7 @@ fn real_storage(config: &Config) -> RealStorage {
         blobs: BlobStore::from_config(config).unwrap(),
         publisher: Publisher::new(&config.amqp_url, &config.queue_prefix),
         publish_timeout: config.smtp_publish_timeout,
+        recipients: Default::default(),
     })
 }
 

@@ -226,3 +226,185 @@ s.quit()
     gateway.await.unwrap().unwrap();
     vhost.delete().await;
 }
+
+/// One series' value from a `/metrics` page (0 when absent).
+async fn metric(http_port: u16, series: &str) -> u64 {
+    let (_, body) = http_get(http_port, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// Waits until a series reaches `at_least`; the deadline only bounds a failure.
+async fn wait_metric(http_port: u16, series: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = metric(http_port, series).await;
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed at {v}, below {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
+    let vhost = Vhost::new().await;
+    let blobs = TempDir::new();
+    let db = Database(format!("smtpgw_{}", uuid::Uuid::new_v4().simple()));
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let store_grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", store_grpc.local_addr().unwrap());
+    let store_http_port = store_http.local_addr().unwrap().port();
+    let config = test_config(
+        &vhost,
+        &blobs,
+        &[
+            ("database_url", database_url.as_str()),
+            ("database_max_connections", "4"),
+            ("mailstore_url", grpc_url.as_str()),
+            ("service_token", "svc-token"),
+            ("admin_token", "admin-token"),
+            ("argon2_memory_kib", "1024"),
+            ("argon2_iterations", "1"),
+        ],
+    );
+    let store_shutdown = CancellationToken::new();
+    let store_task = tokio::spawn(mailstore::run(
+        config.clone(),
+        mailstore::Listeners {
+            grpc: store_grpc,
+            http: store_http,
+        },
+        store_shutdown.clone(),
+    ));
+    wait_ready(store_http_port, "mailstore").await;
+    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "admin-token").unwrap();
+    admin
+        .add_domain(AddDomainRequest {
+            name: "local.test".into(),
+        })
+        .await
+        .unwrap();
+    for address in ["u@local.test", "gone@local.test"] {
+        admin
+            .add_account(AddAccountRequest {
+                address: address.into(),
+                password: "pw".into(),
+                quota_bytes: 0,
+                quota_messages: 0,
+            })
+            .await
+            .unwrap();
+    }
+    admin
+        .add_alias(AddAliasRequest {
+            address: "sales@local.test".into(),
+            targets: vec!["u@local.test".into()],
+        })
+        .await
+        .unwrap();
+
+    let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (smtp_port, http_port) = (
+        smtp.local_addr().unwrap().port(),
+        http.local_addr().unwrap().port(),
+    );
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(smtp_gateway::run(
+        config.clone(),
+        smtp_gateway::Listeners {
+            smtp,
+            submission: None,
+            submissions: None,
+            http,
+        },
+        shutdown.clone(),
+    ));
+    wait_ready(http_port, "smtp-gateway").await;
+    wait_metric(http_port, "mailfleet_smtp_recipient_cache_live", 1).await;
+
+    let local_checks = "mailfleet_store_recipient_checks_total{status=\"local\"}";
+    let mut c = Raw::greeted(smtp_port).await;
+    assert!(c.cmd("EHLO client.example").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.example>")
+            .await
+            .starts_with("250")
+    );
+    for rcpt in ["u@local.test", "sales@local.test", "gone@local.test"] {
+        let reply = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(reply.starts_with("250 2.1.5"), "{rcpt}: {reply}");
+    }
+    let asked = metric(store_http_port, local_checks).await;
+    assert!(asked >= 3, "mailstore answered {asked} local checks");
+    // The same recipients again: answered without asking mailstore.
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.example>")
+            .await
+            .starts_with("250")
+    );
+    for rcpt in ["U@local.test", "sales@local.test", "gone@local.test"] {
+        let reply = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(reply.starts_with("250 2.1.5"), "{rcpt}: {reply}");
+    }
+    assert_eq!(metric(store_http_port, local_checks).await, asked);
+    assert!(metric(http_port, "mailfleet_smtp_recipient_cache_hits_total").await >= 3);
+
+    // An alias removed, then an account deleted: refused at the next RCPT
+    // once the change's own event (its seq, in mailstore's order) arrived.
+    admin
+        .remove_alias(mailfleet_proto::v1::RemoveAliasRequest {
+            address: "sales@local.test".into(),
+        })
+        .await
+        .unwrap();
+    let seq = metric(store_http_port, "mailfleet_store_directory_changes_total").await;
+    wait_metric(
+        http_port,
+        "mailfleet_smtp_recipient_cache_last_event_seq",
+        seq,
+    )
+    .await;
+    // A fresh transaction: a recipient already taken is not checked again.
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<s@remote.example>")
+            .await
+            .starts_with("250")
+    );
+    let reply = c.cmd("RCPT TO:<sales@local.test>").await;
+    assert!(reply.starts_with("550 5.1.1"), "{reply}");
+    let reply = c.cmd("RCPT TO:<u@local.test>").await;
+    assert!(reply.starts_with("250 2.1.5"), "{reply}");
+
+    admin
+        .remove_account(mailfleet_proto::v1::RemoveAccountRequest {
+            address: "gone@local.test".into(),
+        })
+        .await
+        .unwrap();
+    let seq = metric(store_http_port, "mailfleet_store_directory_changes_total").await;
+    wait_metric(
+        http_port,
+        "mailfleet_smtp_recipient_cache_last_event_seq",
+        seq,
+    )
+    .await;
+    let reply = c.cmd("RCPT TO:<gone@local.test>").await;
+    assert!(reply.starts_with("550 5.1.1"), "{reply}");
+    let _ = c.cmd("QUIT").await;
+
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+    store_shutdown.cancel();
+    store_task.await.unwrap().unwrap();
+    vhost.delete().await;
+}
