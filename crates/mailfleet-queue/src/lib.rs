@@ -29,10 +29,11 @@ use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use mailfleet_proto::v1::{DeliveryJob, LearnJob};
 use prost::Message;
 use tokio::sync::Mutex;
@@ -204,6 +205,65 @@ pub async fn declare_topology(channel: &Channel, prefix: &str) -> Result<(), Que
         )
         .await?;
     Ok(())
+}
+
+/// A live subscription to an exchange: the connection it needs and the
+/// consumer of its private queue. Dropping it ends the subscription.
+pub struct Subscription {
+    _conn: Connection,
+    pub consumer: Consumer,
+}
+
+/// Subscribes to `exchange` (with `routing_key`) through a queue of this
+/// process's own, exclusive and auto-deleted, consumed without acks: the
+/// shape of every change feed here (mailbox and directory events), where a
+/// missed message only delays what the subscriber would learn anyway.
+/// Once this returns, every message published to the exchange reaches the
+/// consumer.
+pub async fn subscribe(
+    amqp_url: &str,
+    prefix: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<Subscription, QueueError> {
+    let conn = connect(amqp_url).await?;
+    let channel = conn.create_channel().await?;
+    declare_topology(&channel, prefix).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().as_str().into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(Subscription {
+        _conn: conn,
+        consumer,
+    })
 }
 
 pub fn encode_job(job: &DeliveryJob) -> Vec<u8> {

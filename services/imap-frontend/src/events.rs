@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use mailfleet_proto::v1::MailboxEvent;
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::http::HealthFlag;
@@ -80,52 +78,17 @@ async fn run_once(
     flag: &HealthFlag,
     feed: &Feed,
 ) -> Result<(), mailfleet_queue::QueueError> {
-    let conn = mailfleet_queue::connect(amqp_url).await?;
-    let channel = conn.create_channel().await?;
-    mailfleet_queue::declare_topology(&channel, prefix).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
     let exchange = mailfleet_queue::names(prefix).events;
-    channel
-        .queue_bind(
-            queue.name().as_str().into(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut sub = mailfleet_queue::subscribe(amqp_url, prefix, &exchange, "#").await?;
     flag.set(true);
     feed.up();
     tracing::info!("Consuming mailbox change events.");
-    while let Some(delivery) = consumer.next().await {
+    while let Some(delivery) = sub.consumer.next().await {
         let delivery = delivery?;
         if let Ok(event) = MailboxEvent::decode(delivery.data.as_slice()) {
             // No session listening is fine.
             let _ = tx.send(event);
         }
-        // no_ack consumer: nothing to acknowledge.
-        let _ = BasicAckOptions::default();
     }
     Ok(())
 }

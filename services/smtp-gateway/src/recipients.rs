@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use mailfleet_proto::v1::DirectoryEvent;
 use mailfleet_runtime::CancellationToken;
 use prometheus_client::metrics::counter::Counter;
@@ -242,45 +240,12 @@ async fn consume(
     amqp_url: &str,
     prefix: &str,
 ) -> Result<(), mailfleet_queue::QueueError> {
-    let conn = mailfleet_queue::connect(amqp_url).await?;
-    let channel = conn.create_channel().await?;
-    mailfleet_queue::declare_topology(&channel, prefix).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
     let exchange = mailfleet_queue::names(prefix).directory;
-    channel
-        .queue_bind(
-            queue.name().as_str().into(),
-            exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut sub = mailfleet_queue::subscribe(amqp_url, prefix, &exchange, "").await?;
     // Bound before live: no change from here on goes unseen.
     cache.set_live(true);
     tracing::info!("Consuming directory events; the recipient cache is on.");
-    while let Some(delivery) = consumer.next().await {
+    while let Some(delivery) = sub.consumer.next().await {
         let delivery = delivery?;
         // An event that does not decode still means "something changed".
         let seq = DirectoryEvent::decode(delivery.data.as_slice())
