@@ -38,14 +38,7 @@ async fn quota_line(s: &mut Session) -> Result<Option<String>, tonic::Status> {
 
 pub(crate) async fn get_quota_root(s: &mut Session, mailbox: &str) -> std::io::Result<Reply> {
     let account = s.account()?;
-    let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
-        account,
-        mailbox: mailbox.to_owned(),
-        changed_since: u64::MAX >> 1,
-        uid_from: u32::MAX,
-        limit: 1,
-        claim_recent: false,
-    }));
+    let r = rpc!(s.mailbox_status(account, mailbox.to_owned()));
     let Some(mb) = r.mailbox else {
         return Ok(crate::errors::no_such_mailbox());
     };

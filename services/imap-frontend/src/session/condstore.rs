@@ -8,7 +8,7 @@
 //! and keeps expunged messages' UIDs with the modseq of their expunge, so
 //! every answer here is exact (seq-match-data is never needed).
 
-use super::view::{Selected, uid_set};
+use super::view::{Selected, ranges_text, uid_set};
 use crate::encode;
 use crate::proto::{SeqOrUid, Sequence, SequenceSet};
 
@@ -50,17 +50,7 @@ pub(crate) fn vanished_lines(uids: &[u32], earlier: bool) -> Vec<String> {
     ranges
         .chunks(VANISHED_RANGES_PER_LINE)
         .map(|chunk| {
-            let set = chunk
-                .iter()
-                .map(|r| {
-                    if r.first == r.last {
-                        r.first.to_string()
-                    } else {
-                        format!("{}:{}", r.first, r.last)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+            let set = ranges_text(chunk);
             if earlier {
                 format!("VANISHED (EARLIER) {set}")
             } else {

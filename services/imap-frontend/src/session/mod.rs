@@ -250,6 +250,26 @@ impl Session {
         self.resynced = current;
     }
 
+    /// A mailbox's row alone (counts, modseq, UIDNEXT), no messages: what
+    /// STATUS and GETQUOTAROOT ask mailstore for (a missing mailbox is an
+    /// answer without one).
+    pub(crate) async fn mailbox_status(
+        &mut self,
+        account: String,
+        mailbox: String,
+    ) -> Result<tonic::Response<pb::SelectMailboxResponse>, tonic::Status> {
+        self.client
+            .select_mailbox(pb::SelectMailboxRequest {
+                account,
+                mailbox,
+                changed_since: u64::MAX >> 1,
+                uid_from: u32::MAX,
+                limit: 1,
+                claim_recent: false,
+            })
+            .await
+    }
+
     /// The same, from a mailbox status that may be the selected mailbox's.
     pub(crate) fn note_mailbox(&mut self, mb: &pb::Mailbox) {
         self.note_highest(mb.id, mb.highestmodseq, false);

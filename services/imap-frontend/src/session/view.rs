@@ -280,8 +280,12 @@ pub(crate) fn uid_set(uids: &[u32]) -> pb::UidSet {
 
 /// "1:3,5" form of ascending UIDs (COPYUID, APPENDUID).
 pub(crate) fn uid_text(uids: &[u32]) -> String {
-    uid_set(uids)
-        .ranges
+    ranges_text(&uid_set(uids).ranges)
+}
+
+/// "1:3,5" form of UID ranges.
+pub(crate) fn ranges_text(ranges: &[pb::UidRange]) -> String {
+    ranges
         .iter()
         .map(|r| {
             if r.first == r.last {

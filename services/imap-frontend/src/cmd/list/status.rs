@@ -94,14 +94,7 @@ pub(crate) async fn run(s: &mut Session, raw: &[u8], items: &[Item]) -> std::io:
         Err(e) => return Ok(Reply::No(e.into())),
     };
     let account = s.account()?;
-    let r = rpc!(s.client.select_mailbox(pb::SelectMailboxRequest {
-        account,
-        mailbox: name,
-        changed_since: u64::MAX >> 1,
-        uid_from: u32::MAX,
-        limit: 1,
-        claim_recent: false,
-    }));
+    let r = rpc!(s.mailbox_status(account, name));
     let Some(mb) = r.mailbox else {
         return Ok(crate::errors::no_such_mailbox());
     };
