@@ -39,18 +39,31 @@ async fn wait_ready(http_port: u16, what: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
-    let vhost = Vhost::new().await;
-    let blobs = TempDir::new();
+/// mailstore started in-process on its own database, with the domain
+/// `local.test`, these accounts (address, password) and the alias
+/// `sales@local.test` → `u@local.test`.
+struct Store {
+    _db: Database,
+    config: mailfleet_runtime::Config,
+    http_port: u16,
+    admin: mailfleet_runtime::grpc::Admin,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_store(
+    vhost: &Vhost,
+    blobs: &TempDir,
+    extra: &[(&str, &str)],
+    accounts: &[(&str, &str)],
+) -> Store {
     let db = Database(format!("smtpgw_{}", uuid::Uuid::new_v4().simple()));
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
-
     let store_grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc_url = format!("http://{}", store_grpc.local_addr().unwrap());
-    let store_http_port = store_http.local_addr().unwrap().port();
-    let settings = [
+    let http_port = store_http.local_addr().unwrap().port();
+    let mut settings = vec![
         ("database_url", database_url.as_str()),
         ("database_max_connections", "4"),
         ("mailstore_url", grpc_url.as_str()),
@@ -59,24 +72,18 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
         ("argon2_memory_kib", "1024"),
         ("argon2_iterations", "1"),
     ];
-    let tls_dir = TempDir::new();
-    let (cert, key) =
-        mailfleet_runtime::tls::ensure_self_signed(tls_dir.path(), &["localhost"]).unwrap();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let mut settings = settings.to_vec();
-    settings.extend([("tls_cert", cert.as_str()), ("tls_key", key.as_str())]);
-    let config = test_config(&vhost, &blobs, &settings);
-
-    let store_shutdown = CancellationToken::new();
-    let store_task = tokio::spawn(mailstore::run(
+    settings.extend_from_slice(extra);
+    let config = test_config(vhost, blobs, &settings);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(mailstore::run(
         config.clone(),
         mailstore::Listeners {
             grpc: store_grpc,
             http: store_http,
         },
-        store_shutdown.clone(),
+        shutdown.clone(),
     ));
-    wait_ready(store_http_port, "mailstore").await;
+    wait_ready(http_port, "mailstore").await;
     let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "admin-token").unwrap();
     admin
         .add_domain(AddDomainRequest {
@@ -84,20 +91,11 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
         })
         .await
         .unwrap();
-    admin
-        .add_account(AddAccountRequest {
-            address: "u@local.test".into(),
-            password: "pw".into(),
-            quota_bytes: 0,
-            quota_messages: 0,
-        })
-        .await
-        .unwrap();
-    for address in ["other@local.test", "sender@local.test"] {
+    for (address, password) in accounts {
         admin
             .add_account(AddAccountRequest {
-                address: address.into(),
-                password: "pw2".into(),
+                address: (*address).into(),
+                password: (*password).into(),
                 quota_bytes: 0,
                 quota_messages: 0,
             })
@@ -111,6 +109,36 @@ async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
         })
         .await
         .unwrap();
+    Store {
+        _db: db,
+        config,
+        http_port,
+        admin,
+        shutdown,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_checks_recipients_in_mailstore_and_queues_the_message() {
+    let vhost = Vhost::new().await;
+    let blobs = TempDir::new();
+    let tls_dir = TempDir::new();
+    let (cert, key) =
+        mailfleet_runtime::tls::ensure_self_signed(tls_dir.path(), &["localhost"]).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let store = start_store(
+        &vhost,
+        &blobs,
+        &[("tls_cert", cert.as_str()), ("tls_key", key.as_str())],
+        &[
+            ("u@local.test", "pw"),
+            ("other@local.test", "pw2"),
+            ("sender@local.test", "pw2"),
+        ],
+    )
+    .await;
+    let config = store.config.clone();
 
     let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let submissions = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -206,8 +234,8 @@ s.quit()
     let _ = connection.close(200, "done".into()).await;
 
     // Readiness follows mailstore: stop it and the gateway reports it.
-    store_shutdown.cancel();
-    store_task.await.unwrap().unwrap();
+    store.shutdown.cancel();
+    store.task.await.unwrap().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = http_get(http_port, "/readyz").await;
@@ -255,60 +283,15 @@ async fn wait_metric(http_port: u16, series: &str, at_least: u64) {
 async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
     let vhost = Vhost::new().await;
     let blobs = TempDir::new();
-    let db = Database(format!("smtpgw_{}", uuid::Uuid::new_v4().simple()));
-    let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
-    let store_grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", store_grpc.local_addr().unwrap());
-    let store_http_port = store_http.local_addr().unwrap().port();
-    let config = test_config(
+    let mut store = start_store(
         &vhost,
         &blobs,
-        &[
-            ("database_url", database_url.as_str()),
-            ("database_max_connections", "4"),
-            ("mailstore_url", grpc_url.as_str()),
-            ("service_token", "svc-token"),
-            ("admin_token", "admin-token"),
-            ("argon2_memory_kib", "1024"),
-            ("argon2_iterations", "1"),
-        ],
-    );
-    let store_shutdown = CancellationToken::new();
-    let store_task = tokio::spawn(mailstore::run(
-        config.clone(),
-        mailstore::Listeners {
-            grpc: store_grpc,
-            http: store_http,
-        },
-        store_shutdown.clone(),
-    ));
-    wait_ready(store_http_port, "mailstore").await;
-    let mut admin = mailfleet_runtime::grpc::admin_client(&grpc_url, "admin-token").unwrap();
-    admin
-        .add_domain(AddDomainRequest {
-            name: "local.test".into(),
-        })
-        .await
-        .unwrap();
-    for address in ["u@local.test", "gone@local.test"] {
-        admin
-            .add_account(AddAccountRequest {
-                address: address.into(),
-                password: "pw".into(),
-                quota_bytes: 0,
-                quota_messages: 0,
-            })
-            .await
-            .unwrap();
-    }
-    admin
-        .add_alias(AddAliasRequest {
-            address: "sales@local.test".into(),
-            targets: vec!["u@local.test".into()],
-        })
-        .await
-        .unwrap();
+        &[],
+        &[("u@local.test", "pw"), ("gone@local.test", "pw")],
+    )
+    .await;
+    let config = store.config.clone();
+    let store_http_port = store.http_port;
 
     let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -360,7 +343,8 @@ async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
 
     // An alias removed, then an account deleted: refused at the next RCPT
     // once the change's own event (its seq, in mailstore's order) arrived.
-    admin
+    store
+        .admin
         .remove_alias(mailfleet_proto::v1::RemoveAliasRequest {
             address: "sales@local.test".into(),
         })
@@ -385,7 +369,8 @@ async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
     let reply = c.cmd("RCPT TO:<u@local.test>").await;
     assert!(reply.starts_with("250 2.1.5"), "{reply}");
 
-    admin
+    store
+        .admin
         .remove_account(mailfleet_proto::v1::RemoveAccountRequest {
             address: "gone@local.test".into(),
         })
@@ -404,7 +389,7 @@ async fn recipient_answers_come_from_the_cache_until_the_directory_changes() {
 
     shutdown.cancel();
     gateway.await.unwrap().unwrap();
-    store_shutdown.cancel();
-    store_task.await.unwrap().unwrap();
+    store.shutdown.cancel();
+    store.task.await.unwrap().unwrap();
     vhost.delete().await;
 }
