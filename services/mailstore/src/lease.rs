@@ -108,12 +108,13 @@ impl Store {
     pub async fn release_lease(&self, account: &str, resource: &str, lease_id: &str) -> Result<()> {
         let address = account_of(account)?;
         check_resource(resource)?;
-        // Committed without waiting for the WAL flush, as `pop3_lock` takes
-        // it (migration 0015): a release lost in a Postgres crash leaves a
-        // lease that runs out by itself.
+        // The row stays, marked expired (migration 0018): the next taker
+        // updates it in place. Committed without waiting for the WAL flush,
+        // as `pop3_lock` takes it (migration 0015): a release lost in a
+        // Postgres crash leaves a lease that runs out by itself.
         sqlx::query(
             "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), \
-                  d AS (DELETE FROM leases l USING accounts a \
+                  d AS (UPDATE leases l SET expires_at = '-infinity' FROM accounts a \
                         WHERE a.address = $1 AND l.account_id = a.id AND l.resource = $2 \
                           AND l.lease_id = $3 RETURNING 1) \
              SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c)",

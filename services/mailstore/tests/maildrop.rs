@@ -108,6 +108,16 @@ async fn both_login_paths_lock_and_snapshot_alike() {
         .into_inner();
     assert!(locked.in_use);
     close(&mut ms, &second.lease_id).await;
+    // A release keeps the lease row, marked run out, for the next login to
+    // take in place (an UPDATE; an INSERT and a DELETE per session left dead
+    // rows and index entries for vacuum).
+    let mut pg = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let (count, released): (i64, Option<bool>) =
+        sqlx::query_as("SELECT count(*), bool_and(expires_at <= now()) FROM leases")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!((count, released), (1, Some(true)));
     let locked = ms
         .lock_maildrop(pb::LockMaildropRequest {
             account: ALICE.into(),
@@ -119,6 +129,13 @@ async fn both_login_paths_lock_and_snapshot_alike() {
         .into_inner();
     assert!(!locked.in_use && !locked.lease_id.is_empty());
     assert_eq!(locked.messages, first.messages);
+    // The last lease is in the account's one lease row, taken in place.
+    let (count, lease_id): (i64, String) =
+        sqlx::query_as("SELECT count(*), max(lease_id) FROM leases")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!((count, lease_id), (1, locked.lease_id));
     stop(running).await;
 }
 
@@ -141,8 +158,16 @@ async fn a_login_waiting_for_a_release_sees_the_expunges_before_it() {
     let held = open(&mut ms, "pw").await;
     assert!(held.ok);
 
-    // The holder's release in progress: its lease row locked, not yet gone.
+    // The holder stalled past its lease's end (a login waits only for a
+    // lease that has run out: one that has not is refused at once and
+    // retried by the frontend), and its release is in progress: the lease
+    // row locked, not yet marked released.
     let mut holder = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    sqlx::query("UPDATE leases SET expires_at = now() - interval '1 second' WHERE lease_id = $1")
+        .bind(&held.lease_id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
     let mut release = holder.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM leases WHERE lease_id = $1 FOR UPDATE")
         .bind(&held.lease_id)
@@ -184,7 +209,7 @@ async fn a_login_waiting_for_a_release_sees_the_expunges_before_it() {
         .into_inner()
         .expunged;
     assert_eq!(expunged, [1]);
-    sqlx::query("DELETE FROM leases WHERE lease_id = $1")
+    sqlx::query("UPDATE leases SET expires_at = '-infinity' WHERE lease_id = $1")
         .bind(&held.lease_id)
         .execute(&mut *release)
         .await
