@@ -396,6 +396,11 @@ impl Stack {
         std::fs::read_to_string(self.log_path(svc)).unwrap_or_default()
     }
 
+    /// The process id of a running service.
+    pub fn pid(&self, svc: Svc) -> Option<u32> {
+        self.children.get(&svc).map(Child::id)
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill(&mut self, svc: Svc) {
         if let Some(mut c) = self.children.remove(&svc) {

@@ -7,16 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use mailfleet_blob::BlobError;
+use mailfleet_blob::{BlobError, READ_CHUNK};
 use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::listener::Handler;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::Shared;
 use crate::line::{Line, read_line};
+use crate::maildrop::{self, Maildrop};
 use crate::proto::{self, Stuffer, TopCut};
 use crate::session::{self, Action, Session};
 
@@ -107,6 +108,9 @@ async fn handshake(
 struct Io<S> {
     stream: BufReader<S>,
     out: Vec<u8>,
+    /// Body chunks of RETR and TOP: allocated by the first, on the
+    /// session's thread, and reused by the next.
+    chunk: Vec<u8>,
     timeout: Duration,
 }
 
@@ -147,6 +151,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let mut io = Io {
         stream: BufReader::new(stream),
         out: Vec::new(),
+        chunk: Vec::new(),
         timeout: shared.idle_timeout,
     };
     if greet {
@@ -159,13 +164,42 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         if io.stream.buffer().is_empty() || io.out.len() >= FLUSH_AT {
             io.flush().await?;
         }
+        let idle_until = Instant::now() + shared.idle_timeout;
+        // Waiting for the next command is where a long session renews its
+        // maildrop lease: only the wait for its first octets is cut short
+        // for that (a buffered read can resume; a half-read line could not).
+        while io.stream.buffer().is_empty() {
+            let renew_at = session.renew_at();
+            let until = renew_at.map_or(idle_until, |at| at.min(idle_until));
+            let ready = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    io.out.extend_from_slice(session::SHUTDOWN.as_bytes());
+                    io.flush().await?;
+                    return Ok(None);
+                }
+                ready = tokio::time::timeout_at(until, io.stream.fill_buf()) => ready.map(|r| r.map(|_| ())),
+            };
+            match ready {
+                // Data, or the end of the stream, which read_line reports.
+                Ok(r) => {
+                    r?;
+                    break;
+                }
+                Err(_) if until < idle_until => session.renew_lease().await,
+                Err(_) => {
+                    io.out.extend_from_slice(session::IDLE.as_bytes());
+                    io.flush().await?;
+                    return Ok(None);
+                }
+            }
+        }
         let read = tokio::select! {
             _ = shutdown.cancelled() => {
                 io.out.extend_from_slice(session::SHUTDOWN.as_bytes());
                 io.flush().await?;
                 return Ok(None);
             }
-            read = tokio::time::timeout(shared.idle_timeout, read_line(&mut io.stream, &mut line, shared.max_line)) => read,
+            read = tokio::time::timeout_at(idle_until, read_line(&mut io.stream, &mut line, shared.max_line)) => read,
         };
         let Ok(read) = read else {
             io.out.extend_from_slice(session::IDLE.as_bytes());
@@ -235,42 +269,53 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
-/// RETR/TOP: opens the body in object storage first so a failure can still
-/// be a `-ERR`, then streams the served prefix (the Return-Path line) and
-/// the body with byte-stuffing, chunk by chunk. A failure mid-stream closes
-/// the connection (a partial response must not look complete).
+/// RETR/TOP: reads the body's first chunk from object storage first so a
+/// failure can still be a `-ERR`, then streams the served prefix (the
+/// Return-Path line) and the body with byte-stuffing, chunk by chunk,
+/// through one buffer the session allocates on its own thread and reuses
+/// for every chunk (the blocking pool that reads local files allocates
+/// nothing). A failure mid-stream closes the connection (a partial response
+/// must not look complete). A body that takes longer than a lease renewal
+/// period to send renews the lease between chunks.
 async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
-    session: &Session,
+    session: &mut Session,
     io: &mut Io<S>,
     uid: u32,
     size: u64,
     top: Option<u32>,
 ) -> std::io::Result<()> {
-    let session::State::Transaction(drop) = &session.state else {
+    let shared = &session.shared;
+    let session::State::Transaction(drop) = &mut session.state else {
         io.out
             .extend_from_slice(b"-ERR command not valid in this state\r\n");
         return Ok(());
     };
-    let Ok(i) = drop.messages.binary_search_by_key(&uid, |m| m.uid) else {
+    let Maildrop {
+        account,
+        messages,
+        lock,
+        ..
+    } = &mut **drop;
+    let Ok(i) = messages.binary_search_by_key(&uid, |m| m.uid) else {
         io.out.extend_from_slice(b"-ERR no such message\r\n");
         return Ok(());
     };
-    let message = &drop.messages[i];
-    let shared = &session.shared;
-    let mut body = match shared.blobs.stream(&message.blob_id, None).await {
-        Ok(s) => s,
+    let message = &messages[i];
+    let body_len = size.saturating_sub(message.prefix.len() as u64);
+    let want = usize::try_from(body_len).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+    io.chunk.clear();
+    io.chunk.reserve(want);
+    let mut body = match shared.blobs.reader(&message.blob_id) {
+        Ok(b) => b,
         Err(error) => {
             io.out.extend_from_slice(body_error(&error).as_bytes());
             return Ok(());
         }
     };
-    let first = match body.next().await.transpose() {
-        Ok(chunk) => chunk.unwrap_or_default(),
-        Err(error) => {
-            io.out.extend_from_slice(body_error(&error).as_bytes());
-            return Ok(());
-        }
-    };
+    if let Err(error) = body.read(&mut io.chunk).await {
+        io.out.extend_from_slice(body_error(&error).as_bytes());
+        return Ok(());
+    }
     match top {
         None => {
             io.out
@@ -283,16 +328,18 @@ async fn send_message<S: AsyncRead + AsyncWrite + Unpin>(
         cut: top.map(TopCut::new),
         sent: 0,
     };
-    let mut done = out.feed(&message.prefix, &mut io.out) || out.feed(&first, &mut io.out);
+    let mut done = out.feed(&message.prefix, &mut io.out) || out.feed(&io.chunk, &mut io.out);
     while !done {
         if io.out.len() >= FLUSH_AT {
             io.flush().await?;
         }
-        // TOP stops here once it has its lines: dropping the stream ends
-        // the read.
-        done = match body.next().await.transpose() {
-            Ok(Some(chunk)) => out.feed(&chunk, &mut io.out),
-            Ok(None) => true,
+        if lock.renew_due() {
+            maildrop::renew(&shared.client, account, lock).await;
+        }
+        // TOP stops here once it has its lines.
+        done = match body.read(&mut io.chunk).await {
+            Ok(true) => out.feed(&io.chunk, &mut io.out),
+            Ok(false) => true,
             Err(error) => {
                 tracing::warn!(%error, uid, "Body read failed during RETR; closing.");
                 io.flush().await?;

@@ -2,17 +2,17 @@
 //! the lease that locks the maildrop across all replicas and snapshots the
 //! INBOX (with each message's content key, so RETR reads object storage
 //! directly); one call at QUIT applies UPDATE and releases the lease. The
-//! lease is renewed in the background only while a session outlives a
-//! third of its TTL, so a usual session makes no renewal call.
+//! session renews the lease itself, inline, once it outlives a third of the
+//! TTL (the connection asks [`Lock::renew_at`] while it waits for a command
+//! or streams a body), so a usual session, over in milliseconds, costs no
+//! renewal call and no task or timer of its own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mailfleet_proto::v1 as pb;
-use mailfleet_runtime::CancellationToken;
 use mailfleet_runtime::grpc::MailStore;
 use prometheus_client::metrics::counter::Counter;
+use tokio::time::Instant;
 use tonic::Status;
 
 /// The lease resource name mailstore gives the maildrop lock (RenewLease
@@ -30,6 +30,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// milliseconds.
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(5);
 const LOCK_RETRY_MAX: Duration = Duration::from_millis(250);
+/// After a renewal that failed (mailstore unreachable), the next try; the
+/// TTL leaves room for a few.
+const RENEW_RETRY: Duration = Duration::from_secs(2);
 
 /// One message of the snapshot.
 #[derive(Debug, Clone)]
@@ -51,16 +54,36 @@ pub(crate) struct Message {
 pub(crate) struct Lock {
     pub lease_id: String,
     /// Set when a renewal found the lease taken over (it expired).
-    pub lost: Arc<AtomicBool>,
-    renewer: CancellationToken,
+    pub lost: bool,
+    ttl_seconds: u32,
+    /// When the lease is next renewed; `None` once it was lost.
+    renew_at: Option<Instant>,
 }
 
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // However the session ends, the renewals stop; the lease then runs
-        // out by itself if it was not released.
-        self.renewer.cancel();
+impl Lock {
+    fn new(lease_id: String, ttl_seconds: u32) -> Self {
+        Self {
+            lease_id,
+            lost: false,
+            ttl_seconds,
+            renew_at: Some(Instant::now() + renew_every(ttl_seconds)),
+        }
     }
+
+    /// When the session must renew the lease (with [`renew`]).
+    pub fn renew_at(&self) -> Option<Instant> {
+        self.renew_at
+    }
+
+    /// Whether renewing is due now.
+    pub fn renew_due(&self) -> bool {
+        self.renew_at.is_some_and(|at| at <= Instant::now())
+    }
+}
+
+/// A third of the TTL: two renewals may fail before the lease runs out.
+fn renew_every(ttl_seconds: u32) -> Duration {
+    (Duration::from_secs(u64::from(ttl_seconds.max(1))) / 3).max(Duration::from_millis(200))
 }
 
 pub(crate) struct Maildrop {
@@ -83,7 +106,7 @@ pub(crate) enum Opened {
 
 /// Logs in, locks and snapshots in one call; while another session holds
 /// the maildrop, retries the lock alone for up to [`LOCK_WAIT`] (counted in
-/// `waits` once per login that waits), then starts renewing the lease.
+/// `waits` once per login that waits).
 pub(crate) async fn open(
     client: &MailStore,
     request: pb::OpenMaildropRequest,
@@ -123,16 +146,6 @@ pub(crate) async fn open(
             }
         }
     }
-    let lost = Arc::new(AtomicBool::new(false));
-    let renewer = CancellationToken::new();
-    tokio::spawn(renew(
-        client.clone(),
-        r.address.clone(),
-        r.lease_id.clone(),
-        ttl_seconds,
-        lost.clone(),
-        renewer.clone(),
-    ));
     Ok(Opened::Locked(Maildrop {
         uidvalidity: r.uidvalidity,
         messages: r
@@ -148,44 +161,33 @@ pub(crate) async fn open(
                 seen: m.seen,
             })
             .collect(),
-        lock: Lock {
-            lease_id: r.lease_id,
-            lost,
-            renewer,
-        },
+        lock: Lock::new(r.lease_id, ttl_seconds),
         account: r.address,
     }))
 }
 
-async fn renew(
-    mut client: MailStore,
-    account: String,
-    lease_id: String,
-    ttl_seconds: u32,
-    lost: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    let every = Duration::from_secs(u64::from(ttl_seconds.max(1))) / 3;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every.max(Duration::from_millis(200))) => {}
+/// Extends the lease by its TTL. A lease found taken over (it ran out
+/// during a stall longer than the TTL) is marked lost and never renewed
+/// again; a failed call is tried again shortly.
+pub(crate) async fn renew(client: &MailStore, account: &str, lock: &mut Lock) {
+    let request = pb::RenewLeaseRequest {
+        account: account.to_owned(),
+        resource: RESOURCE.into(),
+        lease_id: lock.lease_id.clone(),
+        ttl_seconds: lock.ttl_seconds,
+    };
+    match client.clone().renew_lease(request).await {
+        Ok(r) if r.get_ref().renewed => {
+            lock.renew_at = Some(Instant::now() + renew_every(lock.ttl_seconds));
         }
-        let request = pb::RenewLeaseRequest {
-            account: account.clone(),
-            resource: RESOURCE.into(),
-            lease_id: lease_id.clone(),
-            ttl_seconds,
-        };
-        match client.renew_lease(request).await {
-            Ok(r) if r.get_ref().renewed => {}
-            Ok(_) => {
-                tracing::warn!("The POP3 maildrop lease expired and was taken over.");
-                lost.store(true, Ordering::Relaxed);
-                return;
-            }
-            // Retried at the next tick; the TTL leaves room for two misses.
-            Err(status) => tracing::warn!(%status, "Failed to renew the POP3 maildrop lease."),
+        Ok(_) => {
+            tracing::warn!("The POP3 maildrop lease expired and was taken over.");
+            lock.lost = true;
+            lock.renew_at = None;
+        }
+        Err(status) => {
+            tracing::warn!(%status, "Failed to renew the POP3 maildrop lease.");
+            lock.renew_at = Some(Instant::now() + RENEW_RETRY);
         }
     }
 }
@@ -197,9 +199,8 @@ pub(crate) async fn abandon(client: &MailStore, drop: Maildrop) {
     let request = pb::ReleaseLeaseRequest {
         account: drop.account,
         resource: RESOURCE.into(),
-        lease_id: drop.lock.lease_id.clone(),
+        lease_id: drop.lock.lease_id,
     };
-    std::mem::drop(drop.lock);
     let mut client = client.clone();
     match tokio::time::timeout(RELEASE_TIMEOUT, client.release_lease(request)).await {
         Ok(Ok(_)) => {}
@@ -243,11 +244,10 @@ pub(crate) async fn update(client: &MailStore, drop: Maildrop) -> Result<usize, 
         .collect();
     let request = pb::CloseMaildropRequest {
         account: drop.account,
-        lease_id: drop.lock.lease_id.clone(),
+        lease_id: drop.lock.lease_id,
         expunge: Some(uid_set(&deleted)),
         seen: Some(uid_set(&seen)),
     };
-    std::mem::drop(drop.lock);
     let r = client.clone().close_maildrop(request).await?;
     Ok(r.get_ref().expunged as usize)
 }

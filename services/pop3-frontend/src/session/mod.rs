@@ -105,6 +105,22 @@ impl Session {
         }
     }
 
+    /// When the maildrop lease must next be renewed (in TRANSACTION).
+    pub fn renew_at(&self) -> Option<tokio::time::Instant> {
+        match &self.state {
+            State::Transaction(drop) => drop.lock.renew_at(),
+            State::Authorization { .. } => None,
+        }
+    }
+
+    /// Renews the maildrop lease (see [`maildrop::renew`]).
+    pub async fn renew_lease(&mut self) {
+        if let State::Transaction(drop) = &mut self.state {
+            let Maildrop { account, lock, .. } = &mut **drop;
+            maildrop::renew(&self.shared.client, account, lock).await;
+        }
+    }
+
     pub async fn handle(&mut self, command: Command) -> Action {
         self.shared.metrics.command(command.name());
         match command {

@@ -1,8 +1,6 @@
 //! QUIT, and from TRANSACTION the UPDATE state (RFC 1939 6): expunge the
 //! deleted messages, flag the retrieved ones \Seen, release the lease.
 
-use std::sync::atomic::Ordering;
-
 use super::{Action, Session, State};
 use crate::maildrop;
 
@@ -12,7 +10,7 @@ impl Session {
         let State::Transaction(drop) = state else {
             return Action::Close("+OK mailfleet POP3 server signing off\r\n".into());
         };
-        if drop.lock.lost.load(Ordering::Relaxed) {
+        if drop.lock.lost {
             // Deleting by UID stays correct even so: a message another
             // session removed first is simply gone already.
             tracing::warn!("QUIT after the maildrop lease was lost.");
