@@ -188,8 +188,7 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
         self.authorize(&request)?;
         let r = request.into_inner();
-        let rows = self.store.list_mailboxes(&r.account).await?;
-        let subscribed_only = self.store.subscriptions_without_mailbox(&r.account).await?;
+        let (rows, subscribed_only) = self.store.list_mailboxes(&r.account).await?;
         Ok(Response::new(pb::ListMailboxesResponse {
             subscribed_only,
             mailboxes: rows

@@ -580,24 +580,42 @@ impl Store {
 
     // ---- mailboxes and messages ----
 
-    pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxRow>> {
+    /// The account's mailboxes (INBOX first, then by name), and the
+    /// subscribed names that no mailbox has (in name order), in one
+    /// statement: LIST needs both, and they were two round trips.
+    pub async fn list_mailboxes(&self, account: &str) -> Result<(Vec<MailboxRow>, Vec<String>)> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            mailbox: MailboxRow,
+            subscribed_only: Vec<String>,
+        }
         let addr = parse_address(account)?;
-        let rows: Vec<MailboxRow> = sqlx::query_as(
-            "SELECT m.id, m.name, m.special_use, \
+        let rows: Vec<Row> = sqlx::query_as(
+            "WITH acc AS (SELECT id FROM accounts WHERE address = $1), \
+               orphans AS (SELECT ARRAY(SELECT s.name FROM subscriptions s, acc \
+                   WHERE s.account_id = acc.id AND NOT EXISTS \
+                     (SELECT 1 FROM mailboxes x WHERE x.account_id = s.account_id AND x.name = s.name) \
+                   ORDER BY s.name) AS names) \
+             SELECT m.id, m.name, m.special_use, \
                     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed, \
                     m.uidvalidity, m.uidnext, m.highestmodseq, \
                     m.message_count AS messages, m.unseen_count AS unseen, m.total_size AS size, \
-                    m.first_recent_uid \
-             FROM mailboxes m JOIN accounts a ON a.id = m.account_id \
-             WHERE a.address = $1 ORDER BY (m.name <> 'INBOX'), m.name",
+                    m.first_recent_uid, o.names AS subscribed_only \
+             FROM acc JOIN mailboxes m ON m.account_id = acc.id CROSS JOIN orphans o \
+             ORDER BY (m.name <> 'INBOX'), m.name",
         )
         .bind(addr.full())
         .fetch_all(&self.pool)
         .await?;
-        if rows.is_empty() {
+        let Some(first) = rows.first() else {
             return Err(StoreError::NotFound(format!("no account {}", addr.full())));
-        }
-        Ok(rows)
+        };
+        let subscribed_only = first.subscribed_only.clone();
+        Ok((
+            rows.into_iter().map(|r| r.mailbox).collect(),
+            subscribed_only,
+        ))
     }
 
     /// (quota_bytes, used_bytes, message count, quota_messages) of an account.

@@ -661,3 +661,151 @@ async fn an_append_is_one_postgres_statement() {
         "{APPENDS} more APPENDs cost {per_append} more Postgres statements"
     );
 }
+
+async fn fetch_flags(ms: &mut MailStore) -> Vec<(u32, Vec<String>, u64)> {
+    ms.fetch_messages(pb::FetchMessagesRequest {
+        account: "alice@example.test".into(),
+        mailbox: "INBOX".into(),
+        uids: uids(&[(1, 0)]),
+        with_meta: false,
+        with_header: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .messages
+    .into_iter()
+    .map(|m| (m.uid, m.flags, m.modseq))
+    .collect()
+}
+
+/// STORE and EXPUNGE commit without waiting for their WAL flush; what they
+/// wrote is still there for every other reader as soon as they answered:
+/// another mailstore replica (its own pool and caches, as another IMAP
+/// session may be served by) reads the new flags, modseqs and counters, and
+/// no longer lists the expunged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_and_expunges_are_seen_by_another_replica_at_once() {
+    let db = ScratchDb::new("mailstore_flagreplica");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let one = start(config.clone()).await;
+    let other = start(config.clone()).await;
+    let mut writer = mailstore_client(&one.grpc_url, SERVICE_TOKEN).unwrap();
+    let mut reader = mailstore_client(&other.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&one, "alice@example.test", 0, 0).await;
+    for i in 0..3 {
+        let data = format!("Subject: m{i}\r\n\r\nbody {i}\r\n");
+        deliver_one(&mut writer, &config, &format!("job-{i}"), &data).await;
+    }
+    // Both replicas have read the mailbox (and keep its listing).
+    assert_eq!(fetch_flags(&mut reader).await.len(), 3);
+    assert_eq!(fetch_flags(&mut writer).await.len(), 3);
+    for round in 0..20 {
+        let mode = if round % 2 == 0 {
+            pb::FlagsMode::FlagsAdd
+        } else {
+            pb::FlagsMode::FlagsRemove
+        };
+        let r = store(&mut writer, &[(1, 2)], mode, &["\\Seen", "$Label"], 0)
+            .await
+            .unwrap();
+        assert_eq!(r.updated.len(), 2, "round {round}");
+        let seen = fetch_flags(&mut reader).await;
+        for u in &r.updated {
+            let got = seen.iter().find(|m| m.0 == u.uid).unwrap();
+            assert_eq!((&got.1, got.2), (&u.flags, u.modseq), "round {round}");
+        }
+        let status = inbox(&mut reader).await;
+        assert_eq!(status.highestmodseq, r.highestmodseq, "round {round}");
+        let unseen = if round % 2 == 0 { 1 } else { 3 };
+        assert_eq!(status.unseen, unseen, "round {round}");
+    }
+    store(
+        &mut writer,
+        &[(3, 3)],
+        pb::FlagsMode::FlagsAdd,
+        &["\\Deleted"],
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(expunge(&mut writer, &[(1, 0)], true).await, [3]);
+    let left: Vec<u32> = fetch_flags(&mut reader).await.iter().map(|m| m.0).collect();
+    assert_eq!(left, [1, 2]);
+    assert_eq!(inbox(&mut reader).await.messages, 2);
+    stop(one).await;
+    stop(other).await;
+}
+
+/// Postgres statements of one mailstore run that makes `calls` LIST-shaped
+/// ListMailboxes calls and as many STATUS-shaped SelectMailbox calls (the
+/// frontend's `Session::mailbox_status`: no listing, no claim) on an INBOX
+/// holding messages no session has taken as \Recent.
+async fn statements_of_lists_and_statuses(db: &str, config: &Config, calls: usize) -> i64 {
+    let before = committed_after_exit(db).await;
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for _ in 0..calls {
+        let list = ms
+            .list_mailboxes(pb::ListMailboxesRequest {
+                account: "alice@example.test".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.subscribed_only, ["Gone"]);
+        let status = ms
+            .select_mailbox(pb::SelectMailboxRequest {
+                account: "alice@example.test".into(),
+                mailbox: "INBOX".into(),
+                changed_since: u64::MAX >> 1,
+                uid_from: u32::MAX,
+                limit: 1,
+                claim_recent: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mailbox = status.mailbox.unwrap();
+        assert_eq!((mailbox.messages, mailbox.recent), (2, 2));
+        assert!(status.messages.is_empty());
+    }
+    stop(running).await;
+    committed_after_exit(db).await - before
+}
+
+/// LIST costs one Postgres statement (the mailboxes and the subscribed
+/// names without one were two), and so does STATUS when messages arrived
+/// since the last SELECT (the unclaimed \Recent count was a general path of
+/// four). Counted as in `a_store_is_one_postgres_statement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_status_are_one_postgres_statement_each() {
+    const CALLS: usize = 20;
+    let db = ScratchDb::new("mailstore_liststatuscount");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
+    for i in 0..2 {
+        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
+        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
+    }
+    ms.subscribe_mailbox(pb::SubscribeMailboxRequest {
+        account: "alice@example.test".into(),
+        name: "Gone".into(),
+        subscribed: true,
+    })
+    .await
+    .unwrap();
+    stop(running).await;
+
+    let few = statements_of_lists_and_statuses(&db.name, &config, CALLS).await;
+    let many = statements_of_lists_and_statuses(&db.name, &config, 2 * CALLS).await;
+    let per_pair = many - few;
+    assert!(
+        per_pair <= 2 * CALLS as i64 + 3,
+        "{CALLS} more LIST and STATUS pairs cost {per_pair} more Postgres statements"
+    );
+}
