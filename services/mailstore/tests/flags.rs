@@ -804,8 +804,10 @@ async fn list_and_status_are_one_postgres_statement_each() {
     let few = statements_of_lists_and_statuses(&db.name, &config, CALLS).await;
     let many = statements_of_lists_and_statuses(&db.name, &config, 2 * CALLS).await;
     let per_pair = many - few;
+    // Slack of 10 for transactions Postgres itself commits in the database
+    // meanwhile (autovacuum, analyze); the old paths cost about six per pair.
     assert!(
-        per_pair <= 2 * CALLS as i64 + 3,
+        per_pair <= 2 * CALLS as i64 + 10,
         "{CALLS} more LIST and STATUS pairs cost {per_pair} more Postgres statements"
     );
 }
