@@ -218,6 +218,9 @@ impl Session {
             if mode == LiteralMode::Sync {
                 self.out.extend_from_slice(b"+ Ready for literal data\r\n");
                 self.flush().await?;
+                // The literal may come in two sends (data, then CRLF): ack the
+                // first at once, or the client's Nagle waits out our delayed ACK.
+                self.io.get_ref().get_ref().quick_ack();
             }
             let start = buf.len();
             buf.resize(start + length, 0);

@@ -4,8 +4,12 @@
 //! for IMAP clients. Every command reaches mailstore through [`rpc!`] or
 //! calls [`reply`] itself; the answers that mean the same without a
 //! failed call ([`no_such_mailbox`], [`unavailable`]) are here too, so a
-//! client reads one wording for one condition.
+//! client reads one wording for one condition. Response codes come from the
+//! status code and the typed reason mailstore attaches
+//! ([`mailfleet_proto::reason`]), never from its text.
 
+use mailfleet_proto::reason;
+use mailfleet_proto::v1::ErrorReason;
 use tonic::Code;
 
 use crate::proto::Reply;
@@ -26,17 +30,17 @@ pub(crate) enum Target {
 /// The NO for a failed mailstore call.
 pub(crate) fn reply(status: &tonic::Status, target: Target) -> Reply {
     let message = status.message();
-    let text = match status.code() {
-        Code::NotFound if target == Target::Destination => "[TRYCREATE] No such mailbox",
-        Code::NotFound => "[NONEXISTENT] No such mailbox or message",
-        Code::AlreadyExists => "[ALREADYEXISTS] Mailbox already exists",
-        Code::FailedPrecondition if message.contains("quota") => "[OVERQUOTA] Quota exceeded",
-        Code::InvalidArgument if message.contains("too large") => "[TOOBIG] Message too large",
-        Code::InvalidArgument | Code::FailedPrecondition => {
+    let text = match (status.code(), reason::of(status)) {
+        (_, Some(ErrorReason::OverQuota)) => "[OVERQUOTA] Quota exceeded",
+        (_, Some(ErrorReason::TooBig)) => "[TOOBIG] Message too large",
+        (Code::NotFound, _) if target == Target::Destination => "[TRYCREATE] No such mailbox",
+        (Code::NotFound, _) => "[NONEXISTENT] No such mailbox or message",
+        (Code::AlreadyExists, _) => "[ALREADYEXISTS] Mailbox already exists",
+        (Code::InvalidArgument | Code::FailedPrecondition, _) => {
             tracing::info!(code = ?status.code(), message, "mailstore refused the command.");
             "[CANNOT] The server cannot do this to that mailbox or message"
         }
-        Code::ResourceExhausted => "[LIMIT] A server limit was reached",
+        (Code::ResourceExhausted, _) => "[LIMIT] A server limit was reached",
         _ => {
             tracing::warn!(code = ?status.code(), message, "mailstore call failed.");
             UNAVAILABLE
@@ -98,17 +102,40 @@ mod tests {
             assert!(t.starts_with(want), "{code:?}: {t}");
             assert!(!t.contains("user@") && !t.contains("row"), "{t}");
         }
-        assert!(
-            no(Code::FailedPrecondition, "over quota", Target::Destination)
-                .starts_with("[OVERQUOTA]")
-        );
-        assert!(
-            no(
-                Code::InvalidArgument,
+    }
+
+    /// The response code follows the typed reason, not the text: a reworded
+    /// message keeps its code, and text alone gives none.
+    #[test]
+    fn reasons_not_text_pick_the_code() {
+        let text = |s: &tonic::Status| match reply(s, Target::Destination) {
+            Reply::No(t) => t,
+            other => format!("{other:?}"),
+        };
+        for (code, why, want) in [
+            (
+                Code::FailedPrecondition,
+                ErrorReason::OverQuota,
+                "[OVERQUOTA]",
+            ),
+            (Code::InvalidArgument, ErrorReason::TooBig, "[TOOBIG]"),
+        ] {
+            for message in [
+                "over quota",
                 "message too large",
-                Target::Destination
-            )
-            .starts_with("[TOOBIG]")
-        );
+                "",
+                "Kontingent erschöpft",
+            ] {
+                let t = text(&reason::status(code, message, why));
+                assert!(t.starts_with(want), "{message:?}: {t}");
+            }
+        }
+        for (code, message) in [
+            (Code::FailedPrecondition, "over quota"),
+            (Code::InvalidArgument, "message too large"),
+        ] {
+            let t = text(&tonic::Status::new(code, message));
+            assert!(t.starts_with("[CANNOT]"), "{message:?}: {t}");
+        }
     }
 }

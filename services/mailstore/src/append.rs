@@ -189,9 +189,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match StoreError::from(e) {
-            e if e.sqlstate().as_deref() == Some(OVER_QUOTA) => {
-                StoreError::FailedPrecondition("over quota".into())
-            }
+            e if e.sqlstate().as_deref() == Some(OVER_QUOTA) => StoreError::OverQuota,
             e => e,
         })?;
         let (Some(uid), Some(uidvalidity)) = (uid, uidvalidity) else {
@@ -241,13 +239,13 @@ impl Store {
         S: Stream<Item = std::result::Result<Vec<u8>, tonic::Status>> + Unpin,
     {
         if start.size > max_size {
-            return Err(StoreError::InvalidArgument(format!(
+            return Err(StoreError::TooBig(format!(
                 "message too large ({} octets, at most {max_size})",
                 start.size
             )));
         }
         let announced = i64::try_from(start.size)
-            .map_err(|_| StoreError::InvalidArgument("message too large".into()))?;
+            .map_err(|_| StoreError::TooBig("message too large".into()))?;
         let mailbox = crate::mailboxes::canonical_name(&start.mailbox);
         let mut flags = start
             .flags
@@ -272,7 +270,7 @@ impl Store {
                 // again under the account lock.
                 if quota > 0 && used.saturating_add(announced) > quota {
                     self.over_quota.refused(&account);
-                    return Err(StoreError::FailedPrecondition("over quota".into()));
+                    return Err(StoreError::OverQuota);
                 }
                 id
             }
@@ -339,9 +337,9 @@ impl Store {
                 )
                 .await
             }
-            Err(StoreError::FailedPrecondition(e)) => {
+            Err(StoreError::OverQuota) => {
                 self.over_quota.refused(&account);
-                Err(StoreError::FailedPrecondition(e))
+                Err(StoreError::OverQuota)
             }
             other => other,
         }

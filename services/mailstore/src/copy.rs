@@ -95,7 +95,7 @@ impl Store {
         let over_bytes = quota > 0 && used + bytes > quota;
         let over_messages = quota_messages > 0 && messages + n > quota_messages;
         if !is_move && (over_bytes || over_messages) {
-            return Err(StoreError::FailedPrecondition("over quota".into()));
+            return Err(StoreError::OverQuota);
         }
         let (first_uid, modseq): (i64, i64) = sqlx::query_as(
             "UPDATE mailboxes SET uidnext = uidnext + $2, highestmodseq = highestmodseq + 1, \

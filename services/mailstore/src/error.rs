@@ -1,6 +1,8 @@
 //! The domain errors of mailstore and their one mapping to gRPC statuses.
 
-use tonic::Status;
+use mailfleet_proto::reason;
+use mailfleet_proto::v1::ErrorReason;
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +19,12 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The account's quota (bytes or messages) cannot take the message.
+    #[error("over quota")]
+    OverQuota,
+    /// The message is larger than mailstore accepts.
+    #[error("{0}")]
+    TooBig(String),
     /// A per-account limit would be exceeded (Sieve script count or bytes).
     #[error("{0}")]
     QuotaExceeded(String),
@@ -67,6 +75,12 @@ impl From<StoreError> for Status {
             StoreError::NotFound(m) => Status::not_found(m),
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StoreError::OverQuota => reason::status(
+                Code::FailedPrecondition,
+                "over quota",
+                ErrorReason::OverQuota,
+            ),
+            StoreError::TooBig(m) => reason::status(Code::InvalidArgument, m, ErrorReason::TooBig),
             StoreError::QuotaExceeded(m) => Status::resource_exhausted(m),
             StoreError::Cancelled => Status::cancelled("the caller went away"),
             StoreError::Blob(e) if e.is_not_found() => {
@@ -108,5 +122,17 @@ mod tests {
             Status::from(StoreError::NotFound("no account x".into())).code(),
             tonic::Code::NotFound
         );
+    }
+
+    #[test]
+    fn quota_and_size_carry_their_reason() {
+        let s = Status::from(StoreError::OverQuota);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(reason::of(&s), Some(ErrorReason::OverQuota));
+        let s = Status::from(StoreError::TooBig("12 octets, at most 10".into()));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(reason::of(&s), Some(ErrorReason::TooBig));
+        let s = Status::from(StoreError::FailedPrecondition("quota".into()));
+        assert_eq!(reason::of(&s), None);
     }
 }

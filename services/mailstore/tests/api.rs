@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use mailfleet_proto::reason;
 
 async fn body(
     ms: &mut MailStore,
@@ -870,6 +871,7 @@ async fn message_quota_limits_every_way_in() {
     append("INBOX").await.unwrap();
     let full = append("Drafts").await.unwrap_err();
     assert_eq!(full.code(), tonic::Code::FailedPrecondition, "{full}");
+    assert_eq!(reason::of(&full), Some(pb::ErrorReason::OverQuota));
     let q = ms
         .get_quota(pb::GetQuotaRequest {
             account: "q@quota.test".into(),
@@ -896,6 +898,7 @@ async fn message_quota_limits_every_way_in() {
     };
     let e = copy(false).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert_eq!(reason::of(&e), Some(pb::ErrorReason::OverQuota));
     copy(true).await.unwrap();
 
     // Delivery to a full account is refused as over quota, not lost.
@@ -1005,7 +1008,7 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message().contains("too large"), "{e:?}");
+    assert_eq!(reason::of(&e), Some(pb::ErrorReason::TooBig), "{e:?}");
     let e = append_stream(
         &mut ms,
         start_of("small@stream.test", "INBOX", msg.len()),
@@ -1014,6 +1017,7 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert_eq!(reason::of(&e), Some(pb::ErrorReason::OverQuota));
     let e = append_stream(
         &mut ms,
         start_of("s@stream.test", "Nowhere", msg.len()),

@@ -71,6 +71,9 @@ pub(crate) async fn run(s: &mut Session, p: Pending) -> std::io::Result<(String,
     if p.mode == LiteralMode::Sync {
         s.out.extend_from_slice(b"+ Ready for literal data\r\n");
         s.flush().await?;
+        // The literal may come in two sends (data, then CRLF): ack the
+        // first at once, or the client's Nagle waits out our delayed ACK.
+        s.io.get_ref().get_ref().quick_ack();
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AppendStreamRequest>(IN_FLIGHT);
     let start = pb::AppendStreamRequest {

@@ -11,7 +11,12 @@
 //! 4. IDLE (`--idle-sessions N`): N sessions in IDLE on one imap-frontend,
 //!    its RSS per session, and how long one APPEND takes to reach every
 //!    session idling on that mailbox as `* n EXISTS`.
-//! 5. large APPENDs (`--large-appends N`, off by default): N sessions each
+//! 5. APPEND at scale (`--append-scale K` with `--first-sync N`): one
+//!    client APPENDs K messages one after the other into an empty mailbox,
+//!    then K into the first-sync INBOX of N messages; APPENDs/s and server
+//!    CPU per APPEND of each, and their ratio (the large mailbox should
+//!    cost no more). The K messages are expunged again afterwards.
+//! 6. large APPENDs (`--large-appends N`, off by default): N sessions each
 //!    APPEND one message of `--large-size` octets at once; the time taken
 //!    and the peak RSS of mailstore and imap-frontend, which stream bodies
 //!    and so should not grow with the message size.
@@ -113,6 +118,10 @@ pub struct ImapArgs {
     /// --mix mailfleet, 0 with classic].
     #[arg(long)]
     pub idle_sessions: Option<usize>,
+    /// Sequential APPENDs into an empty mailbox and into the first-sync
+    /// mailbox, compared (0 skips the phase; needs --first-sync).
+    #[arg(long, default_value_t = 0)]
+    pub append_scale: usize,
     /// Sessions that each APPEND one large message at once (0 skips the phase).
     #[arg(long, default_value_t = 0)]
     pub large_appends: usize,
@@ -474,6 +483,12 @@ async fn run(args: ImapArgs) -> anyhow::Result<bool> {
     if args.first_sync > 0 {
         first_sync_phase(&args, &sync_user).await?;
     }
+    if args.append_scale > 0 {
+        if args.first_sync == 0 {
+            bail!("--append-scale compares with the --first-sync mailbox: give both");
+        }
+        append_scale_phase(&args, &sync_user).await?;
+    }
     if idle_sessions > 0 {
         idle_phase(&args, idle_sessions, &idle_users).await?;
     }
@@ -702,6 +717,92 @@ async fn first_sync_phase(args: &ImapArgs, user: &str) -> anyhow::Result<()> {
         total.as_secs_f64(),
         select.as_secs_f64(),
         octets as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// `count` APPENDs one after the other into `mailbox`: (seconds, server
+/// CPU by process name, UIDs from APPENDUID).
+async fn timed_appends(
+    c: &mut Imap,
+    procs: &[super::cpu::Matcher],
+    user: &str,
+    mailbox: &str,
+    count: usize,
+) -> anyhow::Result<(f64, BTreeMap<String, super::cpu::Used>, Vec<u32>)> {
+    use super::cpu;
+    let messages: Vec<Vec<u8>> = (0..count).map(|i| message(user, i)).collect();
+    let mut uids = Vec::with_capacity(count);
+    let before = cpu::snapshot(procs);
+    let start = Instant::now();
+    for m in &messages {
+        let r = c.append_response(mailbox, m).await?;
+        if r.status != "OK" {
+            bail!("APPEND: {}", String::from_utf8_lossy(&c.line).trim_end());
+        }
+        uids.extend(appenduid(&String::from_utf8_lossy(&c.line)));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu::used(&before, &cpu::snapshot(procs), cpu::TICKS_PER_SECOND);
+    Ok((secs, used, uids))
+}
+
+/// The UID of an `[APPENDUID validity uid]` response code.
+fn appenduid(line: &str) -> Option<u32> {
+    let rest = &line[line.find("[APPENDUID ")? + 11..];
+    rest.split([' ', ']']).nth(1)?.parse().ok()
+}
+
+async fn append_scale_phase(args: &ImapArgs, user: &str) -> anyhow::Result<()> {
+    let procs = super::cpu::parse_list(args.server_procs.as_deref().unwrap_or(MAILFLEET_PROCS));
+    let count = args.append_scale;
+    let mut c = Imap::connect(&args.target, None).await?;
+    c.login(user).await?;
+    let held = c.select("INBOX").await?;
+    // APPENDs to a mailbox not selected, as a client uploading does.
+    c.ok("UNSELECT").await?;
+    let empty = format!("AppendBench{}", std::process::id());
+    c.ok(&format!("CREATE \"{empty}\"")).await?;
+    let small = timed_appends(&mut c, &procs, user, &empty, count).await;
+    c.ok(&format!("DELETE \"{empty}\"")).await?;
+    let (small_secs, small_cpu, _) = small?;
+    let (large_secs, large_cpu, uids) = timed_appends(&mut c, &procs, user, "INBOX", count).await?;
+    // Back to the N messages the first sync expects.
+    if !uids.is_empty() {
+        let set = uids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        c.select("INBOX").await?;
+        c.ok(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
+            .await?;
+        c.ok(&format!("UID EXPUNGE {set}")).await?;
+    }
+    c.logout().await;
+    let rate = |secs: f64| count as f64 / secs.max(1e-9);
+    let cpu_ms = |used: &BTreeMap<String, super::cpu::Used>| {
+        used.values().map(|u| u.own).sum::<f64>() * 1e3 / count.max(1) as f64
+    };
+    println!(
+        "  APPEND at scale, {count} sequential APPENDs of {MESSAGE_SIZE} octets by one client \
+         (server CPU {}):",
+        procs
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    println!(
+        "    into an empty mailbox:          {:>7.0} APPENDs/s, {:.2} ms CPU per APPEND",
+        rate(small_secs),
+        cpu_ms(&small_cpu)
+    );
+    println!(
+        "    into a mailbox of {held:>7} messages: {:>7.0} APPENDs/s, {:.2} ms CPU per APPEND ({:+.0} % rate)",
+        rate(large_secs),
+        cpu_ms(&large_cpu),
+        (rate(large_secs) / rate(small_secs) - 1.0) * 100.0
     );
     Ok(())
 }
@@ -946,6 +1047,15 @@ mod tests {
         assert_eq!(literal_length(b"* OK done\r\n"), None);
         assert_eq!(literal_length(b"{}\r\n"), None);
         assert_eq!(literal_length(b"{99999999999}\r\n"), None);
+    }
+
+    #[test]
+    fn appenduids() {
+        assert_eq!(
+            appenduid("b7 OK [APPENDUID 1733 4021] APPEND completed"),
+            Some(4021)
+        );
+        assert_eq!(appenduid("b7 OK APPEND completed"), None);
     }
 
     #[test]
