@@ -31,7 +31,7 @@ mod encode;
 mod errors;
 mod events;
 pub mod managesieve;
-mod meta_cache;
+mod message_cache;
 mod metrics;
 mod names;
 pub mod proto;
@@ -58,9 +58,9 @@ pub use crate::proto::{Command, ParseError, parse_command};
 pub use crate::connection::MEMORY_LITERAL_LIMIT;
 /// Change events buffered per session before it must resynchronise.
 const EVENT_BUFFER: usize = 1024;
-/// Memory for parsed message metadata shared by all sessions (FETCH of
-/// ENVELOPE and BODYSTRUCTURE; see `meta_cache.rs`).
-const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Memory for what FETCH serves of messages that never changes, shared by
+/// all sessions (see `message_cache.rs`).
+const MESSAGE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -216,7 +216,7 @@ pub async fn run(
         metrics,
         events: events_tx,
         feed,
-        meta_cache: crate::meta_cache::MetaCache::new(META_CACHE_BYTES),
+        messages: crate::message_cache::MessageCache::new(MESSAGE_CACHE_BYTES),
     });
     let limits = Limits {
         max_connections: config.max_connections,

@@ -7,6 +7,7 @@ pub(crate) mod binary;
 mod part;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use mailfleet_mime::MessageMeta;
@@ -16,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use self::part::find_part;
 use crate::encode;
 use crate::errors::rpc;
+use crate::message_cache::Cached;
 use crate::proto::{self, FetchItem, PartPath, Section, SequenceSet};
 use crate::session::{Reply, Session, condstore, uid_set};
 
@@ -345,6 +347,7 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
     }
     let sel = s.view()?;
     let set_seen = implies_seen && !sel.read_only;
+    let mailbox_id = sel.id;
     // Flags, UIDs and modseqs are the session's own knowledge: no call.
     let local = cmd.changed_since.is_none()
         && binary.is_empty()
@@ -374,33 +377,80 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
         } => path.is_empty(),
         _ => false,
     });
+    // What never changes comes from the process's message cache; flags and
+    // modseq from the view. CHANGEDSINCE filters by mailstore's modseqs and
+    // an implicit \Seen needs the current flags: both ask for every message.
+    let cached_ok = cmd.changed_since.is_none() && !set_seen;
     for part in uids.chunks(chunk) {
-        let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
-            account: account.clone(),
-            mailbox: mailbox.clone(),
-            uids: Some(uid_set(part)),
-            with_meta: need_meta,
-            with_header,
-        }));
-        let mailbox_id = s.state.selected().map_or(0, |sel| sel.id);
-        s.note_highest(mailbox_id, r.highestmodseq, false);
-        let mut messages = r.messages;
-        if let Some(since) = cmd.changed_since {
-            messages.retain(|m| m.modseq > since);
+        let mut found: Vec<Option<Arc<Cached>>> = part
+            .iter()
+            .map(|&u| {
+                cached_ok
+                    .then(|| s.shared.messages.get(mailbox_id, u, need_meta, with_header))
+                    .flatten()
+            })
+            .collect();
+        let missing: Vec<u32> = part
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(&u, _)| u)
+            .collect();
+        let mut flags_changed = std::collections::HashSet::new();
+        // (uid, flags, modseq) as mailstore reported them.
+        let mut states: Vec<(u32, Vec<String>, u64)> = Vec::new();
+        if !missing.is_empty() {
+            // Ask for what an entry kept already has too, so the new entry
+            // replaces it rather than being refused as the lesser one.
+            let kept: Vec<Option<Arc<Cached>>> = missing
+                .iter()
+                .map(|&u| s.shared.messages.peek(mailbox_id, u))
+                .collect();
+            let with_meta = need_meta || kept.iter().flatten().any(|k| k.with_meta);
+            let with_header = with_header || kept.iter().flatten().any(|k| k.with_header);
+            let r = rpc!(s.client.fetch_messages(pb::FetchMessagesRequest {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uids: Some(uid_set(&missing)),
+                with_meta,
+                with_header,
+            }));
+            s.note_highest(mailbox_id, r.highestmodseq, false);
+            let mut messages = r.messages;
+            if let Some(since) = cmd.changed_since {
+                messages.retain(|m| m.modseq > since);
+            }
+            for m in messages {
+                states.push((m.uid, m.flags.clone(), m.modseq));
+                let Ok(i) = part.binary_search(&m.uid) else {
+                    continue;
+                };
+                let parsed = s
+                    .shared
+                    .messages
+                    .peek(mailbox_id, m.uid)
+                    .filter(|k| k.with_meta)
+                    .map(|k| k.meta.clone());
+                let entry = Arc::new(Cached::from_fetched(m, with_meta, with_header, parsed));
+                s.shared.messages.insert(mailbox_id, entry.clone());
+                if let Some(slot) = found.get_mut(i) {
+                    *slot = Some(entry);
+                }
+            }
         }
-        // Before any \Seen is set: a BINARY that cannot be served fails
-        // the command (UNKNOWN-CTE); without BINARY items this is free.
-        for m in &messages {
-            if let Err(reply) = binary::check(&binary, m) {
+        // Before any \Seen is set or anything written: a BINARY that cannot
+        // be served fails the command (RFC 3516 4.2: UNKNOWN-CTE); without
+        // BINARY items this is free.
+        for c in found.iter().flatten() {
+            if let Err(reply) = binary::check(&binary, c) {
                 return Ok(reply);
             }
         }
-        let mut flags_changed = std::collections::HashSet::new();
         if set_seen {
-            let unseen: Vec<u32> = messages
+            let unseen: Vec<u32> = states
                 .iter()
-                .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
-                .map(|m| m.uid)
+                .filter(|(_, flags, _)| !flags.iter().any(|f| f == "\\Seen"))
+                .map(|(uid, _, _)| *uid)
                 .collect();
             if !unseen.is_empty() {
                 let r = rpc!(s.client.store_flags(pb::StoreFlagsRequest {
@@ -411,23 +461,22 @@ async fn fetch(s: &mut Session, set: &SequenceSet, cmd: &proto::Fetch) -> std::i
                     flags: vec!["\\Seen".into()],
                     unchanged_since: 0,
                 }));
-                if let Some(sel) = s.state.selected_mut() {
-                    for u in &r.updated {
-                        sel.learn(u.uid, &u.flags, u.modseq);
-                    }
-                }
                 s.note_highest(mailbox_id, r.highestmodseq, !r.updated.is_empty());
                 for u in r.updated {
-                    if let Some(m) = messages.iter_mut().find(|m| m.uid == u.uid) {
-                        m.flags = u.flags;
-                        m.modseq = u.modseq;
-                        flags_changed.insert(u.uid);
-                    }
+                    flags_changed.insert(u.uid);
+                    states.push((u.uid, u.flags, u.modseq));
                 }
             }
         }
-        for m in &messages {
-            write_message(s, &items, &binary, m, flags_changed.contains(&m.uid)).await?;
+        // The view shows the flags and modseqs just read (an older report
+        // than what it holds is ignored).
+        if let Some(sel) = s.state.selected_mut() {
+            for (uid, flags, modseq) in &states {
+                sel.learn(*uid, flags, *modseq);
+            }
+        }
+        for c in found.iter().flatten() {
+            write_message(s, &items, &binary, c, flags_changed.contains(&c.uid)).await?;
         }
     }
     s.sync(uid).await?;
@@ -455,54 +504,77 @@ async fn changed_since(
 /// own state.
 fn write_local(s: &mut Session, items: &[Item], uid: u32) {
     if items.iter().any(|i| matches!(i, Item::Flags)) {
-        let unknown: Option<Vec<String>> = s.state.selected().and_then(|sel| {
-            let keywords = sel.state_of(uid)?.flags.keywords();
-            (!sel.knows_keywords(keywords.clone())).then(|| keywords.map(str::to_owned).collect())
-        });
-        if let Some(keywords) = unknown {
-            s.announce_keywords(&keywords);
-        }
+        announce_keywords_of(s, uid);
     }
     let Some(sel) = s.state.selected() else {
         return;
     };
-    let (Some(seq), Some(state)) = (sel.seq_of(uid), sel.state_of(uid)) else {
+    let (Some(seq), Some(modseq)) = (sel.seq_of(uid), sel.state_of(uid).map(|st| st.modseq)) else {
+        return;
+    };
+    s.out
+        .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            s.out.push(b' ');
+        }
+        match item {
+            Item::Uid => s.out.extend_from_slice(format!("UID {uid}").as_bytes()),
+            Item::ModSeq => s
+                .out
+                .extend_from_slice(format!("MODSEQ ({modseq})").as_bytes()),
+            _ => put_flags(s, uid),
+        }
+    }
+    s.out.extend_from_slice(b")\r\n");
+}
+
+/// FLAGS of `uid` as the view holds it (\\Recent added where it applies).
+fn put_flags(s: &mut Session, uid: u32) {
+    let Some(sel) = s.state.selected() else {
         return;
     };
     let recent = !s.rev2 && sel.is_recent(uid);
-    let out = &mut s.out;
-    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        match item {
-            Item::Uid => out.extend_from_slice(format!("UID {uid}").as_bytes()),
-            Item::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", state.modseq).as_bytes()),
-            _ => {
-                out.extend_from_slice(b"FLAGS ");
-                state.flags.encode(out, recent);
-            }
-        }
+    s.out.extend_from_slice(b"FLAGS ");
+    match sel.state_of(uid) {
+        Some(state) => state.flags.encode(&mut s.out, recent),
+        None => s.out.extend_from_slice(b"()"),
     }
-    out.extend_from_slice(b")\r\n");
 }
 
+/// Announces in FLAGS the keywords of `uid` the client was not told of
+/// yet; before the FETCH line that shows them starts.
+fn announce_keywords_of(s: &mut Session, uid: u32) {
+    let unknown: Option<Vec<String>> = s.state.selected().and_then(|sel| {
+        let keywords = sel.state_of(uid)?.flags.keywords();
+        (!sel.knows_keywords(keywords.clone())).then(|| keywords.map(str::to_owned).collect())
+    });
+    if let Some(keywords) = unknown {
+        s.announce_keywords(&keywords);
+    }
+}
+
+/// One FETCH response: what never changes from `m`, flags and modseq from
+/// the view.
 async fn write_message(
     s: &mut Session,
     items: &[Item],
     binary: &[binary::Item],
-    m: &pb::FetchedMessage,
+    m: &Cached,
     add_flags: bool,
 ) -> std::io::Result<()> {
     let Some(seq) = s.state.selected().and_then(|sel| sel.seq_of(m.uid)) else {
         return Ok(());
     };
-    // Parsed once per blob for the whole process.
-    let meta = s.shared.meta_cache.get(m);
+    let modseq = s
+        .state
+        .selected()
+        .and_then(|sel| sel.state_of(m.uid))
+        .map_or(0, |state| state.modseq);
+    let meta = &m.meta;
     let prefix = u64::from(m.prefix_len);
     if add_flags || items.iter().any(|i| matches!(i, Item::Flags)) {
-        s.announce_keywords(&m.flags);
+        announce_keywords_of(s, m.uid);
     }
     s.out
         .extend_from_slice(format!("* {seq} FETCH (").as_bytes());
@@ -523,13 +595,11 @@ async fn write_message(
             Item::ModSeq => {
                 modseq_written = true;
                 s.out
-                    .extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes())
+                    .extend_from_slice(format!("MODSEQ ({modseq})").as_bytes())
             }
             Item::Flags => {
                 flags_written = true;
-                s.out.extend_from_slice(b"FLAGS ");
-                let flags = s.flags_shown(m.uid, &m.flags).into_owned();
-                encode::flags(&mut s.out, &flags);
+                put_flags(s, m.uid);
             }
             Item::InternalDate => {
                 s.out.extend_from_slice(b"INTERNALDATE ");
@@ -557,7 +627,7 @@ async fn write_message(
             } => {
                 s.out.extend_from_slice(label.as_bytes());
                 s.out.push(b' ');
-                let piece = section_piece(&meta, prefix, m.size, section);
+                let piece = section_piece(meta, prefix, m.size, section);
                 match piece {
                     Piece::Range(r) => {
                         let r = clip(r, m.size, *partial);
@@ -597,12 +667,11 @@ async fn write_message(
             s.out.push(b' ');
         }
         first = false;
-        binary::write_item(s, item, m, &meta).await?;
+        binary::write_item(s, item, m).await?;
     }
     if add_flags && !flags_written {
-        s.out.extend_from_slice(b" FLAGS ");
-        let flags = s.flags_shown(m.uid, &m.flags).into_owned();
-        encode::flags(&mut s.out, &flags);
+        s.out.push(b' ');
+        put_flags(s, m.uid);
     }
     // An implicit \Seen is a flag change: with CONDSTORE on, it carries
     // UID and MODSEQ (RFC 7162 3.1).
@@ -613,7 +682,7 @@ async fn write_message(
         }
         if !modseq_written {
             s.out
-                .extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+                .extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
         }
     }
     s.out.extend_from_slice(b")\r\n");
@@ -625,7 +694,7 @@ async fn write_message(
 
 /// The bytes of `r` when they lie within the header block mailstore sent
 /// with the message (None: read them with GetBody).
-fn header_slice<'m>(m: &'m pb::FetchedMessage, r: &Range<u64>) -> Option<&'m [u8]> {
+fn header_slice<'m>(m: &'m Cached, r: &Range<u64>) -> Option<&'m [u8]> {
     if m.header.is_empty() {
         return None;
     }
@@ -647,11 +716,7 @@ fn clip(r: Range<u64>, size: u64, partial: Option<(u32, u32)>) -> Range<u64> {
 }
 
 /// Reads a (small) range of the served message.
-async fn read_range(
-    s: &mut Session,
-    m: &pb::FetchedMessage,
-    r: Range<u64>,
-) -> std::io::Result<Vec<u8>> {
+async fn read_range(s: &mut Session, m: &Cached, r: Range<u64>) -> std::io::Result<Vec<u8>> {
     let uid = m.uid;
     let mut out = Vec::new();
     if r.is_empty() {
@@ -694,11 +759,7 @@ async fn read_range(
 /// Writes `{n}\r\n` and the bytes of the range, streamed from mailstore.
 /// Exactly n bytes are written whatever storage returns (padded or cut), so
 /// the protocol stream stays in step even if a body went missing.
-async fn stream_literal(
-    s: &mut Session,
-    m: &pb::FetchedMessage,
-    r: Range<u64>,
-) -> std::io::Result<()> {
+async fn stream_literal(s: &mut Session, m: &Cached, r: Range<u64>) -> std::io::Result<()> {
     let uid = m.uid;
     let n = r.end - r.start;
     s.out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());

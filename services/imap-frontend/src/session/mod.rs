@@ -66,8 +66,9 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub events: broadcast::Sender<MailboxEvent>,
     pub feed: crate::events::Feed,
-    /// Parsed message metadata by blob id (see `meta_cache.rs`).
-    pub meta_cache: crate::meta_cache::MetaCache,
+    /// What FETCH serves of each message that never changes (see
+    /// `message_cache.rs`).
+    pub messages: crate::message_cache::MessageCache,
 }
 
 /// One SelectMailbox listing, all its pages.

@@ -459,3 +459,56 @@ async fn header_fields_are_served_from_the_kept_header() {
     .await
     .unwrap();
 }
+
+/// A FETCH of messages the process already read (date, size, envelope and
+/// header block come from its cache) still shows the flags other sessions
+/// set since, and the same envelope and header fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_of_known_messages_shows_other_sessions_flags() {
+    let env = start().await;
+    let port = env.imap;
+    tokio::task::spawn_blocking(move || {
+        let items = "FETCH 1 (FLAGS ENVELOPE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])";
+        let mut a = Raw::connect(port);
+        a.ok("a1", &format!("LOGIN {USER} {PASS}"));
+        a.ok("a2", "APPEND INBOX {24+}\r\nSubject: kept\r\n\r\nhello\r\n");
+        a.ok("a3", "SELECT INBOX");
+        let first = a.ok("a4", items);
+        let fetch = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| !l.starts_with("* FLAGS") && !l.starts_with("* OK"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .concat()
+        };
+        let before = fetch(&first);
+        assert!(before.contains("\"kept\""), "{first:?}");
+        assert!(before.contains("RFC822.SIZE 24"), "{first:?}");
+        assert!(before.contains("Subject: kept\r\n\r\n"), "{first:?}");
+
+        let mut b = Raw::connect(port);
+        b.ok("b1", &format!("LOGIN {USER} {PASS}"));
+        b.ok("b2", "SELECT INBOX");
+        b.ok("b3", "STORE 1 +FLAGS.SILENT (\\Flagged $Kept)");
+
+        noop_until(&mut a, "n", |l| {
+            l.starts_with("* 1 FETCH") && lists(l, "$Kept")
+        });
+        let again = a.ok("a5", items);
+        let after = fetch(&again);
+        assert!(
+            lists(&after, "\\Flagged") && lists(&after, "$Kept"),
+            "{again:?}"
+        );
+        // Apart from the flags, the same answer.
+        let rest = |s: &str| {
+            let from = s.find("ENVELOPE").unwrap_or(0);
+            let to = s.rfind(")\r\n").unwrap_or(s.len());
+            s.get(from..to).unwrap_or_default().to_owned()
+        };
+        assert_eq!(rest(&after), rest(&before));
+    })
+    .await
+    .unwrap();
+}

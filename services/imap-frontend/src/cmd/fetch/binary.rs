@@ -17,6 +17,7 @@ use mailfleet_mime::decode::{Cte, Decoder, cte};
 use mailfleet_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
 
+use crate::message_cache::Cached;
 use crate::session::{Reply, Session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,23 +147,11 @@ fn plan(
     }))
 }
 
-fn meta_of(m: &pb::FetchedMessage) -> MessageMeta {
-    if m.meta_json.is_empty() {
-        return MessageMeta::default();
-    }
-    serde_json::from_slice(&m.meta_json).unwrap_or_default()
-}
-
 /// Whether every item can be served for `m`: the reply of the whole FETCH
 /// otherwise (RFC 3516 4.2: UNKNOWN-CTE).
-pub(crate) fn check(items: &[Item], m: &pb::FetchedMessage) -> Result<(), Reply> {
-    if items.is_empty() {
-        // The common FETCH: no metadata to parse.
-        return Ok(());
-    }
-    let meta = meta_of(m);
+pub(crate) fn check(items: &[Item], m: &Cached) -> Result<(), Reply> {
     for i in items {
-        match plan(&meta, u64::from(m.prefix_len), m.size, &i.path) {
+        match plan(&m.meta, u64::from(m.prefix_len), m.size, &i.path) {
             Ok(_) => {}
             Err(Problem::UnknownCte) => {
                 return Err(Reply::No(
@@ -175,13 +164,8 @@ pub(crate) fn check(items: &[Item], m: &pb::FetchedMessage) -> Result<(), Reply>
 }
 
 /// Writes one item of `m`'s FETCH response (after `check` passed).
-pub(crate) async fn write_item(
-    s: &mut Session,
-    item: &Item,
-    m: &pb::FetchedMessage,
-    meta: &MessageMeta,
-) -> std::io::Result<()> {
-    let plan = plan(meta, u64::from(m.prefix_len), m.size, &item.path)
+pub(crate) async fn write_item(s: &mut Session, item: &Item, m: &Cached) -> std::io::Result<()> {
+    let plan = plan(&m.meta, u64::from(m.prefix_len), m.size, &item.path)
         .ok()
         .flatten();
     s.out.extend_from_slice(item.label().as_bytes());
@@ -198,7 +182,7 @@ pub(crate) async fn write_item(
         let size = if plan.cte == Cte::Identity {
             range_len(&plan.raw) + range_len(&plan.body)
         } else {
-            pump(s, m.uid, &plan, &(0..u64::MAX), false).await?.0
+            pump(s, m, &plan, &(0..u64::MAX), false).await?.0
         };
         s.out.extend_from_slice(size.to_string().as_bytes());
         return Ok(());
@@ -210,7 +194,7 @@ pub(crate) async fn write_item(
         }
     };
     // First pass: how many octets, and whether a NUL needs literal8.
-    let (n, nul) = pump(s, m.uid, &plan, &window, false).await?;
+    let (n, nul) = pump(s, m, &plan, &window, false).await?;
     if nul {
         s.out.push(b'~');
     }
@@ -219,7 +203,7 @@ pub(crate) async fn write_item(
         return Ok(());
     }
     s.flush().await?;
-    let (written, _) = pump(s, m.uid, &plan, &window, true).await?;
+    let (written, _) = pump(s, m, &plan, &window, true).await?;
     if written < n {
         // The body changed or went missing between the passes: the
         // announced count is kept so the stream stays in step.
@@ -247,11 +231,12 @@ fn range_len(r: &Range<u64>) -> u64 {
 /// Returns (octets in the window, NUL seen).
 async fn pump(
     s: &mut Session,
-    uid: u32,
+    m: &Cached,
     plan: &Plan,
     window: &Range<u64>,
     write: bool,
 ) -> std::io::Result<(u64, bool)> {
+    let uid = m.uid;
     let mut pos = 0u64;
     let mut count = 0u64;
     let mut nul = false;
@@ -278,7 +263,8 @@ async fn pump(
                 length: range_len(&range),
                 // Not yet expunged for this session (see fetch.rs).
                 include_expunged: true,
-                body_ref: None,
+                // Where FetchMessages found it: no second lookup of the row.
+                body_ref: m.body_ref.clone(),
             })
             .await
         {
