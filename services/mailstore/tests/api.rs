@@ -1206,6 +1206,23 @@ async fn a_jobs_copies_are_stored_once_however_it_is_redelivered() {
         .await
         .unwrap();
     assert_eq!(deliver(job("j2", &["a@g.test"])).await, [DeliveryStored]);
+
+    // Messages go with their mailbox (a trigger, not a foreign key, now).
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    admin
+        .remove_account(pb::RemoveAccountRequest {
+            address: "a@g.test".into(),
+        })
+        .await
+        .unwrap();
+    let (orphans, left): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)), count(*) FROM messages",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    assert!(left >= 2, "b's and full's copies stay");
     conn.close().await.unwrap();
     stop(running).await;
 }
