@@ -85,9 +85,14 @@ async fn run_once(
     tracing::info!("Consuming mailbox change events.");
     while let Some(delivery) = sub.consumer.next().await {
         let delivery = delivery?;
-        if let Ok(event) = MailboxEvent::decode(delivery.data.as_slice()) {
+        if let Ok(mut event) = MailboxEvent::decode(delivery.data.as_slice()) {
+            // One publish carries a batch's changes: each goes out alone.
             // No session listening is fine.
+            let more = std::mem::take(&mut event.more);
             let _ = tx.send(event);
+            for e in more {
+                let _ = tx.send(e);
+            }
         }
     }
     Ok(())

@@ -4,9 +4,10 @@
 //! Before the transaction: each distinct body not yet known is streamed
 //! from object storage and analysed once as it goes by (its metadata is
 //! shared by every recipient; the body is never held whole), and the distinct
-//! recipients are resolved with one query. In the transaction:
-//! idempotency keys are inserted with `ON CONFLICT DO NOTHING RETURNING`
-//! (keys not returned are duplicates), the target inboxes and their accounts
+//! recipients are resolved with one query. In the transaction: the
+//! idempotency keys are claimed, one row per job (`idempotency`: new
+//! groups inserted with `ON CONFLICT DO NOTHING`, the others locked and
+//! read; keys already listed are duplicates), the target inboxes and their accounts
 //! are locked once each in id order, UIDs are allocated per inbox with one
 //! UPDATE, and the message rows are inserted with one UNNEST INSERT. A hot
 //! mailbox thus costs one transaction per batch.
@@ -21,6 +22,7 @@ use prost::Message;
 
 use crate::append::finish_analysis;
 use crate::error::{Result, StoreError};
+use crate::idempotency;
 use crate::metrics::StatusLabel;
 use crate::sieve::run::{Copy, Decision, Subject};
 use crate::store::{LocalAccount, Resolution, Store};
@@ -381,27 +383,17 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
 
-        // 1. Idempotency keys: inserted, never checked first.
-        // Sorted, so two batches sharing keys wait on each other instead of deadlocking.
-        let mut keys: Vec<&str> = candidates
+        // 1. Idempotency keys: claimed, never checked first (one row per
+        // job, see `idempotency`).
+        let keys: Vec<&str> = candidates
             .iter()
             .map(|c| items[c.0].idempotency_key.as_str())
             .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let inserted: Vec<(String,)> = sqlx::query_as(
-            "INSERT INTO deliveries (idempotency_key) SELECT k FROM UNNEST($1::text[]) WITH ORDINALITY AS v(k, i) \
-             ORDER BY i ON CONFLICT DO NOTHING RETURNING idempotency_key",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut fresh: HashSet<String> = inserted.into_iter().map(|r| r.0).collect();
+        let claim = idempotency::claim(&mut tx, &keys).await?;
         let mut new_items = Vec::new();
         let mut duplicates = Vec::new();
-        for c in candidates {
-            // A key repeated within the batch is new only the first time.
-            if fresh.remove(&items[c.0].idempotency_key) {
+        for (c, fresh) in candidates.iter().zip(&claim.fresh) {
+            if *fresh {
                 new_items.push(c);
             } else {
                 duplicates.push(c.0);
@@ -606,19 +598,17 @@ impl Store {
             });
         }
         for (key, rows) in &outbound_rows {
-            sqlx::query("UPDATE deliveries SET sieve_outbound = $2 WHERE idempotency_key = $1")
-                .bind(key)
-                .bind(rows)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO deliveries (idempotency_key, sieve_outbound) VALUES ($1, $2) \
+                 ON CONFLICT (idempotency_key) DO UPDATE SET sieve_outbound = EXCLUDED.sieve_outbound",
+            )
+            .bind(key)
+            .bind(rows)
+            .execute(&mut *tx)
+            .await?;
         }
-        if !released.is_empty() {
-            // Not stored, so a later retry must not read as a duplicate.
-            sqlx::query("DELETE FROM deliveries WHERE idempotency_key = ANY($1)")
-                .bind(&released)
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Not stored, so a later retry must not read as a duplicate.
+        idempotency::settle(&mut tx, &claim, &released).await?;
         if copies.is_empty() {
             tx.commit().await?;
             return Ok(());
@@ -639,13 +629,13 @@ impl Store {
         let counts: Vec<i64> = per_mailbox.values().map(|v| v.0).collect();
         let bytes: Vec<i64> = per_mailbox.values().map(|v| v.1).collect();
         let unseen: Vec<i64> = per_mailbox.values().map(|v| v.2).collect();
-        let allocated: Vec<(i64, i64, i64)> = sqlx::query_as(
+        let allocated: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
             "UPDATE mailboxes m SET uidnext = m.uidnext + v.n, highestmodseq = m.highestmodseq + 1, \
                     message_count = m.message_count + v.n, unseen_count = m.unseen_count + v.unseen, \
                     total_size = m.total_size + v.bytes \
              FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[]) AS v(id, n, bytes, unseen) \
              WHERE m.id = v.id \
-             RETURNING m.id, m.uidnext - v.n, m.highestmodseq",
+             RETURNING m.id, m.uidnext - v.n, m.highestmodseq, m.account_id",
         )
         .bind(&mailbox_ids)
         .bind(&counts)
@@ -653,10 +643,13 @@ impl Store {
         .bind(&unseen)
         .fetch_all(&mut *tx)
         .await?;
+        // The change events, known now: no read when they are published.
+        let changes: Vec<(i64, i64, i64)> =
+            allocated.iter().map(|&(m, _, ms, a)| (m, a, ms)).collect();
         // mailbox -> (next uid to hand out, modseq)
         let mut next: HashMap<i64, (i64, i64)> = allocated
             .into_iter()
-            .map(|(m, uid, ms)| (m, (uid, ms)))
+            .map(|(m, uid, ms, _)| (m, (uid, ms)))
             .collect();
 
         // 5. The message rows, in one INSERT.
@@ -728,7 +721,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.events.changed(mailbox_ids);
+        self.events.changed_known(changes);
         Ok(())
     }
 }

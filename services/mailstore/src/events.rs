@@ -1,7 +1,11 @@
 //! Change events: after a transaction that adds, flags or removes messages
-//! commits, mailstore publishes a [`MailboxEvent`] per touched mailbox on the
-//! `{prefix}.events` topic exchange (routing key `account.<id>`), so IMAP
-//! sessions in IDLE learn about it within a second.
+//! commits, mailstore publishes a [`MailboxEvent`] for each touched mailbox on
+//! the `{prefix}.events` topic exchange, so IMAP sessions in IDLE learn about
+//! it within a second. The changes waiting when the task wakes leave in one
+//! publish (the first event, the others in its `more`): a delivery batch
+//! fanned out to 50 mailboxes is one message through RabbitMQ, not 50. The
+//! routing key is `account.<id>` when they are all one account's, else
+//! `account.several`.
 //!
 //! An event is a hint ("mailbox N is now at modseq M"), not the change
 //! itself: a frontend resynchronises from mailstore, so a lost or reordered
@@ -11,10 +15,11 @@
 //! reconnecting to RabbitMQ as needed.
 //!
 //! A writer that knows the modseq it committed hands it over
-//! ([`Events::changed_at`]); a mailbox's account never changes, so the task
+//! ([`Events::changed_at`], with the account too in
+//! [`Events::changed_known`]); a mailbox's account never changes, so the task
 //! keeps a bounded map of mailbox to account, and such a notice costs no
-//! Postgres read. Only notices without a modseq (a delivery batch) and
-//! mailboxes not in the map are looked up, in one statement per batch.
+//! Postgres read. Only notices without a modseq (a copy) and mailboxes not in
+//! the map are looked up, in one statement per batch.
 //!
 //! Directory changes (a domain, account or alias added or removed) go the
 //! same way as a [`DirectoryEvent`] on the `{prefix}.directory` fanout
@@ -42,6 +47,10 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Mailboxes whose account the task remembers; beyond this the map starts
 /// afresh (a miss costs one read, never a wrong event).
 const ACCOUNTS_KEPT: usize = 100_000;
+/// Most events in one publish (a few dozen bytes each).
+const EVENTS_PER_PUBLISH: usize = 1000;
+/// The routing key of a publish whose events are of several accounts.
+const SEVERAL_ACCOUNTS: &str = "account.several";
 
 /// The request side: cheap to clone, never blocks.
 #[derive(Clone)]
@@ -61,6 +70,9 @@ enum Notice {
     /// Mailboxes by id, each with the highestmodseq its writer committed
     /// when it knows it.
     Mailboxes(Vec<(i64, Option<i64>)>),
+    /// Mailboxes whose account and committed highestmodseq are known:
+    /// (mailbox, account, highestmodseq).
+    Known(Vec<(i64, i64, i64)>),
     /// A directory change, by its number.
     Directory(u64),
 }
@@ -109,6 +121,14 @@ impl Events {
     /// so that the publisher needs no read of the mailbox row.
     pub fn changed_at(&self, mailbox_id: i64, highestmodseq: i64) {
         self.send(Notice::Mailboxes(vec![(mailbox_id, Some(highestmodseq))]));
+    }
+
+    /// Announces that these mailboxes reached these modseqs (after the
+    /// commit): (mailbox, account, highestmodseq). Costs the publisher no read.
+    pub fn changed_known(&self, changes: Vec<(i64, i64, i64)>) {
+        if !changes.is_empty() {
+            self.send(Notice::Known(changes));
+        }
     }
 
     /// Announces a committed domain, account or alias change.
@@ -175,6 +195,15 @@ async fn publish_loop(
         for n in notices {
             match n {
                 Notice::Mailboxes(m) => mailboxes.extend(m),
+                Notice::Known(m) => {
+                    if accounts.len() + m.len() > ACCOUNTS_KEPT {
+                        accounts.clear();
+                    }
+                    for &(mailbox, account, modseq) in &m {
+                        accounts.insert(mailbox, account);
+                        mailboxes.push((mailbox, Some(modseq)));
+                    }
+                }
                 // One event stands for every change before it.
                 Notice::Directory(seq) => directory = directory.max(Some(seq)),
             }
@@ -205,14 +234,10 @@ async fn publish_loop(
                 continue;
             }
         };
-        for (mailbox_id, account_id, modseq) in rows {
-            let event = MailboxEvent {
-                account_id,
-                mailbox_id,
-                highestmodseq: u64::try_from(modseq).unwrap_or(0),
+        for chunk in rows.chunks(EVENTS_PER_PUBLISH) {
+            let Some((key, payload)) = bundle(chunk) else {
+                continue;
             };
-            let payload = event.encode_to_vec();
-            let key = format!("account.{account_id}");
             let sent = publish(
                 &mut link, &amqp_url, &prefix, &exchange, &key, &payload, &shutdown,
             );
@@ -272,6 +297,26 @@ async fn publish(
     Some(())
 }
 
+/// One publish for these (mailbox, account, highestmodseq) changes: its
+/// routing key and payload (the first event, the others in its `more`).
+fn bundle(rows: &[(i64, i64, i64)]) -> Option<(String, Vec<u8>)> {
+    let event = |&(mailbox_id, account_id, modseq): &(i64, i64, i64)| MailboxEvent {
+        account_id,
+        mailbox_id,
+        highestmodseq: u64::try_from(modseq).unwrap_or(0),
+        more: Vec::new(),
+    };
+    let (first, rest) = rows.split_first()?;
+    let key = if rest.iter().all(|r| r.1 == first.1) {
+        format!("account.{}", first.1)
+    } else {
+        SEVERAL_ACCOUNTS.to_owned()
+    };
+    let mut head = event(first);
+    head.more = rest.iter().map(event).collect();
+    Some((key, head.encode_to_vec()))
+}
+
 /// One entry per mailbox: the highest modseq announced for it, or `None`
 /// when any notice for it came without one (then it is read).
 fn merge(changes: impl Iterator<Item = (i64, Option<i64>)>) -> Vec<(i64, Option<i64>)> {
@@ -322,7 +367,30 @@ async fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use super::merge;
+    use super::{bundle, merge};
+    use mailfleet_proto::v1::MailboxEvent;
+    use prost::Message;
+
+    #[test]
+    fn one_publish_carries_every_change_and_names_one_account_only_when_there_is_one() {
+        let (key, payload) = bundle(&[(10, 1, 5), (11, 1, 7)]).expect("two changes");
+        assert_eq!(key, "account.1");
+        let event = MailboxEvent::decode(payload.as_slice()).expect("decodes");
+        assert_eq!(
+            (event.account_id, event.mailbox_id, event.highestmodseq),
+            (1, 10, 5)
+        );
+        let more: Vec<_> = event
+            .more
+            .iter()
+            .map(|e| (e.account_id, e.mailbox_id, e.highestmodseq, e.more.len()))
+            .collect();
+        assert_eq!(more, [(1, 11, 7, 0)]);
+
+        let (key, _) = bundle(&[(10, 1, 5), (20, 2, 3)]).expect("two changes");
+        assert_eq!(key, "account.several");
+        assert!(bundle(&[]).is_none());
+    }
 
     #[test]
     fn a_notice_without_modseq_wins_and_modseqs_take_the_highest() {

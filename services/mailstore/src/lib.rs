@@ -27,6 +27,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod flags;
 pub mod grpc;
+mod idempotency;
 pub mod learn;
 pub mod lease;
 pub mod mailbox_cache;

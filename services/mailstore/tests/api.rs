@@ -1083,3 +1083,150 @@ async fn append_message_stream_stores_exactly_the_announced_body() {
     assert!(files[0].contains("/blobs/"), "{files:?}");
     stop(running).await;
 }
+
+/// A job's copies share one idempotency row (keys `<job>/<recipient>`):
+/// however the job comes back (whole, concurrently twice, or only its
+/// deferred recipient, as the worker's retry sends it), each recipient gets
+/// exactly one copy, and a copy refused for quota is not taken for stored.
+/// A mailstore of before the grouped rows, writing bare keys, agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_copies_are_stored_once_however_it_is_redelivered() {
+    use pb::DeliveryStatus::*;
+    let db = ScratchDb::new("mailstore_groups");
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    for a in ["a@g.test", "b@g.test"] {
+        add_account(&running, a, 0, 0).await;
+    }
+    add_account(&running, "full@g.test", 0, 1).await;
+    ms.append_message(pb::AppendMessageRequest {
+        account: "full@g.test".into(),
+        mailbox: "INBOX".into(),
+        flags: vec!["\\Deleted".into()],
+        internal_date_ms: 0,
+        data: b"Subject: filler\r\n\r\nbody\r\n".to_vec(),
+    })
+    .await
+    .unwrap();
+    let raw = b"From: s@remote.test\r\nSubject: job\r\n\r\nbody\r\n";
+    let blob_id = put_blob(&config, raw).await;
+    let job = |job: &str, recipients: &[&str]| -> Vec<pb::Delivery> {
+        recipients
+            .iter()
+            .map(|r| pb::Delivery {
+                idempotency_key: format!("{job}/{r}"),
+                recipient: (*r).into(),
+                blob_id: blob_id.clone(),
+                blob_size: raw.len() as u64,
+                return_path: "s@remote.test".into(),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let client = ms.clone();
+    let deliver = |deliveries: Vec<pb::Delivery>| {
+        let mut ms = client.clone();
+        async move {
+            ms.deliver(pb::DeliverRequest { deliveries })
+                .await
+                .unwrap()
+                .into_inner()
+                .results
+                .iter()
+                .map(|r| r.status())
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = ["a@g.test", "b@g.test", "full@g.test"];
+    assert_eq!(
+        deliver(job("j1", &all)).await,
+        [DeliveryStored, DeliveryStored, DeliveryOverQuota]
+    );
+    // The job redelivered twice at once: the second waits for the first.
+    let (x, y) = tokio::join!(deliver(job("j1", &all)), deliver(job("j1", &all)));
+    for statuses in [x, y] {
+        assert_eq!(
+            statuses,
+            [DeliveryDuplicate, DeliveryDuplicate, DeliveryOverQuota]
+        );
+    }
+    // Room made; the retry carries the deferred recipient only.
+    ms.expunge(pb::ExpungeRequest {
+        account: "full@g.test".into(),
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet {
+            ranges: vec![pb::UidRange { first: 1, last: 0 }],
+        }),
+        only_deleted: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(deliver(job("j1", &["full@g.test"])).await, [DeliveryStored]);
+    assert_eq!(
+        deliver(job("j1", &all)).await,
+        [DeliveryDuplicate, DeliveryDuplicate, DeliveryDuplicate]
+    );
+    for account in all {
+        let listed = ms
+            .list_messages(pb::ListMessagesRequest {
+                account: account.into(),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.messages.len(), 1, "{account}");
+    }
+
+    // A mailstore of before migration 0017 inserts bare keys: one the
+    // group lists is refused (its duplicate), a new one is listed.
+    let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let insert_key = |key: &'static str| {
+        sqlx::query_as::<_, (String,)>(
+            "INSERT INTO deliveries (idempotency_key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING idempotency_key",
+        )
+        .bind(key)
+    };
+    let old = insert_key("j1/a@g.test")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(old, None);
+    let old = insert_key("j2/a@g.test")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(old, Some(("j2/a@g.test".to_owned(),)));
+    assert_eq!(
+        deliver(job("j2", &["a@g.test", "b@g.test"])).await,
+        [DeliveryDuplicate, DeliveryStored]
+    );
+    // Its release (not stored after all) takes the key out again.
+    sqlx::query("DELETE FROM deliveries WHERE idempotency_key = 'j2/a@g.test'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deliver(job("j2", &["a@g.test"])).await, [DeliveryStored]);
+
+    // Messages go with their mailbox (a trigger, not a foreign key, now).
+    let mut admin = admin_client(&running.grpc_url, ADMIN_TOKEN).unwrap();
+    admin
+        .remove_account(pb::RemoveAccountRequest {
+            address: "a@g.test".into(),
+        })
+        .await
+        .unwrap();
+    let (orphans, left): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)), count(*) FROM messages",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    assert!(left >= 2, "b's and full's copies stay");
+    conn.close().await.unwrap();
+    stop(running).await;
+}
