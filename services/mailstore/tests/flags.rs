@@ -494,6 +494,12 @@ async fn concurrent_stores_lose_no_update() {
     stop(running).await;
 }
 
+/// Slack in the statement counts below for transactions Postgres commits in
+/// the scratch database by itself meanwhile (autovacuum and analyze workers
+/// count in `xact_commit` too): a few under load. Each counted operation used
+/// to cost two or more statements, so the counts still tell the paths apart.
+const OWN_TRANSACTIONS: i64 = 10;
+
 /// Postgres statements (each its own transaction) of one mailstore run
 /// that makes `stores` STOREs, each changing \Seen of UID 1 and 2.
 async fn statements_of_a_run(db: &str, config: &Config, stores: usize) -> i64 {
@@ -540,7 +546,7 @@ async fn a_store_is_one_postgres_statement() {
     let many = statements_of_a_run(&db.name, &config, 2 * STORES).await;
     let per_store = many - few;
     assert!(
-        per_store <= STORES as i64 + 3,
+        per_store <= STORES as i64 + OWN_TRANSACTIONS,
         "{STORES} more STOREs cost {per_store} more Postgres statements"
     );
 }
@@ -611,7 +617,7 @@ async fn a_body_fetch_is_one_postgres_statement() {
     let many = statements_of_body_fetches(&db.name, &config, 2 * FETCHES, &want).await;
     let per_fetch = many - few;
     assert!(
-        per_fetch <= FETCHES as i64 + 3,
+        per_fetch <= FETCHES as i64 + OWN_TRANSACTIONS,
         "{FETCHES} more body FETCHes cost {per_fetch} more Postgres statements"
     );
 }
@@ -657,7 +663,7 @@ async fn an_append_is_one_postgres_statement() {
     let many = statements_of_appends(&db.name, &config, 2 * APPENDS).await;
     let per_append = many - few;
     assert!(
-        per_append <= APPENDS as i64 + 3,
+        per_append <= APPENDS as i64 + OWN_TRANSACTIONS,
         "{APPENDS} more APPENDs cost {per_append} more Postgres statements"
     );
 }
@@ -804,10 +810,8 @@ async fn list_and_status_are_one_postgres_statement_each() {
     let few = statements_of_lists_and_statuses(&db.name, &config, CALLS).await;
     let many = statements_of_lists_and_statuses(&db.name, &config, 2 * CALLS).await;
     let per_pair = many - few;
-    // Slack of 10 for transactions Postgres itself commits in the database
-    // meanwhile (autovacuum, analyze); the old paths cost about six per pair.
     assert!(
-        per_pair <= 2 * CALLS as i64 + 10,
+        per_pair <= 2 * CALLS as i64 + OWN_TRANSACTIONS,
         "{CALLS} more LIST and STATUS pairs cost {per_pair} more Postgres statements"
     );
 }
