@@ -41,6 +41,20 @@ async fn body(
     (out, total.unwrap())
 }
 
+/// Expunges every message flagged \Deleted in one of `account`'s mailboxes.
+async fn expunge_deleted(ms: &mut MailStore, account: &str, mailbox: &str) {
+    ms.expunge(pb::ExpungeRequest {
+        account: account.into(),
+        mailbox: mailbox.into(),
+        uids: Some(pb::UidSet {
+            ranges: vec![pb::UidRange { first: 1, last: 0 }],
+        }),
+        only_deleted: true,
+    })
+    .await
+    .unwrap();
+}
+
 async fn resolve(ms: &mut MailStore, address: &str) -> (pb::RecipientStatus, Vec<String>) {
     let r = ms
         .resolve_recipient(pb::ResolveRecipientRequest {
@@ -819,16 +833,7 @@ async fn get_quota_follows_usage() {
     let q = quota(&mut ms).await.unwrap();
     let len = msg.len() as u64;
     assert_eq!((q.used_bytes, q.messages), (2 * len, 2));
-    ms.expunge(pb::ExpungeRequest {
-        account: "q@quota.test".into(),
-        mailbox: "INBOX".into(),
-        uids: Some(pb::UidSet {
-            ranges: vec![pb::UidRange { first: 1, last: 0 }],
-        }),
-        only_deleted: true,
-    })
-    .await
-    .unwrap();
+    expunge_deleted(&mut ms, "q@quota.test", "INBOX").await;
     let q = quota(&mut ms).await.unwrap();
     assert_eq!((q.used_bytes, q.messages), (len, 1));
     let e = ms
@@ -929,17 +934,7 @@ async fn message_quota_limits_every_way_in() {
     assert_eq!(deliver("d1").await, pb::DeliveryStatus::DeliveryOverQuota);
 
     // An expunge makes room for one more.
-    ms.clone()
-        .expunge(pb::ExpungeRequest {
-            account: "q@quota.test".into(),
-            mailbox: "Sent".into(),
-            uids: Some(pb::UidSet {
-                ranges: vec![pb::UidRange { first: 1, last: 0 }],
-            }),
-            only_deleted: true,
-        })
-        .await
-        .unwrap();
+    expunge_deleted(&mut ms.clone(), "q@quota.test", "Sent").await;
     assert_eq!(deliver("d2").await, pb::DeliveryStatus::DeliveryStored);
     assert_eq!(deliver("d3").await, pb::DeliveryStatus::DeliveryOverQuota);
     stop(running).await;
@@ -1153,16 +1148,7 @@ async fn a_jobs_copies_are_stored_once_however_it_is_redelivered() {
         );
     }
     // Room made; the retry carries the deferred recipient only.
-    ms.expunge(pb::ExpungeRequest {
-        account: "full@g.test".into(),
-        mailbox: "INBOX".into(),
-        uids: Some(pb::UidSet {
-            ranges: vec![pb::UidRange { first: 1, last: 0 }],
-        }),
-        only_deleted: true,
-    })
-    .await
-    .unwrap();
+    expunge_deleted(&mut ms, "full@g.test", "INBOX").await;
     assert_eq!(deliver(job("j1", &["full@g.test"])).await, [DeliveryStored]);
     assert_eq!(
         deliver(job("j1", &all)).await,

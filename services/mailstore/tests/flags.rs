@@ -65,6 +65,16 @@ async fn deliver_one(ms: &mut MailStore, config: &Config, key: &str, data: &str)
     .unwrap();
 }
 
+/// alice@example.test, created on `running`, with `count` messages
+/// ("Subject: m<i>") delivered to her INBOX.
+async fn alice_with_messages(running: &Running, ms: &mut MailStore, config: &Config, count: usize) {
+    add_account(running, "alice@example.test", 0, 0).await;
+    for i in 0..count {
+        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
+        deliver_one(ms, config, &format!("job-{i}"), &data).await;
+    }
+}
+
 async fn expunge(ms: &mut MailStore, set: &[(u32, u32)], only_deleted: bool) -> Vec<u32> {
     ms.expunge(pb::ExpungeRequest {
         account: "alice@example.test".into(),
@@ -432,11 +442,7 @@ async fn concurrent_stores_lose_no_update() {
     let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0, 0).await;
-    for i in 0..3 {
-        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
-        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
-    }
+    alice_with_messages(&running, &mut ms, &config, 3).await;
 
     const CALLS: usize = 40;
     let calls = (0..CALLS).map(|i| {
@@ -535,11 +541,7 @@ async fn a_store_is_one_postgres_statement() {
     let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0, 0).await;
-    for i in 0..2 {
-        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
-        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
-    }
+    alice_with_messages(&running, &mut ms, &config, 2).await;
     stop(running).await;
 
     let few = statements_of_a_run(&db.name, &config, STORES).await;
@@ -793,11 +795,7 @@ async fn list_and_status_are_one_postgres_statement_each() {
     let config = config(&db, blob_dir.path());
     let running = start(config.clone()).await;
     let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0, 0).await;
-    for i in 0..2 {
-        let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
-        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
-    }
+    alice_with_messages(&running, &mut ms, &config, 2).await;
     ms.subscribe_mailbox(pb::SubscribeMailboxRequest {
         account: "alice@example.test".into(),
         name: "Gone".into(),
