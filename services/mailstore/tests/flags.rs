@@ -65,14 +65,23 @@ async fn deliver_one(ms: &mut MailStore, config: &Config, key: &str, data: &str)
     .unwrap();
 }
 
-/// alice@example.test, created on `running`, with `count` messages
-/// ("Subject: m<i>") delivered to her INBOX.
-async fn alice_with_messages(running: &Running, ms: &mut MailStore, config: &Config, count: usize) {
-    add_account(running, "alice@example.test", 0, 0).await;
+/// mailstore running on a fresh database `name`, where alice@example.test
+/// has `count` messages ("Subject: m<i>") delivered to her INBOX.
+async fn started_with_alice(
+    name: &str,
+    count: usize,
+) -> (ScratchDb, tempfile::TempDir, Config, Running, MailStore) {
+    let db = ScratchDb::new(name);
+    let blob_dir = tempfile::tempdir().unwrap();
+    let config = config(&db, blob_dir.path());
+    let running = start(config.clone()).await;
+    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
+    add_account(&running, "alice@example.test", 0, 0).await;
     for i in 0..count {
         let data = format!("Subject: m{i}\r\n\r\nbody\r\n");
-        deliver_one(ms, config, &format!("job-{i}"), &data).await;
+        deliver_one(&mut ms, &config, &format!("job-{i}"), &data).await;
     }
+    (db, blob_dir, config, running, ms)
 }
 
 async fn expunge(ms: &mut MailStore, set: &[(u32, u32)], only_deleted: bool) -> Vec<u32> {
@@ -437,12 +446,8 @@ async fn concurrent_stores_beyond_the_pool_size() {
 /// the unseen count right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_stores_lose_no_update() {
-    let db = ScratchDb::new("mailstore_flagrace");
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db, blob_dir.path());
-    let running = start(config.clone()).await;
-    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    alice_with_messages(&running, &mut ms, &config, 3).await;
+    let (_db, _blob_dir, _config, running, mut ms) =
+        started_with_alice("mailstore_flagrace", 3).await;
 
     const CALLS: usize = 40;
     let calls = (0..CALLS).map(|i| {
@@ -536,12 +541,7 @@ async fn statements_of_a_run(db: &str, config: &Config, stores: usize) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_is_one_postgres_statement() {
     const STORES: usize = 30;
-    let db = ScratchDb::new("mailstore_flagcount");
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db, blob_dir.path());
-    let running = start(config.clone()).await;
-    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    alice_with_messages(&running, &mut ms, &config, 2).await;
+    let (db, _blob_dir, config, running, _ms) = started_with_alice("mailstore_flagcount", 2).await;
     stop(running).await;
 
     let few = statements_of_a_run(&db.name, &config, STORES).await;
@@ -604,12 +604,8 @@ async fn statements_of_body_fetches(db: &str, config: &Config, fetches: usize, w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_fetch_is_one_postgres_statement() {
     const FETCHES: usize = 30;
-    let db = ScratchDb::new("mailstore_bodycount");
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db, blob_dir.path());
-    let running = start(config.clone()).await;
-    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    add_account(&running, "alice@example.test", 0, 0).await;
+    let (db, _blob_dir, config, running, mut ms) =
+        started_with_alice("mailstore_bodycount", 0).await;
     let data = "Subject: m\r\n\r\nbody\r\n";
     deliver_one(&mut ms, &config, "job-1", data).await;
     stop(running).await;
@@ -790,12 +786,8 @@ async fn statements_of_lists_and_statuses(db: &str, config: &Config, calls: usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_and_status_are_one_postgres_statement_each() {
     const CALLS: usize = 20;
-    let db = ScratchDb::new("mailstore_liststatuscount");
-    let blob_dir = tempfile::tempdir().unwrap();
-    let config = config(&db, blob_dir.path());
-    let running = start(config.clone()).await;
-    let mut ms = mailstore_client(&running.grpc_url, SERVICE_TOKEN).unwrap();
-    alice_with_messages(&running, &mut ms, &config, 2).await;
+    let (db, _blob_dir, config, running, mut ms) =
+        started_with_alice("mailstore_liststatuscount", 2).await;
     ms.subscribe_mailbox(pb::SubscribeMailboxRequest {
         account: "alice@example.test".into(),
         name: "Gone".into(),

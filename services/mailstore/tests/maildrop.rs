@@ -40,6 +40,18 @@ async fn open(ms: &mut MailStore, password: &str) -> pb::Maildrop {
     .into_inner()
 }
 
+/// LockMaildrop of alice's maildrop (a login already verified elsewhere).
+async fn lock(ms: &mut MailStore) -> pb::Maildrop {
+    ms.lock_maildrop(pb::LockMaildropRequest {
+        account: ALICE.into(),
+        holder: "test".into(),
+        ttl_seconds: 60,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 async fn close(ms: &mut MailStore, lease_id: &str) {
     ms.close_maildrop(pb::CloseMaildropRequest {
         account: ALICE.into(),
@@ -97,15 +109,7 @@ async fn both_login_paths_lock_and_snapshot_alike() {
     );
     assert_ne!(second.lease_id, first.lease_id);
     assert!(open(&mut ms, "wrong").await.lease_id.is_empty());
-    let locked = ms
-        .lock_maildrop(pb::LockMaildropRequest {
-            account: ALICE.into(),
-            holder: "test".into(),
-            ttl_seconds: 60,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let locked = lock(&mut ms).await;
     assert!(locked.in_use);
     close(&mut ms, &second.lease_id).await;
     // A release keeps the lease row, marked run out, for the next login to
@@ -118,15 +122,7 @@ async fn both_login_paths_lock_and_snapshot_alike() {
             .await
             .unwrap();
     assert_eq!((count, released), (1, Some(true)));
-    let locked = ms
-        .lock_maildrop(pb::LockMaildropRequest {
-            account: ALICE.into(),
-            holder: "test".into(),
-            ttl_seconds: 60,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let locked = lock(&mut ms).await;
     assert!(!locked.in_use && !locked.lease_id.is_empty());
     assert_eq!(locked.messages, first.messages);
     // The last lease is in the account's one lease row, taken in place.
